@@ -1,0 +1,387 @@
+"""The consumer runner: at-least-once delivery with exactly-once effects left to idempotent handlers.
+
+Events of different conversations (record keys) run concurrently, up to ``max_in_flight``; events of the
+same key run one after another in offset order. The offset committed for a partition is its low
+watermark: the first offset not yet finished, so a crash never skips an unfinished event. A failing event
+is retried (see ``errors``), then dead-lettered with the error, and only then counted as finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from agentbus import metrics
+from agentbus.bus.deadletter import dead_letter_event
+from agentbus.bus.errors import PermanentError, is_transient
+from agentbus.bus.kafka import client_options
+from agentbus.bus.producer import Producer
+from agentbus.bus.watermark import Watermark
+from agentbus.events import Event, UnknownEvent, parse_event
+from agentbus.settings import Settings
+from agentbus.telemetry import extract_context, tracer
+
+log = structlog.get_logger("agentbus.consumer")
+
+Record = ConsumerRecord
+Handler = Callable[[Event], Awaitable[Sequence[Event]]]
+
+
+class _Abandon(Exception):
+    """Stop working on a key's queue without finishing (or committing) the current event."""
+
+
+@dataclass
+class _KeyQueue:
+    records: deque[ConsumerRecord] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+
+
+class RetryBudget:
+    """At most ``per_minute`` non-transient retries across the service; past it, failures dead-letter at once."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._stamps: deque[float] = deque()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        while self._stamps and now - self._stamps[0] > 60:
+            self._stamps.popleft()
+        if len(self._stamps) >= self.per_minute:
+            return False
+        self._stamps.append(now)
+        return True
+
+
+class ConsumerRunner(ConsumerRebalanceListener):
+    def __init__(
+        self,
+        settings: Settings,
+        service: str,
+        producer: Producer,
+        routes: dict[str, Handler],
+        group_id: str | None = None,
+        transient_deadline_s: float = 900.0,
+    ) -> None:
+        self._s = settings
+        self._service = service
+        self._producer = producer
+        self._routes = routes
+        self._group = group_id or f"{settings.consumer_group_prefix}.{settings.topic_prefix}.{service}"
+        self._transient_deadline_s = transient_deadline_s
+        self._consumer: AIOKafkaConsumer | None = None
+        self._marks: dict[TopicPartition, Watermark] = {}
+        self._keys: dict[tuple[TopicPartition, bytes | None], _KeyQueue] = {}
+        self._sem = asyncio.Semaphore(settings.max_in_flight)
+        self._buffered = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._stopping = asyncio.Event()
+        self._budget = RetryBudget(settings.retry_budget_per_minute)
+        self._commit_lock = asyncio.Lock()
+        self.assigned = False
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            **client_options(self._s),
+            group_id=self._group,
+            client_id=f"agentbus-{self._service}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._s.session_timeout_ms,
+            heartbeat_interval_ms=self._s.heartbeat_interval_ms,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_poll_interval_ms=600_000,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe(topics=list(self._routes), listener=self)
+        self.started = True
+
+    async def run(self) -> None:
+        """Fetch and dispatch until ``stop``; then drain in-flight work and commit."""
+        assert self._consumer is not None, "start() first"
+        committer = asyncio.create_task(self._commit_loop())
+        try:
+            while not self._stopping.is_set():
+                if self._buffered >= self._s.max_buffered:
+                    self._room.clear()
+                    stop_wait = asyncio.ensure_future(self._stopping.wait())
+                    room_wait = asyncio.ensure_future(self._room.wait())
+                    await asyncio.wait({stop_wait, room_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    stop_wait.cancel()
+                    room_wait.cancel()
+                    continue
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+                for tp, records in batch.items():
+                    mark = self._marks.get(tp)
+                    if mark is None:  # revoked between fetch and dispatch
+                        continue
+                    for rec in records:
+                        if not mark.add(rec.offset):
+                            continue  # already seen (redelivered by a seek)
+                        self._dispatch(tp, rec)
+        finally:
+            committer.cancel()
+            await self._drain(self._s.shutdown_grace_s)
+            await self._commit()
+
+    async def stop(self) -> None:
+        """Graceful: stop fetching; ``run`` then finishes in-flight work (within the grace period) and commits."""
+        self._stopping.set()
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    @property
+    def in_flight(self) -> int:
+        return self._buffered
+
+    # ------------------------------------------------------------------ rebalance
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        tps = set(revoked)
+        tasks = [q.task for (tp, _), q in self._keys.items() if tp in tps and q.task is not None]
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=self._s.shutdown_grace_s)
+            for t in pending:  # abandoned: not committed past, the next owner redoes them
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        await self._commit(only=tps)
+        for key in [k for k in self._keys if k[0] in tps]:
+            q = self._keys.pop(key)
+            self._buffered -= len(q.records)
+            q.records.clear()
+        for tp in tps:
+            self._marks.pop(tp, None)
+        self._update_buffered()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        assert self._consumer is not None
+        for tp in assigned:
+            self._marks[tp] = Watermark()
+        self.assigned = True
+        log.info("partitions_assigned", count=len(assigned))
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, tp: TopicPartition, rec: ConsumerRecord) -> None:
+        key = (tp, rec.key)
+        q = self._keys.get(key)
+        if q is None:
+            q = self._keys[key] = _KeyQueue()
+        q.records.append(rec)
+        self._buffered += 1
+        self._update_buffered()
+        if q.task is None:
+            q.task = asyncio.create_task(self._drain_key(key, q))
+
+    async def _drain_key(self, key: tuple[TopicPartition, bytes | None], q: _KeyQueue) -> None:
+        tp = key[0]
+        try:
+            while q.records and not self._abandoned(tp):
+                rec = q.records[0]
+                async with self._sem:
+                    metrics.IN_FLIGHT.inc()
+                    try:
+                        await self._process(rec)
+                    except _Abandon:
+                        return
+                    finally:
+                        metrics.IN_FLIGHT.dec()
+                q.records.popleft()
+                self._buffered -= 1
+                self._update_buffered()
+                mark = self._marks.get(tp)
+                if mark is not None:
+                    mark.done(rec.offset)
+        finally:
+            self._buffered -= len(q.records)  # abandoned or cancelled: never marked done
+            q.records.clear()
+            self._update_buffered()
+            if self._keys.get(key) is q:
+                del self._keys[key]
+
+    def _abandoned(self, tp: TopicPartition) -> bool:
+        return tp not in self._marks
+
+    def _update_buffered(self) -> None:
+        metrics.BUFFERED.set(self._buffered)
+        if self._buffered < self._s.max_buffered:
+            self._room.set()
+
+    async def _drain(self, timeout: float) -> None:
+        tasks = [q.task for q in self._keys.values() if q.task is not None]
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for t in pending:
+            t.cancel()
+        if pending:
+            log.warning("shutdown_abandoned_in_flight", count=len(pending))
+            await asyncio.wait(pending, timeout=5)
+
+    # ------------------------------------------------------------------ processing
+
+    async def _process(self, rec: ConsumerRecord) -> None:
+        handler = self._routes[rec.topic]
+        parent = extract_context(rec.headers)
+        token = otel_context.attach(parent)
+        try:
+            with tracer().start_as_current_span(f"{rec.topic} process", kind=SpanKind.CONSUMER) as span:
+                span.set_attribute("messaging.system", "kafka")
+                span.set_attribute("messaging.destination.name", rec.topic)
+                span.set_attribute("messaging.kafka.partition", rec.partition)
+                span.set_attribute("messaging.kafka.offset", rec.offset)
+                try:
+                    event = parse_event(rec.value)
+                except (UnknownEvent, ValueError) as exc:
+                    span.set_status(Status(StatusCode.ERROR, "unparseable event"))
+                    await self._dead_letter(rec, None, exc, attempts=1)
+                    return
+                span.set_attribute("messaging.message.id", str(event.id))
+                structlog.contextvars.bind_contextvars(
+                    correlation_id=str(event.correlation_id), event_id=str(event.id), event_type=event.TYPE
+                )
+                try:
+                    await self._run_with_retries(rec, event, handler)
+                finally:
+                    structlog.contextvars.unbind_contextvars("correlation_id", "event_id", "event_type")
+        finally:
+            otel_context.detach(token)
+
+    async def _run_with_retries(self, rec: ConsumerRecord, event: Event, handler: Handler) -> None:
+        attempts = 0
+        first_failure: float | None = None
+        delay = self._s.retry_initial_s
+        while True:
+            attempts += 1
+            started = time.perf_counter()
+            try:
+                outputs = await handler(event)
+                await self._producer.publish(outputs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # classified below: retried, or dead-lettered, never swallowed
+                metrics.HANDLER_SECONDS.labels(type=event.TYPE).observe(time.perf_counter() - started)
+                now = time.monotonic()
+                first_failure = first_failure or now
+                transient = is_transient(exc) and not isinstance(exc, PermanentError)
+                if isinstance(exc, PermanentError):
+                    give_up = True
+                elif transient:
+                    give_up = now - first_failure > self._transient_deadline_s
+                    attempts -= 1  # the event is not at fault
+                else:
+                    give_up = attempts >= self._s.handler_attempts or not self._budget.take()
+                if not give_up and self._stopping.is_set():
+                    raise _Abandon from exc  # shutting down: leave it uncommitted for the next owner
+                if give_up:
+                    metrics.EVENTS_CONSUMED.labels(type=event.TYPE, outcome="dead_lettered").inc()
+                    await self._dead_letter(rec, event, exc, attempts=max(attempts, 1))
+                    return
+                kind = "transient" if transient else "error"
+                metrics.RETRIES.labels(type=event.TYPE, kind=kind).inc()
+                log.warning(
+                    "handler_retry",
+                    kind=kind,
+                    attempt=attempts,
+                    error=f"{type(exc).__name__}: {exc}"[:500],
+                    delay_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self._s.retry_max_s)
+                continue
+            metrics.HANDLER_SECONDS.labels(type=event.TYPE).observe(time.perf_counter() - started)
+            metrics.EVENTS_CONSUMED.labels(type=event.TYPE, outcome="ok").inc()
+            return
+
+    async def _dead_letter(
+        self, rec: ConsumerRecord, event: Event | None, exc: BaseException, attempts: int
+    ) -> None:
+        dle = dead_letter_event(self._service, rec, event, exc, attempts)
+        log.error(
+            "event_dead_lettered",
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            error=f"{type(exc).__name__}: {exc}"[:500],
+            attempts=attempts,
+        )
+        delay = self._s.retry_initial_s
+        while True:  # the dead letter must be durable before the offset may move past the event
+            try:
+                await self._producer.publish([dle])
+                metrics.DEAD_LETTERED.labels(type=event.TYPE if event else "unparseable").inc()
+                return
+            except Exception as pub_exc:  # broker unavailable: keep trying, never drop it
+                log.warning("dead_letter_publish_retry", error=str(pub_exc)[:300])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._s.retry_max_s)
+
+    # ------------------------------------------------------------------ commits
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._s.commit_interval_s)
+            try:
+                await self._commit()
+            except Exception as exc:  # a failed commit is retried at the next tick; offsets only lag
+                log.warning("commit_failed", error=str(exc)[:300])
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        if self._consumer is None:
+            return
+        async with self._commit_lock:
+            offsets: dict[TopicPartition, int] = {}
+            for tp, mark in self._marks.items():
+                if only is not None and tp not in only:
+                    continue
+                wm = mark.take_commit()
+                if wm is not None:
+                    offsets[tp] = wm
+            if not offsets:
+                return
+            try:
+                await self._consumer.commit(offsets)
+            except Exception:
+                for tp, off in offsets.items():
+                    m = self._marks.get(tp)
+                    if m is not None:
+                        m.uncommit(off)
+                raise
+            for tp, off in offsets.items():
+                hw = self._consumer.highwater(tp)
+                if hw is not None:
+                    metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(hw - off, 0))
+
+    def lag(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self._consumer is None:
+            return out
+        for tp, mark in self._marks.items():
+            hw = self._consumer.highwater(tp)
+            out[f"{tp.topic}[{tp.partition}]"] = {
+                "committed": mark.committed,
+                "highwater": hw,
+                "in_flight": mark.pending,
+            }
+        return out

@@ -1,0 +1,92 @@
+"""Publishing events: acks=all, keyed by conversation, trace context and event identity in headers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import SpanKind
+
+from agentbus import metrics
+from agentbus.bus.kafka import client_options
+from agentbus.events import Event
+from agentbus.settings import Settings
+from agentbus.telemetry import inject_headers, tracer
+from agentbus.topics import topic_of
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def event_headers(event: Event) -> list[tuple[str, bytes]]:
+    extra = [
+        ("event-id", str(event.id).encode()),
+        ("event-type", event.TYPE.encode()),
+        ("event-version", str(event.VERSION).encode()),
+        ("correlation-id", str(event.correlation_id).encode()),
+    ]
+    if event.replay:
+        extra.append(("replay", event.replay.encode()))
+    return inject_headers(extra)
+
+
+class Producer:
+    def __init__(self, settings: Settings, service: str) -> None:
+        self._s = settings
+        self._service = service
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        opts = client_options(self._s)
+        self._producer = AIOKafkaProducer(
+            **opts,
+            acks="all",
+            enable_idempotence=self._s.kafka_idempotent_producer,
+            compression_type=self._s.kafka_compression,
+            linger_ms=2,
+            max_request_size=MAX_MESSAGE_BYTES,
+            request_timeout_ms=30000,
+            client_id=f"agentbus-{self._service}",
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    @property
+    def raw(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("producer not started")
+        return self._producer
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Send every event and wait until the broker has acknowledged all of them (acks=all)."""
+        if not events:
+            return
+        futures = []
+        for event in events:
+            topic = topic_of(self._s.topic_prefix, event)
+            with tracer().start_as_current_span(f"{topic} publish", kind=SpanKind.PRODUCER) as span:
+                span.set_attribute("messaging.system", "kafka")
+                span.set_attribute("messaging.destination.name", topic)
+                span.set_attribute("messaging.message.id", str(event.id))
+                span.set_attribute("agentbus.conversation", event.conversation)
+                futures.append(
+                    await self.raw.send(
+                        topic,
+                        value=event.to_bytes(),
+                        key=event.conversation.encode(),
+                        headers=event_headers(event),
+                    )
+                )
+        await asyncio.gather(*futures)
+        for event in events:
+            metrics.EVENTS_PRODUCED.labels(type=event.TYPE).inc()
+
+    async def send_raw(
+        self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        fut = await self.raw.send(topic, value=value, key=key, headers=headers)
+        await fut

@@ -1,0 +1,11 @@
+"""Channel configuration types. Adding a channel is a config type here plus an ingress and an egress
+adapter module registered under the same ``type``."""
+
+from __future__ import annotations
+
+from agentbus.channeltypes.base import ChannelBase, EnvRef
+from agentbus.channeltypes.webhook import WebhookChannel
+
+CHANNEL_TYPES: list[type[ChannelBase]] = [WebhookChannel]
+
+__all__ = ["CHANNEL_TYPES", "ChannelBase", "EnvRef", "WebhookChannel"]

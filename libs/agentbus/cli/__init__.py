@@ -1,0 +1,16 @@
+"""The ``agentbus`` command: run the stack, run one service, send a signed message, export schemas."""
+
+from __future__ import annotations
+
+import typer
+
+from agentbus.cli.stackcmds import register as register_stack
+from agentbus.cli.tools import register as register_tools
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="agentbus: event-sourced AI agents for chat.")
+register_stack(app)
+register_tools(app)
+
+
+def main() -> None:
+    app()

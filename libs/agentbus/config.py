@@ -1,0 +1,215 @@
+"""The platform's declarative configuration: ``agentbus.yaml``.
+
+Tenants, agents, LLM models, channel instances and scheduled jobs. Credentials are never written in the
+file itself but referenced by environment variable (``{env: NAME}``, optionally with a ``default`` for
+local demos). Any error stops start-up with a message that names the offending key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from agentbus.channeltypes import CHANNEL_TYPES, ChannelBase, EnvRef
+from agentbus.channeltypes.base import Strict
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key."""
+
+
+class Tenant(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str | None = None
+
+
+class MemorySettings(Strict):
+    history_turns: int = Field(default=10, ge=0, le=200)
+    recall_top_k: int = Field(default=3, ge=0, le=50)
+    recall_min_score: float = Field(default=0.0, ge=-1.0, le=1.0)
+    semantic: bool = True
+
+
+class Agent(Strict):
+    id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+    system_prompt: str = "You are a helpful assistant."
+    model: str = "default"
+    fallback_models: tuple[str, ...] = ()
+    temperature: float | None = None
+    max_tokens: int | None = None
+    memory: MemorySettings = MemorySettings()
+
+
+class Model(Strict):
+    """An OpenAI-compatible chat-completions endpoint, referenced by name from agents."""
+
+    name: str
+    base_url: str
+    model: str
+    api_key: EnvRef | None = None
+    timeout_s: float = 60.0
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Job(Strict):
+    id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,126}$")
+    cron: str | None = None
+    every_s: float | None = Field(default=None, gt=0)
+    at: str | None = None
+    timezone: str = "UTC"
+    channel: str
+    chat: str = Field(description="the conversation (chat id) to post into")
+    chat_type: Literal["direct", "group"] = "group"
+    agent: str | None = None
+    prompt: str
+    reply_route: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Job:
+        given = [k for k in ("cron", "every_s", "at") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("exactly one of cron, every_s, at must be set")
+        if self.cron is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(self.cron):
+                raise ValueError(f"invalid cron expression {self.cron!r}")
+        return self
+
+
+class PlatformConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tenants: tuple[Tenant, ...]
+    agents: tuple[Agent, ...]
+    models: tuple[Model, ...] = ()
+    channels: tuple[Any, ...] = ()
+    jobs: tuple[Job, ...] = ()
+
+    def channel(self, channel_id: str) -> ChannelBase | None:
+        return self._channels.get(channel_id)
+
+    def agent(self, agent_id: str) -> Agent | None:
+        return self._agents.get(agent_id)
+
+    def model_named(self, name: str) -> Model | None:
+        return self._models.get(name)
+
+    @model_validator(mode="after")
+    def _index(self) -> PlatformConfig:
+        object.__setattr__(self, "_channels", {c.id: c for c in self.channels})
+        object.__setattr__(self, "_agents", {a.id: a for a in self.agents})
+        object.__setattr__(self, "_models", {m.name: m for m in self.models})
+        return self
+
+
+def _channel_adapter() -> TypeAdapter[Any]:
+    if len(CHANNEL_TYPES) == 1:
+        return TypeAdapter(CHANNEL_TYPES[0])
+    return TypeAdapter(Annotated[_union(CHANNEL_TYPES), Field(discriminator="type")])
+
+
+def _union(types: list[type[ChannelBase]]) -> Any:
+    from typing import Union
+
+    return Union[tuple(types)]  # noqa: UP007 - built at run time from the registry
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _fail(source: str, err: ValidationError, prefix: str = "") -> ConfigError:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        key = _loc(tuple(p for p in e["loc"] if p not in CHANNEL_TAGS))
+        lines.append(f"  {prefix}{key}: {e['msg']}")
+    return ConfigError("\n".join(lines))
+
+
+CHANNEL_TAGS: set[str] = set()
+
+
+def parse_config(raw: dict[str, Any], source: str = "agentbus.yaml") -> PlatformConfig:
+    """Validate a loaded YAML document, resolve cross references and environment credentials."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    CHANNEL_TAGS.clear()
+    CHANNEL_TAGS.update(t.model_fields["type"].annotation.__args__[0] for t in CHANNEL_TYPES)  # type: ignore[union-attr]
+    channels_raw = raw.get("channels") or []
+    if not isinstance(channels_raw, list):
+        raise ConfigError(f"{source}: channels: must be a list")
+    adapter = _channel_adapter()
+    channels = []
+    for i, ch in enumerate(channels_raw):
+        try:
+            channels.append(adapter.validate_python(ch))
+        except ValidationError as err:
+            raise _fail(source, err, prefix=f"channels[{i}].") from None
+    try:
+        cfg = PlatformConfig.model_validate({**raw, "channels": channels})
+    except ValidationError as err:
+        raise _fail(source, err) from None
+    _check_references(cfg, source)
+    return cfg
+
+
+def _check_references(cfg: PlatformConfig, source: str) -> None:
+    problems: list[str] = []
+
+    def dupes(kind: str, ids: list[str]) -> None:
+        seen: set[str] = set()
+        for i, x in enumerate(ids):
+            if x in seen:
+                problems.append(f"{kind}[{i}].id: duplicate id {x!r}")
+            seen.add(x)
+
+    dupes("tenants", [t.id for t in cfg.tenants])
+    dupes("agents", [a.id for a in cfg.agents])
+    dupes("channels", [c.id for c in cfg.channels])
+    dupes("jobs", [j.id for j in cfg.jobs])
+    tenants = {t.id for t in cfg.tenants}
+    agents = {a.id for a in cfg.agents}
+    models = {m.name for m in cfg.models} | {"default", "echo"}
+    for i, a in enumerate(cfg.agents):
+        for j, m in enumerate((a.model, *a.fallback_models)):
+            if m not in models:
+                key = "model" if j == 0 else f"fallback_models[{j - 1}]"
+                problems.append(f"agents[{i}].{key}: unknown model {m!r} (declare it under models)")
+    for i, c in enumerate(cfg.channels):
+        if c.tenant not in tenants:
+            problems.append(f"channels[{i}].tenant: unknown tenant {c.tenant!r}")
+        if c.agent not in agents:
+            problems.append(f"channels[{i}].agent: unknown agent {c.agent!r}")
+        for name, value in c:
+            if isinstance(value, EnvRef) and value.resolve() is None:
+                problems.append(f"channels[{i}].{name}: environment variable {value.env} is not set")
+    for i, m in enumerate(cfg.models):
+        if m.api_key is not None and m.api_key.resolve() is None:
+            problems.append(f"models[{i}].api_key: environment variable {m.api_key.env} is not set")
+    channel_ids = {c.id for c in cfg.channels}
+    for i, j in enumerate(cfg.jobs):
+        if j.channel not in channel_ids:
+            problems.append(f"jobs[{i}].channel: unknown channel {j.channel!r}")
+        if j.agent is not None and j.agent not in agents:
+            problems.append(f"jobs[{i}].agent: unknown agent {j.agent!r}")
+    if problems:
+        raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def load_config(path: Path, loader: Callable[[str], Any] = yaml.safe_load) -> PlatformConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found (set AGENTBUS_CONFIG_FILE)") from None
+    try:
+        raw = loader(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(raw or {}, source=str(path))

@@ -1,0 +1,112 @@
+"""PostgreSQL: one schema per service, migrations run on start, and the processed-events outbox.
+
+Every consumer records the id of each event it has processed, together with the events it produced, in
+the same transaction as the event's effects. A redelivered event then changes nothing: its recorded
+outputs are published again (same ids), and downstream consumers ignore what they have already seen.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+import structlog
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.events import Event, parse_event
+from agentbus.settings import Settings
+
+log = structlog.get_logger("agentbus.db")
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+KERNEL_SQL = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS processed_events (
+    event_id uuid PRIMARY KEY,
+    event_type text NOT NULL,
+    outputs jsonb NOT NULL DEFAULT '[]'::jsonb,
+    processed_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def schema_name(service: str, settings: Settings) -> str:
+    """The service's schema; ``AGENTBUS_DB_SCHEMA_SUFFIX`` isolates test runs sharing one database."""
+    import os
+
+    name = service + os.environ.get("AGENTBUS_DB_SCHEMA_SUFFIX", "")
+    if not _SCHEMA_RE.match(name):
+        raise ValueError(f"invalid schema name {name!r}")
+    return name
+
+
+async def open_pool(settings: Settings, schema: str, max_size: int | None = None) -> AsyncConnectionPool:
+    if not _SCHEMA_RE.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}")
+    pool = AsyncConnectionPool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=max_size or settings.db_pool_max,
+        kwargs={"options": f"-c search_path={schema}", "autocommit": True},
+        open=False,
+        timeout=30,
+        reconnect_timeout=300,
+        check=AsyncConnectionPool.check_connection,
+    )
+    await pool.open(wait=True, timeout=60)
+    return pool
+
+
+async def migrate(pool: AsyncConnectionPool, schema: str, migrations: Path) -> list[str]:
+    """Apply ``migrations/*.sql`` in name order, once each, under an advisory lock (replicas race here)."""
+    applied: list[str] = []
+    async with pool.connection() as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"agentbus.migrate.{schema}",))
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            async with conn.transaction():
+                await conn.execute(KERNEL_SQL)
+            done = {r[0] for r in await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()}
+            for path in sorted(migrations.glob("*.sql")):
+                if path.stem in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text(encoding="utf-8"))
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
+                applied.append(path.stem)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"agentbus.migrate.{schema}",))
+    if applied:
+        log.info("migrations_applied", schema=schema, versions=applied)
+    return applied
+
+
+async def processed_outputs(conn: AsyncConnection, event_id: uuid.UUID) -> list[Event] | None:
+    """The events recorded for an already-processed input, or None if it was never processed."""
+    cur = await conn.execute("SELECT outputs FROM processed_events WHERE event_id = %s", (event_id,))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return [parse_event(o) for o in row[0]]
+
+
+async def record_processed(
+    conn: AsyncConnection, event: Event, outputs: Sequence[Event] = ()
+) -> bool:
+    """Record ``event`` as processed with its outputs; False if another worker recorded it first."""
+    payload = [orjson.loads(o.to_bytes()) for o in outputs]
+    cur = await conn.execute(
+        "INSERT INTO processed_events (event_id, event_type, outputs) VALUES (%s, %s, %s) "
+        "ON CONFLICT (event_id) DO NOTHING",
+        (event.id, event.TYPE, Jsonb(payload)),
+    )
+    return cur.rowcount == 1

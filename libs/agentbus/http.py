@@ -1,0 +1,73 @@
+"""The HTTP surface every service has: /healthz (alive), /readyz (consuming and connected), /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+def error(status: int, reason: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": reason, **extra}, status_code=status)
+
+
+def admin_app(service: str, checks: dict[str, ReadyCheck], routes: Sequence[BaseRoute] = ()) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"service": service, "status": "alive"})
+
+    async def readyz(_: Request) -> Response:
+        results: dict[str, Any] = {}
+        ok = True
+        for name, check in checks.items():
+            try:
+                good, detail = await asyncio.wait_for(check(), timeout=2.0)
+            except Exception as exc:  # a failing check means not ready, with the reason shown
+                good, detail = False, f"{type(exc).__name__}: {exc}"
+            results[name] = {"ok": good, "detail": detail}
+            ok = ok and good
+        return JSONResponse({"service": service, "ready": ok, "checks": results}, status_code=200 if ok else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            *routes,
+        ]
+    )
+
+
+def server(app: Starlette, host: str, port: int) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="none",
+        timeout_graceful_shutdown=10,
+        backlog=4096,
+    )
+    return _Server(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service runtime decides how to shut down."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

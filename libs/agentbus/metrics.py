@@ -1,0 +1,32 @@
+"""Prometheus metrics shared by every service (each service process exposes them on /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "agentbus_events_consumed_total", "Events consumed, by type and outcome", ["type", "outcome"]
+)
+EVENTS_PRODUCED = Counter("agentbus_events_produced_total", "Events produced, by type", ["type"])
+HANDLER_SECONDS = Histogram(
+    "agentbus_handler_seconds",
+    "Handler latency, by event type",
+    ["type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+IN_FLIGHT = Gauge("agentbus_in_flight_events", "Events being processed right now")
+BUFFERED = Gauge("agentbus_buffered_events", "Events fetched and not yet finished")
+CONSUMER_LAG = Gauge("agentbus_consumer_lag", "High watermark minus committed offset", ["topic", "partition"])
+RETRIES = Counter("agentbus_handler_retries_total", "Handler retries, by event type and kind", ["type", "kind"])
+DEAD_LETTERED = Counter("agentbus_dead_lettered_total", "Events sent to the dead-letter topic", ["type"])
+HTTP_REQUESTS = Counter(
+    "agentbus_http_requests_total", "HTTP requests handled, by route and status", ["route", "status"]
+)
+LLM_SECONDS = Histogram(
+    "agentbus_llm_seconds",
+    "LLM call latency, by model and outcome",
+    ["model", "outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+LLM_TOKENS = Counter("agentbus_llm_tokens_total", "LLM tokens, by model and direction", ["model", "direction"])
+DELIVERIES = Counter("agentbus_deliveries_total", "Pushes to chat platforms, by channel and outcome", ["channel", "outcome"])

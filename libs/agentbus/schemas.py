@@ -1,0 +1,42 @@
+"""JSON Schemas of the event catalogue, generated from the pydantic models into ``schemas/``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from agentbus.events import CATALOGUE
+
+
+def schema_of(type_: str, version: int) -> dict[str, Any]:
+    cls = CATALOGUE[(type_, version)]
+    schema = cls.model_json_schema()
+    schema["$id"] = f"https://agentbus.dev/schemas/{type_}.v{version}.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def render(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_schemas(out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (t, v) in sorted(CATALOGUE):
+        path = out / f"{t}.v{v}.json"
+        path.write_text(render(schema_of(t, v)), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def diff_schemas(out: Path) -> list[str]:
+    problems = []
+    for (t, v) in sorted(CATALOGUE):
+        path = out / f"{t}.v{v}.json"
+        if not path.exists():
+            problems.append(f"{path}: missing (run `agentbus schemas`)")
+        elif path.read_text(encoding="utf-8") != render(schema_of(t, v)):
+            problems.append(f"{path}: differs from the model (run `agentbus schemas`)")
+    return problems

@@ -1,0 +1,123 @@
+"""Running one service as a process: wiring, start-up order, readiness, graceful shutdown.
+
+A service is described by a ``ServiceParts`` built by its bootstrap: the topic→handler table, extra HTTP
+routes, readiness checks, and start/stop hooks. The runtime owns the producer, the consumer runner and the
+HTTP server, and on SIGTERM stops taking work, finishes or releases what is in flight, commits, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from starlette.routing import BaseRoute
+
+from agentbus.bus import ConsumerRunner, Handler, Producer
+from agentbus.bus.kafka import ensure_topics
+from agentbus.config import ConfigError, PlatformConfig, load_config
+from agentbus.http import ReadyCheck, admin_app, server
+from agentbus.logs import configure_logging
+from agentbus.settings import Settings
+from agentbus.telemetry import configure_tracing, shutdown_tracing
+from agentbus.topics import all_topics
+
+log = structlog.get_logger("agentbus.service")
+
+
+@dataclass
+class ServiceParts:
+    routes: dict[str, Handler] = field(default_factory=dict)
+    http_routes: list[BaseRoute] = field(default_factory=list)
+    checks: dict[str, ReadyCheck] = field(default_factory=dict)
+    on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    consumer: ConsumerRunner | None = None
+
+
+Bootstrap = Callable[[Settings, PlatformConfig, Producer], Awaitable[ServiceParts]]
+
+
+async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: PlatformConfig) -> None:
+    if settings.create_topics:
+        created = await ensure_topics(settings, all_topics(settings.topic_prefix))
+        if created:
+            log.info("topics_created", count=len(created), partitions=settings.topic_partitions)
+    producer = Producer(settings, service)
+    await producer.start()
+    parts = await bootstrap(settings, config, producer)
+    consumer: ConsumerRunner | None = None
+    if parts.routes:
+        consumer = ConsumerRunner(settings, service, producer, parts.routes)
+        parts.consumer = consumer
+        await consumer.start()
+
+        async def consuming() -> tuple[bool, str]:
+            return consumer.assigned, "partitions assigned" if consumer.assigned else "waiting for assignment"
+
+        parts.checks = {"consumer": consuming, **parts.checks}
+
+    app = admin_app(service, parts.checks, parts.http_routes)
+    app.state.consumer = consumer
+    srv = server(app, settings.http_host, settings.port_for(service))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(srv.serve(), name="http")]
+    if consumer is not None:
+        tasks.append(asyncio.create_task(consumer.run(), name="consumer"))
+    tasks += [asyncio.create_task(b(), name="background") for b in parts.background]
+    log.info("service_started", port=settings.port_for(service), topics=sorted(parts.routes))
+
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    failed = [t for t in done if t is not stopper and not t.cancelled() and t.exception() is not None]
+    for t in failed:
+        log.error("service_task_failed", task=t.get_name(), error=repr(t.exception()))
+    log.info("service_stopping")
+
+    # 1. stop accepting: the HTTP server finishes in-flight requests; 2. the consumer drains and commits
+    srv.should_exit = True
+    if consumer is not None:
+        await consumer.stop()
+    for t in tasks:
+        if t.get_name() == "background":
+            t.cancel()
+    await asyncio.wait(tasks, timeout=settings.shutdown_grace_s + 10)
+    if consumer is not None:
+        await consumer.close()
+    for hook in parts.on_stop:
+        try:
+            await hook()
+        except Exception as exc:  # shutting down anyway; report it
+            log.warning("stop_hook_failed", error=repr(exc))
+    await producer.stop()
+    shutdown_tracing()
+    log.info("service_stopped")
+    if failed:
+        raise SystemExit(1)
+
+
+def run(service: str) -> None:
+    """Entry point of ``agentbus run <service>``."""
+    import importlib
+
+    settings = Settings()
+    configure_logging(service, settings.log_level, settings.log_json, settings.debug_log_bodies)
+    configure_tracing(service, settings.otlp_endpoint)
+    try:
+        config = load_config(settings.config_file)
+    except ConfigError as err:
+        print(f"agentbus {service}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    bootstrap: Bootstrap = importlib.import_module(f"agentbus.services.{service}.bootstrap").bootstrap
+    import uvloop
+
+    uvloop.run(serve(service, bootstrap, settings, config))

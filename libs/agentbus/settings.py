@@ -1,0 +1,101 @@
+"""Process settings from the environment (prefix ``AGENTBUS_``).
+
+Settings say *where things are* (broker, database, vector store, endpoints, ports); the YAML file says
+*what the platform does* (tenants, agents, channels, jobs). Every embedded part can be replaced by an
+external endpoint here without touching the YAML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("ingress", "memory", "reasoner", "scheduler", "egress")
+DEFAULT_PORTS = {"ingress": 8080, "memory": 8081, "reasoner": 8082, "scheduler": 8083, "egress": 8084}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTBUS_", env_nested_delimiter="__", extra="ignore")
+
+    # where the YAML lives
+    config_file: Path = Path("agentbus.yaml")
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_idempotent_producer: bool = False
+    kafka_compression: str | None = "lz4"
+    topic_prefix: str = "agentbus"
+    topic_partitions: int = 6
+    topic_replication_factor: int = 1
+    create_topics: bool = True
+    consumer_group_prefix: str = "agentbus"
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 3000
+
+    # consumers: concurrency and failure handling
+    max_in_flight: int = 256
+    max_buffered: int = 10000
+    handler_attempts: int = 5
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    retry_budget_per_minute: int = 600
+    commit_interval_s: float = 0.2
+    shutdown_grace_s: float = 20.0
+
+    # PostgreSQL
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+
+    # Qdrant: an URL for a server, else local mode at qdrant_path
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path | None = None
+    qdrant_collection: str = "agentbus_memory"
+
+    # Embeddings (OpenAI-compatible); empty URL disables semantic memory
+    embeddings_url: str | None = "http://127.0.0.1:8090/v1"
+    embeddings_model: str = "multilingual-e5-small-q4"
+    embeddings_api_key: SecretStr | None = None
+    embeddings_dim: int = 384
+    embeddings_timeout_s: float = 10.0
+
+    # LLM defaults (agents may override per model in the YAML)
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_timeout_s: float = 60.0
+    llm_attempts: int = 3
+    llm_max_connections: int = 4096
+
+    # HTTP
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
+    max_body_bytes: int = 1_048_576
+    push_timeout_s: float = 15.0
+    push_attempts: int = 6
+
+    # telemetry
+    otlp_endpoint: str | None = None
+    service_name: str | None = None
+    log_level: str = "info"
+    log_json: bool = True
+    debug_log_bodies: bool = False
+
+    # scheduler
+    scheduler_tick_s: float = 1.0
+
+    # events published into a replay run carry this id (set by `agentbus replay`)
+    environment: str = Field(default="dev")
+
+    def port_for(self, service: str) -> int:
+        return self.http_port if self.http_port is not None else DEFAULT_PORTS[service]

@@ -1,0 +1,1 @@
+"""The embedded stack behind ``agentbus up``: broker, PostgreSQL, embeddings server, the five services."""

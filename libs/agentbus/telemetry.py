@@ -1,0 +1,69 @@
+"""OpenTelemetry set-up and W3C trace-context propagation through Kafka headers.
+
+Spans are batched and exported over OTLP/HTTP only when an endpoint is configured; without one, spans are
+still created so every log line and event carries a trace id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Tracer
+
+_provider: TracerProvider | None = None
+
+
+def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider:
+    global _provider
+    if _provider is not None:
+        return _provider
+    provider = TracerProvider(resource=Resource.create({"service.name": f"agentbus-{service}"}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = otlp_endpoint.rstrip("/")
+        if not endpoint.endswith("/v1/traces"):
+            endpoint += "/v1/traces"
+        provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), max_queue_size=8192, schedule_delay_millis=1000)
+        )
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def tracer(name: str = "agentbus") -> Tracer:
+    return trace.get_tracer(name)
+
+
+def inject_headers(extra: Iterable[tuple[str, bytes]] = ()) -> list[tuple[str, bytes]]:
+    """Kafka headers carrying the current trace context."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [*((k, v.encode()) for k, v in carrier.items()), *extra]
+
+
+def extract_context(headers: Sequence[tuple[str, bytes]] | None) -> otel_context.Context:
+    carrier: dict[str, Any] = {}
+    for k, v in headers or ():
+        try:
+            carrier[k] = v.decode() if isinstance(v, bytes) else v
+        except UnicodeDecodeError:
+            continue
+    return propagate.extract(carrier)
+
+
+def trace_id_hex() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None

@@ -1,0 +1,21 @@
+"""Topic names: ``<prefix>.<type>.v<version>``, keyed by conversation so one conversation stays in order."""
+
+from __future__ import annotations
+
+from agentbus.events import CATALOGUE, Event
+
+
+def topic_for(prefix: str, event_type: str, version: int = 1) -> str:
+    return f"{prefix}.{event_type}.v{version}"
+
+
+def topic_of(prefix: str, event: Event | type[Event]) -> str:
+    return topic_for(prefix, event.TYPE, event.VERSION)
+
+
+def all_topics(prefix: str) -> list[str]:
+    return sorted(topic_for(prefix, t, v) for (t, v) in CATALOGUE)
+
+
+def dead_letter_topic(prefix: str) -> str:
+    return topic_for(prefix, "dead.lettered", 1)

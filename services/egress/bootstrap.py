@@ -1,0 +1,51 @@
+"""Wiring of egress: delivery ledger, one adapter per configured channel, shared HTTP client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from agentbus.bus import Producer
+from agentbus.config import PlatformConfig
+from agentbus.db import migrate, open_pool, schema_name
+from agentbus.events import ReplyGenerated
+from agentbus.service import ServiceParts
+from agentbus.services.egress.channels import ADAPTERS
+from agentbus.services.egress.channels.base import OutboundAdapter, RateLimiter, TokenCache
+from agentbus.services.egress.handlers import Egress
+from agentbus.services.egress.ledger import DeliveryLedger
+from agentbus.settings import Settings
+from agentbus.topics import topic_of
+
+
+def build_adapters(config: PlatformConfig, http: httpx.AsyncClient, tokens: TokenCache) -> dict[str, OutboundAdapter]:
+    out: dict[str, OutboundAdapter] = {}
+    for ch in config.channels:
+        cls = ADAPTERS.get(ch.type)
+        if cls is None:
+            raise RuntimeError(f"no outbound adapter for channel type {ch.type!r} (channel {ch.id})")
+        out[ch.id] = cls(ch, http, tokens)
+    return out
+
+
+async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
+    schema = schema_name("egress", settings)
+    pool = await open_pool(settings, schema)
+    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    http = httpx.AsyncClient(
+        timeout=settings.push_timeout_s,
+        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+    )
+    egress = Egress(build_adapters(config, http, TokenCache()), DeliveryLedger(pool), RateLimiter(), settings.push_attempts)
+
+    async def database() -> tuple[bool, str]:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True, "connected"
+
+    return ServiceParts(
+        routes={topic_of(settings.topic_prefix, ReplyGenerated): egress.push_reply},
+        checks={"database": database},
+        on_stop=[http.aclose, pool.close],
+    )

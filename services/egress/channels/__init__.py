@@ -1,0 +1,8 @@
+"""Outbound adapters by channel type."""
+
+from __future__ import annotations
+
+from agentbus.services.egress.channels.base import OutboundAdapter
+from agentbus.services.egress.channels.webhook import WebhookOutbound
+
+ADAPTERS: dict[str, type[OutboundAdapter]] = {WebhookOutbound.type: WebhookOutbound}

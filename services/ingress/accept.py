@@ -1,0 +1,96 @@
+"""Accepting one inbound message: policy, de-duplication, publish (acks=all), then the platform's answer.
+
+The event id is derived from (channel, platform event id), so a retry that slips past the de-duplication
+table (a crash between publish and insert, two replicas racing) publishes the very same event again, which
+every consumer downstream ignores. Nothing is answered 2xx before the broker has acknowledged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.bus import Producer
+from agentbus.channeltypes import ChannelBase
+from agentbus.events import MessageReceived, MessageReceivedData, derive_id
+from agentbus.services.ingress.channels.base import Inbound, InboundMessage
+
+log = structlog.get_logger("agentbus.ingress")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # published | duplicate | ignored
+    event_id: uuid.UUID | None = None
+    reason: str = ""
+
+
+def conversation_key(channel: ChannelBase, chat_id: str) -> str:
+    return f"{channel.tenant}/{channel.id}/{chat_id}"
+
+
+def policy(channel: ChannelBase, msg: InboundMessage) -> tuple[str | None, str | None]:
+    """(why to ignore, refusal text): group messages need a mention; direct ones may need the allowlist."""
+    if msg.from_self:
+        return "own message", None
+    if msg.chat.type == "group" and channel.require_mention_in_groups and not msg.mentioned_bot:
+        return "group message without a mention", None
+    if msg.chat.type == "direct" and channel.allowlist is not None and msg.sender.id not in channel.allowlist:
+        return None, channel.refusal_text
+    return None, None
+
+
+class Acceptor:
+    def __init__(self, pool: AsyncConnectionPool, producer: Producer) -> None:
+        self._pool = pool
+        self._producer = producer
+
+    async def accept(self, channel: ChannelBase, inbound: Inbound) -> Outcome:
+        msg = inbound.message
+        if msg is None:
+            return Outcome("ignored", reason=inbound.note or "no message")
+        ignore, refusal = policy(channel, msg)
+        if ignore:
+            return Outcome("ignored", reason=ignore)
+        dedupe_id = inbound.dedupe_id or msg.platform_message_id
+        event_id = derive_id(f"{channel.id}:{dedupe_id}", "message.received")
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM inbound_dedupe WHERE channel = %s AND dedupe_id = %s", (channel.id, dedupe_id)
+            )
+            if await cur.fetchone() is not None:
+                log.info("webhook_duplicate", channel=channel.id)
+                return Outcome("duplicate", event_id)
+        event = MessageReceived.new(
+            MessageReceivedData(
+                channel=channel.id,
+                channel_type=channel.type,
+                agent=channel.agent,
+                platform_message_id=msg.platform_message_id,
+                sender=msg.sender,
+                chat=msg.chat,
+                text=msg.text,
+                mentions=msg.mentions,
+                mentioned_bot=msg.mentioned_bot,
+                reply_route=msg.reply_route,
+                received_at=datetime.now(UTC),
+                refusal=refusal,
+            ),
+            id=event_id,
+            source="ingress",
+            tenant=channel.tenant,
+            conversation=conversation_key(channel, msg.chat.id),
+        )
+        await self._producer.publish([event])
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO inbound_dedupe (channel, dedupe_id, event_id) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (channel.id, dedupe_id, event_id),
+            )
+        log.info("message_accepted", channel=channel.id, refused=refusal is not None)
+        return Outcome("published", event_id)

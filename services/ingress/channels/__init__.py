@@ -1,0 +1,8 @@
+"""Inbound adapters by channel type."""
+
+from __future__ import annotations
+
+from agentbus.services.ingress.channels.base import InboundAdapter
+from agentbus.services.ingress.channels.webhook import WebhookInbound
+
+ADAPTERS: dict[str, type[InboundAdapter]] = {WebhookInbound.type: WebhookInbound}

@@ -1,0 +1,82 @@
+"""The inbound half of a channel: turn one verified platform request into at most one message.
+
+An adapter verifies the request exactly as its platform documents (signature over the raw body, timestamp
+window, decryption, handshakes) and normalises it. It never publishes or touches the database: ingress
+does that, so every channel gets the same de-duplication and publish-before-answer guarantee.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from agentbus.channeltypes import ChannelBase
+from agentbus.events import Chat, Sender
+
+
+class Rejected(Exception):
+    """The request is refused with a 4xx and a reason; nothing is published."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        if not 400 <= status < 500:
+            raise ValueError("Rejected is for 4xx answers")
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: Mapping[str, str]  # lower-cased names
+    query: Mapping[str, str]
+    body: bytes
+    received_at: float  # unix seconds
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ingress answers the platform (after publishing, when there is a message)."""
+
+    status: int = 200
+    body: bytes = b'{"ok":true}'
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    platform_message_id: str
+    sender: Sender
+    chat: Chat
+    text: str
+    mentions: tuple[str, ...] = ()
+    mentioned_bot: bool = False
+    reply_route: dict[str, Any] = field(default_factory=dict)
+    from_self: bool = False  # the bot's own message echoed back: ignored
+
+
+@dataclass(frozen=True)
+class Inbound:
+    answer: Answer = Answer()
+    message: InboundMessage | None = None
+    dedupe_id: str | None = None  # the platform's event id: retries carrying it are published once
+    note: str = ""  # why nothing is published (handshake, ignored event type, ...)
+
+
+class InboundAdapter(ABC):
+    """One per channel type; instantiated once per configured channel."""
+
+    type: ClassVar[str]
+
+    def __init__(self, channel: ChannelBase) -> None:
+        self.channel = channel
+
+    @abstractmethod
+    async def receive(self, request: HttpRequest) -> Inbound:
+        """Verify and normalise; raise ``Rejected`` for anything that is not a genuine platform request."""
+
+    def accepts_method(self, method: str) -> bool:
+        return method == "POST"

@@ -1,0 +1,1 @@
+"""Memory: conversation history (PostgreSQL), semantic memory (Qdrant), and context assembly."""

@@ -1,0 +1,56 @@
+"""Wiring of memory: database, embeddings client, Qdrant, and the topic → handler table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentbus.bus import Producer
+from agentbus.config import PlatformConfig
+from agentbus.db import migrate, open_pool, schema_name
+from agentbus.events import JobTriggered, MessageReceived, ReplyGenerated
+from agentbus.service import ServiceParts
+from agentbus.services.memory.embeddings import OpenAIEmbedder
+from agentbus.services.memory.handlers import Memory
+from agentbus.services.memory.store import PgTurnStore
+from agentbus.services.memory.vectors import QdrantStore
+from agentbus.settings import Settings
+from agentbus.topics import topic_of
+
+
+async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
+    schema = schema_name("memory", settings)
+    pool = await open_pool(settings, schema)
+    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    embedder = None
+    vectors = None
+    on_stop = [pool.close]
+    if settings.embeddings_url:
+        key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
+        embedder = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key, settings.embeddings_timeout_s)
+        qkey = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        vectors = QdrantStore.connect(
+            settings.qdrant_url,
+            str(settings.qdrant_path) if settings.qdrant_path else None,
+            qkey,
+            settings.qdrant_collection,
+            settings.embeddings_dim,
+        )
+        await vectors.ensure()
+        on_stop += [embedder.aclose, vectors.aclose]
+    memory = Memory(config, PgTurnStore(pool), embedder, vectors)
+    p = settings.topic_prefix
+
+    async def database() -> tuple[bool, str]:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True, "connected"
+
+    return ServiceParts(
+        routes={
+            topic_of(p, MessageReceived): memory.assemble_context,
+            topic_of(p, JobTriggered): memory.assemble_context,
+            topic_of(p, ReplyGenerated): memory.remember_reply,
+        },
+        checks={"database": database},
+        on_stop=on_stop,
+    )

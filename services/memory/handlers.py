@@ -1,0 +1,117 @@
+"""Memory's handlers: remember every turn, and assemble the context an agent answers from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from agentbus.bus import PermanentError
+from agentbus.config import Agent, PlatformConfig
+from agentbus.events import (
+    ContextAssembled,
+    ContextAssembledData,
+    Event,
+    Recall,
+    Turn,
+)
+from agentbus.services.memory.ports import Embedder, VectorStore
+from agentbus.services.memory.store import PgTurnStore
+
+log = structlog.get_logger("agentbus.memory")
+SOURCE = "memory"
+
+
+@dataclass
+class Memory:
+    config: PlatformConfig
+    store: PgTurnStore
+    embedder: Embedder | None
+    vectors: VectorStore | None
+
+    def _agent(self, agent_id: str) -> Agent:
+        agent = self.config.agent(agent_id)
+        if agent is None:
+            raise PermanentError(f"unknown agent {agent_id!r}")
+        return agent
+
+    async def _recall_and_index(self, event: Event, agent: Agent, turn: Turn) -> list[Recall]:
+        """Recall this tenant's memories like the turn, then index the turn itself."""
+        if self.embedder is None or self.vectors is None or not agent.memory.semantic:
+            return []
+        recalls: list[Recall] = []
+        k = agent.memory.recall_top_k
+        if k > 0:
+            [qv] = await self.embedder.embed([turn.text], "query")
+            recalls = [
+                r
+                for r in await self.vectors.search(qv, event.tenant, k, exclude=event.id)
+                if r.score >= agent.memory.recall_min_score
+            ]
+        [pv] = await self.embedder.embed([turn.text], "passage")
+        await self.vectors.upsert(event.id, pv, event.tenant, event.conversation, turn.role, turn.text, turn.at)
+        return recalls
+
+    async def assemble_context(self, event: Event) -> Sequence[Event]:
+        """message.received / job.triggered → context.assembled."""
+        previous = await self.store.already(event.id)
+        if previous is not None:
+            return previous
+        d = event.data
+        if event.TYPE == "job.triggered":
+            agent_id = d.agent
+            turn = Turn(role="user", text=d.prompt, at=d.due_at, event_id=event.id, sender=f"job:{d.job_id}")
+            trigger, channel_id, chat, route, in_reply_to, refusal = (
+                "job", d.channel, d.chat, d.reply_route, None, None,
+            )
+        else:
+            agent_id = d.agent
+            turn = Turn(role="user", text=d.text, at=d.received_at, event_id=event.id, sender=d.sender.id)
+            trigger, channel_id, chat, route, in_reply_to, refusal = (
+                "message", d.channel, d.chat, d.reply_route, d.platform_message_id, d.refusal,
+            )
+        channel = self.config.channel(channel_id)
+        if channel is None:
+            raise PermanentError(f"unknown channel {channel_id!r}")
+        agent = self._agent(agent_id)
+        memories: list[Recall] = []
+        if refusal is None:
+            memories = await self._recall_and_index(event, agent, turn)
+
+        def build(history: list[Turn]) -> list[Event]:
+            data = ContextAssembledData(
+                agent=agent.id,
+                channel=channel_id,
+                channel_type=channel.type,
+                chat=chat,
+                trigger=trigger,
+                input=turn,
+                history=tuple(history) if refusal is None else (),
+                memories=tuple(memories),
+                reply_route=route,
+                in_reply_to=in_reply_to,
+                refusal=refusal,
+            )
+            return [event.follow(ContextAssembled, data, source=SOURCE, step="context")]
+
+        outputs = await self.store.remember(
+            event, turn if refusal is None else None, agent.memory.history_turns if refusal is None else 0, build
+        )
+        log.info("context_assembled", history=len(outputs[0].data.history) if outputs else 0, memories=len(memories))
+        return outputs
+
+    async def remember_reply(self, event: Event) -> Sequence[Event]:
+        """reply.generated → an assistant turn (no output)."""
+        if await self.store.already(event.id) is not None:
+            return []
+        d = event.data
+        if event.replay:  # a shadow run must not change what live conversations remember
+            return []
+        turn = Turn(role="assistant", text=d.text, at=event.occurred_at, event_id=event.id, sender=d.agent)
+        agent = self.config.agent(d.agent)
+        if agent is not None and agent.memory.semantic and self.embedder is not None and self.vectors is not None:
+            [pv] = await self.embedder.embed([turn.text], "passage")
+            await self.vectors.upsert(event.id, pv, event.tenant, event.conversation, "assistant", d.text, turn.at)
+        await self.store.remember(event, turn, 0, lambda _h: [])
+        return []

@@ -1,0 +1,62 @@
+"""Conversation history in PostgreSQL (schema ``memory``), written together with the processed record."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.db import processed_outputs, record_processed
+from agentbus.events import Event, Turn
+
+
+class PgTurnStore:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
+        async with self._pool.connection() as conn:
+            return await processed_outputs(conn, event_id)
+
+    async def remember(
+        self,
+        event: Event,
+        turn: Turn | None,
+        history_limit: int,
+        build: Callable[[list[Turn]], Sequence[Event]],
+    ) -> list[Event]:
+        """In one transaction: store the turn, read the history before it, record the outputs built from it."""
+        async with self._pool.connection() as conn, conn.transaction():
+            previous = await processed_outputs(conn, event.id)
+            if previous is not None:
+                return previous
+            history: list[Turn] = []
+            if history_limit > 0:
+                cur = await conn.execute(
+                    "SELECT role, text, at, event_id, sender FROM turns WHERE conversation = %s "
+                    "AND event_id <> %s ORDER BY at DESC, seq DESC LIMIT %s",
+                    (event.conversation, event.id, history_limit),
+                )
+                rows = await cur.fetchall()
+                history = [Turn(role=r[0], text=r[1], at=r[2], event_id=r[3], sender=r[4]) for r in reversed(rows)]
+            if turn is not None:
+                await conn.execute(
+                    "INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
+                    (event.id, event.tenant, event.conversation, turn.role, turn.sender, turn.text, turn.at),
+                )
+            outputs = list(build(history))
+            if not await record_processed(conn, event, outputs):
+                raise RuntimeError("concurrent processing of the same event")  # retried; then replays outputs
+            return outputs
+
+    async def history(self, conversation: str, limit: int = 50) -> list[Turn]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT role, text, at, event_id, sender FROM turns WHERE conversation = %s "
+                "ORDER BY at DESC, seq DESC LIMIT %s",
+                (conversation, limit),
+            )
+            rows = await cur.fetchall()
+        return [Turn(role=r[0], text=r[1], at=r[2], event_id=r[3], sender=r[4]) for r in reversed(rows)]

@@ -1,0 +1,1 @@
+"""Reasoner: agent profiles, LLM calls with fallback, and the inference ledger."""

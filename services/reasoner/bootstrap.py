@@ -1,0 +1,35 @@
+"""Wiring of the reasoner: ledger, LLM client, topic → handler table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentbus.bus import Producer
+from agentbus.config import PlatformConfig
+from agentbus.db import migrate, open_pool, schema_name
+from agentbus.events import ContextAssembled
+from agentbus.service import ServiceParts
+from agentbus.services.reasoner.handlers import Reasoner
+from agentbus.services.reasoner.ledger import Ledger
+from agentbus.services.reasoner.llm import ChatClient
+from agentbus.settings import Settings
+from agentbus.topics import topic_of
+
+
+async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
+    schema = schema_name("reasoner", settings)
+    pool = await open_pool(settings, schema)
+    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    llm = ChatClient(settings.llm_attempts, settings.llm_max_connections)
+    reasoner = Reasoner(config, settings, Ledger(pool), llm)
+
+    async def database() -> tuple[bool, str]:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True, "connected"
+
+    return ServiceParts(
+        routes={topic_of(settings.topic_prefix, ContextAssembled): reasoner.answer},
+        checks={"database": database},
+        on_stop=[llm.aclose, pool.close],
+    )

@@ -1,0 +1,123 @@
+"""Reasoner's handler: context.assembled → inference.completed + reply.generated.
+
+An input that already has a finished inference in the ledger is answered from it, with no second LLM call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from agentbus.bus import PermanentError
+from agentbus.config import Agent, PlatformConfig
+from agentbus.events import (
+    Event,
+    InferenceCompleted,
+    InferenceCompletedData,
+    ReplyGenerated,
+    ReplyGeneratedData,
+)
+from agentbus.services.reasoner.ledger import Ledger
+from agentbus.services.reasoner.llm import ECHO, ChatClient, Completion, Endpoint
+from agentbus.services.reasoner.prompt import build_messages
+from agentbus.settings import Settings
+
+log = structlog.get_logger("agentbus.reasoner")
+SOURCE = "reasoner"
+
+
+def resolve_chain(agent: Agent, config: PlatformConfig, settings: Settings) -> list[Endpoint]:
+    chain: list[Endpoint] = []
+    for name in (agent.model, *agent.fallback_models):
+        if name == ECHO:
+            chain.append(Endpoint(ECHO, ECHO, None))
+        elif name == "default":
+            if settings.llm_base_url:
+                key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+                chain.append(
+                    Endpoint("default", settings.llm_model or "default", settings.llm_base_url, key, settings.llm_timeout_s)
+                )
+            else:
+                chain.append(Endpoint(ECHO, ECHO, None))
+        else:
+            m = config.model_named(name)
+            if m is None:
+                raise PermanentError(f"unknown model {name!r}")
+            chain.append(
+                Endpoint(m.name, m.model, m.base_url, m.api_key.resolve() if m.api_key else None, m.timeout_s,
+                         dict(m.headers))
+            )
+    return chain
+
+
+@dataclass
+class Reasoner:
+    config: PlatformConfig
+    settings: Settings
+    ledger: Ledger
+    llm: ChatClient
+
+    async def answer(self, event: Event) -> Sequence[Event]:
+        previous = await self.ledger.already(event.id)
+        if previous is not None:
+            return previous
+        ctx = event.data
+        agent = self.config.agent(ctx.agent)
+        if agent is None:
+            raise PermanentError(f"unknown agent {ctx.agent!r}")
+        messages = build_messages(agent, ctx)
+        store = True
+        if ctx.refusal is not None:
+            c = Completion(ctx.refusal, "policy", "agentbus", None, None, "refused", 0.0, 0, ())
+            reused, store = False, False
+        else:
+            found = await self.ledger.find(event.id)
+            if found is not None:
+                c, reused = found, True
+            else:
+                c = await self.llm.complete(
+                    resolve_chain(agent, self.config, self.settings),
+                    messages,
+                    temperature=agent.temperature,
+                    max_tokens=agent.max_tokens,
+                )
+                reused = False
+        inference = event.follow(
+            InferenceCompleted,
+            InferenceCompletedData(
+                agent=agent.id,
+                model=c.model,
+                provider=c.provider,
+                models_tried=c.models_tried,
+                attempts=c.attempts,
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+                finish_reason=c.finish_reason,
+                latency_ms=c.latency_ms,
+                reused=reused,
+                output_text=c.text,
+            ),
+            source=SOURCE,
+            step="inference",
+        )
+        reply = event.follow(
+            ReplyGenerated,
+            ReplyGeneratedData(
+                agent=agent.id,
+                channel=ctx.channel,
+                channel_type=ctx.channel_type,
+                chat=ctx.chat,
+                text=c.text,
+                format="text",
+                model=c.model,
+                reply_route=ctx.reply_route,
+                in_reply_to=ctx.in_reply_to,
+            ),
+            source=SOURCE,
+            step="reply",
+        )
+        outputs = await self.ledger.record(event, event.id, agent.id, messages, c, [inference, reply], store)
+        log.info("inference_completed", model=c.model, reused=reused, latency_ms=round(c.latency_ms, 1))
+        return outputs

@@ -1,0 +1,64 @@
+"""The inference ledger (schema ``reasoner``): finished inferences keyed by their input event."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.db import processed_outputs, record_processed
+from agentbus.events import Event
+from agentbus.services.reasoner.llm import Completion
+
+
+class Ledger:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
+        async with self._pool.connection() as conn:
+            return await processed_outputs(conn, event_id)
+
+    async def find(self, input_event_id: uuid.UUID) -> Completion | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT output_text, model, provider, prompt_tokens, completion_tokens, finish_reason, "
+                "latency_ms, attempts, models_tried FROM inferences WHERE input_event_id = %s",
+                (input_event_id,),
+            )
+            r = await cur.fetchone()
+        if r is None:
+            return None
+        return Completion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8]))
+
+    async def record(
+        self,
+        event: Event,
+        ledger_key: uuid.UUID,
+        agent: str,
+        request: list[dict[str, Any]],
+        c: Completion,
+        outputs: Sequence[Event],
+        store_inference: bool = True,
+    ) -> list[Event]:
+        """Write the inference and the processed record in one transaction; first writer wins."""
+        async with self._pool.connection() as conn, conn.transaction():
+            previous = await processed_outputs(conn, event.id)
+            if previous is not None:
+                return previous
+            if store_inference:
+                await conn.execute(
+                    "INSERT INTO inferences (input_event_id, correlation_id, agent, model, provider, models_tried, "
+                    "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms) "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (input_event_id) DO NOTHING",
+                    (
+                        ledger_key, event.correlation_id, agent, c.model, c.provider, list(c.models_tried),
+                        c.attempts, Jsonb(request), c.text, c.prompt_tokens, c.completion_tokens,
+                        c.finish_reason, c.latency_ms,
+                    ),
+                )
+            await record_processed(conn, event, outputs)
+            return list(outputs)

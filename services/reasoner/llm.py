@@ -1,0 +1,200 @@
+"""Chat completions against any OpenAI-compatible endpoint, with retries and a fallback chain.
+
+A model that fails (after its own retries) hands over to the agent's next fallback model. With no endpoint
+configured the built-in ``echo`` model answers, saying that it is one and showing the context it received,
+so the whole pipeline can be seen working offline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from agentbus import metrics
+from agentbus.bus.errors import PermanentError, TransientError
+from agentbus.telemetry import tracer
+
+log = structlog.get_logger("agentbus.reasoner")
+
+ECHO = "echo"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # the name agents use
+    model: str  # the provider's model id
+    base_url: str | None  # None: the echo model
+    api_key: str | None = None
+    timeout_s: float = 60.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def provider(self) -> str:
+        if self.base_url is None:
+            return "agentbus"
+        return httpx.URL(self.base_url).host or "unknown"
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    provider: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str | None
+    latency_ms: float
+    attempts: int
+    models_tried: tuple[str, ...]
+
+
+class UpstreamError(Exception):
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, UpstreamError) and (exc.status is None or exc.status == 429 or exc.status >= 500)
+
+
+def echo_answer(messages: Sequence[dict[str, Any]]) -> str:
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    last = turns[-1]["content"] if turns else ""
+    lines = [
+        "[echo model] I am agentbus's built-in echo model: no LLM endpoint is configured, so I repeat what I",
+        f"received. You said: {last}",
+        f"Context: {len(turns) - 1} earlier turn(s), {max(len(system) - 1, 0)} memory note(s).",
+    ]
+    for m in turns[:-1][-5:]:
+        lines.append(f"- {m['role']}: {m['content'][:200]}")
+    if len(system) > 1:
+        lines.append("Recalled:")
+        lines.append(system[1][:600])
+    return "\n".join(lines)
+
+
+class ChatClient:
+    def __init__(self, attempts: int, max_connections: int) -> None:
+        self._attempts = attempts
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(max_connections, 512)),
+            timeout=60.0,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def complete(
+        self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], *, temperature: float | None,
+        max_tokens: int | None,
+    ) -> Completion:
+        tried: list[str] = []
+        total_attempts = 0
+        last_exc: BaseException | None = None
+        for ep in chain:
+            tried.append(ep.name)
+            started = time.perf_counter()
+            try:
+                if ep.base_url is None:
+                    text = echo_answer(messages)
+                    total_attempts += 1
+                    return Completion(
+                        text, ECHO, ep.provider, None, None, "stop",
+                        (time.perf_counter() - started) * 1000, total_attempts, tuple(tried),
+                    )
+                body, attempts = await self._call(ep, messages, temperature, max_tokens)
+                total_attempts += attempts
+            except (UpstreamError, httpx.TransportError, ValueError, KeyError) as exc:
+                total_attempts += getattr(exc, "attempts", 1)
+                metrics.LLM_SECONDS.labels(model=ep.model, outcome="error").observe(time.perf_counter() - started)
+                log.warning("llm_model_failed", model=ep.name, error=f"{type(exc).__name__}: {exc}"[:300])
+                last_exc = exc
+                continue
+            latency = (time.perf_counter() - started) * 1000
+            choice = body["choices"][0]
+            usage = body.get("usage") or {}
+            metrics.LLM_SECONDS.labels(model=ep.model, outcome="ok").observe(latency / 1000)
+            if usage.get("prompt_tokens") is not None:
+                metrics.LLM_TOKENS.labels(model=ep.model, direction="input").inc(usage["prompt_tokens"])
+            if usage.get("completion_tokens") is not None:
+                metrics.LLM_TOKENS.labels(model=ep.model, direction="output").inc(usage["completion_tokens"])
+            return Completion(
+                text=(choice.get("message") or {}).get("content") or "",
+                model=body.get("model") or ep.model,
+                provider=ep.provider,
+                prompt_tokens=usage.get("prompt_tokens"),
+                completion_tokens=usage.get("completion_tokens"),
+                finish_reason=choice.get("finish_reason"),
+                latency_ms=latency,
+                attempts=total_attempts,
+                models_tried=tuple(tried),
+            )
+        # every model failed: transient upstream trouble is retried by the consumer; a 4xx is the input's fault
+        if last_exc is not None and _retryable(last_exc):
+            raise TransientError(f"all models failed; last: {last_exc}") from last_exc
+        raise PermanentError(f"all models failed; last: {last_exc}") from last_exc
+
+    async def _call(
+        self, ep: Endpoint, messages: list[dict[str, Any]], temperature: float | None, max_tokens: int | None
+    ) -> tuple[dict[str, Any], int]:
+        payload: dict[str, Any] = {"model": ep.model, "messages": messages}
+        if temperature is not None:
+            payload["temperature"] = temperature
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        headers = dict(ep.headers)
+        if ep.api_key:
+            headers["Authorization"] = f"Bearer {ep.api_key}"
+        url = ep.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+        attempts = 0
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(initial=0.2, max=5),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        ):
+            with attempt:
+                attempts += 1
+                with tracer().start_as_current_span(f"chat {ep.model}", kind=SpanKind.CLIENT) as span:
+                    span.set_attribute("gen_ai.operation.name", "chat")
+                    span.set_attribute("gen_ai.system", ep.provider)
+                    span.set_attribute("gen_ai.request.model", ep.model)
+                    if temperature is not None:
+                        span.set_attribute("gen_ai.request.temperature", temperature)
+                    if max_tokens is not None:
+                        span.set_attribute("gen_ai.request.max_tokens", max_tokens)
+                    try:
+                        resp = await self._http.post(url, json=payload, headers=headers, timeout=ep.timeout_s)
+                    except httpx.TransportError as exc:
+                        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                        raise
+                    if resp.status_code >= 400:
+                        span.set_status(Status(StatusCode.ERROR, f"HTTP {resp.status_code}"))
+                        err = UpstreamError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
+                        err.attempts = attempts  # type: ignore[attr-defined]
+                        raise err
+                    body = resp.json()
+                    usage = body.get("usage") or {}
+                    choice = (body.get("choices") or [{}])[0]
+                    span.set_attribute("gen_ai.response.model", body.get("model") or ep.model)
+                    if usage.get("prompt_tokens") is not None:
+                        span.set_attribute("gen_ai.usage.input_tokens", usage["prompt_tokens"])
+                    if usage.get("completion_tokens") is not None:
+                        span.set_attribute("gen_ai.usage.output_tokens", usage["completion_tokens"])
+                    if choice.get("finish_reason"):
+                        span.set_attribute("gen_ai.response.finish_reasons", [choice["finish_reason"]])
+                    if not body.get("choices"):
+                        raise ValueError("response has no choices")
+                    return body, attempts
+        raise AssertionError("unreachable")  # pragma: no cover

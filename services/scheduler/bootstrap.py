@@ -1,0 +1,46 @@
+"""Wiring of the scheduler: jobs table, YAML job sync, the tick loop, job.requested commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agentbus.bus import Producer
+from agentbus.config import PlatformConfig
+from agentbus.db import migrate, open_pool, schema_name
+from agentbus.events import JobRequested
+from agentbus.service import ServiceParts
+from agentbus.services.scheduler.handlers import Scheduler
+from agentbus.services.scheduler.store import JobStore
+from agentbus.settings import Settings
+from agentbus.topics import topic_of
+
+
+async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
+    schema = schema_name("scheduler", settings)
+    pool = await open_pool(settings, schema)
+    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    store = JobStore(pool)
+    scheduler = Scheduler(config, store, producer, settings.scheduler_tick_s)
+    await scheduler.sync_yaml_jobs()
+
+    async def database() -> tuple[bool, str]:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True, "connected"
+
+    async def jobs(_: Request) -> JSONResponse:
+        rows = await store.list_jobs()
+        return JSONResponse({"jobs": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                                      for r in rows]})
+
+    return ServiceParts(
+        routes={topic_of(settings.topic_prefix, JobRequested): scheduler.apply_command},
+        http_routes=[Route("/v1/jobs", jobs, methods=["GET"])],
+        checks={"database": database},
+        background=[scheduler.run],
+        on_stop=[pool.close],
+    )
