@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from agentbus.cli.admin import register as register_admin
 from agentbus.cli.stackcmds import register as register_stack
 from agentbus.cli.tools import register as register_tools
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="agentbus: event-sourced AI agents for chat.")
 register_stack(app)
 register_tools(app)
+register_admin(app)
 
 
 def main() -> None:

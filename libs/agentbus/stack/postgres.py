@@ -45,6 +45,14 @@ def _traversable(path: Path) -> None:
             parent.chmod(mode | 0o001)
 
 
+def as_user(user: str | None) -> dict[str, object]:
+    """subprocess arguments to run as ``user`` with only its own group (root's groups would deny access)."""
+    if user is None:
+        return {}
+    pw = pwd.getpwnam(user)
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
 def prepare(pgdata: Path) -> str | None:
     """initdb once; returns the system user to run as (None when not root)."""
     user = _system_user()
@@ -61,11 +69,8 @@ def prepare(pgdata: Path) -> str | None:
         subprocess.run(
             [str(bin_dir() / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres", "--encoding=UTF8",
              "--locale=C", "--no-sync"],
-            check=True, capture_output=True, user=user,
+            check=True, capture_output=True, **as_user(user),
         )
-    pid = pgdata / "postmaster.pid"
-    if pid.exists():  # left by a killed server; postgres itself checks the pid inside is gone
-        pass
     return user
 
 
@@ -77,7 +82,7 @@ def postgres_proc(pgdata: Path, port: int, log_dir: Path | None, echo: bool = Fa
             str(bin_dir() / "postgres"), "-D", str(pgdata.resolve()), "-h", "127.0.0.1", "-p", str(port), "-k", "",
             "-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning",
         ],
-        user=user,
+        run_as=as_user(user),
         stop_signal=2,  # SIGINT: fast shutdown
         log_dir=log_dir,
         echo=echo,

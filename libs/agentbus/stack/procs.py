@@ -43,7 +43,7 @@ class Proc:
     argv: Sequence[str]
     env: dict[str, str] = field(default_factory=dict)
     ready: Callable[[], Awaitable[bool]] | None = None
-    user: str | None = None
+    run_as: dict[str, object] = field(default_factory=dict)  # user/group/extra_groups for the child
     stop_signal: int = signal.SIGTERM
     log_dir: Path | None = None
     echo: bool = True
@@ -60,7 +60,7 @@ class Proc:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL,
-            user=self.user,
+            **self.run_as,  # type: ignore[arg-type]
             start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
         )
         self.started_at = time.monotonic()

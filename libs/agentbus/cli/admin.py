@@ -1,0 +1,173 @@
+"""``agentbus init``: create the topics and run every service's migrations, once, before the services start.
+
+In production the services do not create topics themselves (``AGENTBUS_CREATE_TOPICS=false``): partitions,
+replication and retention are an operator's decision, made here (a Helm pre-install/pre-upgrade hook, the
+compose ``init`` service). Both steps are idempotent, so running it again on every upgrade is safe:
+existing topics are left as they are and applied migrations are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agentbus.settings import SERVICES, Settings
+
+TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+
+
+def migrations_dir(service: str) -> Path:
+    module = importlib.import_module(f"agentbus.services.{service}")
+    return Path(module.__file__ or "").parent / "migrations"
+
+
+def topic_configs(retention_ms: int | None, min_insync_replicas: int | None) -> dict[str, str]:
+    configs: dict[str, str] = {}
+    if retention_ms is not None:
+        configs["retention.ms"] = str(retention_ms)
+    if min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(min_insync_replicas)
+    return configs
+
+
+async def _admin_client(settings: Settings, wait_s: float) -> Any:
+    """A started admin client; retries until the broker answers or ``wait_s`` has passed."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from agentbus.bus.kafka import client_options
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=15000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return admin
+        except Exception as exc:  # broker not reachable yet: retry until the deadline, then fail loudly
+            await admin.close()
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"Kafka at {settings.kafka_bootstrap_servers} not reachable: {exc!r}") from exc
+            typer.echo(f"waiting for Kafka at {settings.kafka_bootstrap_servers} ({type(exc).__name__})", err=True)
+            await asyncio.sleep(2)
+
+
+async def create_topics(
+    settings: Settings,
+    topics: list[str],
+    partitions: int,
+    replication_factor: int,
+    configs: dict[str, str],
+    wait_s: float = 0.0,
+) -> dict[str, str]:
+    """Create the missing topics; returns ``{topic: "created" | "exists"}``."""
+    from aiokafka.admin import NewTopic
+
+    admin = await _admin_client(settings, wait_s)
+    try:
+        existing = set(await admin.list_topics())
+        result = {t: "exists" for t in topics if t in existing}
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            resp = await admin.create_topics(
+                [NewTopic(t, partitions, replication_factor, topic_configs=dict(configs)) for t in missing]
+            )
+            for err in getattr(resp, "topic_errors", ()):
+                name, code = err[0], err[1]
+                if code == 0:
+                    result[name] = "created"
+                elif code == TOPIC_EXISTS:  # created by someone else meanwhile
+                    result[name] = "exists"
+                else:
+                    raise RuntimeError(f"could not create topic {name}: error code {code} {err[2:]}")
+        return {t: result.get(t, "created") for t in topics}
+    finally:
+        await admin.close()
+
+
+async def run_migrations(settings: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, list[str]]:
+    """Apply each service's migrations in its own schema; returns the versions applied per schema."""
+    from agentbus.db import migrate, open_pool, schema_name
+
+    applied: dict[str, list[str]] = {}
+    for service in services:
+        schema = schema_name(service, settings)
+        pool = await open_pool(settings, schema, max_size=1)
+        try:
+            applied[schema] = await migrate(pool, schema, migrations_dir(service))
+        finally:
+            await pool.close()
+    return applied
+
+
+async def init(
+    settings: Settings,
+    partitions: int,
+    replication_factor: int,
+    configs: dict[str, str],
+    topics: bool = True,
+    migrations: bool = True,
+    wait_s: float = 0.0,
+) -> None:
+    from agentbus.topics import all_topics
+
+    if topics:
+        names = all_topics(settings.topic_prefix)
+        shown = ", ".join(f"{k}={v}" for k, v in configs.items()) or "broker defaults"
+        typer.echo(f"topics: {len(names)} with {partitions} partitions, replication factor {replication_factor}, "
+                   f"{shown}")
+        for name, state in (await create_topics(settings, names, partitions, replication_factor, configs,
+                                                wait_s)).items():
+            typer.echo(f"  {name}: {state}")
+    if migrations:
+        typer.echo("migrations:")
+        for schema, versions in (await run_migrations(settings)).items():
+            typer.echo(f"  {schema}: " + (", ".join(versions) if versions else "up to date"))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("init")
+    def init_cmd(
+        partitions: int = typer.Option(
+            None, min=1, envvar="AGENTBUS_TOPIC_PARTITIONS",
+            help="partitions per topic (default: AGENTBUS_TOPIC_PARTITIONS or 6); the most consumers per group",
+        ),
+        replication_factor: int = typer.Option(
+            None, min=1, envvar="AGENTBUS_TOPIC_REPLICATION_FACTOR",
+            help="replicas per partition (default: AGENTBUS_TOPIC_REPLICATION_FACTOR or 1; use 3 in production)",
+        ),
+        retention_ms: int = typer.Option(
+            None, min=-1, envvar="AGENTBUS_TOPIC_RETENTION_MS",
+            help="topic config retention.ms (-1: keep forever; unset: the broker's default)",
+        ),
+        min_insync_replicas: int = typer.Option(
+            None, min=1, envvar="AGENTBUS_TOPIC_MIN_INSYNC_REPLICAS",
+            help="topic config min.insync.replicas (unset: the broker's default; use 2 with 3 replicas)",
+        ),
+        prefix: str = typer.Option(None, envvar="AGENTBUS_TOPIC_PREFIX", help="topic prefix (default: agentbus)"),
+        topics: bool = typer.Option(True, help="create the topics"),
+        migrations: bool = typer.Option(True, help="run every service's database migrations"),
+        wait: float = typer.Option(60.0, min=0, help="seconds to wait for the broker to answer"),
+    ) -> None:
+        """Create all topics and run all services' migrations (idempotent; run before the services start)."""
+        settings = Settings()
+        if prefix:
+            settings.topic_prefix = prefix
+        partitions = partitions or settings.topic_partitions
+        replication_factor = replication_factor or settings.topic_replication_factor
+        if min_insync_replicas is not None and min_insync_replicas > replication_factor:
+            raise typer.BadParameter(
+                f"min.insync.replicas {min_insync_replicas} is more than the replication factor {replication_factor}",
+                param_hint="--min-insync-replicas",
+            )
+        configs = topic_configs(retention_ms, min_insync_replicas)
+        try:
+            asyncio.run(init(settings, partitions, replication_factor, configs, topics, migrations, wait))
+        except Exception as exc:  # a clear one-line reason and a failing exit code for the Job / compose
+            typer.echo(f"agentbus init failed: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo("agentbus init: done")
