@@ -154,7 +154,10 @@ def register(app: typer.Typer) -> None:
         wait: float = typer.Option(60.0, min=0, help="seconds to wait for the broker to answer"),
     ) -> None:
         """Create all topics and run all services' migrations (idempotent; run before the services start)."""
+        from agentbus.logs import configure_logging
+
         settings = Settings()
+        configure_logging("init", settings.log_level, settings.log_json)
         if prefix:
             settings.topic_prefix = prefix
         partitions = partitions or settings.topic_partitions
