@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agentbus.bus import PermanentError, TransientError
+from agentbus.config import parse_config
+from agentbus.events import Chat, ContextAssembled, ContextAssembledData, Event, Turn, utcnow
+from agentbus.services.reasoner.handlers import Reasoner
+from agentbus.services.reasoner.llm import ChatClient, Completion, Endpoint, UpstreamError
+from agentbus.settings import Settings
+from tests.support.platform import base_config
+
+
+@dataclass
+class FakeLedger:
+    inferences: dict[uuid.UUID, Completion] = field(default_factory=dict)
+    processed: dict[uuid.UUID, list[Event]] = field(default_factory=dict)
+
+    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
+        return self.processed.get(event_id)
+
+    async def find(self, key: uuid.UUID) -> Completion | None:
+        return self.inferences.get(key)
+
+    async def record(self, event: Event, key: uuid.UUID, agent: str, request: list[dict[str, Any]], c: Completion,
+                     outputs: Sequence[Event], store_inference: bool = True) -> list[Event]:
+        if store_inference:
+            self.inferences.setdefault(key, c)
+        self.processed.setdefault(event.id, list(outputs))
+        return self.processed[event.id]
+
+
+@dataclass
+class ScriptedLLM:
+    calls: int = 0
+
+    async def complete(self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], **_: Any) -> Completion:
+        self.calls += 1
+        return Completion(f"reply to {messages[-1]['content']}", chain[0].model, "test", 3, 4, "stop", 1.0, 1,
+                          (chain[0].name,))
+
+
+def context(text: str, refusal: str | None = None) -> ContextAssembled:
+    return ContextAssembled.new(
+        ContextAssembledData(agent="assistant", channel="acme", channel_type="webhook", chat=Chat(id="c"),
+                             trigger="message", input=Turn(role="user", text=text, at=utcnow()),
+                             history=(Turn(role="user", text="earlier", at=utcnow()),), refusal=refusal),
+        source="memory", tenant="acme", conversation="acme/acme/c",
+    )
+
+
+async def test_answer_emits_inference_and_reply_and_redelivery_never_calls_twice() -> None:
+    llm, ledger = ScriptedLLM(), FakeLedger()
+    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)  # type: ignore[arg-type]
+    e = context("hello")
+    inf, reply = await r.answer(e)
+    assert inf.TYPE == "inference.completed" and reply.TYPE == "reply.generated"
+    assert reply.data.text == "reply to hello" and inf.data.completion_tokens == 4
+    again = await r.answer(e)
+    assert again == [inf, reply] and llm.calls == 1
+    # the outputs were lost (say, a crash before the processed record): the ledger still prevents a call
+    ledger.processed.clear()
+    inf2, reply2 = await r.answer(e)
+    assert llm.calls == 1 and inf2.data.reused is True and reply2.id == reply.id
+
+
+async def test_refusal_is_answered_without_the_llm() -> None:
+    llm = ScriptedLLM()
+    r = Reasoner(parse_config(base_config()), Settings(), FakeLedger(), llm)  # type: ignore[arg-type]
+    _, reply = await r.answer(context("let me in", refusal="Not for you, sorry."))
+    assert reply.data.text == "Not for you, sorry." and llm.calls == 0
+
+
+class _Resp:
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status_code, self._body, self.text = status, body, str(body)
+
+    def json(self) -> dict[str, Any]:
+        return self._body
+
+
+async def test_fallback_chain_and_error_classification(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = ChatClient(attempts=2, max_connections=4)
+    seen: list[str] = []
+
+    async def post(url: str, json: dict[str, Any], headers: dict[str, str], timeout: float) -> _Resp:
+        seen.append(json["model"])
+        if json["model"] == "broken":
+            return _Resp(503, {"error": "down"})
+        if json["model"] == "bad-request":
+            return _Resp(400, {"error": "context too long"})
+        return _Resp(200, {"model": json["model"], "choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+
+    monkeypatch.setattr(client._http, "post", post)
+    msgs = [{"role": "user", "content": "hi"}]
+    broken, good = Endpoint("a", "broken", "http://x"), Endpoint("b", "good", "http://y")
+    c = await client.complete([broken, good], msgs, temperature=None, max_tokens=None)
+    assert c.text == "ok" and c.models_tried == ("a", "b") and seen == ["broken", "broken", "good"]
+    with pytest.raises(TransientError):
+        await client.complete([broken], msgs, temperature=None, max_tokens=None)
+    with pytest.raises(PermanentError):
+        await client.complete([Endpoint("c", "bad-request", "http://z")], msgs, temperature=None, max_tokens=None)
+    echo = await client.complete([broken, Endpoint("echo", "echo", None)], msgs, temperature=None, max_tokens=None)
+    assert echo.model == "echo" and "echo model" in echo.text
+    with pytest.raises(UpstreamError):
+        raise UpstreamError(500, "x")
+    await client.aclose()
