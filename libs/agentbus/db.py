@@ -31,10 +31,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS processed_events (
-    event_id uuid PRIMARY KEY,
+    event_id uuid NOT NULL,
+    replay_run text NOT NULL DEFAULT '',
     event_type text NOT NULL,
     outputs jsonb NOT NULL DEFAULT '[]'::jsonb,
-    processed_at timestamptz NOT NULL DEFAULT now()
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (event_id, replay_run)
 );
 """
 
@@ -90,9 +92,15 @@ async def migrate(pool: AsyncConnectionPool, schema: str, migrations: Path) -> l
     return applied
 
 
-async def processed_outputs(conn: AsyncConnection, event_id: uuid.UUID) -> list[Event] | None:
+def replay_run(event: Event) -> str:
+    return event.replay.run if event.replay is not None else ""
+
+
+async def processed_outputs(conn: AsyncConnection, event: Event) -> list[Event] | None:
     """The events recorded for an already-processed input, or None if it was never processed."""
-    cur = await conn.execute("SELECT outputs FROM processed_events WHERE event_id = %s", (event_id,))
+    cur = await conn.execute(
+        "SELECT outputs FROM processed_events WHERE event_id = %s AND replay_run = %s", (event.id, replay_run(event))
+    )
     row = await cur.fetchone()
     if row is None:
         return None
@@ -105,8 +113,8 @@ async def record_processed(
     """Record ``event`` as processed with its outputs; False if another worker recorded it first."""
     payload = [orjson.loads(o.to_bytes()) for o in outputs]
     cur = await conn.execute(
-        "INSERT INTO processed_events (event_id, event_type, outputs) VALUES (%s, %s, %s) "
-        "ON CONFLICT (event_id) DO NOTHING",
-        (event.id, event.TYPE, Jsonb(payload)),
+        "INSERT INTO processed_events (event_id, replay_run, event_type, outputs) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (event_id, replay_run) DO NOTHING",
+        (event.id, replay_run(event), event.TYPE, Jsonb(payload)),
     )
     return cur.rowcount == 1

@@ -181,6 +181,16 @@ class DeadLetteredData(Frozen):
 # ---------------------------------------------------------------- envelope
 
 
+class Replay(Frozen):
+    """Marks an event of a shadow run. Replayed events keep the ids of the events they replay, so each
+    replayed output can be put beside its live original; consumers key their de-duplication on (id, run)."""
+
+    run: str = Field(min_length=1, max_length=64)
+    rerun_llm: bool = False
+    model: str | None = None
+    system_prompt: str | None = None
+
+
 class Event(Frozen):
     """Envelope shared by every event; subclasses pin `type`, `version` and `data`."""
 
@@ -196,7 +206,7 @@ class Event(Frozen):
     conversation: str = Field(description="partition key: tenant/channel/chat")
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None = None
-    replay: str | None = None
+    replay: Replay | None = None
     data: Any
 
     def to_bytes(self) -> bytes:
@@ -212,7 +222,7 @@ class Event(Frozen):
         conversation: str,
         id: uuid.UUID | None = None,
         correlation_id: uuid.UUID | None = None,
-        replay: str | None = None,
+        replay: Replay | None = None,
     ) -> Event:
         eid = id or uuid.uuid4()
         return cls(

@@ -32,7 +32,7 @@ class Egress:
     backoff_max_s: float = 30.0
 
     async def push_reply(self, event: Event) -> Sequence[Event]:
-        previous = await self.ledger.already(event.id)
+        previous = await self.ledger.already(event)
         if previous is not None:
             return previous
         d = event.data
@@ -41,8 +41,9 @@ class Egress:
         if adapter is None:
             return await self._finish(event, "-", "failed", 0, None, f"unknown channel {d.channel!r}", None, started)
         target = adapter.target(d)
-        if event.replay:
-            return await self._finish(event, target, "suppressed", 0, None, "replayed reply: not pushed", None, started)
+        if event.replay is not None:  # shadow run: never pushed, and the live delivery row is left alone
+            return await self._finish(event, target, "suppressed", 0, None, "replayed reply: not pushed", None,
+                                      started, ledger_row=False)
         claim = await self.ledger.claim(event, target)
         if isinstance(claim, list):
             return claim
@@ -87,7 +88,7 @@ class Egress:
 
     async def _finish(
         self, event: Event, target: str, status: str, attempts: int, http_status: int | None, error: str | None,
-        platform_message_id: str | None, started: float,
+        platform_message_id: str | None, started: float, ledger_row: bool = True,
     ) -> list[Event]:
         d = event.data
         out = event.follow(
@@ -109,4 +110,6 @@ class Egress:
         metrics.DELIVERIES.labels(channel=d.channel_type, outcome=status).inc()
         log.info("reply_pushed" if status == "delivered" else "reply_not_pushed", channel=d.channel, status=status,
                  attempts=attempts, error=error)
+        if not ledger_row:
+            return await self.ledger.record_only(event, [out])
         return await self.ledger.finish(event, target, status, attempts, http_status, error, platform_message_id, [out])

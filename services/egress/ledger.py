@@ -18,15 +18,15 @@ class DeliveryLedger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
+    async def already(self, event: Event) -> list[Event] | None:
         async with self._pool.connection() as conn:
-            return await processed_outputs(conn, event_id)
+            return await processed_outputs(conn, event)
 
     async def claim(self, event: Event, target: str) -> Claim | list[Event]:
         """'claimed': push it; 'ambiguous': a previous push may have reached the platform; a list: done."""
         d = event.data
         async with self._pool.connection() as conn, conn.transaction():
-            previous = await processed_outputs(conn, event.id)
+            previous = await processed_outputs(conn, event)
             if previous is not None:
                 return previous
             cur = await conn.execute("SELECT status FROM deliveries WHERE reply_id = %s FOR UPDATE", (event.id,))
@@ -42,6 +42,14 @@ class DeliveryLedger:
                 await conn.execute("UPDATE deliveries SET status = 'pushing' WHERE reply_id = %s", (event.id,))
                 return "claimed"
             return "ambiguous"
+
+    async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
+        async with self._pool.connection() as conn, conn.transaction():
+            previous = await processed_outputs(conn, event)
+            if previous is not None:
+                return previous
+            await record_processed(conn, event, outputs)
+            return list(outputs)
 
     async def release(self, reply_id: uuid.UUID, attempts: int, error: str, http_status: int | None) -> None:
         """Not delivered yet, and known not to be: a later attempt may push again."""
@@ -65,7 +73,7 @@ class DeliveryLedger:
     ) -> list[Event]:
         d = event.data
         async with self._pool.connection() as conn, conn.transaction():
-            previous = await processed_outputs(conn, event.id)
+            previous = await processed_outputs(conn, event)
             if previous is not None:
                 return previous
             await conn.execute(

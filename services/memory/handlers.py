@@ -37,7 +37,7 @@ class Memory:
         return agent
 
     async def _recall_and_index(self, event: Event, agent: Agent, turn: Turn) -> list[Recall]:
-        """Recall this tenant's memories like the turn, then index the turn itself."""
+        """Recall this tenant's memories like the turn, then index the turn itself (not in a replay)."""
         if self.embedder is None or self.vectors is None or not agent.memory.semantic:
             return []
         recalls: list[Recall] = []
@@ -49,13 +49,14 @@ class Memory:
                 for r in await self.vectors.search(qv, event.tenant, k, exclude=event.id)
                 if r.score >= agent.memory.recall_min_score
             ]
-        [pv] = await self.embedder.embed([turn.text], "passage")
-        await self.vectors.upsert(event.id, pv, event.tenant, event.conversation, turn.role, turn.text, turn.at)
+        if event.replay is None:
+            [pv] = await self.embedder.embed([turn.text], "passage")
+            await self.vectors.upsert(event.id, pv, event.tenant, event.conversation, turn.role, turn.text, turn.at)
         return recalls
 
     async def assemble_context(self, event: Event) -> Sequence[Event]:
         """message.received / job.triggered → context.assembled."""
-        previous = await self.store.already(event.id)
+        previous = await self.store.already(event)
         if previous is not None:
             return previous
         d = event.data
@@ -95,15 +96,17 @@ class Memory:
             )
             return [event.follow(ContextAssembled, data, source=SOURCE, step="context")]
 
+        store_turn = refusal is None and event.replay is None
         outputs = await self.store.remember(
-            event, turn if refusal is None else None, agent.memory.history_turns if refusal is None else 0, build
+            event, turn if store_turn else None, agent.memory.history_turns if refusal is None else 0, build,
+            before=turn.at,
         )
         log.info("context_assembled", history=len(outputs[0].data.history) if outputs else 0, memories=len(memories))
         return outputs
 
     async def remember_reply(self, event: Event) -> Sequence[Event]:
         """reply.generated → an assistant turn (no output)."""
-        if await self.store.already(event.id) is not None:
+        if await self.store.already(event) is not None:
             return []
         d = event.data
         if event.replay:  # a shadow run must not change what live conversations remember

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -15,9 +16,9 @@ class PgTurnStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
+    async def already(self, event: Event) -> list[Event] | None:
         async with self._pool.connection() as conn:
-            return await processed_outputs(conn, event_id)
+            return await processed_outputs(conn, event)
 
     async def remember(
         self,
@@ -25,18 +26,22 @@ class PgTurnStore:
         turn: Turn | None,
         history_limit: int,
         build: Callable[[list[Turn]], Sequence[Event]],
+        before: datetime | None = None,
     ) -> list[Event]:
-        """In one transaction: store the turn, read the history before it, record the outputs built from it."""
+        """In one transaction: store the turn, read the history before it, record the outputs built from it.
+
+        A replayed event stores nothing (``turn`` None) and sees the history as it was at ``before``."""
+        before = before or (turn.at if turn is not None else datetime.now(UTC))
         async with self._pool.connection() as conn, conn.transaction():
-            previous = await processed_outputs(conn, event.id)
+            previous = await processed_outputs(conn, event)
             if previous is not None:
                 return previous
             history: list[Turn] = []
             if history_limit > 0:
                 cur = await conn.execute(
                     "SELECT role, text, at, event_id, sender FROM turns WHERE conversation = %s "
-                    "AND event_id <> %s ORDER BY at DESC, seq DESC LIMIT %s",
-                    (event.conversation, event.id, history_limit),
+                    "AND event_id <> %s AND at <= %s ORDER BY at DESC, seq DESC LIMIT %s",
+                    (event.conversation, event.id, before, history_limit),
                 )
                 rows = await cur.fetchall()
                 history = [Turn(role=r[0], text=r[1], at=r[2], event_id=r[3], sender=r[4]) for r in reversed(rows)]

@@ -60,28 +60,33 @@ class Reasoner:
     llm: ChatClient
 
     async def answer(self, event: Event) -> Sequence[Event]:
-        previous = await self.ledger.already(event.id)
+        previous = await self.ledger.already(event)
         if previous is not None:
             return previous
         ctx = event.data
         agent = self.config.agent(ctx.agent)
         if agent is None:
             raise PermanentError(f"unknown agent {ctx.agent!r}")
-        messages = build_messages(agent, ctx)
-        store = True
+        replay = event.replay
+        messages = build_messages(agent, ctx, replay.system_prompt if replay is not None else None)
+        # a shadow run never writes the ledger: the live answer stays what it was
+        store = replay is None
         if ctx.refusal is not None:
             c = Completion(ctx.refusal, "policy", "agentbus", None, None, "refused", 0.0, 0, ())
             reused, store = False, False
         else:
-            found = await self.ledger.find(event.id)
+            found = None if replay is not None and replay.rerun_llm else await self.ledger.find(event.id)
             if found is not None:
                 c, reused = found, True
+            elif replay is not None and not replay.rerun_llm:
+                return await self._no_recorded_inference(event, agent.id)
             else:
+                chain = resolve_chain(agent, self.config, self.settings)
+                if replay is not None and replay.model:
+                    chain = resolve_chain(agent.model_copy(update={"model": replay.model, "fallback_models": ()}),
+                                          self.config, self.settings)
                 c = await self.llm.complete(
-                    resolve_chain(agent, self.config, self.settings),
-                    messages,
-                    temperature=agent.temperature,
-                    max_tokens=agent.max_tokens,
+                    chain, messages, temperature=agent.temperature, max_tokens=agent.max_tokens,
                 )
                 reused = False
         inference = event.follow(
@@ -121,3 +126,16 @@ class Reasoner:
         outputs = await self.ledger.record(event, event.id, agent.id, messages, c, [inference, reply], store)
         log.info("inference_completed", model=c.model, reused=reused, latency_ms=round(c.latency_ms, 1))
         return outputs
+
+    async def _no_recorded_inference(self, event: Event, agent_id: str) -> list[Event]:
+        failed = event.follow(
+            InferenceCompleted,
+            InferenceCompletedData(
+                agent=agent_id, model="none", provider="agentbus", attempts=0, reused=False, outcome="failed",
+                error="no recorded inference for this input to reuse; replay with --rerun-llm to call the model",
+            ),
+            source=SOURCE,
+            step="inference",
+        )
+        c = Completion("", "none", "agentbus", None, None, None, 0.0, 0, ())
+        return await self.ledger.record(event, event.id, agent_id, [], c, [failed], store_inference=False)

@@ -18,9 +18,9 @@ class Ledger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
+    async def already(self, event: Event) -> list[Event] | None:
         async with self._pool.connection() as conn:
-            return await processed_outputs(conn, event_id)
+            return await processed_outputs(conn, event)
 
     async def find(self, input_event_id: uuid.UUID) -> Completion | None:
         async with self._pool.connection() as conn:
@@ -46,7 +46,7 @@ class Ledger:
     ) -> list[Event]:
         """Write the inference and the processed record in one transaction; first writer wins."""
         async with self._pool.connection() as conn, conn.transaction():
-            previous = await processed_outputs(conn, event.id)
+            previous = await processed_outputs(conn, event)
             if previous is not None:
                 return previous
             if store_inference:

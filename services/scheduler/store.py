@@ -114,7 +114,7 @@ class JobStore:
     async def record_command(self, event: Event) -> bool:
         """False when this command event was already applied."""
         async with self._pool.connection() as conn, conn.transaction():
-            if await processed_outputs(conn, event.id) is not None:
+            if await processed_outputs(conn, event) is not None:
                 return False
             await record_processed(conn, event, [])
             return True

@@ -13,21 +13,22 @@ from agentbus.events import Event, Recall, Turn
 @dataclass
 class FakeTurnStore:
     turns: dict[str, list[tuple[uuid.UUID, Turn]]] = field(default_factory=dict)
-    processed: dict[uuid.UUID, list[Event]] = field(default_factory=dict)
+    processed: dict[tuple[uuid.UUID, str], list[Event]] = field(default_factory=dict)
 
-    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
-        return self.processed.get(event_id)
+    async def already(self, event: Event) -> list[Event] | None:
+        return self.processed.get((event.id, event.replay.run if event.replay else ""))
 
     async def remember(self, event: Event, turn: Turn | None, history_limit: int,
-                       build: Callable[[list[Turn]], Sequence[Event]]) -> list[Event]:
-        if event.id in self.processed:
-            return self.processed[event.id]
+                       build: Callable[[list[Turn]], Sequence[Event]], before: datetime | None = None) -> list[Event]:
+        key = (event.id, event.replay.run if event.replay else "")
+        if key in self.processed:
+            return self.processed[key]
         conv = self.turns.setdefault(event.conversation, [])
         history = [t for (eid, t) in conv if eid != event.id][-history_limit:] if history_limit else []
         if turn is not None and all(eid != event.id for eid, _ in conv):
             conv.append((event.id, turn))
         out = list(build(history))
-        self.processed[event.id] = out
+        self.processed[key] = out
         return out
 
 

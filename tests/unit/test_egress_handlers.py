@@ -8,7 +8,8 @@ import pytest
 
 from agentbus.bus import TransientError
 from agentbus.channeltypes import WebhookChannel
-from agentbus.events import Chat, Event, ReplyGenerated, ReplyGeneratedData, ReplyGeneratedData as _R
+from agentbus.events import Chat, Event, Replay, ReplyGenerated, ReplyGeneratedData
+from agentbus.events import ReplyGeneratedData as _R
 from agentbus.services.egress.channels.base import OutboundAdapter, Permanent, Pushed, RateLimiter, Retryable
 from agentbus.services.egress.handlers import Egress
 
@@ -16,10 +17,13 @@ from agentbus.services.egress.handlers import Egress
 @dataclass
 class FakeLedger:
     rows: dict[uuid.UUID, str] = field(default_factory=dict)
-    processed: dict[uuid.UUID, list[Event]] = field(default_factory=dict)
+    processed: dict[tuple[uuid.UUID, str], list[Event]] = field(default_factory=dict)
 
-    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
-        return self.processed.get(event_id)
+    async def already(self, event: Event) -> list[Event] | None:
+        return self.processed.get((event.id, event.replay.run if event.replay else ""))
+
+    async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
+        return self.processed.setdefault((event.id, event.replay.run if event.replay else ""), list(outputs))
 
     async def claim(self, event: Event, target: str):  # type: ignore[no-untyped-def]
         status = self.rows.get(event.id)
@@ -34,7 +38,7 @@ class FakeLedger:
     async def finish(self, event: Event, target: str, status: str, attempts: int, http_status: int | None,
                      error: str | None, pmid: str | None, outputs: Sequence[Event]) -> list[Event]:
         self.rows[event.id] = status
-        self.processed[event.id] = list(outputs)
+        self.processed[(event.id, "")] = list(outputs)
         return list(outputs)
 
 
@@ -57,7 +61,7 @@ class ScriptedAdapter(OutboundAdapter):
         return Pushed(200, "pm-1")
 
 
-def reply(replay: str | None = None) -> Event:
+def reply(replay: Replay | None = None) -> Event:
     e = ReplyGenerated.new(
         ReplyGeneratedData(agent="a", channel="acme", channel_type="webhook", chat=Chat(id="c"), text="hi",
                            model="echo"),
@@ -87,11 +91,14 @@ async def test_permanent_error_fails_without_retry() -> None:
     assert done.data.status == "failed" and done.data.http_status == 400 and a.pushes == 1
 
 
-async def test_replayed_reply_is_suppressed() -> None:
+async def test_replayed_reply_is_suppressed_and_leaves_the_live_row_alone() -> None:
     a = ScriptedAdapter([])
-    e, _ = egress(a)
-    [done] = await e.push_reply(reply(replay="run-1"))
-    assert done.data.status == "suppressed" and a.pushes == 0
+    e, ledger = egress(a)
+    live = reply()
+    await e.push_reply(live)
+    [done] = await e.push_reply(live.model_copy(update={"replay": Replay(run="run-1")}))
+    assert done.data.status == "suppressed" and a.pushes == 1
+    assert ledger.rows[live.id] == "delivered"
 
 
 async def test_interrupted_push_is_not_repeated_on_a_non_idempotent_platform() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from agentbus.config import parse_config
+from agentbus.events import Replay
 from agentbus.events import Chat, MessageReceived, MessageReceivedData, ReplyGenerated, ReplyGeneratedData, Sender, utcnow
 from agentbus.services.memory.handlers import Memory
 from tests.support.platform import base_config
@@ -56,6 +57,6 @@ async def test_assistant_replies_are_remembered_but_replayed_ones_are_not() -> N
                               text="hello there", model="echo")
     live = cause.follow(ReplyGenerated, data, source="reasoner", step="reply")
     await m.remember_reply(live)
-    replayed = live.model_copy(update={"replay": "run-1", "id": live.id.__class__(int=live.id.int + 1)})
+    replayed = live.model_copy(update={"replay": Replay(run="run-1")})
     await m.remember_reply(replayed)
     assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["hello there"]

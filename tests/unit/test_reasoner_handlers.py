@@ -19,10 +19,10 @@ from tests.support.platform import base_config
 @dataclass
 class FakeLedger:
     inferences: dict[uuid.UUID, Completion] = field(default_factory=dict)
-    processed: dict[uuid.UUID, list[Event]] = field(default_factory=dict)
+    processed: dict[tuple[uuid.UUID, str], list[Event]] = field(default_factory=dict)
 
-    async def already(self, event_id: uuid.UUID) -> list[Event] | None:
-        return self.processed.get(event_id)
+    async def already(self, event: Event) -> list[Event] | None:
+        return self.processed.get((event.id, event.replay.run if event.replay else ""))
 
     async def find(self, key: uuid.UUID) -> Completion | None:
         return self.inferences.get(key)
@@ -31,8 +31,7 @@ class FakeLedger:
                      outputs: Sequence[Event], store_inference: bool = True) -> list[Event]:
         if store_inference:
             self.inferences.setdefault(key, c)
-        self.processed.setdefault(event.id, list(outputs))
-        return self.processed[event.id]
+        return self.processed.setdefault((event.id, event.replay.run if event.replay else ""), list(outputs))
 
 
 @dataclass
@@ -111,3 +110,24 @@ async def test_fallback_chain_and_error_classification(monkeypatch: pytest.Monke
     with pytest.raises(UpstreamError):
         raise UpstreamError(500, "x")
     await client.aclose()
+
+
+async def test_replay_reuses_the_ledger_unless_asked_and_never_overwrites_it() -> None:
+    from agentbus.events import Replay
+
+    llm, ledger = ScriptedLLM(), FakeLedger()
+    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)  # type: ignore[arg-type]
+    live = context("hello")
+    _, live_reply = await r.answer(live)
+    reuse = live.model_copy(update={"replay": Replay(run="r1")})
+    inf, reply = await r.answer(reuse)
+    assert llm.calls == 1 and inf.data.reused and reply.data.text == live_reply.data.text
+    assert reply.id == live_reply.id and reply.replay == Replay(run="r1")
+    rerun = live.model_copy(update={"replay": Replay(run="r2", rerun_llm=True, model="echo")})
+    inf2, reply2 = await r.answer(rerun)
+    assert inf2.data.model == "echo" and "echo model" in reply2.data.text
+    assert ledger.inferences[live.id].text == live_reply.data.text, "the live inference is kept"
+    # nothing recorded for an input that never ran live: a reuse-only replay says so instead of calling
+    fresh = context("never seen").model_copy(update={"replay": Replay(run="r3")})
+    [failed] = await r.answer(fresh)
+    assert failed.data.outcome == "failed" and "--rerun-llm" in failed.data.error and llm.calls == 1

@@ -26,7 +26,7 @@ def event_headers(event: Event) -> list[tuple[str, bytes]]:
         ("correlation-id", str(event.correlation_id).encode()),
     ]
     if event.replay:
-        extra.append(("replay", event.replay.encode()))
+        extra.append(("replay", event.replay.run.encode()))
     return inject_headers(extra)
 
 

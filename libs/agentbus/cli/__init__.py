@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from agentbus.cli.admin import register as register_admin
+from agentbus.cli.dlq import register as register_dlq
 from agentbus.cli.stackcmds import register as register_stack
 from agentbus.cli.tools import register as register_tools
 
@@ -12,6 +13,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="agentbus: ev
 register_stack(app)
 register_tools(app)
 register_admin(app)
+register_dlq(app)
 
 
 def main() -> None:

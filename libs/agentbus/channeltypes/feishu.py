@@ -1,0 +1,55 @@
+"""Feishu / Lark: an app bot (event subscription v2 in, IM API out) and/or a custom group bot webhook.
+
+Feishu (China) and Lark (international) are the same platform on two hosts, chosen by ``api_base``:
+``https://open.feishu.cn`` or ``https://open.larksuite.com``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from agentbus.channeltypes.base import ChannelBase, EnvRef, Strict
+
+
+class FeishuBotWebhook(Strict):
+    """A custom bot added to one group: ``POST <api_base>/open-apis/bot/v2/hook/<token>``."""
+
+    token: EnvRef  # the last path segment of the webhook address
+    secret: EnvRef | None = None  # set when the bot's "signature verification" security setting is on
+
+
+class FeishuChannel(ChannelBase):
+    type: Literal["feishu"]
+    api_base: str = Field(default="https://open.feishu.cn", pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$")
+    # app credentials: tenant_access_token for the IM API
+    app_id: EnvRef | None = None
+    app_secret: EnvRef | None = None
+    # event subscription security settings ("Encrypt Key" / "Verification Token")
+    verification_token: EnvRef | None = None
+    encrypt_key: EnvRef | None = None
+    # the bot's open_id (ou_...): how a mention of this bot is told from mentions of others
+    bot_open_id: str | None = None
+    # signed requests older (or newer) than this are refused as replays; 0 turns the check off
+    max_clock_skew_s: int = Field(default=300, ge=0)
+    # answer with the reply endpoint (quoting the message) or as a new message in the chat
+    reply_mode: Literal["reply", "send"] = "reply"
+    # reply endpoint: answer inside a thread (messages already in a thread are always answered there)
+    reply_in_thread: bool = False
+    # how markdown replies are rendered: rich text (post with an md element) or a message card
+    markdown_as: Literal["post", "interactive"] = "post"
+    # optional custom group bot: used when there are no app credentials, or when reply_route.via == "bot_webhook"
+    bot_webhook: FeishuBotWebhook | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> FeishuChannel:
+        if (self.app_id is None) != (self.app_secret is None):
+            raise ValueError("app_id and app_secret are set together")
+        if self.app_id is None and self.bot_webhook is None:
+            raise ValueError("set app_id and app_secret (app bot), or bot_webhook (custom bot), or both")
+        return self
+
+    @property
+    def base(self) -> str:
+        return self.api_base.rstrip("/")

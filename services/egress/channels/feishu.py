@@ -1,0 +1,217 @@
+"""Feishu / Lark push: the IM API with a tenant_access_token, or a custom group bot webhook.
+
+IM API: ``POST /open-apis/im/v1/messages/{message_id}/reply`` (answering the message) or
+``POST /open-apis/im/v1/messages?receive_id_type=chat_id``, both with ``uuid`` = the reply id, which Feishu
+de-duplicates for an hour; so a push that may have arrived can be repeated safely. A token the platform
+rejects (expired, revoked) is refreshed and the call made once more. Feishu answers errors as
+``{"code": N, "msg": ...}``; rate limits as HTTP 429 (or 400) with code 99991400 and ``x-ogw-ratelimit-reset``.
+
+Custom bot webhook: ``POST /open-apis/bot/v2/hook/<token>`` with ``timestamp`` and
+``sign`` = base64(HMAC-SHA256(key = timestamp + "\\n" + secret, message = empty)). It has no idempotency key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+
+from agentbus.channeltypes.feishu import FeishuChannel
+from agentbus.events import ReplyGeneratedData
+from agentbus.services.egress.channels.base import (
+    OutboundAdapter,
+    Permanent,
+    Pushed,
+    Retryable,
+    TokenCache,
+    retry_after_seconds,
+    transport_failure,
+)
+
+TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+# the access token is missing, invalid or expired: fetch a new one and try once more
+TOKEN_CODES = {99991661, 99991663, 99991664, 99991665, 99991668}
+RATE_CODES = {99991400, 230020, 11232}  # API frequency limit, per-chat send limit, custom bot limit
+REPLY_TARGET_GONE = {230011}  # the message to reply to was recalled: send to the chat instead
+SEND_RATE_PER_MINUTE = 300  # "5 QPS per user / per group (shared by the group's bots)"
+HOOK_RATE_PER_MINUTE = 100  # custom bot: 100 per minute, 5 per second
+
+
+def hook_sign(timestamp: int, secret: str) -> str:
+    key = f"{timestamp}\n{secret}".encode()
+    return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+
+
+def _json(resp: httpx.Response) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _rate_wait(resp: httpx.Response) -> float | None:
+    reset = resp.headers.get("x-ogw-ratelimit-reset")
+    if reset:
+        try:
+            return max(float(reset), 0.0)
+        except ValueError:
+            pass
+    return retry_after_seconds(resp)
+
+
+def _fail(resp: httpx.Response, data: dict[str, Any] | None) -> Exception:
+    """The exception for a failed answer (not raised here, so callers can decide)."""
+    code = data.get("code", data.get("StatusCode")) if data else None
+    msg = str((data or {}).get("msg", (data or {}).get("StatusMessage", "")))[:200]
+    what = f"HTTP {resp.status_code}, code {code}: {msg}" if data else f"HTTP {resp.status_code}: {resp.text[:200]}"
+    if resp.status_code == 429 or code in RATE_CODES:
+        return Retryable(f"rate limited: {what}", resp.status_code, _rate_wait(resp))
+    if resp.status_code >= 500 or resp.status_code in (408, 425) or data is None:
+        return Retryable(what, resp.status_code, retry_after_seconds(resp))
+    return Permanent(what, resp.status_code)
+
+
+class _ReplyTargetGone(Permanent):
+    pass
+
+
+class FeishuOutbound(OutboundAdapter):
+    type = "feishu"
+    idempotent = True
+    default_rate_per_minute = SEND_RATE_PER_MINUTE
+    channel: FeishuChannel
+
+    def __init__(self, channel: FeishuChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
+        super().__init__(channel, http, tokens)
+        self._app = (channel.app_id.value(), channel.app_secret.value()) if channel.app_id and channel.app_secret else None
+        hook = channel.bot_webhook
+        self._hook = (hook.token.value(), hook.secret.value() if hook.secret else None) if hook else None
+        if self._app is None:
+            self.default_rate_per_minute = HOOK_RATE_PER_MINUTE  # type: ignore[misc]
+        self._token_key = f"feishu:{channel.base}:{self._app[0]}" if self._app else ""
+
+    def _via_hook(self, reply: ReplyGeneratedData) -> bool:
+        return self._app is None or (self._hook is not None and reply.reply_route.get("via") == "bot_webhook")
+
+    def target(self, reply: ReplyGeneratedData) -> str:
+        if self._via_hook(reply):
+            return f"{self.channel.id}:bot_webhook"
+        return super().target(reply)
+
+    async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
+        if self._via_hook(reply):
+            return await self._push_hook(reply)
+        msg_type, content = self._content(reply)
+        route = reply.reply_route
+        message_id = route.get("message_id") if self.channel.reply_mode == "reply" else None
+        if isinstance(message_id, str) and message_id:
+            body: dict[str, Any] = {"msg_type": msg_type, "content": content, "uuid": str(reply_id)}
+            if self.channel.reply_in_thread or route.get("thread_id"):
+                body["reply_in_thread"] = True
+            try:
+                return await self._call(f"/open-apis/im/v1/messages/{message_id}/reply", None, body)
+            except _ReplyTargetGone:
+                pass
+        chat_id = route.get("chat_id") or reply.chat.id
+        body = {"receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": str(reply_id)}
+        return await self._call("/open-apis/im/v1/messages", {"receive_id_type": "chat_id"}, body)
+
+    def _content(self, reply: ReplyGeneratedData) -> tuple[str, str]:
+        """(msg_type, content): content is a JSON string, as the IM API wants it."""
+        if reply.format != "markdown":
+            return "text", orjson.dumps({"text": reply.text}).decode()
+        if self.channel.markdown_as == "interactive":
+            return "interactive", orjson.dumps(self._card(reply.text)).decode()
+        return "post", orjson.dumps({"zh_cn": self._post(reply.text)}).decode()
+
+    @staticmethod
+    def _post(text: str) -> dict[str, Any]:
+        return {"title": "", "content": [[{"tag": "md", "text": text}]]}
+
+    @staticmethod
+    def _card(text: str) -> dict[str, Any]:
+        return {"config": {"wide_screen_mode": True}, "elements": [{"tag": "markdown", "content": text}]}
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        assert self._app is not None
+        app_id, app_secret = self._app
+        try:
+            resp = await self.http.post(
+                self.channel.base + TOKEN_PATH, json={"app_id": app_id, "app_secret": app_secret}
+            )
+        except httpx.TransportError as exc:
+            raise Retryable(f"tenant_access_token: {type(exc).__name__}: {exc}") from exc
+        data = _json(resp)
+        if data is not None and data.get("code") == 0 and isinstance(data.get("tenant_access_token"), str):
+            expire = data.get("expire")
+            return data["tenant_access_token"], float(expire) if isinstance(expire, (int, float)) else 3600.0
+        exc = _fail(resp, data)
+        exc.args = (f"tenant_access_token: {exc}",)
+        raise exc
+
+    async def _call(self, path: str, params: dict[str, str] | None, body: dict[str, Any]) -> Pushed:
+        for attempt in (1, 2):
+            token = await self.tokens.get(self._token_key, self._fetch_token)
+            try:
+                resp = await self.http.post(
+                    self.channel.base + path,
+                    params=params,
+                    content=orjson.dumps(body),
+                    headers={"authorization": f"Bearer {token}", "content-type": "application/json; charset=utf-8"},
+                )
+            except httpx.TransportError as exc:
+                raise transport_failure(exc) from exc
+            data = _json(resp)
+            code = data.get("code") if data else None
+            if resp.status_code < 300 and code == 0:
+                payload = (data or {}).get("data")
+                msg_id = payload.get("message_id") if isinstance(payload, dict) else None
+                return Pushed(http_status=resp.status_code, platform_message_id=msg_id)
+            if code in TOKEN_CODES:
+                self.tokens.invalidate(self._token_key)
+                if attempt == 1:
+                    continue
+                raise Permanent(f"access token rejected after a refresh: code {code}", resp.status_code)
+            if code in REPLY_TARGET_GONE:
+                raise _ReplyTargetGone(f"code {code}: the message to reply to is gone", resp.status_code)
+            raise _fail(resp, data)
+        raise AssertionError("unreachable")
+
+    async def _push_hook(self, reply: ReplyGeneratedData) -> Pushed:
+        if self._hook is None:
+            raise Permanent("channel has neither app credentials nor a bot_webhook")
+        token, secret = self._hook
+        if reply.format == "markdown":
+            body: dict[str, Any] = (
+                {"msg_type": "interactive", "card": self._card(reply.text)}
+                if self.channel.markdown_as == "interactive"
+                else {"msg_type": "post", "content": {"post": {"zh_cn": self._post(reply.text)}}}
+            )
+        else:
+            body = {"msg_type": "text", "content": {"text": reply.text}}
+        if secret is not None:
+            ts = int(time.time())
+            body = {"timestamp": str(ts), "sign": hook_sign(ts, secret), **body}
+        try:
+            resp = await self.http.post(
+                f"{self.channel.base}/open-apis/bot/v2/hook/{token}",
+                content=orjson.dumps(body),
+                headers={"content-type": "application/json; charset=utf-8"},
+            )
+        except httpx.TransportError as exc:
+            failure = transport_failure(exc)
+            if failure.ambiguous:  # no idempotency key here: never repeat what may have arrived
+                raise Permanent(f"{failure}; the platform may have received it, so it is not repeated") from exc
+            raise failure from exc
+        data = _json(resp)
+        code = data.get("code", data.get("StatusCode")) if data else None
+        if resp.status_code < 300 and code == 0:
+            return Pushed(http_status=resp.status_code)
+        raise _fail(resp, data)

@@ -1,0 +1,213 @@
+"""Feishu / Lark event subscription (schema 2.0): signature, decryption, the URL check, message events.
+
+With an Encrypt Key configured every event is encrypted and signed (``X-Lark-Signature`` over the raw body,
+checked before anything is decrypted); the URL check is answered after its verification token matches.
+Without one, the verification token inside the event is the only proof of origin. Only
+``im.message.receive_v1`` becomes a message; other events are acknowledged and dropped.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Any
+
+import orjson
+
+from agentbus.channeltypes.feishu import FeishuChannel
+from agentbus.events import Chat, Sender
+from agentbus.services.ingress.channels.base import (
+    Answer,
+    HttpRequest,
+    Inbound,
+    InboundAdapter,
+    InboundMessage,
+    Rejected,
+)
+from agentbus.services.ingress.channels.feishu_crypto import DecryptError, decrypt, signature_ok
+
+MESSAGE_EVENT = "im.message.receive_v1"
+OK = Answer(200, b'{"msg":"success"}')
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def _obj(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Rejected(400, f"malformed JSON {what}") from None
+    if not isinstance(data, dict):
+        raise Rejected(400, f"{what} is not a JSON object")
+    return data
+
+
+def _str(d: Any, key: str) -> str | None:
+    v = d.get(key) if isinstance(d, dict) else None
+    return v if isinstance(v, str) and v else None
+
+
+def _flatten_post(content: dict[str, Any]) -> str:
+    """Rich text (post) to plain text: one line per paragraph; @ elements keep their mention key."""
+    body = content
+    if "content" not in body:  # some clients wrap it in a locale: {"zh_cn": {...}}
+        body = next((v for v in body.values() if isinstance(v, dict) and "content" in v), {})
+    lines = [body["title"]] if isinstance(body.get("title"), str) and body["title"] else []
+    for para in body.get("content") or []:
+        if not isinstance(para, list):
+            continue
+        parts = []
+        for el in para:
+            if not isinstance(el, dict):
+                continue
+            tag = el.get("tag")
+            if tag in ("text", "a", "md", "code_block") and isinstance(el.get("text"), str):
+                parts.append(el["text"])
+            elif tag == "at":
+                parts.append(str(el.get("user_id") or el.get("user_name") or ""))
+        lines.append("".join(parts))
+    return "\n".join(lines)
+
+
+class FeishuInbound(InboundAdapter):
+    type = "feishu"
+    channel: FeishuChannel
+
+    def __init__(self, channel: FeishuChannel) -> None:
+        super().__init__(channel)
+        self._token = channel.verification_token.value() if channel.verification_token else None
+        self._key = channel.encrypt_key.value() if channel.encrypt_key else None
+
+    async def receive(self, request: HttpRequest) -> Inbound:
+        if self._token is None and self._key is None:
+            raise Rejected(403, "this channel has no event subscription (set verification_token or encrypt_key)")
+        outer = _obj(request.body, "body")
+        signed = self._check_signature(request)
+        if "encrypt" in outer:
+            if self._key is None:
+                raise Rejected(400, "encrypted event, but the channel has no encrypt_key")
+            if not isinstance(outer["encrypt"], str):
+                raise Rejected(400, "encrypt is not a string")
+            try:
+                plain = decrypt(self._key, outer["encrypt"])
+            except DecryptError as err:
+                raise Rejected(400, f"cannot decrypt event: {err}") from None
+            event = _obj(plain, "decrypted event")
+        else:
+            event = outer
+        is_v2 = event.get("schema") == "2.0"
+        header = event.get("header") if is_v2 else None
+        if is_v2 and not isinstance(header, dict):
+            raise Rejected(400, "event without a header")
+        token = _str(header, "token") if is_v2 else _str(event, "token")
+        self._check_token(token)
+        kind = _str(header, "event_type") if is_v2 else _str(event, "type")
+        if kind == "url_verification" or event.get("type") == "url_verification":
+            challenge = event.get("challenge")
+            if not isinstance(challenge, str) or len(challenge) > 1024:
+                raise Rejected(400, "url_verification without a challenge")
+            return Inbound(answer=Answer(200, orjson.dumps({"challenge": challenge})), note="url_verification")
+        if self._key is not None and not signed:
+            raise Rejected(401, "missing X-Lark-Signature, X-Lark-Request-Timestamp or X-Lark-Request-Nonce")
+        if not is_v2:
+            return Inbound(answer=OK, note="schema 1.0 events are not handled; subscribe with schema 2.0")
+        event_id = _str(header, "event_id")
+        if event_id is None or len(event_id) > 128:
+            raise Rejected(400, "event without header.event_id")
+        if kind != MESSAGE_EVENT:
+            return Inbound(answer=OK, dedupe_id=event_id, note=f"event type {str(kind)[:64]!r} ignored")
+        body = event.get("event")
+        if not isinstance(body, dict):
+            raise Rejected(400, "message event without an event object")
+        return self._message(event_id, body)
+
+    def _check_signature(self, request: HttpRequest) -> bool:
+        """True when the request carries a valid signature; 401 when it carries a bad or stale one."""
+        h = request.headers
+        ts, nonce, sig = h.get("x-lark-request-timestamp"), h.get("x-lark-request-nonce"), h.get("x-lark-signature")
+        if self._key is None or not (ts and nonce and sig):
+            return False
+        if not signature_ok(ts, nonce, self._key, request.body, sig):
+            raise Rejected(401, "invalid X-Lark-Signature")
+        if not ts.isdigit() or len(ts) > 12:
+            raise Rejected(401, "malformed X-Lark-Request-Timestamp")
+        skew = self.channel.max_clock_skew_s
+        if skew and abs(request.received_at - int(ts)) > skew:
+            raise Rejected(401, f"stale timestamp: more than {skew}s from now")
+        return True
+
+    def _check_token(self, token: str | None) -> None:
+        if self._token is None:
+            return
+        if token is None or not hmac.compare_digest(token.encode(), self._token.encode()):
+            raise Rejected(401, "invalid verification token")
+
+    def _message(self, event_id: str, body: dict[str, Any]) -> Inbound:
+        sender = body.get("sender") if isinstance(body.get("sender"), dict) else {}
+        msg = body.get("message")
+        if not isinstance(msg, dict):
+            raise Rejected(400, "message event without event.message")
+        sender_ids = sender.get("sender_id") if isinstance(sender.get("sender_id"), dict) else {}
+        open_id = _str(sender_ids, "open_id") or _str(sender_ids, "union_id") or _str(sender_ids, "user_id")
+        message_id, chat_id = _str(msg, "message_id"), _str(msg, "chat_id")
+        if not open_id or not message_id or not chat_id or not _ID.match(chat_id) or not _ID.match(message_id):
+            raise Rejected(400, "message event without sender open_id, message_id or chat_id")
+        bot = self.channel.bot_open_id
+        sender_type = _str(sender, "sender_type") or "user"
+        if sender_type != "user" and (bot is None or open_id != bot):
+            return Inbound(answer=OK, dedupe_id=event_id, note=f"message sent by a {sender_type[:16]}")
+        text = self._text(msg)
+        if text is None:
+            return Inbound(answer=OK, dedupe_id=event_id, note=f"message type {_str(msg, 'message_type')!r} ignored")
+        mentions: list[str] = []
+        mentioned_bot = False
+        for m in msg.get("mentions") or []:
+            if not isinstance(m, dict) or not isinstance(m.get("key"), str):
+                continue
+            mid = m.get("id") if isinstance(m.get("id"), dict) else {}
+            m_open = _str(mid, "open_id") or ""
+            is_bot = m_open == bot if bot else m.get("mentioned_type") != "user"
+            mentioned_bot = mentioned_bot or is_bot
+            if m_open:
+                mentions.append(m_open)
+            if is_bot:  # the mention that addressed the bot is not part of what was said
+                text = re.sub(re.escape(m["key"]) + r"[ \t\u00a0]?", "", text)
+            else:
+                text = text.replace(m["key"], f"@{m.get('name') or m_open}")
+        text = text.strip()
+        if not text:
+            return Inbound(answer=OK, dedupe_id=event_id, note="empty message")
+        chat_type = "direct" if _str(msg, "chat_type") == "p2p" else "group"
+        route = {"chat_id": chat_id, "message_id": message_id}
+        for k in ("thread_id", "root_id"):
+            if _str(msg, k):
+                route[k] = msg[k]
+        return Inbound(
+            answer=OK,
+            dedupe_id=event_id,
+            message=InboundMessage(
+                platform_message_id=message_id,
+                sender=Sender(id=open_id, is_bot=sender_type != "user"),
+                chat=Chat(id=chat_id, type=chat_type),
+                text=text,
+                mentions=tuple(mentions),
+                mentioned_bot=mentioned_bot or chat_type == "direct",
+                reply_route=route,
+                from_self=bool(bot) and open_id == bot,
+            ),
+        )
+
+    @staticmethod
+    def _text(msg: dict[str, Any]) -> str | None:
+        kind = _str(msg, "message_type")
+        raw = msg.get("content")
+        if kind not in ("text", "post") or not isinstance(raw, str):
+            return None
+        try:
+            content = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise Rejected(400, "message content is not JSON") from None
+        if not isinstance(content, dict):
+            raise Rejected(400, "message content is not a JSON object")
+        if kind == "text":
+            return content["text"] if isinstance(content.get("text"), str) else None
+        return _flatten_post(content)
