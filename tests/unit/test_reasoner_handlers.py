@@ -125,9 +125,9 @@ async def test_replay_reuses_the_ledger_unless_asked_and_never_overwrites_it() -
     assert reply.id == live_reply.id and reply.replay == Replay(run="r1")
     rerun = live.model_copy(update={"replay": Replay(run="r2", rerun_llm=True, model="echo")})
     inf2, reply2 = await r.answer(rerun)
-    assert inf2.data.model == "echo" and "echo model" in reply2.data.text
+    assert inf2.data.model == "echo" and llm.calls == 2 and reply2.replay.rerun_llm
     assert ledger.inferences[live.id].text == live_reply.data.text, "the live inference is kept"
     # nothing recorded for an input that never ran live: a reuse-only replay says so instead of calling
     fresh = context("never seen").model_copy(update={"replay": Replay(run="r3")})
     [failed] = await r.answer(fresh)
-    assert failed.data.outcome == "failed" and "--rerun-llm" in failed.data.error and llm.calls == 1
+    assert failed.data.outcome == "failed" and "--rerun-llm" in failed.data.error and llm.calls == 2
