@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from agentbus.settings import Settings
+
+if TYPE_CHECKING:
+    from aiokafka.structs import ConsumerRecord
 
 REDRIVEN_FROM = "redriven-from"
 
@@ -53,42 +56,59 @@ class Letter:
         }
 
 
-async def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[Letter]:
-    """Every record of the dead-letter topic, from the beginning up to the end offsets seen at the start."""
+async def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the beginning up to its end, without a consumer group.
+
+    The end of a partition is the high watermark of the first fetch response (and at least what ListOffsets
+    says): Tansu answers ListOffsets(latest) with the base offset of the last batch plus one, which is short
+    of the end whenever that batch holds more than one record.
+    """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from agentbus.bus.kafka import client_options
-    from agentbus.events import parse_event
-    from agentbus.topics import dead_letter_topic
 
-    topic = dead_letter_topic(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
-    letters: list[Letter] = []
+    out: list[ConsumerRecord] = []
     try:
         if topic not in await consumer.topics():  # fetches fresh metadata
             return []
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
             return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        listed = await consumer.end_offsets(tps)
+        ends: dict[TopicPartition, int] = {}
         deadline = time.monotonic() + timeout_s
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+        while True:
+            for tp in tps:
+                hw = consumer.highwater(tp)
+                if tp not in ends and hw is not None:
+                    ends[tp] = max(hw, listed[tp])
+            if len(ends) == len(tps) and not [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {topic} up to its end within {timeout_s:.0f}s")
             batch = await consumer.getmany(timeout_ms=500, max_records=1000)
             for tp, records in batch.items():
-                for rec in records:
-                    if rec.offset < ends[tp]:
-                        letters.append(Letter(rec.partition, rec.offset, parse_event(rec.value)))
+                end = ends.get(tp, consumer.highwater(tp) or listed[tp])
+                out += [r for r in records if r.offset < max(end, listed[tp])]
     finally:
         await consumer.stop()
+    return out
+
+
+async def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[Letter]:
+    """Every dead letter, oldest first."""
+    from agentbus.events import parse_event
+    from agentbus.topics import dead_letter_topic
+
+    records = await read_topic(settings, dead_letter_topic(settings.topic_prefix), timeout_s)
+    letters = [Letter(r.partition, r.offset, parse_event(r.value)) for r in records]
     letters.sort(key=lambda x: (x.event.occurred_at, x.partition, x.offset))
     return letters
 
