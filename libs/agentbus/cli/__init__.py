@@ -6,6 +6,7 @@ import typer
 
 from agentbus.cli.admin import register as register_admin
 from agentbus.cli.dlq import register as register_dlq
+from agentbus.cli.observe import register as register_observe
 from agentbus.cli.stackcmds import register as register_stack
 from agentbus.cli.tools import register as register_tools
 
@@ -14,6 +15,7 @@ register_stack(app)
 register_tools(app)
 register_admin(app)
 register_dlq(app)
+register_observe(app)
 
 
 def main() -> None:

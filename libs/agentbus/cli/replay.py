@@ -1,0 +1,166 @@
+"""``agentbus replay``: re-run selected events through part of the pipeline as a shadow run.
+
+Replayed events keep their ids and carry the run in the envelope (and a ``replay`` header), so each
+replayed reply can be put beside its live original. Egress records replayed replies as suppressed and
+never pushes them; memory and the ledgers are not written; the LLM is called again only when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from agentbus.events import Event, Replay, derive_id
+from agentbus.settings import Settings
+
+ENTRY = {"message": "message.received", "job": "job.triggered", "context": "context.assembled"}
+
+
+def reply_id_for(entry: Event) -> uuid.UUID:
+    """The id the reply to ``entry`` has (ids are derived step by step from the entry event)."""
+    if entry.TYPE == "context.assembled":
+        return derive_id(entry.id, "reply")
+    return derive_id(derive_id(entry.id, "context"), "reply")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def replay(
+        stage: str = typer.Option("context", "--from", help="where to re-enter: message (memory onwards), "
+                                  "job, or context (reasoner onwards)"),
+        since: str = typer.Option(None, help="ISO time or a duration ago (15m, 2h, 7d); on the event's own time"),
+        until: str = typer.Option(None, help="ISO time or a duration ago"),
+        tenant: str = typer.Option(None),
+        conversation: str = typer.Option(None),
+        correlation: str = typer.Option(None, help="one message's correlation id"),
+        rerun_llm: bool = typer.Option(False, "--rerun-llm", help="call the LLM again (default: reuse the ledger)"),
+        model: str = typer.Option(None, help="with --rerun-llm: use this model (a name from agentbus.yaml, or echo)"),
+        system_prompt: str = typer.Option(None, help="with --rerun-llm: use this system prompt instead"),
+        run_id: str = typer.Option(None, help="name of the run (default: a new one)"),
+        limit: int = typer.Option(1000, help="replay at most this many events"),
+        timeout: float = typer.Option(120.0, help="seconds to wait for the replayed replies"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be replayed"),
+        as_json: bool = typer.Option(False, "--json", help="the report as JSON"),
+    ) -> None:
+        """Replay events in a shadow run and report the original reply beside the replayed one."""
+        from agentbus.cli.observe import parse_when
+
+        if stage not in ENTRY:
+            raise typer.BadParameter(f"--from must be one of {', '.join(ENTRY)}")
+        if (model or system_prompt) and not rerun_llm:
+            raise typer.BadParameter("--model and --system-prompt need --rerun-llm")
+        run = Replay(run=run_id or f"replay-{uuid.uuid4().hex[:8]}", rerun_llm=rerun_llm, model=model,
+                     system_prompt=system_prompt)
+        code = asyncio.run(_replay(Settings(), ENTRY[stage], run, parse_when(since), parse_when(until), tenant,
+                                   conversation, correlation, limit, timeout, dry_run, as_json))
+        raise typer.Exit(code)
+
+
+async def _replay(s: Settings, entry_type: str, run: Replay, since, until, tenant, conversation, correlation,  # type: ignore[no-untyped-def]
+                  limit: int, timeout: float, dry_run: bool, as_json: bool) -> int:
+    from agentbus.bus import Producer
+    from agentbus.eventlog import Filter, end_offsets, read
+    from agentbus.topics import topic_for
+
+    console = Console(highlight=False, stderr=as_json)
+    entry_topic = topic_for(s.topic_prefix, entry_type)
+    reply_topic = topic_for(s.topic_prefix, "reply.generated")
+    result_topics = [reply_topic, topic_for(s.topic_prefix, "delivery.completed"),
+                     topic_for(s.topic_prefix, "inference.completed")]
+    selected = [lg.event for lg in await read(
+        s, [entry_topic],
+        Filter(tenant=tenant, conversation=conversation, correlation=correlation, since=since, until=until,
+               include_replays=False),
+    )][:limit]
+    if not selected:
+        console.print("nothing to replay: no live events match")
+        return 1
+    originals = {lg.event.id: lg.event for lg in await read(s, [reply_topic], lambda e: e.replay is None)}
+    if dry_run:
+        for e in selected:
+            console.print(f"would replay {e.TYPE} {e.id} {e.conversation} at {e.occurred_at:%Y-%m-%d %H:%M:%S}")
+        return 0
+    starts = await end_offsets(s, result_topics)
+    producer = Producer(s, "replay")
+    await producer.start()
+    wanted = {reply_id_for(e): e for e in selected}
+    replayed: dict[uuid.UUID, Event] = {}
+    failed: dict[uuid.UUID, str] = {}
+    deliveries: dict[uuid.UUID, str] = {}
+    t0 = time.monotonic()
+    try:
+        with Progress(console=console, transient=as_json) as progress:
+            sent = progress.add_task(f"replaying ({run.run})", total=len(selected))
+            batch = 100
+            for i in range(0, len(selected), batch):
+                chunk = [e.model_copy(update={"replay": run}) for e in selected[i:i + batch]]
+                await producer.publish(chunk)
+                progress.update(sent, advance=len(chunk))
+            done = progress.add_task("waiting for replayed replies", total=len(selected))
+            from agentbus.eventlog import follow
+
+            stop = asyncio.Event()
+
+            async def collect() -> None:
+                async for lg in follow(s, result_topics, lambda e: e.replay is not None and e.replay.run == run.run,
+                                       start=starts, stop=stop):
+                    e = lg.event
+                    if e.TYPE == "reply.generated" and e.id in wanted:
+                        replayed[e.id] = e
+                    elif e.TYPE == "delivery.completed":
+                        deliveries[e.data.reply_id] = e.data.status
+                    elif e.TYPE == "inference.completed" and e.data.outcome == "failed":
+                        rid = derive_id(e.causation_id, "reply")  # type: ignore[arg-type]
+                        if rid in wanted:
+                            failed[rid] = e.data.error or "failed"
+                    finished = len(set(replayed) & set(deliveries) | set(failed))
+                    progress.update(done, completed=finished)
+                    if finished >= len(wanted):
+                        return
+
+            try:
+                await asyncio.wait_for(collect(), timeout)
+            except TimeoutError:
+                pass
+            stop.set()
+    finally:
+        await producer.stop()
+    rows = []
+    for rid, entry in wanted.items():
+        orig = originals.get(rid)
+        new = replayed.get(rid)
+        rows.append({
+            "entry_id": str(entry.id), "conversation": entry.conversation, "reply_id": str(rid),
+            "original_model": orig.data.model if orig else None, "original": orig.data.text if orig else None,
+            "replayed_model": new.data.model if new else None, "replayed": new.data.text if new else None,
+            "changed": (orig.data.text != new.data.text) if orig and new else None,
+            "delivery": deliveries.get(rid), "error": failed.get(rid),
+        })
+    pushed = [r for r in rows if r["delivery"] not in (None, "suppressed")]
+    report = {"run": run.run, "rerun_llm": run.rerun_llm, "model": run.model, "selected": len(selected),
+              "replayed": len(replayed), "failed": len(failed), "changed": sum(1 for r in rows if r["changed"]),
+              "pushed_to_channels": len(pushed), "seconds": round(time.monotonic() - t0, 2), "messages": rows}
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        table = Table(title=f"replay {run.run}" + (f" (LLM re-run{', model ' + run.model if run.model else ''})"
+                                                   if run.rerun_llm else " (ledger reused)"))
+        for col in ("conversation", "original", "replayed", "changed"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(r["conversation"], f"[{r['original_model']}] {r['original'] or '—'}"[:300],
+                          f"[{r['replayed_model']}] {r['replayed'] or r['error'] or '—'}"[:300],
+                          {True: "yes", False: "no", None: "?"}[r["changed"]])
+        console.print(table)
+        console.print(f"{report['replayed']}/{report['selected']} replayed, {report['changed']} changed, "
+                      f"{report['failed']} failed, {report['pushed_to_channels']} pushed to a channel "
+                      f"(replayed replies are never pushed), {report['seconds']} s")
+    complete = len(replayed) + len(failed) == len(wanted)
+    return 0 if complete and not pushed else 1

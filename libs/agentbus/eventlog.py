@@ -1,0 +1,169 @@
+"""Reading the event log itself: the topics are the source of truth for tail, trace and replay.
+
+Reads with no consumer group (nothing is committed, nothing is disturbed). Time windows are applied to the
+event's own ``occurred_at``, because some brokers have no timestamp index to look offsets up by time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from agentbus.bus.kafka import client_options
+from agentbus.events import Event, parse_event
+from agentbus.settings import Settings
+
+
+@dataclass(frozen=True)
+class Logged:
+    event: Event
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str]
+
+    @property
+    def traceparent(self) -> str | None:
+        return self.headers.get("traceparent")
+
+    @property
+    def trace_id(self) -> str | None:
+        tp = self.traceparent
+        parts = tp.split("-") if tp else []
+        return parts[1] if len(parts) == 4 else None
+
+
+@dataclass(frozen=True)
+class Filter:
+    types: tuple[str, ...] = ()
+    tenant: str | None = None
+    conversation: str | None = None
+    correlation: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_replays: bool = True
+
+    def __call__(self, e: Event) -> bool:
+        if self.types and e.TYPE not in self.types:
+            return False
+        if self.tenant and e.tenant != self.tenant:
+            return False
+        if self.conversation and self.conversation not in (e.conversation, e.conversation.rsplit("/", 1)[-1]):
+            return False
+        if self.correlation and str(e.correlation_id) != self.correlation:
+            return False
+        if self.since and e.occurred_at < self.since:
+            return False
+        if self.until and e.occurred_at > self.until:
+            return False
+        return self.include_replays or e.replay is None
+
+
+def _decode(rec: ConsumerRecord) -> Logged | None:
+    try:
+        event = parse_event(rec.value)
+    except ValueError:
+        return None
+    headers = {}
+    for k, v in rec.headers or ():
+        try:
+            headers[k] = v.decode()
+        except UnicodeDecodeError:
+            continue
+    return Logged(event, rec.topic, rec.partition, rec.offset, headers)
+
+
+async def _consumer(settings: Settings, topics: Sequence[str]) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+    c = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+    await c.start()
+    existing = await c.topics()
+    tps = []
+    for t in topics:
+        if t not in existing:
+            continue
+        for p in sorted(c.partitions_for_topic(t) or ()):
+            tps.append(TopicPartition(t, p))
+    c.assign(tps)
+    return c, tps
+
+
+async def end_offsets(settings: Settings, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    c, tps = await _consumer(settings, topics)
+    try:
+        return await c.end_offsets(tps) if tps else {}
+    finally:
+        await c.stop()
+
+
+async def read(
+    settings: Settings,
+    topics: Sequence[str],
+    keep: Callable[[Event], bool] = lambda _e: True,
+    start: dict[TopicPartition, int] | None = None,
+) -> list[Logged]:
+    """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now."""
+    c, tps = await _consumer(settings, topics)
+    out: list[Logged] = []
+    try:
+        if not tps:
+            return out
+        ends = await c.end_offsets(tps)
+        for tp in tps:
+            if start and tp in start:
+                c.seek(tp, start[tp])
+            else:
+                await c.seek_to_beginning(tp)
+        remaining = {tp for tp in tps if ends[tp] > (start or {}).get(tp, 0)}
+        while remaining:
+            batch = await c.getmany(*remaining, timeout_ms=1000)
+            for tp, recs in batch.items():
+                for rec in recs:
+                    if rec.offset >= ends[tp]:
+                        continue
+                    logged = _decode(rec)
+                    if logged is not None and keep(logged.event):
+                        out.append(logged)
+                if recs and recs[-1].offset >= ends[tp] - 1:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await c.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await c.stop()
+    out.sort(key=lambda logged: logged.event.occurred_at)
+    return out
+
+
+async def follow(
+    settings: Settings,
+    topics: Sequence[str],
+    keep: Callable[[Event], bool] = lambda _e: True,
+    from_beginning: bool = False,
+    start: dict[TopicPartition, int] | None = None,
+    stop: asyncio.Event | None = None,
+) -> AsyncIterator[Logged]:
+    """Events as they arrive (after the current end, or from the beginning / ``start``)."""
+    c, tps = await _consumer(settings, topics)
+    try:
+        for tp in tps:
+            if start and tp in start:
+                c.seek(tp, start[tp])
+            elif from_beginning:
+                await c.seek_to_beginning(tp)
+            else:
+                await c.seek_to_end(tp)
+        while stop is None or not stop.is_set():
+            batch = await c.getmany(timeout_ms=300)
+            recs = sorted((r for rs in batch.values() for r in rs), key=lambda r: r.timestamp)
+            for rec in recs:
+                logged = _decode(rec)
+                if logged is not None and keep(logged.event):
+                    yield logged
+    finally:
+        await c.stop()
