@@ -6,6 +6,7 @@ from __future__ import annotations
 from agentbus.channeltypes.base import ChannelBase, EnvRef
 from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.channeltypes.feishu import FeishuChannel
+from agentbus.channeltypes.slack import SlackChannel
 from agentbus.channeltypes.webhook import WebhookChannel
 
 CHANNEL_TYPES: list[type[ChannelBase]] = [WebhookChannel]
@@ -13,3 +14,4 @@ CHANNEL_TYPES: list[type[ChannelBase]] = [WebhookChannel]
 __all__ = ["CHANNEL_TYPES", "ChannelBase", "EnvRef", "WebhookChannel"]
 CHANNEL_TYPES.append(FeishuChannel)
 CHANNEL_TYPES.append(DingTalkChannel)
+CHANNEL_TYPES.append(SlackChannel)

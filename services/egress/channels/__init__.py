@@ -5,8 +5,10 @@ from __future__ import annotations
 from agentbus.services.egress.channels.base import OutboundAdapter
 from agentbus.services.egress.channels.dingtalk import DingTalkOutbound
 from agentbus.services.egress.channels.feishu import FeishuOutbound
+from agentbus.services.egress.channels.slack import SlackOutbound
 from agentbus.services.egress.channels.webhook import WebhookOutbound
 
 ADAPTERS: dict[str, type[OutboundAdapter]] = {WebhookOutbound.type: WebhookOutbound}
 ADAPTERS[FeishuOutbound.type] = FeishuOutbound
 ADAPTERS[DingTalkOutbound.type] = DingTalkOutbound
+ADAPTERS[SlackOutbound.type] = SlackOutbound

@@ -5,8 +5,10 @@ from __future__ import annotations
 from agentbus.services.ingress.channels.base import InboundAdapter
 from agentbus.services.ingress.channels.dingtalk import DingTalkInbound
 from agentbus.services.ingress.channels.feishu import FeishuInbound
+from agentbus.services.ingress.channels.slack import SlackInbound
 from agentbus.services.ingress.channels.webhook import WebhookInbound
 
 ADAPTERS: dict[str, type[InboundAdapter]] = {WebhookInbound.type: WebhookInbound}
 ADAPTERS[FeishuInbound.type] = FeishuInbound
 ADAPTERS[DingTalkInbound.type] = DingTalkInbound
+ADAPTERS[SlackInbound.type] = SlackInbound

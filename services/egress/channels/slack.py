@@ -1,0 +1,88 @@
+"""Slack push: ``chat.postMessage`` with the bot token, in the thread the message came from.
+
+Slack answers HTTP 200 with ``{"ok": false, "error": "..."}`` for most failures and HTTP 429 with
+``Retry-After`` when rate limited. ``chat.postMessage`` has no idempotency key, so a push that may have
+reached Slack (a read timeout) is never repeated.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+
+from agentbus.channeltypes.slack import SlackChannel
+from agentbus.events import ReplyGeneratedData
+from agentbus.services.egress.channels.base import (
+    OutboundAdapter,
+    Permanent,
+    Pushed,
+    Retryable,
+    TokenCache,
+    retry_after_seconds,
+    transport_failure,
+)
+from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
+
+# errors worth another try; every other `error` is a fault of the request, the token or the channel
+RETRYABLE_ERRORS = {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",
+                    "request_timeout", "team_is_restricted_temporarily"}
+MAX_TEXT = 40_000  # Slack truncates longer texts
+MAX_MARKDOWN = 12_000  # markdown_text limit
+
+
+class SlackOutbound(OutboundAdapter):
+    type = "slack"
+    idempotent = False
+    default_rate_per_minute = 60  # chat.postMessage: about one message per second per channel
+    channel: SlackChannel
+
+    def __init__(self, channel: SlackChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
+        super().__init__(channel, http, tokens)
+        self._token = channel.bot_token.value()
+
+    def body(self, reply: ReplyGeneratedData) -> dict[str, Any]:
+        route = reply.reply_route
+        body: dict[str, Any] = {"channel": route.get("channel") or reply.chat.id}
+        if reply.format == "markdown" and self.channel.markdown_as == "markdown_text":
+            body["markdown_text"] = reply.text[:MAX_MARKDOWN]
+        elif reply.format == "markdown":
+            body["text"] = to_mrkdwn(reply.text)[:MAX_TEXT]
+            body["mrkdwn"] = True
+        else:
+            body["text"] = escape(reply.text)[:MAX_TEXT]
+            body["mrkdwn"] = False
+        if isinstance(route.get("thread_ts"), str):
+            body["thread_ts"] = route["thread_ts"]
+        return body
+
+    async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
+        try:
+            resp = await self.http.post(
+                f"{self.channel.base}/chat.postMessage",
+                content=orjson.dumps(self.body(reply)),
+                headers={"authorization": f"Bearer {self._token}", "content-type": "application/json; charset=utf-8"},
+            )
+        except httpx.TransportError as exc:
+            raise transport_failure(exc) from exc
+        if resp.status_code == 429:
+            raise Retryable("ratelimited (HTTP 429)", 429, retry_after_seconds(resp))
+        if resp.status_code >= 500 or resp.status_code in (408, 425):
+            raise Retryable(f"HTTP {resp.status_code}", resp.status_code, retry_after_seconds(resp))
+        try:
+            data = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            if resp.status_code >= 400:
+                raise Permanent(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
+            raise Retryable(f"HTTP {resp.status_code} without a JSON answer", resp.status_code)
+        if data.get("ok") is True:
+            ts = data.get("ts")
+            return Pushed(http_status=resp.status_code, platform_message_id=ts if isinstance(ts, str) else None)
+        error = str(data.get("error") or "unknown_error")[:100]
+        if error in RETRYABLE_ERRORS:
+            raise Retryable(error, resp.status_code, retry_after_seconds(resp))
+        raise Permanent(error, resp.status_code)
