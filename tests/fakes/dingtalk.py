@@ -26,8 +26,11 @@ from tests.support.servers import RunningServer
 
 INVALID_TOKEN = {"code": "InvalidAuthentication", "requestid": "fake", "message": "不合法的access_token"}
 QPS_LIMIT = {"code": "Forbidden.AccessDenied.QpsLimitForApi", "requestid": "fake", "message": "qps limit"}
-NO_PERMISSION = {"code": "Forbidden.AccessDenied.AccessTokenPermissionDenied", "requestid": "fake",
-                 "message": "没有调用该接口的权限"}
+NO_PERMISSION = {
+    "code": "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+    "requestid": "fake",
+    "message": "没有调用该接口的权限",
+}
 TOO_FAST = {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"}
 SIGN_NOT_MATCH = {"errcode": 310000, "errmsg": "sign not match"}
 
@@ -68,8 +71,14 @@ class FakeDingTalk:
     def expire_tokens(self) -> None:
         self._tokens.clear()
 
-    def fail_next(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None,
-                  times: int = 1, after: int = 0) -> None:
+    def fail_next(
+        self,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        after: int = 0,
+    ) -> None:
         self.plan.extend([(status, body, headers or {})] * times)
         self.plan_after = after
 
@@ -116,7 +125,12 @@ class FakeDingTalk:
             return ("text", content, None) if isinstance(content, str) and content else None
         if kind == "markdown" and isinstance(body.get("markdown"), dict):
             md = body["markdown"]
-            if isinstance(md.get("title"), str) and md["title"] and isinstance(md.get("text"), str) and md["text"]:
+            if (
+                isinstance(md.get("title"), str)
+                and md["title"]
+                and isinstance(md.get("text"), str)
+                and md["text"]
+            ):
                 return "markdown", md["text"], md["title"]
         return None
 
@@ -128,8 +142,11 @@ class FakeDingTalk:
         except orjson.JSONDecodeError:
             return self._reject("token: bad json", 400, {"code": "MissingParameter", "message": "bad body"})
         if body.get("appKey") != self.app_key or body.get("appSecret") != self.app_secret:
-            return self._reject("token: bad credentials", 400,
-                                {"code": "invalidClientIdOrSecret", "message": "无效的clientId或者clientSecret"})
+            return self._reject(
+                "token: bad credentials",
+                400,
+                {"code": "invalidClientIdOrSecret", "message": "无效的clientId或者clientSecret"},
+            )
         self.token_fetches += 1
         token = uuid.uuid4().hex
         self._tokens.add(token)
@@ -139,10 +156,14 @@ class FakeDingTalk:
         raw = await request.body()
         expires = self._sessions.get(request.query_params.get("session", ""))
         if expires is None or expires < time.time() * 1000:
-            return self._reject("session: unknown or expired", 200, {"errcode": 300001, "errmsg": "session过期"})
+            return self._reject(
+                "session: unknown or expired", 200, {"errcode": 300001, "errmsg": "session过期"}
+            )
         msg = self._webhook_message(_loads(raw))
         if msg is None:
-            return self._reject("session: bad message shape", 200, {"errcode": 40035, "errmsg": "缺少参数 json"})
+            return self._reject(
+                "session: bad message shape", 200, {"errcode": 40035, "errmsg": "缺少参数 json"}
+            )
         if planned := self._planned():
             return planned
         self._record("session", raw, msgtype=msg[0], text=msg[1], title=msg[2])
@@ -153,19 +174,24 @@ class FakeDingTalk:
         q = request.query_params
         token = q.get("access_token", "")
         if token not in self.robots:
-            return self._reject("robot: unknown token", 200, {"errcode": 300001, "errmsg": "token is not exist"})
+            return self._reject(
+                "robot: unknown token", 200, {"errcode": 300001, "errmsg": "token is not exist"}
+            )
         secret = self.robots[token]
         if secret is not None:
             stamp, sign = q.get("timestamp", ""), q.get("sign", "")
             if not stamp.isdigit() or abs(int(stamp) - time.time() * 1000) > 3600_000:
-                return self._reject("robot: stale timestamp", 200,
-                                    {"errcode": 310000, "errmsg": "invalid timestamp"})
+                return self._reject(
+                    "robot: stale timestamp", 200, {"errcode": 310000, "errmsg": "invalid timestamp"}
+                )
             mac = hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest()
             if not hmac.compare_digest(base64.b64encode(mac).decode(), sign):
                 return self._reject("robot: bad sign", 200, SIGN_NOT_MATCH)
         msg = self._webhook_message(_loads(raw))
         if msg is None:
-            return self._reject("robot: bad message shape", 200, {"errcode": 40035, "errmsg": "缺少参数 json"})
+            return self._reject(
+                "robot: bad message shape", 200, {"errcode": 40035, "errmsg": "缺少参数 json"}
+            )
         if planned := self._planned():
             return planned
         now = time.time()
@@ -180,15 +206,23 @@ class FakeDingTalk:
     def _openapi_message(self, request: Request, body: Any) -> tuple[str, str, str | None] | Response:
         if request.headers.get("x-acs-dingtalk-access-token") not in self._tokens:
             return self._reject("openapi: invalid token", 400, INVALID_TOKEN)
-        if not request.headers.get("content-type", "").startswith("application/json") or not isinstance(body, dict):
+        if not request.headers.get("content-type", "").startswith("application/json") or not isinstance(
+            body, dict
+        ):
             return self._reject("openapi: not json", 400, {"code": "InvalidParameter", "message": "body"})
         if body.get("robotCode") != self.app_key:
-            return self._reject("openapi: robotCode", 400, {"code": "robot.not.exist", "message": "机器人不存在"})
+            return self._reject(
+                "openapi: robotCode", 400, {"code": "robot.not.exist", "message": "机器人不存在"}
+            )
         key, param = body.get("msgKey"), _loads(body.get("msgParam", "").encode())
         if key == "sampleText" and isinstance(param, dict) and isinstance(param.get("content"), str):
             return "text", param["content"], None
-        if (key == "sampleMarkdown" and isinstance(param, dict) and isinstance(param.get("text"), str)
-                and isinstance(param.get("title"), str)):
+        if (
+            key == "sampleMarkdown"
+            and isinstance(param, dict)
+            and isinstance(param.get("text"), str)
+            and isinstance(param.get("title"), str)
+        ):
             return "markdown", param["text"], param["title"]
         return self._reject("openapi: msgKey/msgParam", 400, {"code": "param.invalid", "message": "msgParam"})
 
@@ -199,7 +233,11 @@ class FakeDingTalk:
         if isinstance(msg, Response):
             return msg
         users = body.get("userIds")
-        if not isinstance(users, list) or not 1 <= len(users) <= 20 or not all(isinstance(u, str) for u in users):
+        if (
+            not isinstance(users, list)
+            or not 1 <= len(users) <= 20
+            or not all(isinstance(u, str) for u in users)
+        ):
             return self._reject("openapi: userIds", 400, {"code": "param.invalid", "message": "userIds"})
         if planned := self._planned():
             return planned
@@ -207,7 +245,9 @@ class FakeDingTalk:
         key = uuid.uuid4().hex
         if len(invalid) < len(users):
             self._record("oto", raw, users=users, msgtype=msg[0], text=msg[1], title=msg[2], key=key)
-        return JSONResponse({"processQueryKey": key, "invalidStaffIdList": invalid, "flowControlledStaffIdList": []})
+        return JSONResponse(
+            {"processQueryKey": key, "invalidStaffIdList": invalid, "flowControlledStaffIdList": []}
+        )
 
     async def _group_send(self, request: Request) -> Response:
         raw = await request.body()
@@ -217,8 +257,9 @@ class FakeDingTalk:
             return msg
         conv = body.get("openConversationId")
         if not isinstance(conv, str) or not conv:
-            return self._reject("openapi: openConversationId", 400,
-                                {"code": "param.invalid", "message": "openConversationId"})
+            return self._reject(
+                "openapi: openConversationId", 400, {"code": "param.invalid", "message": "openConversationId"}
+            )
         if planned := self._planned():
             return planned
         key = uuid.uuid4().hex
@@ -226,13 +267,15 @@ class FakeDingTalk:
         return JSONResponse({"processQueryKey": key})
 
     async def start(self) -> FakeDingTalk:
-        self.server = RunningServer([
-            Route("/v1.0/oauth2/accessToken", self._access_token, methods=["POST"]),
-            Route("/v1.0/robot/oToMessages/batchSend", self._batch_send, methods=["POST"]),
-            Route("/v1.0/robot/groupMessages/send", self._group_send, methods=["POST"]),
-            Route("/robot/sendBySession", self._by_session, methods=["POST"]),
-            Route("/robot/send", self._custom_robot, methods=["POST"]),
-        ])
+        self.server = RunningServer(
+            [
+                Route("/v1.0/oauth2/accessToken", self._access_token, methods=["POST"]),
+                Route("/v1.0/robot/oToMessages/batchSend", self._batch_send, methods=["POST"]),
+                Route("/v1.0/robot/groupMessages/send", self._group_send, methods=["POST"]),
+                Route("/robot/sendBySession", self._by_session, methods=["POST"]),
+                Route("/robot/send", self._custom_robot, methods=["POST"]),
+            ]
+        )
         await self.server.start()
         return self
 
@@ -302,18 +345,26 @@ def robot_headers(app_secret: str, timestamp_ms: int | None = None) -> dict[str,
     """``timestamp`` and ``sign`` headers exactly as documented for robot messages."""
     stamp = str(timestamp_ms if timestamp_ms is not None else int(time.time() * 1000))
     mac = hmac.new(app_secret.encode(), f"{stamp}\n{app_secret}".encode(), hashlib.sha256).digest()
-    return {"content-type": "application/json; charset=utf-8", "timestamp": stamp,
-            "sign": base64.b64encode(mac).decode()}
+    return {
+        "content-type": "application/json; charset=utf-8",
+        "timestamp": stamp,
+        "sign": base64.b64encode(mac).decode(),
+    }
 
 
-def encrypted_callback(token: str, aes_key: str, owner_key: str, payload: dict[str, Any],
-                       timestamp_ms: int | None = None) -> tuple[dict[str, str], bytes]:
+def encrypted_callback(
+    token: str, aes_key: str, owner_key: str, payload: dict[str, Any], timestamp_ms: int | None = None
+) -> tuple[dict[str, str], bytes]:
     """(query, body) of an encrypted HTTP callback, encrypted and signed with the dingtalk-sdk crypto."""
     from dingtalk.crypto import DingTalkCrypto
 
     crypto = DingTalkCrypto(token, aes_key, owner_key)
     sealed = crypto.encrypt_message(orjson.dumps(payload).decode(), timestamp=timestamp_ms)
-    query = {"msg_signature": sealed["msg_signature"], "timestamp": sealed["timeStamp"], "nonce": sealed["nonce"]}
+    query = {
+        "msg_signature": sealed["msg_signature"],
+        "timestamp": sealed["timeStamp"],
+        "nonce": sealed["nonce"],
+    }
     return query, orjson.dumps({"encrypt": sealed["encrypt"]})
 
 
@@ -323,4 +374,6 @@ def open_success(token: str, aes_key: str, owner_key: str, answer: bytes) -> str
 
     data = orjson.loads(answer)
     crypto = DingTalkCrypto(token, aes_key, owner_key)
-    return crypto.decrypt_encrypt_str(data["msg_signature"], data["timeStamp"], data["nonce"], data["encrypt"])
+    return crypto.decrypt_encrypt_str(
+        data["msg_signature"], data["timeStamp"], data["nonce"], data["encrypt"]
+    )

@@ -8,6 +8,7 @@ from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.channeltypes.webhook import WebhookChannel
+from agentbus.channeltypes.wecom import WeComChannel
 
 CHANNEL_TYPES: list[type[ChannelBase]] = [WebhookChannel]
 
@@ -15,3 +16,4 @@ __all__ = ["CHANNEL_TYPES", "ChannelBase", "EnvRef", "WebhookChannel"]
 CHANNEL_TYPES.append(FeishuChannel)
 CHANNEL_TYPES.append(DingTalkChannel)
 CHANNEL_TYPES.append(SlackChannel)
+CHANNEL_TYPES.append(WeComChannel)

@@ -11,7 +11,7 @@ from agentbus.channeltypes.base import ChannelBase, EnvRef, Strict
 
 
 class DingTalkCustomRobot(Strict):
-    """A custom group robot ("自定义机器人"): its webhook ``access_token`` and, with 加签, its ``SEC...`` secret."""
+    """A custom group robot (自定义机器人): its webhook ``access_token`` and its 加签 ``SEC...`` secret."""
 
     access_token: EnvRef
     secret: EnvRef | None = None
@@ -27,7 +27,8 @@ class DingTalkChannel(ChannelBase):
     callback_token: EnvRef | None = None
     callback_aes_key: EnvRef | None = None
     callback_owner_key: str | None = Field(
-        default=None, description="receive id inside encrypted callbacks: the app key (default) or the corp id"
+        default=None,
+        description="receive id inside encrypted callbacks: the app key (default) or the corp id",
     )
     # chat ids served by custom group robots: replies and jobs for these chats go through the robot's webhook
     custom_robots: dict[str, DingTalkCustomRobot] = Field(default_factory=dict)

@@ -7,8 +7,10 @@ from agentbus.services.egress.channels.dingtalk import DingTalkOutbound
 from agentbus.services.egress.channels.feishu import FeishuOutbound
 from agentbus.services.egress.channels.slack import SlackOutbound
 from agentbus.services.egress.channels.webhook import WebhookOutbound
+from agentbus.services.egress.channels.wecom import WeComOutbound
 
 ADAPTERS: dict[str, type[OutboundAdapter]] = {WebhookOutbound.type: WebhookOutbound}
 ADAPTERS[FeishuOutbound.type] = FeishuOutbound
 ADAPTERS[DingTalkOutbound.type] = DingTalkOutbound
 ADAPTERS[SlackOutbound.type] = SlackOutbound
+ADAPTERS[WeComOutbound.type] = WeComOutbound

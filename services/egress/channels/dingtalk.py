@@ -122,7 +122,11 @@ class DingTalkOutbound(OutboundAdapter):
         session = route.get("session_webhook")
         expires_ms = route.get("session_webhook_expires_ms")
         margin_ms = self.channel.session_webhook_margin_s * 1000
-        if isinstance(session, str) and isinstance(expires_ms, int) and expires_ms - margin_ms > time.time() * 1000:
+        if (
+            isinstance(session, str)
+            and isinstance(expires_ms, int)
+            and expires_ms - margin_ms > time.time() * 1000
+        ):
             try:
                 return await self._webhook_call(session, self._webhook_body(reply, text), "session webhook")
             except Permanent:
@@ -181,11 +185,15 @@ class DingTalkOutbound(OutboundAdapter):
             except httpx.TransportError as exc:
                 raise Retryable(f"access token: {type(exc).__name__}: {exc}") from exc
             if resp.status_code == 429 or resp.status_code >= 500:
-                raise Retryable(f"access token: HTTP {resp.status_code}", resp.status_code, retry_after_seconds(resp))
+                raise Retryable(
+                    f"access token: HTTP {resp.status_code}", resp.status_code, retry_after_seconds(resp)
+                )
             data = _json(resp)
             token, ttl = data.get("accessToken"), data.get("expireIn")
             if resp.status_code >= 300 or not isinstance(token, str) or not token:
-                raise Permanent(f"access token refused: HTTP {resp.status_code} {_code(data)}", resp.status_code)
+                raise Permanent(
+                    f"access token refused: HTTP {resp.status_code} {_code(data)}", resp.status_code
+                )
             return token, float(ttl) if isinstance(ttl, (int, float)) else 7200.0
 
         return await self.tokens.get(self._token_key, fetch)
@@ -197,11 +205,17 @@ class DingTalkOutbound(OutboundAdapter):
     async def _openapi(self, reply: ReplyGeneratedData, text: str) -> Pushed:
         route = reply.reply_route
         if reply.format == "markdown":
-            key, param = "sampleMarkdown", {"title": markdown_title(text, self.channel.markdown_title), "text": text}
+            key, param = (
+                "sampleMarkdown",
+                {"title": markdown_title(text, self.channel.markdown_title), "text": text},
+            )
         else:
             key, param = "sampleText", {"content": text}
-        body: dict[str, Any] = {"robotCode": route.get("robot_code") or self._robot_code, "msgKey": key,
-                                "msgParam": orjson.dumps(param).decode()}
+        body: dict[str, Any] = {
+            "robotCode": route.get("robot_code") or self._robot_code,
+            "msgKey": key,
+            "msgParam": orjson.dumps(param).decode(),
+        }
         group = (route.get("conversation_type") or reply.chat.type) == "group"
         if group:
             body["openConversationId"] = route.get("open_conversation_id") or reply.chat.id
@@ -230,10 +244,16 @@ class DingTalkOutbound(OutboundAdapter):
                     continue
                 raise Retryable(f"access token refused right after a refresh: {code}", resp.status_code)
             if resp.status_code == 403 and code.startswith("Forbidden.AccessDenied.QpsLimit"):
-                raise Retryable(f"OpenAPI rate limited: {code}", resp.status_code, retry_after_seconds(resp) or 1.0)
-            if resp.status_code >= 300 and not (resp.status_code in (408, 425, 429) or resp.status_code >= 500):
-                raise Permanent(f"OpenAPI HTTP {resp.status_code} {code}: {str(data.get('message', ''))[:200]}",
-                                resp.status_code)
+                raise Retryable(
+                    f"OpenAPI rate limited: {code}", resp.status_code, retry_after_seconds(resp) or 1.0
+                )
+            if resp.status_code >= 300 and not (
+                resp.status_code in (408, 425, 429) or resp.status_code >= 500
+            ):
+                raise Permanent(
+                    f"OpenAPI HTTP {resp.status_code} {code}: {str(data.get('message', ''))[:200]}",
+                    resp.status_code,
+                )
             classify_http(resp)
             if not group:
                 if body["userIds"][0] in (data.get("invalidStaffIdList") or []):

@@ -7,8 +7,10 @@ from agentbus.services.ingress.channels.dingtalk import DingTalkInbound
 from agentbus.services.ingress.channels.feishu import FeishuInbound
 from agentbus.services.ingress.channels.slack import SlackInbound
 from agentbus.services.ingress.channels.webhook import WebhookInbound
+from agentbus.services.ingress.channels.wecom import WeComInbound
 
 ADAPTERS: dict[str, type[InboundAdapter]] = {WebhookInbound.type: WebhookInbound}
 ADAPTERS[FeishuInbound.type] = FeishuInbound
 ADAPTERS[DingTalkInbound.type] = DingTalkInbound
 ADAPTERS[SlackInbound.type] = SlackInbound
+ADAPTERS[WeComInbound.type] = WeComInbound

@@ -83,7 +83,9 @@ def _fresh(stamp: str, now: float, window_s: int, what: str) -> None:
     if not stamp.isdigit() or len(stamp) > 16:
         raise Rejected(401, f"malformed {what}")
     value = int(stamp)
-    seconds = value / 1000 if value > 100_000_000_000 else float(value)  # DingTalk uses ms; accept seconds too
+    seconds = (
+        value / 1000 if value > 100_000_000_000 else float(value)
+    )  # DingTalk uses ms; accept seconds too
     if abs(now - seconds) > window_s:
         raise Rejected(401, f"stale {what}: outside the {window_s} s window")
 
@@ -100,7 +102,9 @@ class DingTalkInbound(InboundAdapter):
         self._crypto: CallbackCrypto | None = None
         if channel.callback_token and channel.callback_aes_key:
             owner = channel.callback_owner_key or app_key or ""
-            self._crypto = CallbackCrypto(channel.callback_token.value(), channel.callback_aes_key.value(), owner)
+            self._crypto = CallbackCrypto(
+                channel.callback_token.value(), channel.callback_aes_key.value(), owner
+            )
         self._session_prefix = channel.oapi_base_url.rstrip("/") + "/"
 
     async def receive(self, request: HttpRequest) -> Inbound:
@@ -153,7 +157,9 @@ class DingTalkInbound(InboundAdapter):
             if m.sessionWebhookExpiredTime is not None:
                 route["session_webhook_expires_ms"] = m.sessionWebhookExpiredTime
         bot = m.chatbotUserId
-        mentions = tuple(u.staffId or u.dingtalkId or "" for u in m.atUsers if u.dingtalkId != bot or bot is None)
+        mentions = tuple(
+            u.staffId or u.dingtalkId or "" for u in m.atUsers if u.dingtalkId != bot or bot is None
+        )
         return {
             "dedupe_id": m.msgId,
             "message": InboundMessage(
@@ -199,7 +205,11 @@ class DingTalkInbound(InboundAdapter):
         answer = self._success(crypto)
         event_type = inner.get("EventType")
         if event_type is not None:
-            note = "check_url handshake" if event_type == "check_url" else f"event {str(event_type)[:64]} not handled"
+            note = (
+                "check_url handshake"
+                if event_type == "check_url"
+                else f"event {str(event_type)[:64]} not handled"
+            )
             return Inbound(answer=answer, note=note)
         self._check_robot_sign(request, required=False)
         return Inbound(answer=answer, **self._robot_message(inner))

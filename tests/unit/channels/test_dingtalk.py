@@ -44,23 +44,40 @@ HELLO = "你好，机器人！请用中文回答 🙂"
 
 def channel(**over: Any) -> DingTalkChannel:
     raw: dict[str, Any] = {
-        "id": "ding", "type": "dingtalk", "tenant": "acme", "agent": "assistant",
+        "id": "ding",
+        "type": "dingtalk",
+        "tenant": "acme",
+        "agent": "assistant",
         "app_key": {"env": "T_DING_KEY", "default": APP_KEY},
         "app_secret": {"env": "T_DING_SECRET", "default": APP_SECRET},
         "callback_token": {"env": "T_DING_CB_TOKEN", "default": CB_TOKEN},
         "callback_aes_key": {"env": "T_DING_CB_AES", "default": CB_AES},
-        "custom_robots": {"ops-room": {"access_token": {"env": "T_DING_ROBOT", "default": ROBOT_TOKEN},
-                                       "secret": {"env": "T_DING_ROBOT_SECRET", "default": ROBOT_SECRET}}},
+        "custom_robots": {
+            "ops-room": {
+                "access_token": {"env": "T_DING_ROBOT", "default": ROBOT_TOKEN},
+                "secret": {"env": "T_DING_ROBOT_SECRET", "default": ROBOT_SECRET},
+            }
+        },
         "oapi_base_url": "https://oapi.dingtalk.com",
     }
     raw.update(over)
     return DingTalkChannel.model_validate(raw)
 
 
-def request(body: bytes, headers: dict[str, str] | None = None, query: dict[str, str] | None = None,
-            at: float | None = None) -> HttpRequest:
-    return HttpRequest("POST", "/v1/webhooks/ding", {k.lower(): v for k, v in (headers or {}).items()},
-                       query or {}, body, at if at is not None else time.time())
+def request(
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    at: float | None = None,
+) -> HttpRequest:
+    return HttpRequest(
+        "POST",
+        "/v1/webhooks/ding",
+        {k.lower(): v for k, v in (headers or {}).items()},
+        query or {},
+        body,
+        at if at is not None else time.time(),
+    )
 
 
 async def receive(req: HttpRequest, ch: DingTalkChannel | None = None) -> Any:
@@ -90,22 +107,38 @@ async def test_direct_message_is_normalised_with_chinese_text_intact() -> None:
     assert (m.sender.id, m.sender.name) == ("manager0001", "张三")
     assert (m.chat.id, m.chat.type) == ("cidDirect0001==", "direct")
     assert m.mentioned_bot and not m.from_self
-    assert m.reply_route == {"conversation_type": "direct", "user_id": "manager0001", "robot_code": APP_KEY,
-                             "session_webhook": session, "session_webhook_expires_ms": 1_900_000_000_000}
+    assert m.reply_route == {
+        "conversation_type": "direct",
+        "user_id": "manager0001",
+        "robot_code": APP_KEY,
+        "session_webhook": session,
+        "session_webhook_expires_ms": 1_900_000_000_000,
+    }
     assert inbound.answer.status == 200
 
 
 async def test_group_messages_need_a_mention_and_own_messages_are_ignored() -> None:
     ch = channel()
-    quiet = await receive(request(orjson.dumps(robot_message("大家好", group=True, conversation_id="cidGroup")),
-                                  robot_headers(APP_SECRET)), ch)
+    quiet = await receive(
+        request(
+            orjson.dumps(robot_message("大家好", group=True, conversation_id="cidGroup")),
+            robot_headers(APP_SECRET),
+        ),
+        ch,
+    )
     assert quiet.message.chat.type == "group" and not quiet.message.mentioned_bot
     assert policy(ch, quiet.message)[0] == "group message without a mention"
     assert policy(channel(require_mention_in_groups=False), quiet.message) == (None, None)
 
-    asked = await receive(request(orjson.dumps(robot_message("@机器人 帮我查一下", group=True, in_at_list=True,
-                                                             conversation_id="cidGroup")),
-                                  robot_headers(APP_SECRET)), ch)
+    asked = await receive(
+        request(
+            orjson.dumps(
+                robot_message("@机器人 帮我查一下", group=True, in_at_list=True, conversation_id="cidGroup")
+            ),
+            robot_headers(APP_SECRET),
+        ),
+        ch,
+    )
     assert asked.message.mentioned_bot and policy(ch, asked.message) == (None, None)
     assert asked.message.reply_route["open_conversation_id"] == "cidGroup"
     assert asked.message.chat.name == "机器人测试群"
@@ -124,10 +157,14 @@ async def test_allowlist_refuses_other_direct_senders() -> None:
 async def test_rich_text_and_recognised_voice_are_read_other_types_are_not() -> None:
     rich = robot_message("", msgtype="richText")
     rich["content"] = {"richText": [{"text": "第一段"}, {"downloadCode": "x"}, {"text": "第二段"}]}
-    assert (await receive(request(orjson.dumps(rich), robot_headers(APP_SECRET)))).message.text == "第一段第二段"
+    assert (
+        await receive(request(orjson.dumps(rich), robot_headers(APP_SECRET)))
+    ).message.text == "第一段第二段"
     voice = robot_message("", msgtype="audio")
     voice["content"] = {"duration": 3, "downloadCode": "d", "recognition": "语音转文字"}
-    assert (await receive(request(orjson.dumps(voice), robot_headers(APP_SECRET)))).message.text == "语音转文字"
+    assert (
+        await receive(request(orjson.dumps(voice), robot_headers(APP_SECRET)))
+    ).message.text == "语音转文字"
     picture = robot_message("", msgtype="picture")
     picture["content"] = {"downloadCode": "d"}
     ignored = await receive(request(orjson.dumps(picture), robot_headers(APP_SECRET)))
@@ -135,8 +172,11 @@ async def test_rich_text_and_recognised_voice_are_read_other_types_are_not() -> 
 
 
 async def test_foreign_session_webhook_is_not_kept() -> None:
-    body = robot_message("hi", session_webhook="https://evil.example/robot/sendBySession?session=x",
-                         expires_ms=1_900_000_000_000)
+    body = robot_message(
+        "hi",
+        session_webhook="https://evil.example/robot/sendBySession?session=x",
+        expires_ms=1_900_000_000_000,
+    )
     inbound = await receive(request(orjson.dumps(body), robot_headers(APP_SECRET)))
     assert "session_webhook" not in inbound.message.reply_route
 
@@ -152,17 +192,28 @@ async def test_bad_robot_requests_are_rejected() -> None:
     now_ms = int(time.time() * 1000)
     cases = {
         "no headers": (request(body), 401, "missing"),
-        "tampered sign": (request(body, {**good, "sign": good["sign"][:-4] + "AAA="}), 401, "invalid signature"),
+        "tampered sign": (
+            request(body, {**good, "sign": good["sign"][:-4] + "AAA="}),
+            401,
+            "invalid signature",
+        ),
         "other secret": (request(body, robot_headers("not-the-secret")), 401, "invalid signature"),
         "stale": (request(body, robot_headers(APP_SECRET, now_ms - 3601_000)), 401, "stale"),
         "future": (request(body, robot_headers(APP_SECRET, now_ms + 3601_000)), 401, "stale"),
-        "sign for another timestamp": (request(body, {**good, "timestamp": str(now_ms - 5000)}), 401, "invalid"),
+        "sign for another timestamp": (
+            request(body, {**good, "timestamp": str(now_ms - 5000)}),
+            401,
+            "invalid",
+        ),
         "malformed timestamp": (request(body, {**good, "timestamp": "12ab"}), 401, "malformed"),
         "not json": (request(b"{nope", good), 400, "malformed JSON"),
         "not an object": (request(b"[1]", good), 400, "JSON object"),
         "wrong shape": (request(orjson.dumps({"msgId": "x"}), good), 422, "invalid robot message"),
-        "bad conversation type": (request(orjson.dumps({**robot_message("x"), "conversationType": "9"}), good),
-                                  422, "conversationType"),
+        "bad conversation type": (
+            request(orjson.dumps({**robot_message("x"), "conversationType": "9"}), good),
+            422,
+            "conversationType",
+        ),
     }
     for name, (req, status, words) in cases.items():
         err = await rejected(req)
@@ -175,7 +226,9 @@ async def test_bad_robot_requests_are_rejected() -> None:
 
 async def test_window_is_one_hour_by_default() -> None:
     now_ms = int(time.time() * 1000)
-    ok = await receive(request(orjson.dumps(robot_message("hi")), robot_headers(APP_SECRET, now_ms - 3500_000)))
+    ok = await receive(
+        request(orjson.dumps(robot_message("hi")), robot_headers(APP_SECRET, now_ms - 3500_000))
+    )
     assert ok.message is not None
 
 
@@ -190,7 +243,9 @@ async def test_check_url_handshake_answers_encrypted_success() -> None:
 
 
 async def test_other_events_are_acknowledged_without_a_message() -> None:
-    query, body = encrypted_callback(CB_TOKEN, CB_AES, APP_KEY, {"EventType": "user_add_org", "UserId": ["u1"]})
+    query, body = encrypted_callback(
+        CB_TOKEN, CB_AES, APP_KEY, {"EventType": "user_add_org", "UserId": ["u1"]}
+    )
     inbound = await receive(request(body, query=query))
     assert inbound.message is None and "user_add_org" in inbound.note
     assert open_success(CB_TOKEN, CB_AES, APP_KEY, inbound.answer.body) == "success"
@@ -211,10 +266,15 @@ async def test_bad_encrypted_callbacks_are_rejected() -> None:
     query, body = encrypted_callback(CB_TOKEN, CB_AES, APP_KEY, payload)
     enc = orjson.loads(body)["encrypt"]
     tampered = orjson.dumps({"encrypt": ("A" if enc[0] != "A" else "B") + enc[1:]})
-    stale_q, stale_b = encrypted_callback(CB_TOKEN, CB_AES, APP_KEY, payload, int(time.time() * 1000) - 7200_000)
+    stale_q, stale_b = encrypted_callback(
+        CB_TOKEN, CB_AES, APP_KEY, payload, int(time.time() * 1000) - 7200_000
+    )
     other_q, other_b = encrypted_callback(CB_TOKEN, CB_AES, "another-app", payload)
     garbage = "bm90IGEgcmVhbCBjaXBoZXJ0ZXh0IGF0IGFsbCEhISEhISEhISEhISEhISEhISE="
-    garbage_q = {**query, "msg_signature": msg_signature(CB_TOKEN, query["timestamp"], query["nonce"], garbage)}
+    garbage_q = {
+        **query,
+        "msg_signature": msg_signature(CB_TOKEN, query["timestamp"], query["nonce"], garbage),
+    }
     cases = {
         "tampered ciphertext": (request(tampered, query=query), 401),
         "wrong signature": (request(body, query={**query, "msg_signature": "0" * 40}), 401),
@@ -246,7 +306,7 @@ def test_config_rules() -> None:
 
 def test_documented_example_config_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = (Path(__file__).parents[3] / "docs" / "channels" / "dingtalk.md").read_text(encoding="utf-8")
-    block = re.search(r"```yaml\n(.*?)```", doc, re.S)
+    block = re.search(r"```yaml\n(.*?)```", doc, re.DOTALL)
     assert block is not None
     for name in re.findall(r"env: (\w+)", block.group(1)):
         monkeypatch.setenv(name, CB_AES if "AES" in name else f"value-of-{name}")
@@ -275,17 +335,30 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def adapter(fake: FakeDingTalk, http: httpx.AsyncClient, tokens: TokenCache | None = None,
-            **over: Any) -> DingTalkOutbound:
+def adapter(
+    fake: FakeDingTalk, http: httpx.AsyncClient, tokens: TokenCache | None = None, **over: Any
+) -> DingTalkOutbound:
     ch = channel(api_base_url=fake.url, oapi_base_url=fake.url, **over)
     return DingTalkOutbound(ch, http, tokens or TokenCache())
 
 
-def reply(text: str = HELLO, chat: str = "cidDirect0001==", kind: str = "direct", fmt: str = "text",
-          route: dict[str, Any] | None = None) -> ReplyGeneratedData:
-    return ReplyGeneratedData(agent="assistant", channel="ding", channel_type="dingtalk",
-                              chat=Chat(id=chat, type=kind), text=text, format=fmt, model="echo",
-                              reply_route=route or {})
+def reply(
+    text: str = HELLO,
+    chat: str = "cidDirect0001==",
+    kind: str = "direct",
+    fmt: str = "text",
+    route: dict[str, Any] | None = None,
+) -> ReplyGeneratedData:
+    return ReplyGeneratedData(
+        agent="assistant",
+        channel="ding",
+        channel_type="dingtalk",
+        chat=Chat(id=chat, type=kind),
+        text=text,
+        format=fmt,
+        model="echo",
+        reply_route=route or {},
+    )
 
 
 def direct_route(fake: FakeDingTalk | None = None, expired: bool = False) -> dict[str, Any]:
@@ -312,8 +385,9 @@ async def test_session_webhook_markdown(fake: FakeDingTalk, http: Any) -> None:
     assert (sent["msgtype"], sent["title"], sent["text"]) == ("markdown", "今日摘要", text)
 
 
-async def test_expired_session_falls_back_to_the_openapi_with_one_cached_token(fake: FakeDingTalk,
-                                                                              http: Any) -> None:
+async def test_expired_session_falls_back_to_the_openapi_with_one_cached_token(
+    fake: FakeDingTalk, http: Any
+) -> None:
     out = adapter(fake, http)
     for _ in range(3):
         pushed = await out.push(reply(route=direct_route(fake, expired=True)), uuid.uuid4())
@@ -332,11 +406,16 @@ async def test_refused_session_falls_back_to_the_openapi(fake: FakeDingTalk, htt
 
 async def test_group_reply_and_markdown_through_the_openapi(fake: FakeDingTalk, http: Any) -> None:
     route = {"conversation_type": "group", "open_conversation_id": "cidGroup==", "robot_code": APP_KEY}
-    await adapter(fake, http).push(reply("**粗体** 回复", chat="cidGroup==", kind="group", fmt="markdown",
-                                         route=route), uuid.uuid4())
+    await adapter(fake, http).push(
+        reply("**粗体** 回复", chat="cidGroup==", kind="group", fmt="markdown", route=route), uuid.uuid4()
+    )
     [sent] = fake.sent
     assert (sent["via"], sent["conversation"], sent["msgtype"], sent["text"]) == (
-        "group", "cidGroup==", "markdown", "**粗体** 回复")
+        "group",
+        "cidGroup==",
+        "markdown",
+        "**粗体** 回复",
+    )
 
 
 async def test_scheduled_job_without_route_addresses_chat_id(fake: FakeDingTalk, http: Any) -> None:
@@ -344,10 +423,14 @@ async def test_scheduled_job_without_route_addresses_chat_id(fake: FakeDingTalk,
     await out.push(reply("早上好", chat="staff007"), uuid.uuid4())
     await out.push(reply("群公告", chat="cidTeam==", kind="group"), uuid.uuid4())
     assert [(s["via"], s.get("users"), s.get("conversation")) for s in fake.sent] == [
-        ("oto", ["staff007"], None), ("group", None, "cidTeam==")]
+        ("oto", ["staff007"], None),
+        ("group", None, "cidTeam=="),
+    ]
 
 
-async def test_token_refreshed_once_when_the_platform_says_it_is_invalid(fake: FakeDingTalk, http: Any) -> None:
+async def test_token_refreshed_once_when_the_platform_says_it_is_invalid(
+    fake: FakeDingTalk, http: Any
+) -> None:
     out = adapter(fake, http)
     await out.push(reply(route=direct_route()), uuid.uuid4())
     fake.expire_tokens()
@@ -356,8 +439,9 @@ async def test_token_refreshed_once_when_the_platform_says_it_is_invalid(fake: F
     assert fake.rejected == ["openapi: invalid token"]
 
 
-async def test_token_refreshed_before_expiry_and_fetched_once_under_concurrency(fake: FakeDingTalk,
-                                                                               http: Any) -> None:
+async def test_token_refreshed_before_expiry_and_fetched_once_under_concurrency(
+    fake: FakeDingTalk, http: Any
+) -> None:
     fake.token_ttl = 301  # the cache refreshes 300 s early, so this token is good for one second
     out = adapter(fake, http)
     await asyncio.gather(*(out.push(reply(route=direct_route()), uuid.uuid4()) for _ in range(8)))
@@ -425,14 +509,21 @@ async def test_custom_robot_push_is_signed_and_limited_to_20_a_minute(fake: Fake
 
 
 async def test_custom_robot_with_the_wrong_secret_is_permanent(fake: FakeDingTalk, http: Any) -> None:
-    robots = {"ops-room": {"access_token": {"env": "T_DING_ROBOT", "default": ROBOT_TOKEN},
-                           "secret": {"env": "T_DING_ROBOT_SECRET2", "default": "SECwrong"}}}
+    robots = {
+        "ops-room": {
+            "access_token": {"env": "T_DING_ROBOT", "default": ROBOT_TOKEN},
+            "secret": {"env": "T_DING_ROBOT_SECRET2", "default": "SECwrong"},
+        }
+    }
     with pytest.raises(Permanent, match="310000"):
-        await adapter(fake, http, custom_robots=robots).push(reply("x", chat="ops-room", kind="group"), uuid.uuid4())
+        await adapter(fake, http, custom_robots=robots).push(
+            reply("x", chat="ops-room", kind="group"), uuid.uuid4()
+        )
 
 
-async def test_long_replies_are_split_and_a_retry_resumes_after_the_last_part(fake: FakeDingTalk,
-                                                                             http: Any) -> None:
+async def test_long_replies_are_split_and_a_retry_resumes_after_the_last_part(
+    fake: FakeDingTalk, http: Any
+) -> None:
     text = "\n".join(f"第{i}行：" + "汉字" * 300 for i in range(40))  # about 73 KB of UTF-8
     parts = split_utf8(text, 20000)
     assert len(parts) == 4 and "".join(parts) == text and all(len(p.encode()) <= 20000 for p in parts)

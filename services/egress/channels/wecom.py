@@ -1,0 +1,177 @@
+"""WeCom outbound: ``cgi-bin/message/send`` as the app, ``cgi-bin/webhook/send`` for group robots.
+
+The app's access token comes from ``cgi-bin/gettoken`` (corpid + corpsecret), is cached until shortly before
+``expires_in`` and is refreshed once more when WeCom answers 42001 (expired), 40014 (invalid) or 41001
+(missing). Errcodes 45009 (api freq out of limit), 45033 and -1 (system busy) are retried; other errcodes are
+permanent. Content longer than WeCom takes (2048 bytes; 4096 for robot markdown) is sent in parts cut between
+characters, and a retry resumes after the last part that went through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import httpx
+import orjson
+
+from agentbus.channeltypes.wecom import WeComChannel
+from agentbus.events import ReplyGeneratedData
+from agentbus.services.egress.channels.base import (
+    OutboundAdapter,
+    Permanent,
+    Pushed,
+    Retryable,
+    TokenCache,
+    classify_http,
+    transport_failure,
+)
+from agentbus.services.egress.channels.dingtalk import split_utf8
+
+TOKEN_ERRCODES = {42001, 40014, 41001}
+RETRY_ERRCODES = {-1: 1.0, 45009: 60.0, 45033: 1.0, 45011: 60.0}
+APP_MAX_BYTES = 2048
+ROBOT_MAX_BYTES = {"text": 2048, "markdown": 4096}
+
+
+class WeComOutbound(OutboundAdapter):
+    type = "wecom"
+    default_rate_per_minute = 20  # group robots: 20 a minute; the app: 30 a minute per member
+    channel: WeComChannel
+
+    def __init__(self, channel: WeComChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
+        super().__init__(channel, http, tokens)
+        self._secret = channel.secret.value() if channel.secret else None
+        self._robots = {chat: key.value() for chat, key in channel.group_robots.items()}
+        self._api = channel.api_base_url.rstrip("/")
+        self._progress: OrderedDict[uuid.UUID, int] = OrderedDict()
+        # WeCom's duplicate check makes a repeated identical message a no-op; robot webhooks have none
+        self.idempotent = channel.duplicate_check_interval_s is not None and not self._robots
+
+    def target(self, reply: ReplyGeneratedData) -> str:
+        if reply.chat.id in self._robots:
+            return f"{self.channel.id}:robot:{reply.chat.id}"
+        return f"{self.channel.id}:{reply.chat.id}"
+
+    async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
+        robot = self._robots.get(reply.chat.id)
+        limit = ROBOT_MAX_BYTES[reply.format] if robot else APP_MAX_BYTES
+        parts = split_utf8(reply.text, limit)
+        pushed = Pushed()
+        try:
+            for i in range(self._progress.get(reply_id, 0), len(parts)):
+                pushed = await (self._robot(robot, reply, parts[i]) if robot else self._app(reply, parts[i]))
+                self._progress[reply_id] = i + 1
+                while len(self._progress) > 10000:
+                    self._progress.popitem(last=False)
+        except Permanent:
+            self._progress.pop(reply_id, None)
+            raise
+        self._progress.pop(reply_id, None)
+        return pushed
+
+    @staticmethod
+    def _content(reply: ReplyGeneratedData, text: str) -> dict[str, Any]:
+        kind = "markdown" if reply.format == "markdown" else "text"
+        return {"msgtype": kind, kind: {"content": text}}
+
+    async def _post(
+        self, url: str, params: dict[str, str], body: dict[str, Any]
+    ) -> tuple[httpx.Response, dict[str, Any]]:
+        try:
+            resp = await self.http.post(
+                url, params=params, content=orjson.dumps(body), headers={"content-type": "application/json"}
+            )
+        except httpx.TransportError as exc:
+            raise transport_failure(exc) from exc
+        classify_http(resp)
+        try:
+            data = resp.json()
+            int(data.get("errcode", 0))
+        except (ValueError, TypeError, AttributeError):
+            raise Retryable("unreadable answer", resp.status_code, ambiguous=True) from None
+        return resp, data
+
+    @staticmethod
+    def _raise_for(data: dict[str, Any], resp: httpx.Response, what: str) -> None:
+        code = int(data.get("errcode", 0))
+        if code == 0:
+            return
+        msg = str(data.get("errmsg", ""))[:200]
+        if code in RETRY_ERRCODES:
+            raise Retryable(f"{what}: errcode {code}: {msg}", resp.status_code, RETRY_ERRCODES[code])
+        raise Permanent(f"{what}: errcode {code}: {msg}", resp.status_code)
+
+    # ------------------------------------------------------------------ group robot
+
+    async def _robot(self, key: str, reply: ReplyGeneratedData, text: str) -> Pushed:
+        resp, data = await self._post(
+            f"{self._api}/cgi-bin/webhook/send", {"key": key}, self._content(reply, text)
+        )
+        self._raise_for(data, resp, "group robot")
+        return Pushed(http_status=resp.status_code)
+
+    # ------------------------------------------------------------------ app messages
+
+    @property
+    def _token_key(self) -> str:
+        return f"wecom:{self.channel.corp_id}:{self.channel.agent_id}"
+
+    async def _token(self) -> str:
+        async def fetch() -> tuple[str, float]:
+            try:
+                resp = await self.http.get(
+                    f"{self._api}/cgi-bin/gettoken",
+                    params={"corpid": self.channel.corp_id, "corpsecret": self._secret},
+                )
+            except httpx.TransportError as exc:
+                raise Retryable(f"gettoken: {type(exc).__name__}: {exc}") from exc
+            classify_http(resp)
+            try:
+                data = resp.json()
+            except ValueError:
+                raise Retryable("gettoken: unreadable answer", resp.status_code) from None
+            self._raise_for(data, resp, "gettoken")
+            token, ttl = data.get("access_token"), data.get("expires_in")
+            if not isinstance(token, str) or not token:
+                raise Retryable("gettoken: no access_token in the answer", resp.status_code)
+            return token, float(ttl) if isinstance(ttl, (int, float)) else 7200.0
+
+        return await self.tokens.get(self._token_key, fetch)
+
+    async def _app(self, reply: ReplyGeneratedData, text: str) -> Pushed:
+        if self._secret is None:
+            raise Permanent(f"chat {reply.chat.id!r} has no group robot and the channel has no app secret")
+        if reply.chat.type == "group":
+            raise Permanent(f"group chat {reply.chat.id!r} has no group robot configured")
+        route = reply.reply_route
+        user = route.get("touser") or reply.chat.id
+        body: dict[str, Any] = {
+            "touser": user,
+            "agentid": self.channel.agent_id,
+            **self._content(reply, text),
+            "safe": 0,
+        }
+        if self.channel.duplicate_check_interval_s is not None:
+            body.update(
+                enable_duplicate_check=1, duplicate_check_interval=self.channel.duplicate_check_interval_s
+            )
+        for refreshed in (False, True):
+            token = await self._token()
+            resp, data = await self._post(f"{self._api}/cgi-bin/message/send", {"access_token": token}, body)
+            if int(data.get("errcode", 0)) in TOKEN_ERRCODES:
+                self.tokens.invalidate(self._token_key)
+                if not refreshed:
+                    continue
+                raise Retryable(
+                    f"access token refused right after a refresh: errcode {data['errcode']}", resp.status_code
+                )
+            self._raise_for(data, resp, "message/send")
+            if user in str(data.get("invaliduser") or "").split("|"):
+                raise Permanent(f"invalid user {user!r}", resp.status_code)
+            msgid = data.get("msgid")
+            return Pushed(
+                http_status=resp.status_code, platform_message_id=msgid if isinstance(msgid, str) else None
+            )
+        raise AssertionError("unreachable")
