@@ -80,7 +80,7 @@ def message_text(m: RobotMessage) -> str | None:
 
 
 def _fresh(stamp: str, now: float, window_s: int, what: str) -> None:
-    if not stamp.isdigit() or len(stamp) > 16:
+    if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 16:
         raise Rejected(401, f"malformed {what}")
     value = int(stamp)
     seconds = (

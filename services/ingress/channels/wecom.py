@@ -34,7 +34,7 @@ def parse_xml(data: bytes, what: str) -> ET.Element:
         raise Rejected(400, f"{what}: XML declarations are not accepted")
     try:
         root = ET.fromstring(data)
-    except ET.ParseError:
+    except (ET.ParseError, LookupError, ValueError):
         raise Rejected(400, f"{what}: malformed XML") from None
     if root.tag != "xml":
         raise Rejected(400, f"{what}: root element must be <xml>")
@@ -69,7 +69,7 @@ class WeComInbound(InboundAdapter):
         signature, stamp, nonce = q.get("msg_signature"), q.get("timestamp"), q.get("nonce")
         if not signature or not stamp or not nonce:
             raise Rejected(401, "missing msg_signature, timestamp or nonce query parameter")
-        if not stamp.isdigit() or len(stamp) > 13:
+        if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 13:
             raise Rejected(401, "malformed timestamp")
         value = int(stamp)
         seconds = value / 1000 if value > 100_000_000_000 else float(value)

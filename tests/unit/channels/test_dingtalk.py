@@ -15,6 +15,8 @@ import httpx
 import orjson
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.config import ConfigError, parse_config
@@ -536,3 +538,60 @@ async def test_long_replies_are_split_and_a_retry_resumes_after_the_last_part(
     assert len(fake.sent) == 1
     await out.push(reply(text, route=route), rid)
     assert "".join(s["text"] for s in fake.sent) == text and len(fake.sent) == 4
+
+
+# ------------------------------------------------------------------ fuzzing: a 4xx or a result, never a crash
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        k: _json
+        for k in (
+            "msgId",
+            "msgtype",
+            "conversationId",
+            "conversationType",
+            "senderId",
+            "text",
+            "content",
+            "atUsers",
+            "sessionWebhook",
+            "sessionWebhookExpiredTime",
+            "isInAtList",
+            "chatbotUserId",
+            "encrypt",
+            "EventType",
+        )
+    },
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=_fields,
+    stamp=st.text(max_size=20),
+    sign=st.text(max_size=50),
+    query=st.dictionaries(
+        st.sampled_from(["msg_signature", "signature", "timestamp", "timeStamp", "nonce"]),
+        st.text(max_size=30),
+    ),
+)
+async def test_any_request_is_an_inbound_or_a_4xx(
+    body: dict[str, Any], stamp: str, sign: str, query: dict[str, str]
+) -> None:
+    adapter_in = DingTalkInbound(channel())
+    signed = robot_headers(APP_SECRET)
+    for headers in (signed, {"timestamp": stamp, "sign": sign}):
+        try:
+            await adapter_in.receive(request(orjson.dumps(body), headers, query))
+        except Rejected as err:
+            assert 400 <= err.status < 500

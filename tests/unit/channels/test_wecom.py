@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentbus.channeltypes.wecom import WeComChannel
 from agentbus.config import parse_config
@@ -348,3 +350,52 @@ async def test_unreachable_platform_is_retryable(http: Any) -> None:
     out = WeComOutbound(channel(api_base_url=f"http://127.0.0.1:{free_port()}"), http, TokenCache())
     with pytest.raises(Retryable):
         await out.push(reply(), uuid.uuid4())
+
+
+# ------------------------------------------------------------------ fuzzing: a 4xx or a result, never a crash
+
+_xml_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="]<>&"), max_size=30
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "ToUserName",
+                "FromUserName",
+                "MsgType",
+                "Content",
+                "MsgId",
+                "AgentID",
+                "Event",
+                "CreateTime",
+                "Recognition",
+            ]
+        ),
+        _xml_text,
+        max_size=9,
+    ),
+    raw=st.binary(max_size=200),
+    query=st.dictionaries(
+        st.sampled_from(["msg_signature", "timestamp", "nonce", "echostr"]), st.text(max_size=40)
+    ),
+)
+async def test_any_callback_is_an_inbound_or_a_4xx(
+    fields: dict[str, str], raw: bytes, query: dict[str, str]
+) -> None:
+    inner = "<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in fields.items()) + "</xml>"
+    signed_q, signed_b = callback_request(TOKEN, AES, CORP, inner)
+    inbound = WeComInbound(channel())
+    for req in (
+        request(body=signed_b, query=signed_q),
+        request(body=raw, query=query),
+        request(body=raw, query=signed_q),
+        request("GET", query=query),
+    ):
+        try:
+            await inbound.receive(req)
+        except Rejected as err:
+            assert 400 <= err.status < 500
