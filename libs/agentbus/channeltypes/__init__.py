@@ -7,6 +7,7 @@ from agentbus.channeltypes.base import ChannelBase, EnvRef
 from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.channeltypes.slack import SlackChannel
+from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.channeltypes.webhook import WebhookChannel
 from agentbus.channeltypes.wecom import WeComChannel
 
@@ -17,3 +18,4 @@ CHANNEL_TYPES.append(FeishuChannel)
 CHANNEL_TYPES.append(DingTalkChannel)
 CHANNEL_TYPES.append(SlackChannel)
 CHANNEL_TYPES.append(WeComChannel)
+CHANNEL_TYPES.append(TelegramChannel)

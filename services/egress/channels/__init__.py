@@ -6,6 +6,7 @@ from agentbus.services.egress.channels.base import OutboundAdapter
 from agentbus.services.egress.channels.dingtalk import DingTalkOutbound
 from agentbus.services.egress.channels.feishu import FeishuOutbound
 from agentbus.services.egress.channels.slack import SlackOutbound
+from agentbus.services.egress.channels.telegram import TelegramOutbound
 from agentbus.services.egress.channels.webhook import WebhookOutbound
 from agentbus.services.egress.channels.wecom import WeComOutbound
 
@@ -14,3 +15,4 @@ ADAPTERS[FeishuOutbound.type] = FeishuOutbound
 ADAPTERS[DingTalkOutbound.type] = DingTalkOutbound
 ADAPTERS[SlackOutbound.type] = SlackOutbound
 ADAPTERS[WeComOutbound.type] = WeComOutbound
+ADAPTERS[TelegramOutbound.type] = TelegramOutbound

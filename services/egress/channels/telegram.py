@@ -1,0 +1,176 @@
+"""Telegram push: ``sendMessage`` as a reply to the message, markdown as MarkdownV2.
+
+The Bot API answers ``{"ok": false, "error_code": N, "description": ..., "parameters": {...}}``: 429 carries
+``retry_after``; a group upgraded to a supergroup carries ``migrate_to_chat_id`` (sent there at once);
+MarkdownV2 the API cannot parse is sent again as plain text; other 4xx (chat not found, bot blocked,
+kicked) are permanent. Texts longer than 4096 characters go out as several messages; which ones already
+went out is remembered, so a retry continues where the last attempt stopped. ``sendMessage`` has no
+idempotency key. Limits: about 20 messages a minute in a group and 30 a second overall, both enforced here
+(egress limits each chat to one a second).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from typing import Any
+
+import httpx
+import orjson
+
+from agentbus.channeltypes.telegram import TelegramChannel
+from agentbus.events import ReplyGeneratedData
+from agentbus.services.egress.channels.base import (
+    OutboundAdapter,
+    Permanent,
+    Pushed,
+    RateLimiter,
+    Retryable,
+    TokenCache,
+    retry_after_seconds,
+    transport_failure,
+)
+from agentbus.services.egress.channels.telegram_markdown import to_markdown_v2
+
+MAX_UNITS = 4096  # message text limit, counted here in UTF-16 code units (never more than characters)
+
+
+def _units(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int = MAX_UNITS) -> list[str]:
+    """Parts of at most ``limit`` UTF-16 units, cut at a line break or space where there is one."""
+    parts: list[str] = []
+    rest = text
+    while _units(rest) > limit:
+        cut = 0
+        size = 0
+        for i, ch in enumerate(rest):
+            size += 2 if ord(ch) > 0xFFFF else 1
+            if size > limit:
+                cut = i
+                break
+        window = rest[:cut]
+        at = max(window.rfind("\n"), window.rfind(" "))
+        at = at + 1 if at > cut // 2 else cut
+        parts.append(rest[:at])
+        rest = rest[at:]
+    if rest or not parts:
+        parts.append(rest)
+    return parts
+
+
+class _PerSecond:
+    """Overall limit: at most ``rate`` sends in any one-second window."""
+
+    def __init__(self, rate: int) -> None:
+        self._rate = rate
+        self._sent: list[float] = []
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._sent = [t for t in self._sent if now - t < 1.0]
+                if len(self._sent) < self._rate:
+                    self._sent.append(now)
+                    return
+                await asyncio.sleep(1.0 - (now - self._sent[0]))
+
+
+class TelegramOutbound(OutboundAdapter):
+    type = "telegram"
+    idempotent = False
+    default_rate_per_minute = 60  # per chat: "avoid sending more than one message per second"
+    channel: TelegramChannel
+
+    def __init__(self, channel: TelegramChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
+        super().__init__(channel, http, tokens)
+        self._url = f"{channel.base}/bot{channel.bot_token.value()}/sendMessage"
+        self._groups = RateLimiter()
+        self._overall = _PerSecond(channel.global_rate_per_second)
+        self._progress: OrderedDict[uuid.UUID, int] = OrderedDict()  # parts already sent, per reply
+        self._migrated: dict[int, int] = {}  # group id -> the supergroup it became
+
+    def messages(self, reply: ReplyGeneratedData) -> list[tuple[str, str | None]]:
+        """(text, parse_mode) of each message this reply is sent as."""
+        if reply.format == "markdown" and self.channel.markdown_as == "markdown_v2":
+            converted = to_markdown_v2(reply.text)
+            if _units(converted) <= MAX_UNITS:
+                return [(converted, "MarkdownV2")]
+        return [(part, None) for part in split_text(reply.text)]
+
+    async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
+        route = reply.reply_route
+        chat_id: Any = route.get("chat_id", reply.chat.id)
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
+        parts = self.messages(reply)
+        done = self._progress.get(reply_id, 0)
+        pushed = Pushed()
+        for i, (text, mode) in enumerate(parts[done:], start=done):
+            target = self._migrated.get(chat_id, chat_id) if isinstance(chat_id, int) else chat_id
+            body: dict[str, Any] = {"chat_id": target, "text": text}
+            if mode:
+                body["parse_mode"] = mode
+            if isinstance(route.get("message_thread_id"), int):
+                body["message_thread_id"] = route["message_thread_id"]
+            if i == 0 and self.channel.reply_to_message and isinstance(route.get("message_id"), int):
+                body["reply_parameters"] = {"message_id": route["message_id"], "allow_sending_without_reply": True}
+            group = reply.chat.type == "group" or (isinstance(chat_id, int) and chat_id < 0)
+            pushed = await self._send(body, group, split_text(reply.text)[0] if mode else None)
+            self._progress[reply_id] = i + 1
+            self._progress.move_to_end(reply_id)
+            while len(self._progress) > 10_000:
+                self._progress.popitem(last=False)
+        self._progress.pop(reply_id, None)
+        return pushed
+
+    async def _send(self, body: dict[str, Any], group: bool, plain: str | None) -> Pushed:
+        """One message; ``plain`` is sent instead if the API cannot parse the MarkdownV2 text."""
+        migrated = False
+        while True:
+            if group:
+                await self._groups.acquire(str(body["chat_id"]), self.channel.group_rate_per_minute)
+            await self._overall.acquire()
+            try:
+                resp = await self.http.post(self._url, content=orjson.dumps(body),
+                                            headers={"content-type": "application/json"})
+            except httpx.TransportError as exc:
+                raise transport_failure(exc) from exc
+            try:
+                data = orjson.loads(resp.content)
+            except orjson.JSONDecodeError:
+                data = None
+            if not isinstance(data, dict):
+                if resp.status_code >= 500 or resp.status_code == 429:
+                    raise Retryable(f"HTTP {resp.status_code}", resp.status_code, retry_after_seconds(resp))
+                raise Permanent(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
+            if data.get("ok") is True:
+                result = data.get("result") if isinstance(data.get("result"), dict) else {}
+                mid = result.get("message_id")
+                return Pushed(http_status=resp.status_code, platform_message_id=str(mid) if mid is not None else None)
+            code = data.get("error_code") if isinstance(data.get("error_code"), int) else resp.status_code
+            desc = str(data.get("description") or "")[:200]
+            params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+            if code == 429 or resp.status_code == 429:
+                wait = params.get("retry_after")
+                raise Retryable(f"429: {desc}", 429,
+                                float(wait) if isinstance(wait, (int, float)) else retry_after_seconds(resp))
+            if code >= 500 or resp.status_code >= 500:
+                raise Retryable(f"{code}: {desc}", resp.status_code)
+            new_chat = params.get("migrate_to_chat_id")
+            if isinstance(new_chat, int) and not migrated:  # the group became a supergroup: not delivered, resend
+                if isinstance(body["chat_id"], int):
+                    self._migrated[body["chat_id"]] = new_chat
+                body, migrated = {**body, "chat_id": new_chat}, True
+                continue
+            if "parse_mode" in body and plain is not None and "can't parse entities" in desc.lower():
+                body = {k: v for k, v in body.items() if k != "parse_mode"} | {"text": plain}
+                plain = None
+                continue
+            raise Permanent(f"{code}: {desc}", resp.status_code)

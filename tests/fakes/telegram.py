@@ -1,0 +1,306 @@
+"""A local Telegram Bot API (``sendMessage``, ``getMe``) and builders of webhook updates.
+
+``sendMessage`` is checked as Telegram does: the bot token in the path, the chat (unknown → "chat not
+found", blocked → 403, upgraded to a supergroup → ``migrate_to_chat_id``), ``reply_parameters``, the
+4096-character limit and, with ``parse_mode: MarkdownV2``, the markup itself: a reserved character that is
+not escaped or an entity left open is "can't parse entities", exactly the failure a wrong escaper causes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.support.servers import RunningServer
+
+BOT_ID = 7000000001
+BOT_TOKEN = f"{BOT_ID}:AAFakeTokenForTests_0123456789abcdefgh"
+BOT_USERNAME = "agentbus_test_bot"
+RESERVED = set("_*[]()~`>#+-=|{}.!")
+JSON_PARAMS = {"chat_id", "message_thread_id", "reply_parameters", "reply_markup", "entities",
+               "link_preview_options", "disable_notification", "protect_content"}
+_update_ids = itertools.count(100_000)
+_message_ids = itertools.count(1)
+
+
+class ParseError(ValueError):
+    pass
+
+
+def _u16(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+def parse_markdown_v2(s: str) -> tuple[str, list[dict[str, Any]]]:
+    """(plain text, entities) of a MarkdownV2 text, or ``ParseError`` with Telegram's wording."""
+    out: list[str] = []
+    entities: list[dict[str, Any]] = []
+    stack: list[tuple[str, int]] = []  # (entity type, offset)
+    toggles = {"__": "underline", "||": "spoiler", "*": "bold", "_": "italic", "~": "strikethrough"}
+    i, n = 0, len(s)
+
+    def pos() -> int:
+        return _u16("".join(out))
+
+    def toggle(kind: str) -> None:
+        if stack and stack[-1][0] == kind:
+            _, start = stack.pop()
+            entities.append({"type": kind, "offset": start, "length": pos() - start})
+        elif any(k == kind for k, _ in stack):
+            raise ParseError(f"Can't find end of {kind} entity at byte offset {i}")
+        else:
+            stack.append((kind, pos()))
+
+    def scan(stop: str, escapable: str) -> str:
+        nonlocal i
+        buf = []
+        while i < n:
+            if s[i] == "\\" and i + 1 < n and s[i + 1] in escapable:
+                buf.append(s[i + 1])
+                i += 2
+            elif s.startswith(stop, i):
+                i += len(stop)
+                return "".join(buf)
+            else:
+                buf.append(s[i])
+                i += 1
+        raise ParseError(f"Can't find end of the entity starting at byte offset {i}")
+
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            if i + 1 < n and 1 <= ord(s[i + 1]) <= 126:
+                out.append(s[i + 1])
+                i += 2
+                continue
+            raise ParseError(f"Character '\\' is reserved and must be escaped with the preceding '\\'")
+        if c == ">" and (i == 0 or s[i - 1] == "\n"):
+            i += 1
+            continue
+        if s.startswith("```", i):
+            i += 3
+            start = pos()
+            body = scan("```", "`\\")
+            first, nl, rest = body.partition("\n")
+            code = rest if nl and first and " " not in first else body.removeprefix("\n")
+            out.append(code)
+            entities.append({"type": "pre", "offset": start, "length": _u16(code)})
+            continue
+        if c == "`":
+            i += 1
+            start = pos()
+            code = scan("`", "`\\")
+            out.append(code)
+            entities.append({"type": "code", "offset": start, "length": _u16(code)})
+            continue
+        two = s[i:i + 2]
+        if two in ("__", "||"):
+            toggle(toggles[two])
+            i += 2
+            continue
+        if c in "*_~":
+            toggle(toggles[c])
+            i += 1
+            continue
+        if c == "[":
+            stack.append(("text_link", pos()))
+            i += 1
+            continue
+        if c == "]" and stack and stack[-1][0] == "text_link":
+            if not s.startswith("(", i + 1):
+                raise ParseError("Character ']' is reserved and must be escaped with the preceding '\\'")
+            i += 2
+            url = scan(")", ")\\")
+            _, start = stack.pop()
+            entities.append({"type": "text_link", "offset": start, "length": pos() - start, "url": url})
+            continue
+        if c in RESERVED:
+            raise ParseError(f"Character '{c}' is reserved and must be escaped with the preceding '\\'")
+        out.append(c)
+        i += 1
+    if stack:
+        raise ParseError(f"Can't find end of {stack[-1][0]} entity at byte offset {n}")
+    return "".join(out), sorted(entities, key=lambda e: (e["offset"], -e["length"]))
+
+
+# ---------------------------------------------------------------- updates as Telegram sends them
+
+
+def user(uid: int = 42, first: str = "Alice", username: str | None = "alice", is_bot: bool = False) -> dict[str, Any]:
+    u: dict[str, Any] = {"id": uid, "is_bot": is_bot, "first_name": first, "language_code": "en"}
+    if username:
+        u["username"] = username
+    return u
+
+
+def chat(cid: int = 42, kind: str = "private", title: str | None = None) -> dict[str, Any]:
+    c: dict[str, Any] = {"id": cid, "type": kind}
+    if kind == "private":
+        c.update(first_name="Alice", username="alice")
+    else:
+        c["title"] = title or "Team chat"
+    return c
+
+
+def mention_entities(text: str, *names: str) -> list[dict[str, Any]]:
+    """``mention`` entities for each ``@name`` in ``text``, offsets in UTF-16 code units as Telegram counts."""
+    out = []
+    for name in names:
+        at = text.index(f"@{name}")
+        out.append({"type": "mention", "offset": _u16(text[:at]), "length": _u16(f"@{name}")})
+    return out
+
+
+def update(text: str | None, *, chat_: dict[str, Any] | None = None, from_: dict[str, Any] | None = None,
+           entities: list[dict[str, Any]] | None = None, edited: bool = False, update_id: int | None = None,
+           message_id: int | None = None, **extra: Any) -> dict[str, Any]:
+    msg: dict[str, Any] = {
+        "message_id": message_id or next(_message_ids),
+        "from": from_ or user(),
+        "chat": chat_ or chat(),
+        "date": int(time.time()),
+        **extra,
+    }
+    if text is not None:
+        msg["text"] = text
+    if entities:
+        msg["entities"] = entities
+    if edited:
+        msg["edit_date"] = int(time.time())
+    return {"update_id": update_id or next(_update_ids), ("edited_message" if edited else "message"): msg}
+
+
+# ---------------------------------------------------------------- the Bot API
+
+
+@dataclass
+class FakeTelegram:
+    token: str = BOT_TOKEN
+    chats: dict[int, str] = field(default_factory=lambda: {42: "private", -100123: "supergroup", -555: "group"})
+    blocked: set[int] = field(default_factory=set)
+    migrated: dict[int, int] = field(default_factory=dict)  # old group id -> supergroup id
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[float] = field(default_factory=list)  # times of sendMessage calls
+    plan: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    server: RunningServer | None = None
+    _messages: dict[int, set[int]] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    async def start(self) -> FakeTelegram:
+        self.server = RunningServer([
+            Route("/bot{token}/sendMessage", self._send, methods=["POST"]),
+            Route("/bot{token}/getMe", self._get_me, methods=["GET", "POST"]),
+        ])
+        await self.server.start()
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+
+    def remember(self, chat_id: int, message_id: int) -> None:
+        self._messages.setdefault(chat_id, set()).add(message_id)
+
+    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            hits = [m for m in self.sent if predicate(m)]
+            if hits:
+                return hits
+            if time.monotonic() > deadline:
+                raise TimeoutError("no matching message reached the fake Telegram")
+            await asyncio.sleep(0.05)
+
+    @staticmethod
+    def _error(code: int, description: str, parameters: dict[str, Any] | None = None) -> JSONResponse:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return JSONResponse(body, status_code=code)
+
+    async def _args(self, request: Request) -> dict[str, Any] | None:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip()
+        raw = await request.body()
+        if ctype == "application/json":
+            data = orjson.loads(raw) if raw else {}
+            return data if isinstance(data, dict) else None
+        if ctype == "application/x-www-form-urlencoded" or not raw:
+            args: dict[str, Any] = {}
+            for k, v in parse_qsl(raw.decode()):  # non-string parameters arrive JSON-encoded
+                try:
+                    args[k] = orjson.loads(v) if k in JSON_PARAMS else v
+                except orjson.JSONDecodeError:
+                    args[k] = v
+            return args
+        return None
+
+    async def _get_me(self, request: Request) -> Response:
+        if request.path_params["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        return JSONResponse({"ok": True, "result": {**user(BOT_ID, "Agentbus", BOT_USERNAME, True),
+                                                     "can_join_groups": True, "can_read_all_group_messages": False,
+                                                     "supports_inline_queries": False}})
+
+    async def _send(self, request: Request) -> Response:
+        if request.path_params["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        self.calls.append(time.monotonic())
+        args = await self._args(request)
+        if args is None:
+            return self._error(400, "Bad Request: invalid request body")
+        if self.plan:
+            code, description, parameters = self.plan.pop(0)
+            return self._error(code, description, parameters)
+        chat_id = args.get("chat_id")
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
+        if chat_id in self.migrated:
+            return self._error(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                               {"migrate_to_chat_id": self.migrated[chat_id]})
+        if chat_id not in self.chats:
+            return self._error(400, "Bad Request: chat not found")
+        if chat_id in self.blocked:
+            return self._error(403, "Forbidden: bot was blocked by the user")
+        text = args.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return self._error(400, "Bad Request: message text is empty")
+        mode = args.get("parse_mode")
+        entities: list[dict[str, Any]] = []
+        plain = text
+        if mode == "MarkdownV2":
+            try:
+                plain, entities = parse_markdown_v2(text)
+            except ParseError as err:
+                return self._error(400, f"Bad Request: can't parse entities: {err}")
+        elif mode is not None:
+            return self._error(400, f"Bad Request: unsupported parse_mode {mode}")
+        if _u16(plain) > 4096:
+            return self._error(400, "Bad Request: message is too long")
+        rp = args.get("reply_parameters")
+        if rp is not None:
+            if not isinstance(rp, dict) or not isinstance(rp.get("message_id"), int):
+                return self._error(400, "Bad Request: invalid reply parameters")
+            if rp["message_id"] not in self._messages.get(chat_id, set()) and not rp.get("allow_sending_without_reply"):
+                return self._error(400, "Bad Request: message to be replied not found")
+        mid = next(_message_ids)
+        self.remember(chat_id, mid)
+        self.sent.append({**args, "chat_id": chat_id, "plain": plain, "entities": entities, "message_id": mid,
+                          "_at": time.monotonic()})
+        result = {"message_id": mid, "from": user(BOT_ID, "Agentbus", BOT_USERNAME, True),
+                  "chat": chat(chat_id, self.chats[chat_id]), "date": int(time.time()), "text": plain}
+        if entities:
+            result["entities"] = entities
+        return JSONResponse({"ok": True, "result": result})
