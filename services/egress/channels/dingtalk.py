@@ -124,6 +124,7 @@ class DingTalkOutbound(OutboundAdapter):
         margin_ms = self.channel.session_webhook_margin_s * 1000
         if (
             isinstance(session, str)
+            and session.startswith(self._oapi + "/")  # only DingTalk's own session webhooks are used
             and isinstance(expires_ms, int)
             and expires_ms - margin_ms > time.time() * 1000
         ):

@@ -595,3 +595,11 @@ async def test_any_request_is_an_inbound_or_a_4xx(
             await adapter_in.receive(request(orjson.dumps(body), headers, query))
         except Rejected as err:
             assert 400 <= err.status < 500
+
+
+async def test_a_session_webhook_elsewhere_than_dingtalk_is_never_called(
+    fake: FakeDingTalk, http: Any
+) -> None:
+    route = {**direct_route(fake), "session_webhook": "http://127.0.0.1:9/robot/sendBySession?session=x"}
+    await adapter(fake, http).push(reply(route=route), uuid.uuid4())
+    assert [s["via"] for s in fake.sent] == ["oto"]
