@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,15 +43,21 @@ class Memory:
             return []
         recalls: list[Recall] = []
         k = agent.memory.recall_top_k
+        index = event.replay is None
+        # the query and passage embeddings of the same text are requested together
+        wanted = [self.embedder.embed([turn.text], "query")] if k > 0 else []
+        if index:
+            wanted.append(self.embedder.embed([turn.text], "passage"))
+        vectors = await asyncio.gather(*wanted)
         if k > 0:
-            [qv] = await self.embedder.embed([turn.text], "query")
+            [qv] = vectors[0]
             recalls = [
                 r
                 for r in await self.vectors.search(qv, event.tenant, k, exclude=event.id)
                 if r.score >= agent.memory.recall_min_score
             ]
-        if event.replay is None:
-            [pv] = await self.embedder.embed([turn.text], "passage")
+        if index:
+            [pv] = vectors[-1]
             await self.vectors.upsert(event.id, pv, event.tenant, event.conversation, turn.role, turn.text, turn.at)
         return recalls
 

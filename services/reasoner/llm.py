@@ -68,19 +68,23 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def echo_answer(messages: Sequence[dict[str, Any]]) -> str:
-    system = [m["content"] for m in messages if m["role"] == "system"]
+    """The built-in model's answer: what it received, kept short (the answer is remembered too)."""
+
+    def clip(text: str, n: int = 80) -> str:
+        t = " ".join(text.split())
+        return t if len(t) <= n else t[: n - 1] + "…"
+
+    notes = [m["content"] for m in messages[1:] if m["role"] == "system"]
     turns = [m for m in messages if m["role"] != "system"]
     last = turns[-1]["content"] if turns else ""
     lines = [
-        "[echo model] I am agentbus's built-in echo model: no LLM endpoint is configured, so I repeat what I",
-        f"received. You said: {last}",
-        f"Context: {len(turns) - 1} earlier turn(s), {max(len(system) - 1, 0)} memory note(s).",
+        "[echo model] No LLM endpoint is configured, so agentbus's built-in echo model answers.",
+        f"You said: {clip(last, 500)}",
+        f"Context received: {len(turns) - 1} earlier turn(s), "
+        f"{sum(n.count(chr(10) + '- ') for n in notes)} recalled memory(ies).",
     ]
-    for m in turns[:-1][-5:]:
-        lines.append(f"- {m['role']}: {m['content'][:200]}")
-    if len(system) > 1:
-        lines.append("Recalled:")
-        lines.append(system[1][:600])
+    for m in turns[:-1][-3:]:
+        lines.append(f"- {m['role']}: {clip(m['content'])}")
     return "\n".join(lines)
 
 

@@ -108,6 +108,7 @@ class ConsumerRunner(ConsumerRebalanceListener):
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
             max_poll_interval_ms=600_000,
+            fetch_max_wait_ms=20,
         )
         await self._consumer.start()
         self._consumer.subscribe(topics=list(self._routes), listener=self)

