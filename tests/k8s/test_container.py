@@ -191,9 +191,6 @@ def test_compose_healthchecks_are_runnable(compose: dict[str, Any]) -> None:
             shlex.split(test[1])
 
 
-@pytest.mark.xfail(reason="pyproject.toml [tool.setuptools.package-data] lacks \"migrations/*.sql\", so the wheel the "
-                          "image installs has no migrations (the Dockerfile's build check stops such a build)",
-                   strict=False)
 def test_the_wheel_includes_every_services_migrations() -> None:
     import tomllib
 
