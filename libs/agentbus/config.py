@@ -41,6 +41,7 @@ class Agent(Strict):
     fallback_models: tuple[str, ...] = ()
     temperature: float | None = None
     max_tokens: int | None = None
+    reply_format: Literal["text", "markdown"] = "text"
     memory: MemorySettings = MemorySettings()
 
 
@@ -187,9 +188,9 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
             problems.append(f"channels[{i}].tenant: unknown tenant {c.tenant!r}")
         if c.agent not in agents:
             problems.append(f"channels[{i}].agent: unknown agent {c.agent!r}")
-        for name, value in c:
-            if isinstance(value, EnvRef) and value.resolve() is None:
-                problems.append(f"channels[{i}].{name}: environment variable {value.env} is not set")
+        for key, ref in _env_refs(c, f"channels[{i}]"):
+            if ref.resolve() is None:
+                problems.append(f"{key}: environment variable {ref.env} is not set")
     for i, m in enumerate(cfg.models):
         if m.api_key is not None and m.api_key.resolve() is None:
             problems.append(f"models[{i}].api_key: environment variable {m.api_key.env} is not set")
@@ -201,6 +202,19 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
             problems.append(f"jobs[{i}].agent: unknown agent {j.agent!r}")
     if problems:
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _env_refs(value: Any, key: str) -> list[tuple[str, EnvRef]]:
+    """Every credential reference inside a (nested) config value, with the key naming it."""
+    if isinstance(value, EnvRef):
+        return [(key, value)]
+    if isinstance(value, BaseModel):
+        return [r for name, v in value for r in _env_refs(v, f"{key}.{name}")]
+    if isinstance(value, (list, tuple)):
+        return [r for i, v in enumerate(value) for r in _env_refs(v, f"{key}[{i}]")]
+    if isinstance(value, dict):
+        return [r for k, v in value.items() for r in _env_refs(v, f"{key}.{k}")]
+    return []
 
 
 def load_config(path: Path, loader: Callable[[str], Any] = yaml.safe_load) -> PlatformConfig:

@@ -47,7 +47,8 @@ class Egress:
         claim = await self.ledger.claim(event, target)
         if isinstance(claim, list):
             return claim
-        if claim == "ambiguous" and not adapter.idempotent:
+        idempotent = adapter.is_idempotent(d)
+        if claim == "ambiguous" and not idempotent:
             return await self._finish(
                 event, target, "failed", 0, None,
                 "an earlier push was interrupted and may have reached the platform; not repeated", None, started,
@@ -57,7 +58,7 @@ class Egress:
         last: Retryable | None = None
         while attempts < self.attempts:
             attempts += 1
-            await self.limiter.acquire(target, adapter.rate_per_minute)
+            await self.limiter.acquire(target, adapter.rate_for(d))
             try:
                 with tracer().start_as_current_span(f"push {d.channel_type}", kind=SpanKind.CLIENT) as span:
                     span.set_attribute("agentbus.channel", d.channel)
@@ -67,7 +68,7 @@ class Egress:
                 return await self._finish(event, target, "failed", attempts, exc.http_status, str(exc), None, started)
             except Retryable as exc:
                 last = exc
-                if exc.ambiguous and not adapter.idempotent:
+                if exc.ambiguous and not idempotent:
                     return await self._finish(
                         event, target, "failed", attempts, exc.http_status,
                         f"{exc}; the platform may have received it, so it is not repeated", None, started,

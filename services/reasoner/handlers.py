@@ -115,7 +115,7 @@ class Reasoner:
                 channel_type=ctx.channel_type,
                 chat=ctx.chat,
                 text=c.text,
-                format="text",
+                format=agent.reply_format,
                 model=c.model,
                 reply_route=ctx.reply_route,
                 in_reply_to=ctx.in_reply_to,

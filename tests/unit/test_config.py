@@ -64,3 +64,12 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("tenants: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_nested_credentials_are_checked_with_their_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentbus.config import _env_refs
+    from agentbus.channeltypes import EnvRef
+
+    monkeypatch.delenv("AGENTBUS_TEST_NESTED", raising=False)
+    refs = _env_refs({"robots": [{"secret": EnvRef(env="AGENTBUS_TEST_NESTED")}]}, "channels[3]")
+    assert [(k, r.env) for k, r in refs] == [("channels[3].robots[0].secret", "AGENTBUS_TEST_NESTED")]

@@ -146,6 +146,14 @@ class OutboundAdapter(ABC):
     def rate_per_minute(self) -> int | None:
         return self.channel.rate_limit_per_minute or self.default_rate_per_minute
 
+    def rate_for(self, reply: ReplyGeneratedData) -> int | None:
+        """Pushes per minute allowed to this reply's target (a channel may have several kinds of target)."""
+        return self.rate_per_minute
+
+    def is_idempotent(self, reply: ReplyGeneratedData) -> bool:
+        """Whether the platform de-duplicates a repeated push of this reply (by our idempotency key)."""
+        return self.idempotent
+
     @abstractmethod
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         """One attempt; raise ``Retryable`` or ``Permanent`` on failure."""
