@@ -24,7 +24,7 @@ def summary(e: Event) -> str:
     if t == "context.assembled":
         return f"agent {d.agent}: {len(d.history)} turn(s), {len(d.memories)} memory(ies)"
     if t == "inference.completed":
-        tokens = f"{d.prompt_tokens or 0}→{d.completion_tokens or 0} tokens"
+        tokens = f"{d.usage.input_tokens or 0}→{d.usage.output_tokens or 0} tokens"
         extra = " (from ledger)" if d.reused else ""
         if d.outcome != "ok":
             return f"FAILED {d.error}"

@@ -26,7 +26,10 @@ def utcnow() -> datetime:
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Events are immutable; unknown fields are ignored (a tolerant reader), so a producer may add an
+    optional field within a version while consumers that do not know it yet keep working."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 # ---------------------------------------------------------------- payloads
@@ -131,6 +134,30 @@ class InferenceCompletedData(Frozen):
     attempts: int = 1
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = None
+    latency_ms: float = 0.0
+    reused: bool = Field(default=False, description="answer taken from the inference ledger, no LLM call")
+    outcome: Literal["ok", "failed"] = "ok"
+    error: str | None = None
+    output_text: str | None = None
+
+
+class Usage(Frozen):
+    """Token counts, named as the OpenTelemetry GenAI conventions name them."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class InferenceCompletedDataV2(Frozen):
+    """v2: token counts move into ``usage`` (input/output, GenAI naming) — a breaking rename, hence v2."""
+
+    agent: str
+    model: str
+    provider: str
+    models_tried: tuple[str, ...] = ()
+    attempts: int = 1
+    usage: Usage = Usage()
     finish_reason: str | None = None
     latency_ms: float = 0.0
     reused: bool = Field(default=False, description="answer taken from the inference ledger, no LLM call")
@@ -276,7 +303,8 @@ MessageReceived = _event("message.received", 1, MessageReceivedData)
 JobRequested = _event("job.requested", 1, CreateJob)
 JobTriggered = _event("job.triggered", 1, JobTriggeredData)
 ContextAssembled = _event("context.assembled", 1, ContextAssembledData)
-InferenceCompleted = _event("inference.completed", 1, InferenceCompletedData)
+InferenceCompletedV1 = _event("inference.completed", 1, InferenceCompletedData)
+InferenceCompleted = _event("inference.completed", 2, InferenceCompletedDataV2)
 ReplyGenerated = _event("reply.generated", 1, ReplyGeneratedData)
 DeliveryCompleted = _event("delivery.completed", 1, DeliveryCompletedData)
 DeadLettered = _event("dead.lettered", 1, DeadLetteredData)
@@ -285,6 +313,7 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
     (c.TYPE, c.VERSION): c
     for c in (
         MessageReceived,
+        InferenceCompletedV1,
         JobRequested,
         JobTriggered,
         ContextAssembled,
@@ -300,11 +329,21 @@ class UnknownEvent(ValueError):
     pass
 
 
-def parse_event(raw: bytes | str | dict[str, Any]) -> Event:
-    """Parse a record value into its typed event class (validating it)."""
+def parse_event(raw: bytes | str | dict[str, Any], upcast: bool = True) -> Event:
+    """Parse a record value into its typed event class (validating it).
+
+    With ``upcast`` (the default) an event of an older version is first validated as that version, then
+    brought to the newest version by its upcasters, so consumers handle one shape whatever they read."""
     obj = orjson.loads(raw) if isinstance(raw, (bytes, str)) else raw
+    if not isinstance(obj, dict):
+        raise UnknownEvent("an event is a JSON object")
     key = (obj.get("type"), obj.get("version"))
     cls = CATALOGUE.get(key)  # type: ignore[arg-type]
     if cls is None:
         raise UnknownEvent(f"unknown event type/version {key!r}")
-    return cls.model_validate(obj)
+    event = cls.model_validate(obj)
+    if upcast:
+        from agentbus.upcast import upcast as _upcast
+
+        event = _upcast(event)
+    return event

@@ -19,3 +19,8 @@ def all_topics(prefix: str) -> list[str]:
 
 def dead_letter_topic(prefix: str) -> str:
     return topic_for(prefix, "dead.lettered", 1)
+
+
+def topics_of_type(prefix: str, event_type: str) -> list[str]:
+    """Every version's topic of ``event_type``: a consumer reads them all and upcasts to the newest."""
+    return sorted(topic_for(prefix, t, v) for (t, v) in CATALOGUE if t == event_type)

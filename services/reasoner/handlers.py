@@ -15,7 +15,8 @@ from agentbus.config import Agent, PlatformConfig
 from agentbus.events import (
     Event,
     InferenceCompleted,
-    InferenceCompletedData,
+    InferenceCompletedDataV2,
+    Usage,
     ReplyGenerated,
     ReplyGeneratedData,
 )
@@ -91,14 +92,13 @@ class Reasoner:
                 reused = False
         inference = event.follow(
             InferenceCompleted,
-            InferenceCompletedData(
+            InferenceCompletedDataV2(
                 agent=agent.id,
                 model=c.model,
                 provider=c.provider,
                 models_tried=c.models_tried,
                 attempts=c.attempts,
-                prompt_tokens=c.prompt_tokens,
-                completion_tokens=c.completion_tokens,
+                usage=Usage(input_tokens=c.prompt_tokens, output_tokens=c.completion_tokens),
                 finish_reason=c.finish_reason,
                 latency_ms=c.latency_ms,
                 reused=reused,
@@ -130,7 +130,7 @@ class Reasoner:
     async def _no_recorded_inference(self, event: Event, agent_id: str) -> list[Event]:
         failed = event.follow(
             InferenceCompleted,
-            InferenceCompletedData(
+            InferenceCompletedDataV2(
                 agent=agent_id, model="none", provider="agentbus", attempts=0, reused=False, outcome="failed",
                 error="no recorded inference for this input to reuse; replay with --rerun-llm to call the model",
             ),

@@ -164,3 +164,32 @@ async def test_offsets_commit_only_finished_work(infra: Infra) -> None:
     await prod.stop()
     assert committed_while_slow in (None, 0), "the unfinished first offset holds the watermark"
     assert committed_after == 6
+
+
+async def test_a_consumer_reads_both_versions_of_an_event_as_the_newest(infra: Infra) -> None:
+    from agentbus.events import InferenceCompleted, InferenceCompletedData, InferenceCompletedDataV2, InferenceCompletedV1, Usage
+    from agentbus.topics import topics_of_type
+
+    s = settings(infra)
+    await ensure_topics(s, all_topics(s.topic_prefix))
+    prod = Producer(s, "test")
+    await prod.start()
+    old = InferenceCompletedV1.new(InferenceCompletedData(agent="a", model="old", provider="p", prompt_tokens=1,
+                                                          completion_tokens=2), source="t", tenant="t", conversation="k")
+    new = InferenceCompleted.new(InferenceCompletedDataV2(agent="a", model="new", provider="p",
+                                                          usage=Usage(input_tokens=3, output_tokens=4)),
+                                 source="t", tenant="t", conversation="k")
+    await prod.publish([old, new])
+    got: list[Event] = []
+
+    async def handler(e: Event) -> Sequence[Event]:
+        got.append(e)
+        return []
+
+    topics = topics_of_type(s.topic_prefix, "inference.completed")
+    assert len(topics) == 2
+    runner = ConsumerRunner(s, "test", prod, {t: handler for t in topics})
+    await run_until(runner, lambda: len(got) == 2)
+    await prod.stop()
+    assert {type(e) for e in got} == {InferenceCompleted}
+    assert sorted((e.data.model, e.data.usage.output_tokens) for e in got) == [("new", 4), ("old", 2)]

@@ -59,7 +59,7 @@ async def test_answer_emits_inference_and_reply_and_redelivery_never_calls_twice
     e = context("hello")
     inf, reply = await r.answer(e)
     assert inf.TYPE == "inference.completed" and reply.TYPE == "reply.generated"
-    assert reply.data.text == "reply to hello" and inf.data.completion_tokens == 4
+    assert reply.data.text == "reply to hello" and inf.data.usage.output_tokens == 4
     again = await r.answer(e)
     assert again == [inf, reply] and llm.calls == 1
     # the outputs were lost (say, a crash before the processed record): the ledger still prevents a call

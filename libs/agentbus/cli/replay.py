@@ -67,13 +67,13 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since, until, tenan
                   limit: int, timeout: float, dry_run: bool, as_json: bool) -> int:
     from agentbus.bus import Producer
     from agentbus.eventlog import Filter, end_offsets, read
-    from agentbus.topics import topic_for
+    from agentbus.topics import topic_for, topics_of_type
 
     console = Console(highlight=False, stderr=as_json)
     entry_topic = topic_for(s.topic_prefix, entry_type)
     reply_topic = topic_for(s.topic_prefix, "reply.generated")
     result_topics = [reply_topic, topic_for(s.topic_prefix, "delivery.completed"),
-                     topic_for(s.topic_prefix, "inference.completed")]
+                     *topics_of_type(s.topic_prefix, "inference.completed")]
     selected = [lg.event for lg in await read(
         s, [entry_topic],
         Filter(tenant=tenant, conversation=conversation, correlation=correlation, since=since, until=until,
