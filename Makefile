@@ -14,9 +14,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run the whole platform on the embedded stack (Ctrl-C stops it)
-up: $(STAMP)
-	$(VENV)/bin/agentbus up
+## run the whole platform on the embedded stack (Ctrl-C stops it); TRACING=1 adds a local trace viewer
+up: $(STAMP) $(if $(TRACING),.venv-tracing/.installed)
+	$(VENV)/bin/agentbus up $(if $(TRACING),--tracing)
+
+.venv-tracing/.installed:
+	test -x .venv-tracing/bin/python || $(PYTHON) -m venv .venv-tracing
+	.venv-tracing/bin/python -m pip install --quiet arize-phoenix==20.26.1
+	touch $@
 
 ## the test suite: unit, integration (real broker + PostgreSQL), end to end (processes)
 test: $(STAMP)

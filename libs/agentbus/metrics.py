@@ -30,3 +30,4 @@ LLM_SECONDS = Histogram(
 )
 LLM_TOKENS = Counter("agentbus_llm_tokens_total", "LLM tokens, by model and direction", ["model", "direction"])
 DELIVERIES = Counter("agentbus_deliveries_total", "Pushes to chat platforms, by channel and outcome", ["channel", "outcome"])
+DLQ_SIZE = Gauge("agentbus_dlq_size", "Records in the dead-letter topic (all time; redriven ones included)")

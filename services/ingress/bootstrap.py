@@ -36,8 +36,27 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             await conn.execute("SELECT 1")
         return True, "connected"
 
+    async def watch_dead_letters() -> None:
+        """Publish the dead-letter topic's size as a gauge (ingress is the operator-facing service)."""
+        import asyncio
+
+        import structlog
+
+        from agentbus import metrics
+        from agentbus.eventlog import end_offsets
+        from agentbus.topics import dead_letter_topic
+
+        while True:
+            try:
+                ends = await end_offsets(settings, [dead_letter_topic(settings.topic_prefix)])
+                metrics.DLQ_SIZE.set(sum(ends.values()))
+            except Exception as exc:  # the broker may be away for a while; the gauge just ages
+                structlog.get_logger("agentbus.ingress").warning("dlq_size_unavailable", error=str(exc)[:200])
+            await asyncio.sleep(15)
+
     return ServiceParts(
         http_routes=webhook_routes(build_adapters(config), acceptor, settings.max_body_bytes),
         checks={"database": database},
         on_stop=[pool.close],
+        background=[watch_dead_letters],
     )

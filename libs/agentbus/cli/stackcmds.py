@@ -39,6 +39,8 @@ def register(app: typer.Typer) -> None:
         home: Path = typer.Option(Path(".agentbus"), help="where the embedded stack keeps its data and logs"),
         inbox_port: int = typer.Option(8099, help="port of the demo inbox receiving webhook pushes (0: off)"),
         restart: bool = typer.Option(True, help="restart a service that exits unexpectedly"),
+        tracing: bool = typer.Option(False, "--tracing", help="also start a local trace viewer (OTLP) and send "
+                                     "the services' spans to it"),
     ) -> None:
         """Start the embedded stack and the five services; Ctrl-C stops everything."""
         from agentbus.config import ConfigError, load_config
@@ -49,15 +51,23 @@ def register(app: typer.Typer) -> None:
         except ConfigError as err:
             typer.echo(str(err), err=True)
             raise typer.Exit(2) from None
-        asyncio.run(_up(cfg_path, cfg, home, inbox_port, restart))
+        if tracing:
+            from agentbus.stack.stack import find_phoenix
+
+            try:
+                find_phoenix()
+            except RuntimeError as err:
+                typer.echo(str(err), err=True)
+                raise typer.Exit(2) from None
+        asyncio.run(_up(cfg_path, cfg, home, inbox_port, restart, tracing))
 
 
-async def _up(cfg_path: Path, cfg: object, home: Path, inbox_port: int, restart: bool) -> None:
+async def _up(cfg_path: Path, cfg: object, home: Path, inbox_port: int, restart: bool, tracing: bool) -> None:
     from agentbus.http import server
     from agentbus.stack.inbox import inbox_app
     from agentbus.stack.stack import Stack
 
-    stack = Stack(home=home, config_file=cfg_path)
+    stack = Stack(home=home, config_file=cfg_path, tracing=tracing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -111,6 +121,8 @@ def _banner(stack: object, elapsed: float, inbox_port: int) -> None:
     ]
     if inbox_port:
         lines.append(f"  inbox:    http://127.0.0.1:{inbox_port}/replies   (pushes of the webhook channel land here)")
+    if stack.tracing:  # type: ignore[attr-defined]
+        lines.append(f"  traces:   http://127.0.0.1:{stack.ports.tracing}   (trace viewer; OTLP received there)")  # type: ignore[attr-defined]
     lines += [
         "",
         "Send a first message (signed for you) and wait for the answer:",

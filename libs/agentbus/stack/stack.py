@@ -24,10 +24,26 @@ class Ports:
     postgres: int = 5433
     embeddings: int = 8090
     services: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    tracing: int = 6006
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES})
+        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES}, free_port())
+
+
+def find_phoenix() -> str:
+    """The local trace viewer (Arize Phoenix, which receives OTLP): installed apart by `make up TRACING=1`
+    into its own virtualenv, since its dependencies are many and pinned differently from ours."""
+    import shutil
+
+    candidates = [os.environ.get("AGENTBUS_PHOENIX_BIN"), ".venv-tracing/bin/phoenix", shutil.which("phoenix")]
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return str(Path(c).resolve())
+    raise RuntimeError(
+        "no trace viewer installed: run `make up TRACING=1` (installs arize-phoenix into .venv-tracing), "
+        "or set AGENTBUS_PHOENIX_BIN, or point AGENTBUS_OTLP_ENDPOINT at your own collector"
+    )
 
 
 def _external(name: str) -> str | None:
@@ -42,6 +58,7 @@ class Stack:
     ports: Ports = field(default_factory=Ports)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the services
     echo: bool = True
+    tracing: bool = False
     services: tuple[str, ...] = SERVICES
     procs: dict[str, Proc] = field(default_factory=dict)
     infra: list[Proc] = field(default_factory=list)
@@ -106,6 +123,22 @@ class Stack:
             )
             starts.append((e5, 60))
             env["AGENTBUS_EMBEDDINGS_URL"] = f"http://127.0.0.1:{port}/v1"
+
+        if self.tracing:
+            phoenix = find_phoenix()
+            tport = self.ports.tracing
+            viewer = Proc(
+                "tracing",
+                [phoenix, "serve"],
+                env={"PHOENIX_PORT": str(tport), "PHOENIX_HOST": "127.0.0.1",
+                     "PHOENIX_WORKING_DIR": str(home / "phoenix"), "PHOENIX_GRPC_PORT": str(free_port())},
+                ready=lambda tport=tport: http_ok(f"http://127.0.0.1:{tport}/healthz"),
+                log_dir=logs,
+                echo=self.echo,
+                color=self._color(8),
+            )
+            starts.append((viewer, 120))
+            env["AGENTBUS_OTLP_ENDPOINT"] = f"http://127.0.0.1:{tport}"
 
         if not all_env.get("AGENTBUS_QDRANT_URL"):
             env["AGENTBUS_QDRANT_PATH"] = str(home / "qdrant")
