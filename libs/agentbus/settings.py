@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int | None = None
     max_body_bytes: int = 1_048_576
+    ingress_publish_timeout_s: float = 10.0
     push_timeout_s: float = 15.0
     push_attempts: int = 6
 

@@ -7,10 +7,13 @@ every consumer downstream ignores. Nothing is answered 2xx before the broker has
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import psycopg
+import psycopg_pool
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
@@ -45,9 +48,12 @@ def policy(channel: ChannelBase, msg: InboundMessage) -> tuple[str | None, str |
 
 
 class Acceptor:
-    def __init__(self, pool: AsyncConnectionPool, producer: Producer) -> None:
+    def __init__(self, pool: AsyncConnectionPool, producer: Producer, publish_timeout_s: float = 10.0,
+                 db_timeout_s: float = 2.0) -> None:
         self._pool = pool
         self._producer = producer
+        self._publish_timeout_s = publish_timeout_s
+        self._db_timeout_s = db_timeout_s
 
     async def accept(self, channel: ChannelBase, inbound: Inbound) -> Outcome:
         msg = inbound.message
@@ -58,13 +64,17 @@ class Acceptor:
             return Outcome("ignored", reason=ignore)
         dedupe_id = inbound.dedupe_id or msg.platform_message_id
         event_id = derive_id(f"{channel.id}:{dedupe_id}", "message.received")
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT 1 FROM inbound_dedupe WHERE channel = %s AND dedupe_id = %s", (channel.id, dedupe_id)
-            )
-            if await cur.fetchone() is not None:
-                log.info("webhook_duplicate", channel=channel.id)
-                return Outcome("duplicate", event_id)
+        try:
+            async with self._pool.connection(timeout=self._db_timeout_s) as conn:
+                cur = await conn.execute(
+                    "SELECT 1 FROM inbound_dedupe WHERE channel = %s AND dedupe_id = %s", (channel.id, dedupe_id)
+                )
+                if await cur.fetchone() is not None:
+                    log.info("webhook_duplicate", channel=channel.id)
+                    return Outcome("duplicate", event_id)
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            # the table only saves work: the event id is deterministic, so a repeat is ignored downstream
+            log.warning("dedupe_unavailable", channel=channel.id, error=str(exc)[:200])
         event = MessageReceived.new(
             MessageReceivedData(
                 channel=channel.id,
@@ -85,12 +95,16 @@ class Acceptor:
             tenant=channel.tenant,
             conversation=conversation_key(channel, msg.chat.id),
         )
-        await self._producer.publish([event])
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO inbound_dedupe (channel, dedupe_id, event_id) VALUES (%s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (channel.id, dedupe_id, event_id),
-            )
+        # not acknowledged to the platform before the broker has it; a stalled broker gets a 503 in bounded time
+        await asyncio.wait_for(self._producer.publish([event]), self._publish_timeout_s)
+        try:
+            async with self._pool.connection(timeout=self._db_timeout_s) as conn:
+                await conn.execute(
+                    "INSERT INTO inbound_dedupe (channel, dedupe_id, event_id) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (channel.id, dedupe_id, event_id),
+                )
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            log.warning("dedupe_record_failed", channel=channel.id, error=str(exc)[:200])
         log.info("message_accepted", channel=channel.id, refused=refusal is not None)
         return Outcome("published", event_id)

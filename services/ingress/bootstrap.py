@@ -29,7 +29,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     schema = schema_name("ingress", settings)
     pool = await open_pool(settings, schema)
     await migrate(pool, schema, Path(__file__).parent / "migrations")
-    acceptor = Acceptor(pool, producer)
+    acceptor = Acceptor(pool, producer, settings.ingress_publish_timeout_s)
 
     async def database() -> tuple[bool, str]:
         async with pool.connection() as conn:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 import httpx
 
@@ -24,7 +23,7 @@ class PermanentError(Exception):
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TransientError):
         return True
-    if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError, httpx.TransportError)):
+    if isinstance(exc, (ConnectionError, TimeoutError, httpx.TransportError)):
         return True
     try:
         import psycopg
