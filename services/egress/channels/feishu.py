@@ -66,9 +66,14 @@ def _rate_wait(resp: httpx.Response) -> float | None:
     return retry_after_seconds(resp)
 
 
+def _code(data: dict[str, Any] | None) -> int | None:
+    code = data.get("code", data.get("StatusCode")) if data else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
 def _fail(resp: httpx.Response, data: dict[str, Any] | None) -> Exception:
     """The exception for a failed answer (not raised here, so callers can decide)."""
-    code = data.get("code", data.get("StatusCode")) if data else None
+    code = _code(data)
     msg = str((data or {}).get("msg", (data or {}).get("StatusMessage", "")))[:200]
     what = f"HTTP {resp.status_code}, code {code}: {msg}" if data else f"HTTP {resp.status_code}: {resp.text[:200]}"
     if resp.status_code == 429 or code in RATE_CODES:
@@ -169,7 +174,7 @@ class FeishuOutbound(OutboundAdapter):
             except httpx.TransportError as exc:
                 raise transport_failure(exc) from exc
             data = _json(resp)
-            code = data.get("code") if data else None
+            code = _code(data)
             if resp.status_code < 300 and code == 0:
                 payload = (data or {}).get("data")
                 msg_id = payload.get("message_id") if isinstance(payload, dict) else None
@@ -211,7 +216,6 @@ class FeishuOutbound(OutboundAdapter):
                 raise Permanent(f"{failure}; the platform may have received it, so it is not repeated") from exc
             raise failure from exc
         data = _json(resp)
-        code = data.get("code", data.get("StatusCode")) if data else None
-        if resp.status_code < 300 and code == 0:
+        if resp.status_code < 300 and _code(data) == 0:
             return Pushed(http_status=resp.status_code)
         raise _fail(resp, data)

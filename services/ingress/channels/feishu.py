@@ -52,7 +52,8 @@ def _flatten_post(content: dict[str, Any]) -> str:
     if "content" not in body:  # some clients wrap it in a locale: {"zh_cn": {...}}
         body = next((v for v in body.values() if isinstance(v, dict) and "content" in v), {})
     lines = [body["title"]] if isinstance(body.get("title"), str) and body["title"] else []
-    for para in body.get("content") or []:
+    paragraphs = body.get("content")
+    for para in paragraphs if isinstance(paragraphs, list) else []:
         if not isinstance(para, list):
             continue
         parts = []
@@ -160,7 +161,8 @@ class FeishuInbound(InboundAdapter):
             return Inbound(answer=OK, dedupe_id=event_id, note=f"message type {_str(msg, 'message_type')!r} ignored")
         mentions: list[str] = []
         mentioned_bot = False
-        for m in msg.get("mentions") or []:
+        raw_mentions = msg.get("mentions")
+        for m in raw_mentions if isinstance(raw_mentions, list) else []:
             if not isinstance(m, dict) or not isinstance(m.get("key"), str):
                 continue
             mid = m.get("id") if isinstance(m.get("id"), dict) else {}

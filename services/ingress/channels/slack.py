@@ -108,14 +108,15 @@ class SlackInbound(InboundAdapter):
     def _bot_user(self, body: dict[str, Any]) -> str | None:
         if self.channel.bot_user_id:
             return self.channel.bot_user_id
-        for auth in body.get("authorizations") or []:
+        auths = body.get("authorizations")
+        for auth in auths if isinstance(auths, list) else []:
             if isinstance(auth, dict) and auth.get("is_bot") is True and _str(auth, "user_id"):
                 return str(auth["user_id"])
         return None
 
     def _message(self, body: dict[str, Any], event_id: str, event: dict[str, Any]) -> Inbound:
         subtype = event.get("subtype")
-        if subtype not in SERVED_SUBTYPES:
+        if subtype is not None and (not isinstance(subtype, str) or subtype not in SERVED_SUBTYPES):
             return Inbound(dedupe_id=event_id, note=f"message subtype {str(subtype)[:40]!r} ignored")
         channel, ts, user = _str(event, "channel"), _str(event, "ts"), _str(event, "user")
         if not channel or not _ID.match(channel) or not ts or not _TS.match(ts):

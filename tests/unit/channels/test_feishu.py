@@ -399,6 +399,44 @@ async def test_custom_bot_webhook_signed_push(fake: FakeFeishu) -> None:
         assert both.target(reply(route={"via": "bot_webhook"})) == "fs:bot_webhook"
 
 
+KEYS = ["code", "msg", "data", "message_id", "StatusCode", "tenant_access_token", "expire"]
+
+ANSWERS = st.tuples(
+    st.sampled_from([200, 400, 401, 403, 404, 429, 500, 502]),
+    st.one_of(st.binary(max_size=40), st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(KEYS), c, max_size=4),
+        max_leaves=12).map(orjson.dumps)),
+    st.dictionaries(st.sampled_from(["retry-after", "x-ogw-ratelimit-reset", "content-type"]),
+                    st.sampled_from(["1", "abc", "-5", "application/json", ""]), max_size=2),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(answer=ANSWERS, fmt=st.sampled_from(["text", "markdown"]), hook=st.booleans())
+def test_any_platform_answer_is_pushed_retryable_or_permanent(answer: tuple[int, bytes, dict[str, str]], fmt: str,
+                                                              hook: bool) -> None:
+    status, body, headers = answer
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("tenant_access_token/internal"):
+            return httpx.Response(200, json={"code": 0, "tenant_access_token": "t-1", "expire": 7200})
+        return httpx.Response(status, content=body, headers=headers)
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            over: dict[str, Any] = {"bot_webhook": {"token": {"env": "FS_H_UNSET", "default": "h"}}}
+            if hook:
+                over.update(app_id=None, app_secret=None)
+            out = FeishuOutbound(channel(**over), http, TokenCache())
+            try:
+                await out.push(reply("x", fmt), uuid.uuid4())
+            except (Retryable, Permanent):
+                pass
+
+    asyncio.run(run())
+
+
 def test_hook_sign_matches_the_documented_algorithm() -> None:
     # the Python sample in Feishu's custom bot guide
     ts, secret = 1599360473, "demo-secret"

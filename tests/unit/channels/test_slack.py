@@ -166,11 +166,27 @@ async def test_tampered_stale_replayed_and_malformed_requests() -> None:
     st.sampled_from(["type", "channel", "user", "text", "ts", "thread_ts", "subtype", "bot_id", "channel_type"]),
     st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=30),
               st.sampled_from(["message", "app_mention", "C0GENERAL1", "1700000000.000100", "im", BOT_USER]),
-              st.lists(st.integers(), max_size=2)),
+              st.lists(st.integers(-(2**40), 2**40), max_size=2)),
     max_size=9))
 def test_any_event_is_an_inbound_or_a_4xx(event: dict[str, Any]) -> None:
     try:
         result = asyncio.run(receive(channel(), *signed(SECRET, event_callback(event))))
+    except Rejected as rej:
+        assert 400 <= rej.status < 500
+    else:
+        assert isinstance(result, Inbound)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.sampled_from(["event_id", "team_id", "authorizations", "event", "type"]),
+       value=st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=10), st.lists(st.integers(0, 3), max_size=2),
+                       st.lists(st.fixed_dictionaries({"user_id": st.one_of(st.integers(0, 3), st.text(max_size=5)),
+                                                       "is_bot": st.one_of(st.booleans(), st.none())}), max_size=2)))
+def test_any_broken_envelope_is_an_inbound_or_a_4xx(key: str, value: Any) -> None:
+    payload = event_callback(app_mention(f"<@{BOT_USER}> hi"))
+    payload[key] = value
+    try:
+        result = asyncio.run(receive(channel(), *signed(SECRET, payload)))
     except Rejected as rej:
         assert 400 <= rej.status < 500
     else:
@@ -262,6 +278,35 @@ async def test_slack_sdk_web_client_speaks_to_the_fake(fake: FakeSlack) -> None:
     assert resp["ok"] and fake.posted[-1]["text"] == "from slack_sdk"
     with pytest.raises(Exception, match="channel_not_found"):
         await asyncio.to_thread(client.chat_postMessage, channel="C0NOWHERE1", text="x")
+
+
+KEYS = ["ok", "error", "ts", "channel", "warning", "response_metadata"]
+
+ANSWERS = st.tuples(
+    st.sampled_from([200, 400, 401, 403, 404, 429, 500, 502]),
+    st.one_of(st.binary(max_size=40), st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(KEYS), c, max_size=4),
+        max_leaves=12).map(orjson.dumps)),
+    st.dictionaries(st.sampled_from(["retry-after", "x-ogw-ratelimit-reset", "content-type"]),
+                    st.sampled_from(["1", "abc", "-5", "application/json", ""]), max_size=2),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(answer=ANSWERS, fmt=st.sampled_from(["text", "markdown"]))
+def test_any_platform_answer_is_pushed_retryable_or_permanent(answer: tuple[int, bytes, dict[str, str]], fmt: str) -> None:
+    status, body, headers = answer
+
+    async def run() -> None:
+        transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body, headers=headers))
+        async with httpx.AsyncClient(transport=transport) as http:
+            try:
+                await SlackOutbound(channel(), http, TokenCache()).push(reply("x", fmt), uuid.uuid4())
+            except (Retryable, Permanent):
+                pass
+
+    asyncio.run(run())
 
 
 def test_documented_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:

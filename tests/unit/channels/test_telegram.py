@@ -174,6 +174,30 @@ def test_any_update_is_an_inbound_or_a_4xx(msg: dict[str, Any]) -> None:
         assert isinstance(result, Inbound)
 
 
+@settings(max_examples=200, deadline=None)
+@given(path=st.sampled_from(["from", "from.id", "chat", "chat.id", "chat.type", "chat.title", "text", "entities",
+                             "reply_to_message", "reply_to_message.from", "message_id", "edit_date",
+                             "message_thread_id", "is_topic_message", "caption_entities"]),
+       value=st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.text(max_size=10),
+                       st.lists(st.integers(0, 3), max_size=2), st.dictionaries(st.sampled_from(["id", "type"]),
+                                                                                st.integers(-3, 3), max_size=2)))
+def test_any_broken_field_of_a_real_update_is_an_inbound_or_a_4xx(path: str, value: Any) -> None:
+    text = f"@{BOT_USERNAME} hi"
+    upd = update(text, chat_=chat(-555, "group"), entities=mention_entities(text, BOT_USERNAME),
+                 reply_to_message={"message_id": 1, "from": user(BOT_ID), "chat": chat(-555, "group"), "date": 1})
+    *parents, last = path.split(".")
+    node: Any = upd["message"]
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    try:
+        result = asyncio.run(receive(channel(), upd))
+    except Rejected as rej:
+        assert 400 <= rej.status < 500
+    else:
+        assert isinstance(result, Inbound)
+
+
 # ---------------------------------------------------------------- MarkdownV2
 
 
@@ -337,6 +361,35 @@ async def test_python_telegram_bot_speaks_to_the_fake(fake: FakeTelegram) -> Non
             await bot.send_message(-100123, "v1.0 (beta)", parse_mode="MarkdownV2")
         with pytest.raises(telegram.error.Forbidden):
             await bot.send_message(777, "hi")
+
+
+KEYS = ["ok", "error_code", "description", "parameters", "retry_after", "migrate_to_chat_id", "result", "message_id"]
+
+ANSWERS = st.tuples(
+    st.sampled_from([200, 400, 401, 403, 404, 429, 500, 502]),
+    st.one_of(st.binary(max_size=40), st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=12),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(KEYS), c, max_size=4),
+        max_leaves=12).map(orjson.dumps)),
+    st.dictionaries(st.sampled_from(["retry-after", "x-ogw-ratelimit-reset", "content-type"]),
+                    st.sampled_from(["1", "abc", "-5", "application/json", ""]), max_size=2),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(answer=ANSWERS, fmt=st.sampled_from(["text", "markdown"]))
+def test_any_platform_answer_is_pushed_retryable_or_permanent(answer: tuple[int, bytes, dict[str, str]], fmt: str) -> None:
+    status, body, headers = answer
+
+    async def run() -> None:
+        transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body, headers=headers))
+        async with httpx.AsyncClient(transport=transport) as http:
+            try:
+                await TelegramOutbound(channel(), http, TokenCache()).push(reply("x", fmt), uuid.uuid4())
+            except (Retryable, Permanent):
+                pass
+
+    asyncio.run(run())
 
 
 def test_documented_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:
