@@ -98,8 +98,6 @@ class FeishuOutbound(OutboundAdapter):
         self._app = (channel.app_id.value(), channel.app_secret.value()) if channel.app_id and channel.app_secret else None
         hook = channel.bot_webhook
         self._hook = (hook.token.value(), hook.secret.value() if hook.secret else None) if hook else None
-        if self._app is None:
-            self.default_rate_per_minute = HOOK_RATE_PER_MINUTE  # type: ignore[misc]
         self._token_key = f"feishu:{channel.base}:{self._app[0]}" if self._app else ""
 
     def _via_hook(self, reply: ReplyGeneratedData) -> bool:
@@ -109,6 +107,14 @@ class FeishuOutbound(OutboundAdapter):
         if self._via_hook(reply):
             return f"{self.channel.id}:bot_webhook"
         return super().target(reply)
+
+    def rate_for(self, reply: ReplyGeneratedData) -> int | None:
+        if self.channel.rate_limit_per_minute:
+            return self.channel.rate_limit_per_minute
+        return HOOK_RATE_PER_MINUTE if self._via_hook(reply) else SEND_RATE_PER_MINUTE
+
+    def is_idempotent(self, reply: ReplyGeneratedData) -> bool:
+        return not self._via_hook(reply)  # the custom bot webhook has no idempotency key
 
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         if self._via_hook(reply):
@@ -211,10 +217,7 @@ class FeishuOutbound(OutboundAdapter):
                 headers={"content-type": "application/json; charset=utf-8"},
             )
         except httpx.TransportError as exc:
-            failure = transport_failure(exc)
-            if failure.ambiguous:  # no idempotency key here: never repeat what may have arrived
-                raise Permanent(f"{failure}; the platform may have received it, so it is not repeated") from exc
-            raise failure from exc
+            raise transport_failure(exc) from exc
         data = _json(resp)
         if resp.status_code < 300 and _code(data) == 0:
             return Pushed(http_status=resp.status_code)

@@ -5,8 +5,8 @@ The Bot API answers ``{"ok": false, "error_code": N, "description": ..., "parame
 MarkdownV2 the API cannot parse is sent again as plain text; other 4xx (chat not found, bot blocked,
 kicked) are permanent. Texts longer than 4096 characters go out as several messages; which ones already
 went out is remembered, so a retry continues where the last attempt stopped. ``sendMessage`` has no
-idempotency key. Limits: about 20 messages a minute in a group and 30 a second overall, both enforced here
-(egress limits each chat to one a second).
+idempotency key. Limits: egress keeps each chat to one message a second, a group to about 20 a minute
+(``rate_for``); the 30 a second for the whole bot is kept here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     Permanent,
     Pushed,
-    RateLimiter,
     Retryable,
     TokenCache,
     retry_after_seconds,
@@ -91,10 +90,20 @@ class TelegramOutbound(OutboundAdapter):
     def __init__(self, channel: TelegramChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
         super().__init__(channel, http, tokens)
         self._url = f"{channel.base}/bot{channel.bot_token.value()}/sendMessage"
-        self._groups = RateLimiter()
         self._overall = _PerSecond(channel.global_rate_per_second)
         self._progress: OrderedDict[uuid.UUID, int] = OrderedDict()  # parts already sent, per reply
         self._migrated: dict[int, int] = {}  # group id -> the supergroup it became
+
+    def rate_for(self, reply: ReplyGeneratedData) -> int | None:
+        if self._is_group(reply):
+            return self.channel.group_rate_per_minute
+        return self.rate_per_minute
+
+    @staticmethod
+    def _is_group(reply: ReplyGeneratedData) -> bool:
+        chat_id = reply.reply_route.get("chat_id", reply.chat.id)
+        negative = isinstance(chat_id, int) and chat_id < 0 or isinstance(chat_id, str) and chat_id.startswith("-")
+        return reply.chat.type == "group" or negative
 
     def messages(self, reply: ReplyGeneratedData) -> list[tuple[str, str | None]]:
         """(text, parse_mode) of each message this reply is sent as."""
@@ -121,8 +130,7 @@ class TelegramOutbound(OutboundAdapter):
                 body["message_thread_id"] = route["message_thread_id"]
             if i == 0 and self.channel.reply_to_message and isinstance(route.get("message_id"), int):
                 body["reply_parameters"] = {"message_id": route["message_id"], "allow_sending_without_reply": True}
-            group = reply.chat.type == "group" or (isinstance(chat_id, int) and chat_id < 0)
-            pushed = await self._send(body, group, split_text(reply.text)[0] if mode else None)
+            pushed = await self._send(body, split_text(reply.text)[0] if mode else None)
             self._progress[reply_id] = i + 1
             self._progress.move_to_end(reply_id)
             while len(self._progress) > 10_000:
@@ -130,12 +138,10 @@ class TelegramOutbound(OutboundAdapter):
         self._progress.pop(reply_id, None)
         return pushed
 
-    async def _send(self, body: dict[str, Any], group: bool, plain: str | None) -> Pushed:
+    async def _send(self, body: dict[str, Any], plain: str | None) -> Pushed:
         """One message; ``plain`` is sent instead if the API cannot parse the MarkdownV2 text."""
         migrated = False
         while True:
-            if group:
-                await self._groups.acquire(str(body["chat_id"]), self.channel.group_rate_per_minute)
             await self._overall.acquire()
             try:
                 resp = await self.http.post(self._url, content=orjson.dumps(body),

@@ -383,7 +383,8 @@ async def test_custom_bot_webhook_signed_push(fake: FakeFeishu) -> None:
                             "secret": {"env": "FS_HOOK_SECRET_UNSET", "default": "hook-secret-1"}}}
     async with httpx.AsyncClient() as http:
         out = outbound(fake, http, app_id=None, app_secret=None, **hook)
-        assert out.rate_per_minute == 100 and not fake.token_fetches
+        assert out.rate_for(reply(route={})) == 100 and not out.is_idempotent(reply(route={}))
+        assert not fake.token_fetches
         await out.push(reply("定时提醒：开会", route={}), uuid.uuid4())
         sent = fake.hook_sent[-1]
         assert sent["content"] == {"text": "定时提醒：开会"} and sent["sign"] == hook_sign(int(sent["timestamp"]), "hook-secret-1")
@@ -445,10 +446,13 @@ def test_hook_sign_matches_the_documented_algorithm() -> None:
     assert hook_sign(ts, secret) == expected
 
 
-def test_rate_defaults_and_override() -> None:
+def test_rate_defaults_idempotency_and_override() -> None:
     http = httpx.AsyncClient()
-    assert FeishuOutbound(channel(), http, TokenCache()).rate_per_minute == 300
-    assert FeishuOutbound(channel(rate_limit_per_minute=30), http, TokenCache()).rate_per_minute == 30
+    hook = {"bot_webhook": {"token": {"env": "FS_HOOK_UNSET", "default": "h"}}}
+    out = FeishuOutbound(channel(**hook), http, TokenCache())
+    assert out.rate_for(reply()) == 300 and out.is_idempotent(reply())
+    assert out.rate_for(reply(route={"via": "bot_webhook"})) == 100 and not out.is_idempotent(reply(route={"via": "bot_webhook"}))
+    assert FeishuOutbound(channel(rate_limit_per_minute=30), http, TokenCache()).rate_for(reply()) == 30
 
 
 def test_api_base_selects_feishu_or_lark() -> None:

@@ -319,12 +319,12 @@ async def test_long_reply_split_and_resumed_after_a_failure(fake: FakeTelegram) 
         original_send = out._send
         calls = 0
 
-        async def flaky(body: dict[str, Any], group: bool, plain: str | None) -> Any:
+        async def flaky(body: dict[str, Any], plain: str | None) -> Any:
             nonlocal calls
             calls += 1
             if calls == 2:
                 raise Retryable("injected", 502)
-            return await original_send(body, group, plain)
+            return await original_send(body, plain)
 
         out._send = flaky  # type: ignore[method-assign]
         with pytest.raises(Retryable):
@@ -342,12 +342,11 @@ async def test_rate_limits(fake: FakeTelegram) -> None:
         started = time.monotonic()
         await asyncio.gather(*(out.push(reply(f"m{i}", message_id=None), uuid.uuid4()) for i in range(7)))
         assert time.monotonic() - started >= 0.9  # 5 in the first second, the rest in the next
-        group = outbound(fake, http, group_rate_per_minute=60)
-        calls_before = len(fake.calls)
-        started = time.monotonic()
-        for i in range(62):  # the group bucket holds 60, then one per second
-            await group.push(reply(f"g{i}", chat_id=-100123, message_id=None, kind="group"), uuid.uuid4())
-        assert time.monotonic() - started >= 1.5 and len(fake.calls) - calls_before == 62
+    # per target, applied by egress: groups about 20 a minute, other chats one a second (or the configured rate)
+    assert out.rate_for(reply(chat_id=-100123, kind="group")) == 120
+    assert outbound(fake, http).rate_for(reply(chat_id=-100123, kind="group")) == 20
+    assert outbound(fake, http).rate_for(reply()) == 60
+    assert outbound(fake, http, rate_limit_per_minute=30).rate_for(reply()) == 30
 
 
 async def test_python_telegram_bot_speaks_to_the_fake(fake: FakeTelegram) -> None:
