@@ -38,9 +38,11 @@ async def test_one_message_is_one_trace_tree(infra: Infra) -> None:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 tree = [s for s in collector.spans if s.trace_id == root.trace_id]
+                span_ids = {s.span_id for s in tree}
+                complete = all(s.parent_id in span_ids for s in tree if s.parent_id)  # parents export later
                 if {"agentbus-ingress", "agentbus-memory", "agentbus-reasoner", "agentbus-egress"} <= {
                         s.service for s in tree} and any(s.name.startswith("push") for s in tree) and sum(
-                        s.name.endswith("publish") for s in tree) >= 5:
+                        s.name.endswith("publish") for s in tree) >= 5 and complete:
                     break
                 await asyncio.sleep(0.2)
     finally:
