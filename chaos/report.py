@@ -1,0 +1,224 @@
+"""Counting what happened: from the load's own records, the fakes' raw request logs and the dead letters.
+
+- accepted: messages ingress answered 2xx (after retries with the same webhook-id);
+- delivered: accepted messages with at least one push answered 2xx by the channel (in_reply_to = webhook-id);
+- lost: accepted, but neither delivered nor dead-lettered;
+- duplicated pushes: raw 2xx-answered push requests beyond the first per webhook-id (a receiver that
+  de-duplicates by webhook-id, as Standard Webhooks asks, would still show one message);
+- duplicated LLM calls: completions served beyond the first for the same input message;
+- out of order: replies that arrived after a reply to a later message of the same conversation;
+- recovery: from a fault's end to the first reply pushed for a message accepted after that end.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from chaos.fakes import ChaosLLM, ChaosSink
+from chaos.faults import Fault
+from chaos.load import Message
+
+
+@dataclass
+class FaultResult:
+    name: str
+    started_s: float | None
+    duration_s: float | None
+    recovery_s: float | None
+    error: str | None = None
+
+
+@dataclass
+class Result:
+    messages: int
+    conversations: int
+    accepted: int
+    not_accepted: int
+    rejected: int
+    ingress_retries: int
+    delivered: int
+    lost: int
+    dead_lettered: int
+    dead_letter_records: int
+    duplicated_pushes: int
+    replies_pushed_more_than_once: int
+    throttled_pushes: int
+    unexpected_pushes: int
+    wrong_replies: int
+    duplicated_llm_calls: int
+    llm_requests_failed: int
+    out_of_order: int
+    delivery_failed: int
+    max_recovery_s: float | None
+    faults: list[FaultResult]
+    load_s: float
+    drain_s: float
+    total_s: float
+    lost_examples: list[dict[str, Any]] = field(default_factory=list)
+    duplicate_examples: list[dict[str, Any]] = field(default_factory=list)
+    out_of_order_examples: list[dict[str, Any]] = field(default_factory=list)
+    dead_letter_examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicated_pushes == 0 and self.out_of_order == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def first_deliveries(sink: ChaosSink) -> dict[str, float]:
+    """in_reply_to → arrival time of the first push answered 2xx."""
+    out: dict[str, float] = {}
+    for p in sink.pushes:
+        if p.status < 300 and p.in_reply_to is not None and p.in_reply_to not in out:
+            out[p.in_reply_to] = p.at
+    return out
+
+
+def recovery_after(end: float, messages: list[Message], delivered_at: dict[str, float]) -> float | None:
+    times = [delivered_at[m.webhook_id] for m in messages
+             if m.accepted_at is not None and m.accepted_at >= end and m.webhook_id in delivered_at]
+    return (min(times) - end) if times else None
+
+
+def compute(
+    messages: list[Message], conversations: int, sink: ChaosSink, llm: ChaosLLM, dead_letters: list[Any],
+    delivery_failed: int, faults: list[Fault], t0: float, load_s: float, drain_s: float, total_s: float,
+) -> Result:
+    by_id = {m.webhook_id: m for m in messages}
+    accepted = [m for m in messages if m.accepted_at is not None]
+    delivered_at = first_deliveries(sink)
+
+    ok_pushes: dict[str, int] = defaultdict(int)  # webhook-id (the reply id) → 2xx pushes
+    reply_of: dict[str, str | None] = {}
+    wrong = 0
+    unexpected = 0
+    for p in sink.pushes:
+        if p.status >= 300:
+            continue
+        ok_pushes[p.webhook_id] += 1
+        reply_of[p.webhook_id] = p.in_reply_to
+        m = by_id.get(p.in_reply_to or "")
+        if m is None:
+            unexpected += 1
+        elif ok_pushes[p.webhook_id] == 1 and p.text != f"answer: {m.text}":
+            wrong += 1
+    dup_pushes = sum(n - 1 for n in ok_pushes.values() if n > 1)
+    dup_examples = [{"reply_id": k, "in_reply_to": reply_of[k], "pushes": n} for k, n in ok_pushes.items() if n > 1]
+
+    dlq_correlations = {str(d.correlation_id) for d in dead_letters}
+    dead = [m for m in accepted if m.event_id in dlq_correlations]
+    lost = [m for m in accepted if m.webhook_id not in delivered_at and m.event_id not in dlq_correlations]
+
+    texts = {m.text for m in messages}
+    dup_llm = sum(n - 1 for t, n in llm.served.items() if t in texts and n > 1)
+
+    ooo = 0
+    ooo_examples: list[dict[str, Any]] = []
+    convs: dict[str, list[Message]] = defaultdict(list)
+    for m in accepted:
+        if m.webhook_id in delivered_at:
+            convs[m.conversation].append(m)
+    for conv, ms in convs.items():
+        ms.sort(key=lambda m: delivered_at[m.webhook_id])
+        highest = -1
+        for m in ms:
+            if m.seq < highest:
+                ooo += 1
+                ooo_examples.append({"conversation": conv, "seq": m.seq, "after_seq": highest})
+            highest = max(highest, m.seq)
+
+    fault_results = []
+    for f in faults:
+        rec = recovery_after(f.ended, messages, delivered_at) if f.ended is not None else None
+        fault_results.append(FaultResult(
+            f.name, round(f.started - t0, 1) if f.started is not None else None,
+            round(f.ended - f.started, 1) if f.started is not None and f.ended is not None else None,
+            round(rec, 2) if rec is not None else None, f.error,
+        ))
+    recoveries = [f.recovery_s for f in fault_results if f.recovery_s is not None]
+
+    return Result(
+        messages=len(messages),
+        conversations=conversations,
+        accepted=len(accepted),
+        not_accepted=sum(1 for m in messages if m.accepted_at is None and m.rejected is None),
+        rejected=sum(1 for m in messages if m.rejected is not None),
+        ingress_retries=sum(m.attempts - 1 for m in messages if m.attempts > 1),
+        delivered=sum(1 for m in accepted if m.webhook_id in delivered_at),
+        lost=len(lost),
+        dead_lettered=len(dead),
+        dead_letter_records=len(dead_letters),
+        duplicated_pushes=dup_pushes,
+        replies_pushed_more_than_once=len(dup_examples),
+        throttled_pushes=sum(1 for p in sink.pushes if p.status == 429),
+        unexpected_pushes=unexpected,
+        wrong_replies=wrong,
+        duplicated_llm_calls=dup_llm,
+        llm_requests_failed=llm.failed,
+        out_of_order=ooo,
+        delivery_failed=delivery_failed,
+        max_recovery_s=max(recoveries) if recoveries else None,
+        faults=fault_results,
+        load_s=round(load_s, 1),
+        drain_s=round(drain_s, 1),
+        total_s=round(total_s, 1),
+        lost_examples=[{"conversation": m.conversation, "seq": m.seq, "webhook_id": m.webhook_id,
+                        "event_id": m.event_id} for m in lost[:20]],
+        duplicate_examples=dup_examples[:20],
+        out_of_order_examples=ooo_examples[:20],
+        dead_letter_examples=[{"id": str(d.id), "service": d.data.service, "type": d.data.original_type,
+                               "error": d.data.error[:300]} for d in dead_letters[:20]],
+    )
+
+
+def render(r: Result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def mark(bad: bool) -> str:
+        return "[red]FAIL[/red]" if bad else "[green]ok[/green]"
+
+    t = Table(title=f"chaos run: {r.messages} messages over {r.conversations} conversations "
+                    f"({r.total_s:.0f}s: load {r.load_s:.0f}s, drain {r.drain_s:.0f}s)")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("")
+    rows: list[tuple[str, Any, str]] = [
+        ("messages accepted (2xx from ingress)", r.accepted, ""),
+        ("  not accepted (gave up) / rejected (4xx)", f"{r.not_accepted} / {r.rejected}", ""),
+        ("  ingress requests retried (same webhook-id)", r.ingress_retries, ""),
+        ("replies delivered", r.delivered, ""),
+        ("lost (accepted, neither delivered nor dead-lettered)", r.lost, mark(r.lost > 0)),
+        ("duplicated pushes (raw 2xx pushes beyond the first per webhook-id)", r.duplicated_pushes,
+         mark(r.duplicated_pushes > 0)),
+        ("  replies pushed more than once (distinct webhook-ids)", r.replies_pushed_more_than_once, ""),
+        ("out-of-order replies within a conversation", r.out_of_order, mark(r.out_of_order > 0)),
+        ("duplicated LLM calls (completions beyond the first per input)", r.duplicated_llm_calls, ""),
+        ("dead-lettered (accepted messages) / dead-letter records", f"{r.dead_lettered} / {r.dead_letter_records}",
+         ""),
+        ("deliveries recorded as failed", r.delivery_failed, ""),
+        ("pushes answered 429 (injected)", r.throttled_pushes, ""),
+        ("LLM requests failed or timed out (injected)", r.llm_requests_failed, ""),
+        ("wrong reply text / pushes for unknown messages", f"{r.wrong_replies} / {r.unexpected_pushes}", ""),
+        ("max time to recover after a fault", f"{r.max_recovery_s:.1f}s" if r.max_recovery_s is not None else "n/a",
+         ""),
+    ]
+    for name, value, m in rows:
+        t.add_row(name, str(value), m)
+    console = Console(width=120)
+    console.print(t)
+    ft = Table(title="faults")
+    for col in ("fault", "at", "lasted", "recovered after"):
+        ft.add_column(col, justify="left" if col == "fault" else "right")
+    for f in r.faults:
+        ft.add_row(f.name + (f" [red]({f.error})[/red]" if f.error else ""),
+                   f"{f.started_s:.0f}s" if f.started_s is not None else "-",
+                   f"{f.duration_s:.1f}s" if f.duration_s is not None else "-",
+                   f"{f.recovery_s:.1f}s" if f.recovery_s is not None else "n/a")
+    console.print(ft)
+    console.print("[green]PASS[/green]: nothing lost, nothing pushed twice, nothing out of order" if r.ok else
+                  "[red]FAIL[/red]: see lost / duplicated / out-of-order above (details in the JSON)")

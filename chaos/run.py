@@ -1,0 +1,147 @@
+"""One chaos run against running infrastructure: fakes up, platform up, load and faults together, drain, count."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agentbus.cli.dlq import read_dead_letters, read_topic
+from agentbus.events import parse_event
+from agentbus.settings import Settings
+from agentbus.topics import topic_for
+from tests.support.platform import Infra, base_config, run_platform, secret_for
+
+from chaos.fakes import ChaosLLM, ChaosSink
+from chaos.faults import Fault, Injector, run_faults
+from chaos.load import Load, plan
+from chaos.report import Result, compute, first_deliveries, recovery_after
+
+CHANNELS = ["acme", "globex"]
+
+
+def full_plan(i: Injector) -> list[Fault]:
+    return [
+        *(i.kill_service(s) for s in ("ingress", "memory", "reasoner", "scheduler", "egress")),
+        i.pause_broker(10),
+        i.restart_postgres(),
+        i.llm_window("fail", 15),
+        i.llm_window("timeout", 15),
+        i.throttle_window(15),
+    ]
+
+
+def slice_plan(i: Injector) -> list[Fault]:
+    return [i.kill_service("egress"), i.llm_window("fail", 6), i.throttle_window(5)]
+
+
+PLANS: dict[str, tuple[Callable[[Injector], list[Fault]], float]] = {
+    # plan name → (faults, seconds over which the load is spread: long enough to cover the faults)
+    "full": (full_plan, 240.0),
+    "slice": (slice_plan, 45.0),
+}
+
+
+@dataclass
+class Options:
+    messages: int = 3000
+    conversations: int = 300
+    plan: str = "full"
+    duration_s: float | None = None
+    first_fault_s: float = 8.0
+    gap_s: float = 4.0
+    recovery_wait_s: float = 60.0
+    drain_timeout_s: float = 900.0
+    settle_s: float = 5.0
+    partitions: int = 3
+    llm_timeout_s: float = 2.0
+
+
+def chaos_config(sink_url: str, llm_url: str, llm_timeout_s: float) -> dict[str, Any]:
+    config = base_config(sink_url, llm_url, tenants=tuple(CHANNELS))
+    for m in config["models"]:
+        m["timeout_s"] = llm_timeout_s
+    return config
+
+
+async def _delivery_failed(settings: Settings) -> int:
+    records = await read_topic(settings, topic_for(settings.topic_prefix, "delivery.completed"), timeout_s=60)
+    statuses: dict[str, str] = {}
+    for r in records:
+        e = parse_event(r.value)
+        statuses[str(e.data.reply_id)] = e.data.status
+    return sum(1 for s in statuses.values() if s == "failed")
+
+
+async def run_chaos(infra: Infra, opts: Options) -> Result:
+    make_faults, default_duration = PLANS[opts.plan]
+    duration = opts.duration_s or default_duration
+    run_id = uuid.uuid4().hex[:6]
+    secrets = {c: secret_for(c) for c in CHANNELS}
+    llm = await ChaosLLM(hang_s=opts.llm_timeout_s + 1.0).start()
+    sink = await ChaosSink(secrets).start()
+    t0 = time.monotonic()
+    try:
+        config = chaos_config(sink.url, llm.base_url, opts.llm_timeout_s)
+        async with run_platform(infra, config, partitions=opts.partitions) as platform:
+            settings = Settings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=platform.prefix)
+            load = Load(platform.ingress_url, secrets, plan(opts.conversations, opts.messages, CHANNELS, run_id),
+                        duration)
+            messages = load.messages
+            injector = Injector(platform.stack, infra.stack, llm, sink)
+            faults = make_faults(injector)
+
+            def recovered(end: float) -> bool:
+                return recovery_after(end, messages, first_deliveries(sink)) is not None
+
+            print(f"[chaos] {len(messages)} messages over {opts.conversations} conversations, spread over "
+                  f"{duration:.0f}s; {len(faults)} faults", flush=True)
+            t0 = time.monotonic()
+            stop = asyncio.Event()
+            load_task = asyncio.create_task(load.run())
+            fault_task = asyncio.create_task(
+                run_faults(faults, opts.first_fault_s, opts.gap_s, recovered, opts.recovery_wait_s, stop))
+            await load_task
+            load_s = time.monotonic() - t0
+            print(f"[chaos] load done after {load_s:.0f}s; waiting for the faults to finish", flush=True)
+            await fault_task
+            dead = await _drain(settings, messages, sink, opts.drain_timeout_s)
+            await asyncio.sleep(opts.settle_s)  # late duplicates, if any, have their chance to show up
+            dead = await read_dead_letters(settings, timeout_s=60)
+            drain_s = time.monotonic() - t0 - load_s
+            failed = await _delivery_failed(settings)
+        total = time.monotonic() - t0
+        return compute(messages, opts.conversations, sink, llm, [d.event for d in dead], failed, faults, t0,
+                       load_s, drain_s, total)
+    finally:
+        await llm.stop()
+        await sink.stop()
+
+
+async def _drain(settings: Settings, messages: list[Any], sink: ChaosSink, timeout_s: float) -> list[Any]:
+    """Wait until every accepted message was delivered or dead-lettered (bounded by ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    dead: list[Any] = []
+    last_check = 0.0
+    last_report = time.monotonic()
+    while True:
+        delivered = first_deliveries(sink)
+        if time.monotonic() - last_check > 5:
+            dead = await read_dead_letters(settings, timeout_s=60)
+            last_check = time.monotonic()
+        dead_ids = {str(d.event.correlation_id) for d in dead}
+        pending = [m for m in messages if m.accepted_at is not None and m.webhook_id not in delivered
+                   and m.event_id not in dead_ids]
+        if not pending:
+            return dead
+        if time.monotonic() > deadline:
+            print(f"[chaos] drain timed out with {len(pending)} messages neither delivered nor dead-lettered",
+                  flush=True)
+            return dead
+        if time.monotonic() - last_report > 15:
+            print(f"[chaos] draining: {len(pending)} accepted messages still on their way", flush=True)
+            last_report = time.monotonic()
+        await asyncio.sleep(0.5)

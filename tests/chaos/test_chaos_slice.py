@@ -1,0 +1,34 @@
+"""A small chaos run in the test suite: 300 messages over 30 conversations through the whole platform while
+egress is SIGKILLed and restarted, the LLM answers 500 for a while and the channel answers 429 for a while.
+
+The full run (every service killed in turn, a frozen broker, a PostgreSQL restart, LLM timeouts) is
+``make chaos``; this slice keeps the same accounting within the suite's time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chaos.report import render
+from chaos.run import Options, run_chaos
+from tests.support.platform import Infra
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
+
+
+async def test_nothing_lost_duplicated_or_reordered_under_faults(infra: Infra) -> None:
+    started = time.monotonic()
+    r = await run_chaos(infra, Options(messages=300, conversations=30, plan="slice", drain_timeout_s=120))
+    render(r)
+    assert [f.name for f in r.faults if f.error] == []
+    assert r.accepted == 300, "every message was eventually accepted (retried with its webhook-id)"
+    assert r.lost == 0, r.lost_examples
+    assert r.duplicated_pushes == 0, r.duplicate_examples
+    assert r.out_of_order == 0, r.out_of_order_examples
+    assert r.wrong_replies == 0 and r.unexpected_pushes == 0
+    assert r.delivered + r.dead_lettered == r.accepted
+    assert all(f.recovery_s is not None for f in r.faults), "the pipeline recovered after every fault"
+    assert r.throttled_pushes > 0 and r.llm_requests_failed > 0, "the faults were really injected"
+    assert time.monotonic() - started < 150

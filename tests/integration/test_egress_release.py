@@ -1,0 +1,43 @@
+"""The delivery ledger's release path against the real PostgreSQL.
+
+After ``push_attempts`` retryable failures (e.g. a platform answering 429 longer than the attempts last),
+egress releases the claim: the reply is known not delivered, so a later attempt may claim and push it again.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from agentbus.cli.admin import migrations_dir
+from agentbus.db import migrate, open_pool
+from agentbus.events import Chat, ReplyGenerated, ReplyGeneratedData
+from agentbus.services.egress.ledger import DeliveryLedger
+from agentbus.settings import Settings
+from tests.support.platform import Infra
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.xfail(strict=True, reason="core: DeliveryLedger.release sets status 'pending', which the deliveries "
+                   "CHECK constraint (pushing, delivered, failed, suppressed) rejects; the reply is then re-claimed "
+                   "as 'ambiguous' (pushed again, or recorded failed on non-idempotent channels) and dead-lettered")
+async def test_a_released_reply_can_be_claimed_again(infra: Infra) -> None:
+    schema = f"egress_rel_{uuid.uuid4().hex[:8]}"
+    pool = await open_pool(Settings(database_url=infra.database_url), schema, max_size=2)
+    try:
+        await migrate(pool, schema, migrations_dir("egress"))
+        ledger = DeliveryLedger(pool)
+        reply = ReplyGenerated.new(
+            ReplyGeneratedData(agent="a", channel="acme", channel_type="webhook", chat=Chat(id="c"), text="hi",
+                               model="m"),
+            source="reasoner", tenant="acme", conversation="acme/acme/c",
+        )
+        assert await ledger.claim(reply, "acme:c") == "claimed"
+        await ledger.release(reply.id, 6, "HTTP 429", 429)  # six 429s: not delivered, and known not to be
+        assert await ledger.claim(reply, "acme:c") == "claimed"
+    finally:
+        async with pool.connection() as conn:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await pool.close()
