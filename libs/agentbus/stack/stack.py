@@ -131,10 +131,11 @@ class Stack:
                 "tracing",
                 [phoenix, "serve"],
                 env={"PHOENIX_PORT": str(tport), "PHOENIX_HOST": "127.0.0.1",
-                     "PHOENIX_WORKING_DIR": str(home / "phoenix"), "PHOENIX_GRPC_PORT": str(free_port())},
+                     "PHOENIX_WORKING_DIR": str(home / "phoenix"), "PHOENIX_GRPC_PORT": str(free_port()),
+                     "PHOENIX_TELEMETRY_ENABLED": "false"},
                 ready=lambda tport=tport: http_ok(f"http://127.0.0.1:{tport}/healthz"),
                 log_dir=logs,
-                echo=self.echo,
+                echo=False,  # verbose; its log is in <home>/logs/tracing.log
                 color=self._color(8),
             )
             starts.append((viewer, 120))
