@@ -51,18 +51,23 @@ def schema_name(service: str, settings: Settings) -> str:
     return name
 
 
-async def open_pool(settings: Settings, schema: str, max_size: int | None = None) -> AsyncConnectionPool:
+async def open_pool(
+    settings: Settings, schema: str, max_size: int | None = None, synchronous_commit: bool = True
+) -> AsyncConnectionPool:
+    """A pool whose connections use the service's schema. Connections are not pinged on every checkout
+    (a round trip per event); a broken one fails its statement, which the consumer retries as transient,
+    and the pool replaces it."""
     if not _SCHEMA_RE.match(schema):
         raise ValueError(f"invalid schema name {schema!r}")
+    options = f"-c search_path={schema}" + ("" if synchronous_commit else " -c synchronous_commit=off")
     pool = AsyncConnectionPool(
         settings.database_url,
         min_size=settings.db_pool_min,
         max_size=max_size or settings.db_pool_max,
-        kwargs={"options": f"-c search_path={schema}", "autocommit": True},
+        kwargs={"options": options, "autocommit": True},
         open=False,
         timeout=30,
         reconnect_timeout=300,
-        check=AsyncConnectionPool.check_connection,
     )
     await pool.open(wait=True, timeout=60)
     return pool

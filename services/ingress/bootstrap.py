@@ -27,7 +27,9 @@ def build_adapters(config: PlatformConfig) -> dict[str, InboundAdapter]:
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     schema = schema_name("ingress", settings)
-    pool = await open_pool(settings, schema)
+    # ingress writes only its de-duplication table, an optimisation (event ids are deterministic): it does
+    # not wait for the WAL flush, which keeps the disk out of the webhook's answer time
+    pool = await open_pool(settings, schema, synchronous_commit=False)
     await migrate(pool, schema, Path(__file__).parent / "migrations")
     acceptor = Acceptor(pool, producer, settings.ingress_publish_timeout_s)
 
