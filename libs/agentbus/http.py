@@ -10,6 +10,7 @@ from typing import Any
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -40,13 +41,19 @@ def admin_app(service: str, checks: dict[str, ReadyCheck], routes: Sequence[Base
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    async def http_error(_: Request, exc: Exception) -> Response:
+        """Routing errors (unknown path, method not allowed) answer JSON with a reason, like every 4xx here."""
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     return Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             *routes,
-        ]
+        ],
+        exception_handlers={HTTPException: http_error},
     )
 
 

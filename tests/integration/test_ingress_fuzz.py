@@ -246,8 +246,6 @@ async def test_fuzzed_requests_never_5xx_and_publish_only_what_was_accepted(infr
     assert len(ids) <= accepted
 
 
-@pytest.mark.xfail(strict=True, reason="core: methods outside the webhook route's list (OPTIONS, TRACE) get "
-                   "Starlette's text/plain 405 'Method Not Allowed', not ingress's JSON error")
 async def test_other_methods_get_a_json_reason(ingress: Platform) -> None:
     async with httpx.AsyncClient(base_url=ingress.ingress_url) as c:
         for method in ("OPTIONS", "TRACE"):
