@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from agentbus.services.memory.store import PgTurnStore
 
 log = structlog.get_logger("agentbus.memory")
 SOURCE = "memory"
+KIND = "query"  # E5 prefix for symmetric similarity: turns are matched against turns
 
 
 @dataclass
@@ -38,27 +38,23 @@ class Memory:
         return agent
 
     async def _recall_and_index(self, event: Event, agent: Agent, turn: Turn) -> list[Recall]:
-        """Recall this tenant's memories like the turn, then index the turn itself (not in a replay)."""
+        """Recall this tenant's memories like the turn, then index the turn itself (not in a replay).
+
+        Turns are compared with turns (a symmetric task), so one embedding per turn serves both the
+        search and the index, as E5's guidance has it for similarity (both sides with the query prefix)."""
         if self.embedder is None or self.vectors is None or not agent.memory.semantic:
             return []
+        [vector] = await self.embedder.embed([turn.text], KIND)
         recalls: list[Recall] = []
         k = agent.memory.recall_top_k
-        index = event.replay is None
-        # the query and passage embeddings of the same text are requested together
-        wanted = [self.embedder.embed([turn.text], "query")] if k > 0 else []
-        if index:
-            wanted.append(self.embedder.embed([turn.text], "passage"))
-        vectors = await asyncio.gather(*wanted)
         if k > 0:
-            [qv] = vectors[0]
             recalls = [
                 r
-                for r in await self.vectors.search(qv, event.tenant, k, exclude=event.id)
+                for r in await self.vectors.search(vector, event.tenant, k, exclude=event.id)
                 if r.score >= agent.memory.recall_min_score
             ]
-        if index:
-            [pv] = vectors[-1]
-            await self.vectors.upsert(event.id, pv, event.tenant, event.conversation, turn.role, turn.text, turn.at)
+        if event.replay is None:
+            await self.vectors.upsert(event.id, vector, event.tenant, event.conversation, turn.role, turn.text, turn.at)
         return recalls
 
     async def assemble_context(self, event: Event) -> Sequence[Event]:
@@ -121,7 +117,7 @@ class Memory:
         turn = Turn(role="assistant", text=d.text, at=event.occurred_at, event_id=event.id, sender=d.agent)
         agent = self.config.agent(d.agent)
         if agent is not None and agent.memory.semantic and self.embedder is not None and self.vectors is not None:
-            [pv] = await self.embedder.embed([turn.text], "passage")
-            await self.vectors.upsert(event.id, pv, event.tenant, event.conversation, "assistant", d.text, turn.at)
+            [vector] = await self.embedder.embed([turn.text], KIND)
+            await self.vectors.upsert(event.id, vector, event.tenant, event.conversation, "assistant", d.text, turn.at)
         await self.store.remember(event, turn, 0, lambda _h: [])
         return []
