@@ -43,3 +43,23 @@ k8s-test: $(STAMP)
 ## fault-injection run: signed webhooks under SIGKILLs, a frozen broker, a PostgreSQL restart, LLM and channel failures
 chaos: $(STAMP)
 	$(PY) -m chaos $(if $(MESSAGES),--messages $(MESSAGES)) $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS))
+
+## benchmark of the whole platform as processes; prints one table, JSON in bench/results/. `make bench SOAK=1`
+## runs the soak instead. Sizes: BENCH_SCALE (x the issue's 20,000/2,000 messages; default 0.05, see
+## bench/README.md), MESSAGES, CONVERSATIONS, RATE, CONCURRENCY, SCENARIOS, SLOW_CONVERSATIONS,
+## EMBEDDED_MESSAGES; soak: SOAK_MESSAGES, SOAK_RATE, SOAK_CONVERSATIONS, SOAK_MAX_S
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_SCALE ?= 0.05
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) -m bench --scale $(BENCH_SCALE) $(if $(SOAK),--soak) \
+		$(if $(MESSAGES),--messages $(MESSAGES)) $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS)) \
+		$(if $(RATE),--rate $(RATE)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
+		$(if $(SCENARIOS),--scenarios $(SCENARIOS)) $(if $(SLOW_CONVERSATIONS),--slow-conversations $(SLOW_CONVERSATIONS)) \
+		$(if $(EMBEDDED_MESSAGES),--embedded-messages $(EMBEDDED_MESSAGES)) \
+		$(if $(SOAK_MESSAGES),--soak-messages $(SOAK_MESSAGES)) $(if $(SOAK_RATE),--soak-rate $(SOAK_RATE)) \
+		$(if $(SOAK_CONVERSATIONS),--soak-conversations $(SOAK_CONVERSATIONS)) $(if $(SOAK_MAX_S),--soak-max-s $(SOAK_MAX_S))

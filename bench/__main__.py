@@ -1,0 +1,140 @@
+"""``python -m bench``: run the scenarios (or the soak) and print one table; JSON goes to bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import report
+from bench.platform import Bench
+from bench.scenarios import Options
+
+SCENARIOS = ("baselines", "pipeline", "slow-llm", "embedded")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", "1") or 1),
+                    help="multiplies the message counts of the issue (20,000 pipeline, 2,000 embedded)")
+    ap.add_argument("--messages", type=int, help="pipeline messages (default 20,000 x scale)")
+    ap.add_argument("--conversations", type=int, help="pipeline conversations (default 2,000 x scale)")
+    ap.add_argument("--rate", type=float, default=1000.0, help="open-loop target rate, msg/s")
+    ap.add_argument("--concurrency", type=int, default=64, help="closed-loop concurrent senders")
+    ap.add_argument("--slow-conversations", type=int, default=2000)
+    ap.add_argument("--slow-delay-s", type=float, default=2.0)
+    ap.add_argument("--slow-semantic", action="store_true",
+                    help="keep semantic memory on in the slow-LLM scenario (off by default, see README)")
+    ap.add_argument("--embedded-messages", type=int, help="default 2,000 x scale")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}")
+    ap.add_argument("--no-nosemantic", action="store_true", help="skip the pipeline run without semantic memory")
+    ap.add_argument("--stall-s", type=float, default=60.0, help="give up waiting after this long without a push")
+    ap.add_argument("--soak", action="store_true", help="run the soak instead of the scenarios")
+    ap.add_argument("--soak-messages", type=int, default=1_000_000)
+    ap.add_argument("--soak-rate", type=float, default=50.0)
+    ap.add_argument("--soak-conversations", type=int, default=2000)
+    ap.add_argument("--soak-max-s", type=float, default=24 * 3600.0, help="stop sending after this long")
+    ap.add_argument("--out-dir", type=Path, default=RESULTS)
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder (data, logs, records)")
+    return ap.parse_args(argv)
+
+
+def options(a: argparse.Namespace) -> Options:
+    messages = a.messages or max(1, round(20000 * a.scale))
+    return Options(
+        messages=messages,
+        conversations=a.conversations or max(1, min(messages, round(2000 * a.scale))),
+        rate=a.rate, concurrency=a.concurrency, slow_conversations=a.slow_conversations,
+        slow_delay_s=a.slow_delay_s, embedded_messages=a.embedded_messages or max(1, round(2000 * a.scale)),
+        embedded_conversations=max(1, round((a.embedded_messages or round(2000 * a.scale)) / 10)),
+        stall_s=a.stall_s,
+    )
+
+
+async def run_scenarios(bench: Bench, a: argparse.Namespace, opts: Options) -> list[dict[str, Any]]:
+    from bench import scenarios as sc
+
+    wanted = {s.strip() for s in a.scenarios.split(",") if s.strip()}
+    unknown = wanted - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    results: list[dict[str, Any]] = []
+
+    def step(r: dict[str, Any]) -> None:
+        results.append(r)
+        print(f"bench: {r['scenario']} done: {r.get('msg_per_s') or r.get('accept_per_s') or ''} msg/s",
+              file=sys.stderr, flush=True)
+
+    if "baselines" in wanted:
+        step(await sc.baseline_broker(bench, opts))
+        for r in await sc.baseline_http(bench, opts):
+            step(r)
+    if "pipeline" in wanted:
+        step(await sc.pipeline(bench, opts, "open"))
+        step(await sc.pipeline(bench, opts, "closed"))
+        if not a.no_nosemantic:
+            step(await sc.pipeline(bench, opts, "closed", semantic=False))
+    if "slow-llm" in wanted:
+        step(await sc.slow_llm(bench, opts, semantic=a.slow_semantic))
+    if "embedded" in wanted:
+        step(await sc.embedded(bench, opts))
+    return results
+
+
+async def main_async(a: argparse.Namespace) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    home = Path(tempfile.mkdtemp(prefix="agentbus-bench-"))
+    bench = Bench(home)
+    opts = options(a)
+    results: list[dict[str, Any]] = []
+    soak: dict[str, Any] | None = None
+    print(f"bench: scratch folder {home}; {opts}", file=sys.stderr, flush=True)
+    try:
+        await bench.start_infra()
+        bench.sampler.start()
+        if a.soak:
+            from bench.soak import run_soak
+
+            soak = await run_soak(bench, opts, a, a.out_dir, started)
+        else:
+            results = await run_scenarios(bench, a, opts)
+    finally:
+        await bench.sampler.stop()
+        await bench.stop_peers()
+        await bench.stop_infra()
+        if not a.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    meta = {"started": started.isoformat(timespec="seconds"), "scale": a.scale, "cores": os.cpu_count(),
+            "runtime_s": round(time.monotonic() - t0, 1), "options": opts.__dict__, "soak": a.soak,
+            "python": sys.version.split()[0]}
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    text = report.table(meta, results, soak)
+    (a.out_dir / f"{stamp}.json").write_bytes(
+        orjson.dumps({"meta": meta, "results": results, "soak": soak}, option=orjson.OPT_INDENT_2))
+    (a.out_dir / f"{stamp}.txt").write_text(text + "\n", encoding="utf-8")
+    print(text)
+    print(f"\nresults: {a.out_dir / (stamp + '.json')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    raise SystemExit(asyncio.run(main_async(parse(argv))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""The scenarios of a run: the pipeline (open and closed loop), a slow LLM, the embedded default stack,
+and the baselines (the broker alone, a bare HTTP endpoint) that show the platform's overhead as ratios."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from bench.measure import Load, analyse, drive, new_run, process_usage, wait_pushes
+from bench.platform import Bench, Peer, Platform, child_env
+
+TENANTS = ("acme", "globex")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Options:
+    messages: int = 20000
+    conversations: int = 2000
+    rate: float = 1000.0
+    concurrency: int = 64
+    slow_conversations: int = 2000
+    slow_delay_s: float = 2.0
+    embedded_messages: int = 2000
+    embedded_conversations: int = 200
+    warmup: int = 50
+    stall_s: float = 60.0
+    limit_s: float = 900.0
+    dim: int = 384
+
+
+def machine_busy() -> tuple[float, float, float]:
+    """(monotonic, busy CPU seconds of the whole machine, CPU seconds of this harness process)."""
+    import time
+
+    import psutil
+
+    t = psutil.cpu_times()
+    me = psutil.Process().cpu_times()
+    return time.monotonic(), sum(t) - t.idle - getattr(t, "iowait", 0.0), me.user + me.system
+
+
+def other_load(m0: tuple[float, float, float], m1: tuple[float, float, float],
+               processes: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """How busy the machine was, and how much of that was work outside this run (other programs)."""
+    import os
+
+    wall = max(m1[0] - m0[0], 1e-9)
+    busy = m1[1] - m0[1]
+    ours = sum(p["cpu_s"] for p in processes.values()) + (m1[2] - m0[2])
+    return {"cores": os.cpu_count() or 0, "busy_cores": round(busy / wall, 2),
+            "run_cores": round(ours / wall, 2), "other_cores": round(max(0.0, busy - ours) / wall, 2)}
+
+
+def secret_for(name: str) -> str:
+    return "whsec_" + base64.b64encode(f"bench-secret-{name}-0123456789".encode()).decode()
+
+
+def pipeline_config(sink_url: str, llm_url: str, semantic: bool = True) -> dict[str, Any]:
+    return {
+        "tenants": [{"id": t} for t in TENANTS],
+        "agents": [{"id": "assistant", "system_prompt": "You are a helpful assistant. Answer briefly.",
+                    "model": "fake",
+                    "memory": {"history_turns": 10, "recall_top_k": 3, "semantic": semantic}}],
+        "models": [{"name": "fake", "base_url": llm_url, "model": "fake-model", "timeout_s": 30}],
+        "channels": [{"id": t, "type": "webhook", "tenant": t, "agent": "assistant",
+                      "secret": {"env": f"BENCH_SECRET_{t.upper()}", "default": secret_for(t)},
+                      "push_url": f"{sink_url}/push/{t}"} for t in TENANTS],
+        "jobs": [],
+    }
+
+
+async def measured(bench: Bench, name: str, platform: Platform, channels: list[tuple[str, str]], load: Load,
+                   opts: Options, llm: Peer | None = None, emb: Peer | None = None) -> dict[str, Any]:
+    """Warm up, then drive ``load`` and wait for every accepted message's push (or a stall)."""
+    sink = bench.peers["sink"]
+    url = platform.webhooks_url
+    bench.sampler.reset_peaks()
+    if opts.warmup:
+        await drive(bench, url, channels, new_run("warm"), Load(opts.warmup, opts.warmup, "closed", 0, 16))
+        await wait_pushes(sink, opts.warmup, opts.stall_s, 120)
+    before = (await sink.get("/stats"))["pushes"]
+    if llm is not None:
+        await llm.get("/stats")
+        import httpx
+
+        async with httpx.AsyncClient() as c:
+            await c.post(llm.url + "/reset")
+    run = new_run(name)
+    cpu0 = bench.sampler.cpu()
+    machine0 = machine_busy()
+    summary = await drive(bench, url, channels, run, load)
+    waited = await wait_pushes(sink, before + summary["ok"], opts.stall_s, opts.limit_s)
+    cpu1 = bench.sampler.cpu()
+    machine1 = machine_busy()
+    for p in (sink, llm, emb):
+        if p is not None:
+            await p.flush()
+    result = analyse(run, Path(summary["records"]), sink.out,  # type: ignore[arg-type]
+                     llm.out if llm is not None else None, emb.out if emb is not None else None)
+    result.update(scenario=name, load=load.__dict__, load_errors=summary["errors"], wait=waited,
+                  sink=await sink.get("/stats"))
+    if llm is not None:
+        stats = await llm.get("/stats")
+        result["llm_max_in_flight"] = stats["max_in_flight"]
+        result["llm_requests"] = stats["requests"]
+    result["processes"] = process_usage(bench, cpu0, cpu1, result["delivered"],
+                                        {"loadgen": (summary["cpu_s"], summary["peak_rss_bytes"])})
+    result["machine"] = other_load(machine0, machine1, result["processes"])
+    result["handler_ms_mean"] = await handler_times(platform)
+    if waited["stalled"]:
+        result["logs"] = {s: bench.log_tail(platform, s, 8) for s in platform.stack.procs}
+    return result
+
+
+async def handler_times(platform: Platform) -> dict[str, float]:
+    """Mean handler time per service and event type, from each service's own /metrics (whole run)."""
+    import re
+
+    import httpx
+
+    out: dict[str, float] = {}
+    pat = re.compile(r'^agentbus_handler_seconds_(sum|count)\{type="([^"]+)"\} (\S+)$', re.M)
+    async with httpx.AsyncClient(timeout=5) as c:
+        for name, port in platform.stack.ports.services.items():
+            try:
+                text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.HTTPError:
+                continue
+            sums: dict[str, dict[str, float]] = {}
+            for kind, typ, val in pat.findall(text):
+                sums.setdefault(typ, {})[kind] = float(val)
+            for typ, v in sums.items():
+                if v.get("count"):
+                    out[f"{name}/{typ}"] = round(1000 * v["sum"] / v["count"], 2)
+    return out
+
+
+async def with_fakes(bench: Bench, opts: Options, delay_s: float = 0.0) -> tuple[Peer, Peer, Peer]:
+    sink = await bench.start_peer("sink", "sink", *[a for t in TENANTS for a in ("--secret", f"{t}={secret_for(t)}")])
+    llm = await bench.start_peer("fake-llm", "llm", "--delay-s", str(delay_s))
+    emb = await bench.start_peer("fake-embeddings", "embeddings", "--dim", str(opts.dim))
+    return sink, llm, emb
+
+
+async def pipeline(bench: Bench, opts: Options, mode: str, semantic: bool = True) -> dict[str, Any]:
+    sink, llm, emb = await with_fakes(bench, opts)
+    platform = await bench.start_platform(
+        pipeline_config(sink.url, llm.url + "/v1", semantic),
+        {"AGENTBUS_EMBEDDINGS_URL": emb.url + "/v1", "AGENTBUS_EMBEDDINGS_DIM": str(opts.dim)},
+    )
+    try:
+        load = Load(opts.messages, opts.conversations, mode, opts.rate, opts.concurrency)
+        name = f"pipeline-{mode}" + ("" if semantic else "-nosemantic")
+        return await measured(bench, name, platform, [(t, secret_for(t)) for t in TENANTS], load, opts, llm, emb)
+    finally:
+        await bench.stop_platform(platform)
+        await bench.stop_peers()
+
+
+async def slow_llm(bench: Bench, opts: Options, semantic: bool = False) -> dict[str, Any]:
+    """One message in each of N conversations at once, the LLM taking ``slow_delay_s`` per call.
+
+    Semantic memory is off by default here: the embedded vector store serialises memory's work, which
+    would throttle the input of the reasoner and hide the number this scenario is about.
+    """
+    sink, llm, emb = await with_fakes(bench, opts, opts.slow_delay_s)
+    platform = await bench.start_platform(
+        pipeline_config(sink.url, llm.url + "/v1", semantic),
+        {"AGENTBUS_EMBEDDINGS_URL": emb.url + "/v1", "AGENTBUS_EMBEDDINGS_DIM": str(opts.dim),
+         "AGENTBUS_MAX_IN_FLIGHT": "4096", "AGENTBUS_LLM_MAX_CONNECTIONS": "4096"},
+    )
+    try:
+        n = opts.slow_conversations
+        load = Load(n, n, "closed", opts.rate, min(n, 256))
+        name = "slow-llm" + ("" if semantic else "-nosemantic")
+        r = await measured(bench, name, platform, [(t, secret_for(t)) for t in TENANTS], load, opts, llm, emb)
+        r["llm_delay_s"] = opts.slow_delay_s
+        return r
+    finally:
+        await bench.stop_platform(platform)
+        await bench.stop_peers()
+
+
+def embedded_config(sink_url: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """infra/agentbus.yaml (what ``make up`` runs) with the webhook channels pushing to the sink."""
+    from agentbus.config import load_config
+
+    path = ROOT / "infra" / "agentbus.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    cfg = load_config(path)
+    channels = []
+    for ch in raw["channels"]:
+        if ch["type"] == "webhook":
+            ch["push_url"] = f"{sink_url}/push/{ch['id']}"
+            channels.append((ch["id"], cfg.channel(ch["id"]).secret.value()))  # type: ignore[union-attr]
+    return raw, channels
+
+
+async def embedded(bench: Bench, opts: Options) -> dict[str, Any]:
+    probe, channels = embedded_config("http://127.0.0.1:1")
+    sink = await bench.start_peer("sink", "sink", *[a for cid, s in channels for a in ("--secret", f"{cid}={s}")])
+    config, _ = embedded_config(sink.url)
+    platform = await bench.start_platform(config)
+    try:
+        load = Load(opts.embedded_messages, opts.embedded_conversations, "closed", opts.rate, opts.concurrency)
+        return await measured(bench, "embedded-default", platform, channels, load, opts)
+    finally:
+        await bench.stop_platform(platform)
+        await bench.stop_peers()
+
+
+async def baseline_http(bench: Bench, opts: Options) -> list[dict[str, Any]]:
+    bare = await bench.start_peer("bare-http", "bare", record=False)
+    out = []
+    try:
+        url = bare.url + "/v1/webhooks"
+        channels = [(t, secret_for(t)) for t in TENANTS]
+        for mode, count in (("open", max(1, min(opts.messages, int(10 * opts.rate)))), ("closed", opts.messages)):
+            await drive(bench, url, channels, new_run("warm"), Load(opts.warmup or 10, 10, "closed", 0, 16))
+            run = new_run(f"bare{mode}")
+            cpu0, m0 = bench.sampler.cpu(), machine_busy()
+            summary = await drive(bench, url, channels, run, Load(count, opts.conversations, mode, opts.rate,
+                                                                     opts.concurrency))
+            cpu1, m1 = bench.sampler.cpu(), machine_busy()
+            r = analyse(run, Path(summary["records"]), Path("/nonexistent"))
+            for k in ("delivered", "missing", "missing_examples", "duplicate_pushes", "msg_per_s", "e2e_ms"):
+                r.pop(k, None)
+            r.update(scenario=f"baseline-http-{mode}", load_errors=summary["errors"],
+                     load={"count": count, "mode": mode, "rate": opts.rate, "concurrency": opts.concurrency})
+            r["processes"] = process_usage(bench, cpu0, cpu1, r["accepted"],
+                                           {"loadgen": (summary["cpu_s"], summary["peak_rss_bytes"])})
+            r["processes"] = {k: v for k, v in r["processes"].items() if k in ("bare-http", "loadgen")}
+            r["machine"] = other_load(m0, m1, r["processes"])
+            out.append(r)
+    finally:
+        await bench.stop_peers()
+    return out
+
+
+async def baseline_broker(bench: Bench, opts: Options) -> dict[str, Any]:
+    spec = {"bootstrap": bench.infra_env["AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"], "partitions": 6,
+            "paced_count": max(1, min(opts.messages, int(10 * opts.rate))), "rate": opts.rate,
+            "max_count": opts.messages, "window": 1000}
+    path = bench.home / "records" / "broker-baseline.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(spec))
+    cpu0, m0 = bench.sampler.cpu(), machine_busy()
+    with open(bench.home / "logs" / "broker-baseline.log", "ab") as err:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.brokerbase", str(path),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=err, env=child_env())
+        stdout, _ = await proc.communicate()
+    cpu1, m1 = bench.sampler.cpu(), machine_busy()
+    lines = stdout.decode().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError("broker baseline failed; see logs/broker-baseline.log")
+    r: dict[str, Any] = orjson.loads(lines[-1])
+    total = r["paced"]["received"] + r["max"]["received"]
+    r["scenario"] = "baseline-broker"
+    r["processes"] = {"broker": {"group": "infra", "cpu_s": round(cpu1["broker"] - cpu0["broker"], 3),
+                                 "cpu_s_per_1k": round(1000 * (cpu1["broker"] - cpu0["broker"]) / max(total, 1), 3)},
+                      "client": {"group": "peer", "cpu_s": round(r["cpu_s"], 3),
+                                 "cpu_s_per_1k": round(1000 * r["cpu_s"] / max(total, 1), 3)}}
+    r["machine"] = other_load(m0, m1, r["processes"])
+    return r

@@ -1,0 +1,53 @@
+"""The benchmark harness, tiny: 200 messages through the pipeline scenario, and a well-formed result.
+
+This checks that the measurement is right (every message counted, latencies and usage present), never
+how fast the platform is.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import report
+from bench.platform import Bench
+from bench.scenarios import Options, pipeline
+from tests.support.platform import Infra
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+
+SERVICES = ("ingress", "memory", "reasoner", "scheduler", "egress")
+
+
+async def test_pipeline_scenario_counts_every_message_and_reports_latency(infra: Infra, tmp_path) -> None:
+    bench = Bench(tmp_path)
+    for sub in ("logs", "records"):
+        (tmp_path / sub).mkdir()
+    bench.infra_env = dict(infra.env)
+    for p in infra.stack.infra:
+        assert p.process is not None
+        bench.sampler.add(p.name, p.process.pid, tree=p.name == "postgres", group="infra")
+    opts = Options(messages=200, conversations=20, concurrency=16, warmup=5, stall_s=30, limit_s=100)
+    try:
+        r = await pipeline(bench, opts, "closed")
+    finally:
+        await bench.stop_peers()
+
+    assert (r["sent"], r["accepted"], r["delivered"]) == (200, 200, 200)
+    assert r["missing"] == r["duplicate_pushes"] == r["http_errors"] == r["pushes_without_2xx"] == 0
+    assert not r["wait"]["stalled"] and r["sink"]["rejected"] == 0
+    assert r["llm_requests"] >= 200  # every message cost one call (and the warm-up's)
+    for dist in (r["ingress_ms"], r["e2e_ms"], r["platform_ms"]):
+        assert 0 < dist["p50"] <= dist["p95"] <= dist["p99"] <= dist["max"]
+    assert r["platform_ms"]["p50"] <= r["e2e_ms"]["p50"]
+    assert r["fake_llm_ms_mean"] > 0 and r["fake_embeddings_ms_mean"] > 0
+    assert r["msg_per_s"] > 0 and r["accept_per_s"] > 0
+    for name in (*SERVICES, "broker", "postgres", "sink", "fake-llm", "fake-embeddings", "loadgen"):
+        usage = r["processes"][name]
+        assert usage["cpu_s"] >= 0 and usage["peak_rss_mb"] > 0, name
+    for name in SERVICES:
+        assert r["processes"][name]["cpu_s"] > 0 and r["processes"][name]["final_rss_mb"] > 0
+    assert set(r["machine"]) == {"cores", "busy_cores", "run_cores", "other_cores"}
+
+    meta = {"started": "now", "scale": 0.01, "cores": 2, "runtime_s": 1.0}
+    text = report.table(meta, [r])
+    assert "pipeline-closed" in text and "ingress" in text and "problems: none seen" in text
