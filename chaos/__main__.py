@@ -23,7 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plan", choices=["full", "slice"], default="full", help="which faults (default: full)")
     p.add_argument("--duration", type=float, default=None, help="seconds to spread the load over")
     p.add_argument("--drain-timeout", type=float, default=900.0)
-    p.add_argument("--no-embeddings", action="store_true", help="run without the embeddings server")
+    p.add_argument("--embeddings", action="store_true",
+                   help="also run the embeddings server (semantic memory); on 2 cores it costs most of the "
+                        "pipeline's throughput, so spread the load over more time (--duration)")
     p.add_argument("--json", type=Path, default=RESULTS / "last.json", help="where to write the result")
     return p.parse_args(argv)
 
@@ -36,8 +38,8 @@ async def main(args: argparse.Namespace) -> int:
 
     opts = Options(messages=args.messages, conversations=args.conversations, plan=args.plan,
                    duration_s=args.duration, drain_timeout_s=args.drain_timeout)
-    print("[chaos] starting the broker, PostgreSQL" + ("" if args.no_embeddings else " and embeddings"), flush=True)
-    async with start_infra(embeddings=not args.no_embeddings) as infra:
+    print("[chaos] starting the broker, PostgreSQL" + (" and embeddings" if args.embeddings else ""), flush=True)
+    async with start_infra(embeddings=args.embeddings) as infra:
         result = await run_chaos(infra, opts)
     render(result)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -121,10 +121,13 @@ class Push:
 class ChaosSink:
     """Receives signed pushes at ``/push/{channel}``, verifies each, answers 200 (or 429 while throttling).
 
-    ``pushes`` holds every verified request with the status it was answered, in arrival order.
+    ``pushes`` holds every verified request with the status it was (or is being) answered, in arrival order:
+    a push counts as received when it arrives, as at a real platform, even if the pusher dies before the
+    answer reaches it.
     """
 
     secrets: dict[str, str]
+    delay_s: tuple[float, float] = (0.01, 0.08)  # a platform takes a moment to answer, even after it got the message
     retry_after_s: int = 1
     throttling: bool = False
     pushes: list[Push] = field(default_factory=list)
@@ -150,6 +153,7 @@ class ChaosSink:
             status = 429 if self.throttling else 200
             self.pushes.append(Push(request.headers["webhook-id"], msg.get("in_reply_to"), msg.get("conversation", ""),
                                     msg.get("text", ""), status, time.monotonic()))
+            await asyncio.sleep(random.uniform(*self.delay_s))
             if status == 429:
                 return JSONResponse({"error": "slow down"}, status_code=429,
                                     headers={"retry-after": str(self.retry_after_s)})

@@ -23,10 +23,13 @@ from chaos.fakes import ChaosLLM, ChaosSink
 @dataclass
 class Fault:
     name: str
-    action: Callable[[], Awaitable[None]]  # returns when the fault is over (e.g. the killed service restarted)
+    action: Callable[[Fault], Awaitable[None]]  # sets ``ended`` when the fault is over; may then wait for more
     started: float | None = None
     ended: float | None = None
     error: str | None = None
+
+    def end(self) -> None:
+        self.ended = time.monotonic()
 
 
 @dataclass
@@ -44,16 +47,19 @@ class Injector:
         print(f"[chaos] {text}", flush=True)
 
     def kill_service(self, name: str) -> Fault:
-        async def act() -> None:
-            proc = self.services.procs[name]
-            await proc.kill()  # SIGKILL: no drain, no commit, no goodbye
-            self._say(f"SIGKILLed {name}; restarting it")
-            await self.services.start_service(name, timeout=120)
+        async def act(f: Fault) -> None:
+            await self.services.procs[name].kill()  # SIGKILL: no drain, no commit, no goodbye
+            proc = self.services.service_proc(name)
+            await proc.start()  # restarted at once, as a supervisor would: the fault ends here
+            self.services.procs[name] = proc
+            f.end()
+            self._say(f"SIGKILLed {name}; restarted it")
+            await proc.wait_ready(120)  # start-up time is part of the recovery
 
         return Fault(f"SIGKILL {name}", act)
 
     def pause_broker(self, seconds: float) -> Fault:
-        async def act() -> None:
+        async def act(f: Fault) -> None:
             broker = self._infra_proc("broker")
             broker.signal(signal.SIGSTOP)
             self._say(f"broker frozen (SIGSTOP) for {seconds:.0f}s")
@@ -65,11 +71,12 @@ class Injector:
 
         return Fault(f"broker SIGSTOP {seconds:.0f}s", act)
 
-    def restart_postgres(self) -> Fault:
-        async def act() -> None:
+    def restart_postgres(self, down_s: float) -> Fault:
+        async def act(f: Fault) -> None:
             old = self._infra_proc("postgres")
             await old.stop(30)
-            self._say("PostgreSQL stopped; starting it again on the same data directory and port")
+            self._say(f"PostgreSQL stopped; starting it again in {down_s:.0f}s on the same data directory and port")
+            await asyncio.sleep(down_s)
             home = self.infra.home.resolve()
             port = self.infra.ports.postgres
             new = postgres_proc(home / "pgdata", port, home / "logs", echo=False)
@@ -78,12 +85,13 @@ class Injector:
             await new.start()
             self.infra.infra[self.infra.infra.index(old)] = new
             await new.wait_ready(60)
+            f.end()
             self._say("PostgreSQL is back")
 
-        return Fault("PostgreSQL restart", act)
+        return Fault(f"PostgreSQL restart (down {down_s:.0f}s)", act)
 
     def llm_window(self, mode: str, seconds: float) -> Fault:
-        async def act() -> None:
+        async def act(f: Fault) -> None:
             self.llm.mode = mode  # type: ignore[assignment]
             self._say(f"LLM {'answers 500' if mode == 'fail' else 'times out'} for {seconds:.0f}s")
             try:
@@ -95,7 +103,7 @@ class Injector:
         return Fault(f"LLM {'HTTP 500' if mode == 'fail' else 'timeouts'} {seconds:.0f}s", act)
 
     def throttle_window(self, seconds: float) -> Fault:
-        async def act() -> None:
+        async def act(f: Fault) -> None:
             self.sink.throttling = True
             self._say(f"channel answers 429 (Retry-After {self.sink.retry_after_s}s) for {seconds:.0f}s")
             try:
@@ -115,23 +123,27 @@ class Injector:
 
 async def run_faults(
     faults: list[Fault], first_at: float, gap_s: float, recovered: Callable[[float], bool], recovery_wait_s: float,
-    stop: asyncio.Event,
+    stop: asyncio.Event, load_done: Callable[[], bool],
 ) -> None:
     """Inject ``faults`` in order: the first ``first_at`` seconds in, each next one ``gap_s`` after the
-    previous recovered (or after ``recovery_wait_s`` at most)."""
+    previous recovered (or after ``recovery_wait_s`` at most; at once when the load is over, as without
+    new messages there is nothing to recover with)."""
     await asyncio.sleep(first_at)
     for i, f in enumerate(faults):
         if stop.is_set():
             return
         f.started = time.monotonic()
         try:
-            await f.action()
+            await f.action(f)
         except Exception as exc:  # a fault that could not be injected is reported, not hidden
             f.error = f"{type(exc).__name__}: {exc}"
             print(f"[chaos] fault {f.name!r} failed: {f.error}", flush=True)
-        f.ended = time.monotonic()
+        if f.ended is None:
+            f.end()
         if i + 1 < len(faults):
             deadline = time.monotonic() + recovery_wait_s
-            while not recovered(f.ended) and time.monotonic() < deadline and not stop.is_set():
+            assert f.ended is not None
+            while (not recovered(f.ended) and time.monotonic() < deadline and not stop.is_set()
+                   and not load_done()):
                 await asyncio.sleep(0.5)
             await asyncio.sleep(gap_s)

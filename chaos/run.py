@@ -27,7 +27,7 @@ def full_plan(i: Injector) -> list[Fault]:
     return [
         *(i.kill_service(s) for s in ("ingress", "memory", "reasoner", "scheduler", "egress")),
         i.pause_broker(10),
-        i.restart_postgres(),
+        i.restart_postgres(down_s=5),
         i.llm_window("fail", 15),
         i.llm_window("timeout", 15),
         i.throttle_window(15),
@@ -40,7 +40,7 @@ def slice_plan(i: Injector) -> list[Fault]:
 
 PLANS: dict[str, tuple[Callable[[Injector], list[Fault]], float]] = {
     # plan name → (faults, seconds over which the load is spread: long enough to cover the faults)
-    "full": (full_plan, 240.0),
+    "full": (full_plan, 200.0),
     "slice": (slice_plan, 45.0),
 }
 
@@ -103,10 +103,13 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
             stop = asyncio.Event()
             load_task = asyncio.create_task(load.run())
             fault_task = asyncio.create_task(
-                run_faults(faults, opts.first_fault_s, opts.gap_s, recovered, opts.recovery_wait_s, stop))
+                run_faults(faults, opts.first_fault_s, opts.gap_s, recovered, opts.recovery_wait_s, stop,
+                           load_task.done))
             await load_task
             load_s = time.monotonic() - t0
-            print(f"[chaos] load done after {load_s:.0f}s; waiting for the faults to finish", flush=True)
+            if not fault_task.done():
+                print(f"[chaos] warning: the load ended ({load_s:.0f}s) before the faults; later recoveries are "
+                      "not measurable (spread the load over more time: --duration)", flush=True)
             await fault_task
             dead = await _drain(settings, messages, sink, opts.drain_timeout_s)
             await asyncio.sleep(opts.settle_s)  # late duplicates, if any, have their chance to show up

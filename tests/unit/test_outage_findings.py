@@ -1,0 +1,153 @@
+"""Found by the chaos run (PostgreSQL restart): an outcome that is not recorded is produced again.
+
+In both handlers the external call (the LLM, the push) happens before the ledger write that records it. When
+that write fails on a transient database error, the consumer retries the whole handler, and the retry cannot
+know the call was made: the reasoner pays for a second LLM call, egress pushes the reply a second time
+(same webhook-id on an idempotent channel; recorded "failed" on a non-idempotent one although delivered).
+Minimal reproductions with fakes; the ledger write fails once, exactly as during the restart.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import pytest
+
+from agentbus.channeltypes import WebhookChannel
+from agentbus.config import parse_config
+from agentbus.events import (
+    Chat,
+    ContextAssembled,
+    ContextAssembledData,
+    Event,
+    ReplyGenerated,
+    ReplyGeneratedData,
+    Turn,
+    utcnow,
+)
+from agentbus.services.egress.channels.base import OutboundAdapter, Pushed, RateLimiter
+from agentbus.services.egress.handlers import Egress
+from agentbus.services.reasoner.handlers import Reasoner
+from agentbus.services.reasoner.llm import Completion, Endpoint
+from agentbus.settings import Settings
+from tests.support.platform import base_config
+
+OUTAGE = psycopg.OperationalError("terminating connection due to administrator command")
+
+
+class FlakyReasonerLedger:
+    """Keeps inferences like the real ledger; the first ``record`` fails as the database goes away."""
+
+    def __init__(self) -> None:
+        self.inferences: dict[uuid.UUID, Completion] = {}
+        self.processed: dict[uuid.UUID, list[Event]] = {}
+        self.fail_next_record = True
+
+    async def already(self, event: Event) -> list[Event] | None:
+        return self.processed.get(event.id)
+
+    async def find(self, key: uuid.UUID) -> Completion | None:
+        return self.inferences.get(key)
+
+    async def record(self, event: Event, key: uuid.UUID, agent: str, request: list[dict[str, Any]], c: Completion,
+                     outputs: Sequence[Event], store_inference: bool = True) -> list[Event]:
+        if self.fail_next_record:
+            self.fail_next_record = False
+            raise OUTAGE
+        self.inferences.setdefault(key, c)
+        return self.processed.setdefault(event.id, list(outputs))
+
+
+class CountingLLM:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def complete(self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], **_: Any) -> Completion:
+        self.calls += 1
+        return Completion("an answer", chain[0].model, "test", 1, 1, "stop", 1.0, 1, (chain[0].name,))
+
+
+@pytest.mark.xfail(strict=True, reason="core: the reasoner calls the LLM again when recording a finished "
+                   "inference failed on a transient database error (the finished completion is discarded with the failed write)")
+async def test_llm_is_not_called_again_when_recording_the_inference_failed() -> None:
+    llm, ledger = CountingLLM(), FlakyReasonerLedger()
+    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)  # type: ignore[arg-type]
+    e = ContextAssembled.new(
+        ContextAssembledData(agent="assistant", channel="acme", channel_type="webhook", chat=Chat(id="c"),
+                             trigger="message", input=Turn(role="user", text="hello", at=utcnow())),
+        source="memory", tenant="acme", conversation="acme/acme/c",
+    )
+    with pytest.raises(psycopg.OperationalError):
+        await r.answer(e)  # the consumer classifies this as transient and runs the handler again
+    await r.answer(e)
+    assert llm.calls == 1
+
+
+class FlakyDeliveryLedger:
+    """Claim/finish like the real ledger (a claimed row stays 'pushing'); the first ``finish`` fails."""
+
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, str] = {}
+        self.processed: dict[uuid.UUID, list[Event]] = {}
+        self.fail_next_finish = True
+
+    async def already(self, event: Event) -> list[Event] | None:
+        return self.processed.get(event.id)
+
+    async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
+        return self.processed.setdefault(event.id, list(outputs))
+
+    async def claim(self, event: Event, target: str) -> Any:
+        if event.id in self.processed:
+            return self.processed[event.id]
+        status = self.rows.get(event.id)
+        if status is None or status == "pending":
+            self.rows[event.id] = "pushing"
+            return "claimed"
+        return "ambiguous"
+
+    async def release(self, reply_id: uuid.UUID, attempts: int, error: str, http_status: int | None) -> None:
+        self.rows[reply_id] = "pending"
+
+    async def finish(self, event: Event, target: str, status: str, attempts: int, http_status: int | None,
+                     error: str | None, pmid: str | None, outputs: Sequence[Event]) -> list[Event]:
+        if self.fail_next_finish:
+            self.fail_next_finish = False
+            raise OUTAGE
+        self.rows[event.id] = status
+        return self.processed.setdefault(event.id, list(outputs))
+
+
+class CountingAdapter(OutboundAdapter):
+    type = "webhook"
+    idempotent = True
+
+    def __init__(self) -> None:
+        channel = WebhookChannel(id="acme", type="webhook", tenant="acme", agent="a",
+                                 secret={"env": "UNSET_SECRET", "default": "whsec_eA=="})
+        super().__init__(channel, None, None)  # type: ignore[arg-type]
+        self.pushes = 0
+
+    async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
+        self.pushes += 1
+        return Pushed(200, "pm-1")
+
+
+@pytest.mark.xfail(strict=True, reason="core: egress pushes a delivered reply again when recording the delivery "
+                   "failed on a transient database error (the retry re-claims the 'pushing' row as ambiguous)")
+async def test_reply_is_not_pushed_again_when_recording_the_delivery_failed() -> None:
+    adapter, ledger = CountingAdapter(), FlakyDeliveryLedger()
+    egress = Egress({"acme": adapter}, ledger, RateLimiter(), 3, backoff_initial_s=0.001)  # type: ignore[arg-type]
+    reply = ReplyGenerated.new(
+        ReplyGeneratedData(agent="a", channel="acme", channel_type="webhook", chat=Chat(id="c"), text="hi",
+                           model="m"),
+        source="reasoner", tenant="acme", conversation="acme/acme/c",
+    )
+    with pytest.raises(psycopg.OperationalError):
+        await egress.push_reply(reply)  # transient: the consumer runs the handler again
+    [done] = await egress.push_reply(reply)
+    assert done.data.status == "delivered"
+    assert adapter.pushes == 1
