@@ -55,11 +55,13 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+BENCH_ARGS = --scale $(BENCH_SCALE) $(if $(SOAK),--soak) \
+	$(if $(MESSAGES),--messages $(MESSAGES)) $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS)) \
+	$(if $(RATE),--rate $(RATE)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
+	$(if $(SCENARIOS),--scenarios $(SCENARIOS)) $(if $(SLOW_CONVERSATIONS),--slow-conversations $(SLOW_CONVERSATIONS)) \
+	$(if $(EMBEDDED_MESSAGES),--embedded-messages $(EMBEDDED_MESSAGES)) \
+	$(if $(SOAK_MESSAGES),--soak-messages $(SOAK_MESSAGES)) $(if $(SOAK_RATE),--soak-rate $(SOAK_RATE)) \
+	$(if $(SOAK_CONVERSATIONS),--soak-conversations $(SOAK_CONVERSATIONS)) $(if $(SOAK_MAX_S),--soak-max-s $(SOAK_MAX_S))
+
 bench: $(STAMP) $(BENCH_STAMP)
-	$(PY) -m bench --scale $(BENCH_SCALE) $(if $(SOAK),--soak) \
-		$(if $(MESSAGES),--messages $(MESSAGES)) $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS)) \
-		$(if $(RATE),--rate $(RATE)) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
-		$(if $(SCENARIOS),--scenarios $(SCENARIOS)) $(if $(SLOW_CONVERSATIONS),--slow-conversations $(SLOW_CONVERSATIONS)) \
-		$(if $(EMBEDDED_MESSAGES),--embedded-messages $(EMBEDDED_MESSAGES)) \
-		$(if $(SOAK_MESSAGES),--soak-messages $(SOAK_MESSAGES)) $(if $(SOAK_RATE),--soak-rate $(SOAK_RATE)) \
-		$(if $(SOAK_CONVERSATIONS),--soak-conversations $(SOAK_CONVERSATIONS)) $(if $(SOAK_MAX_S),--soak-max-s $(SOAK_MAX_S))
+	$(PY) -m bench $(strip $(BENCH_ARGS))

@@ -42,7 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--stall-s", type=float, default=60.0, help="give up waiting after this long without a push")
     ap.add_argument("--soak", action="store_true", help="run the soak instead of the scenarios")
     ap.add_argument("--soak-messages", type=int, default=1_000_000)
-    ap.add_argument("--soak-rate", type=float, default=50.0)
+    ap.add_argument("--soak-rate", type=float, default=20.0)
     ap.add_argument("--soak-conversations", type=int, default=2000)
     ap.add_argument("--soak-max-s", type=float, default=24 * 3600.0, help="stop sending after this long")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
