@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind
 
 from agentbus import metrics
 from agentbus.bus import TransientError
+from agentbus.durable import until_recorded
 from agentbus.events import DeliveryCompleted, DeliveryCompletedData, Event
 from agentbus.services.egress.channels.base import OutboundAdapter, Permanent, Pushed, RateLimiter, Retryable
 from agentbus.services.egress.ledger import DeliveryLedger
@@ -83,7 +84,8 @@ class Egress:
                 event, target, "delivered", attempts, pushed.http_status, None, pushed.platform_message_id, started
             )
         assert last is not None
-        await self.ledger.release(event.id, attempts, str(last), last.http_status)
+        await until_recorded(lambda: self.ledger.release(event.id, attempts, str(last), last.http_status),
+                             what="delivery release")
         metrics.DELIVERIES.labels(channel=d.channel_type, outcome="retry_later").inc()
         raise TransientError(f"push not accepted after {attempts} attempts: {last}")
 
@@ -112,5 +114,10 @@ class Egress:
         log.info("reply_pushed" if status == "delivered" else "reply_not_pushed", channel=d.channel, status=status,
                  attempts=attempts, error=error)
         if not ledger_row:
-            return await self.ledger.record_only(event, [out])
-        return await self.ledger.finish(event, target, status, attempts, http_status, error, platform_message_id, [out])
+            return await until_recorded(lambda: self.ledger.record_only(event, [out]), what="delivery")
+        # the push (if any) has happened: record it, retrying only this write, so a database hiccup here
+        # never makes the handler push again
+        return await until_recorded(
+            lambda: self.ledger.finish(event, target, status, attempts, http_status, error, platform_message_id, [out]),
+            what="delivery",
+        )

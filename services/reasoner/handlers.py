@@ -12,6 +12,7 @@ import structlog
 
 from agentbus.bus import PermanentError
 from agentbus.config import Agent, PlatformConfig
+from agentbus.durable import until_recorded
 from agentbus.events import (
     Event,
     InferenceCompleted,
@@ -123,7 +124,10 @@ class Reasoner:
             source=SOURCE,
             step="reply",
         )
-        outputs = await self.ledger.record(event, event.id, agent.id, messages, c, [inference, reply], store)
+        outputs = await until_recorded(
+            lambda: self.ledger.record(event, event.id, agent.id, messages, c, [inference, reply], store),
+            what="inference",
+        )
         log.info("inference_completed", model=c.model, reused=reused, latency_ms=round(c.latency_ms, 1))
         return outputs
 

@@ -20,9 +20,6 @@ from tests.support.platform import Infra
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(strict=True, reason="core: DeliveryLedger.release sets status 'pending', which the deliveries "
-                   "CHECK constraint (pushing, delivered, failed, suppressed) rejects; the reply is then re-claimed "
-                   "as 'ambiguous' (pushed again, or recorded failed on non-idempotent channels) and dead-lettered")
 async def test_a_released_reply_can_be_claimed_again(infra: Infra) -> None:
     schema = f"egress_rel_{uuid.uuid4().hex[:8]}"
     pool = await open_pool(Settings(database_url=infra.database_url), schema, max_size=2)
