@@ -59,13 +59,14 @@ class ChaosLLM:
     """``POST /v1/chat/completions`` answering ``answer: <last user message>`` after a short random delay.
 
     ``mode``: "ok"; "fail" answers 500; "timeout" holds the request past the client's timeout, then 504.
-    ``served[text]`` counts completions actually returned (200) per input message; ``failed`` counts the rest.
+    ``served[text]`` holds the times of completions actually returned (200) per input message; ``failed``
+    counts the rest.
     """
 
     delay_s: tuple[float, float] = (0.02, 0.15)
     hang_s: float = 5.0
     mode: LLMMode = "ok"
-    served: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    served: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     failed: int = 0
     requests: int = 0
     _http: _Http | None = None
@@ -84,7 +85,7 @@ class ChaosLLM:
                 return JSONResponse({"error": {"message": "injected timeout"}}, status_code=504)
             await asyncio.sleep(random.uniform(*self.delay_s))
             last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-            self.served[last] += 1
+            self.served[last].append(time.monotonic())
             text = f"answer: {last}"
             return JSONResponse({
                 "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),

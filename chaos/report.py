@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from chaos.fakes import ChaosLLM, ChaosSink
@@ -60,6 +62,8 @@ class Result:
     duplicate_examples: list[dict[str, Any]] = field(default_factory=list)
     out_of_order_examples: list[dict[str, Any]] = field(default_factory=list)
     dead_letter_examples: list[dict[str, Any]] = field(default_factory=list)
+    duplicated_llm_examples: list[dict[str, Any]] = field(default_factory=list)
+    handler_errors: dict[str, int] = field(default_factory=dict)  # non-transient handler failures, from the logs
 
     @property
     def ok(self) -> bool:
@@ -78,15 +82,42 @@ def first_deliveries(sink: ChaosSink) -> dict[str, float]:
     return out
 
 
+def nearest_fault(at: float, faults: list[Fault]) -> str | None:
+    """The last fault that started before ``at`` (what a repeat most likely followed)."""
+    before = [f for f in faults if f.started is not None and f.started <= at]
+    return before[-1].name if before else None
+
+
 def recovery_after(end: float, messages: list[Message], delivered_at: dict[str, float]) -> float | None:
     times = [delivered_at[m.webhook_id] for m in messages
              if m.accepted_at is not None and m.accepted_at >= end and m.webhook_id in delivered_at]
     return (min(times) - end) if times else None
 
 
+def handler_errors(log_dir: Path) -> dict[str, int]:
+    """Non-transient handler failures (retried as the event's fault, then dead-lettered) by service and error
+    type, read from the services' JSON logs: under injected infrastructure faults there should be none."""
+    out: dict[str, int] = defaultdict(int)
+    for path in sorted(log_dir.glob("*.log")):
+        with path.open("rb") as f:
+            for line in f:
+                if b'"handler_retry"' not in line and b'"event_dead_lettered"' not in line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("event") == "handler_retry" and rec.get("kind") != "error":
+                    continue
+                kind = "dead-lettered" if rec.get("event") == "event_dead_lettered" else "retried"
+                out[f"{path.stem}: {str(rec.get('error', '?')).split(':')[0]} ({kind})"] += 1
+    return dict(out)
+
+
 def compute(
     messages: list[Message], conversations: int, sink: ChaosSink, llm: ChaosLLM, dead_letters: list[Any],
     delivery_failed: int, faults: list[Fault], t0: float, load_s: float, drain_s: float, total_s: float,
+    log_dir: Path | None = None,
 ) -> Result:
     by_id = {m.webhook_id: m for m in messages}
     accepted = [m for m in messages if m.accepted_at is not None]
@@ -107,14 +138,23 @@ def compute(
         elif ok_pushes[p.webhook_id] == 1 and p.text != f"answer: {m.text}":
             wrong += 1
     dup_pushes = sum(n - 1 for n in ok_pushes.values() if n > 1)
-    dup_examples = [{"reply_id": k, "in_reply_to": reply_of[k], "pushes": n} for k, n in ok_pushes.items() if n > 1]
+    push_times: dict[str, list[float]] = defaultdict(list)
+    for p in sink.pushes:
+        if p.status < 300 and ok_pushes[p.webhook_id] > 1:
+            push_times[p.webhook_id].append(p.at)
+    dup_examples = [{"reply_id": k, "in_reply_to": reply_of[k], "pushes": len(ts),
+                     "at_s": [round(t - t0, 2) for t in ts], "during": nearest_fault(ts[-1], faults)}
+                    for k, ts in push_times.items()]
 
     dlq_correlations = {str(d.correlation_id) for d in dead_letters}
     dead = [m for m in accepted if m.event_id in dlq_correlations]
     lost = [m for m in accepted if m.webhook_id not in delivered_at and m.event_id not in dlq_correlations]
 
     texts = {m.text for m in messages}
-    dup_llm = sum(n - 1 for t, n in llm.served.items() if t in texts and n > 1)
+    dup_llm = sum(len(ts) - 1 for t, ts in llm.served.items() if t in texts and len(ts) > 1)
+    dup_llm_examples = [{"input": t, "completions": len(ts), "at_s": [round(x - t0, 2) for x in ts],
+                         "during": nearest_fault(ts[-1], faults)}
+                        for t, ts in llm.served.items() if t in texts and len(ts) > 1]
 
     ooo = 0
     ooo_examples: list[dict[str, Any]] = []
@@ -170,6 +210,8 @@ def compute(
                         "event_id": m.event_id} for m in lost[:20]],
         duplicate_examples=dup_examples[:20],
         out_of_order_examples=ooo_examples[:20],
+        duplicated_llm_examples=dup_llm_examples[:20],
+        handler_errors=handler_errors(log_dir) if log_dir is not None else {},
         dead_letter_examples=[{"id": str(d.id), "service": d.data.service, "type": d.data.original_type,
                                "error": d.data.error[:300]} for d in dead_letters[:20]],
     )
@@ -220,5 +262,13 @@ def render(r: Result) -> None:
                    f"{f.duration_s:.1f}s" if f.duration_s is not None else "-",
                    f"{f.recovery_s:.1f}s" if f.recovery_s is not None else "n/a")
     console.print(ft)
+    repeats = [("duplicated pushes", r.duplicate_examples), ("duplicated LLM calls", r.duplicated_llm_examples)]
+    for what, examples in repeats:
+        if examples:
+            by = Counter(str(x["during"]) for x in examples)
+            console.print(f"{what}, by the fault they followed: " + ", ".join(f"{k}: {n}" for k, n in by.items()))
+    if r.handler_errors:
+        console.print("non-transient handler errors in the service logs: " +
+                      ", ".join(f"{k} x{n}" for k, n in sorted(r.handler_errors.items())))
     console.print("[green]PASS[/green]: nothing lost, nothing pushed twice, nothing out of order" if r.ok else
                   "[red]FAIL[/red]: see lost / duplicated / out-of-order above (details in the JSON)")

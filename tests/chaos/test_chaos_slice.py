@@ -1,5 +1,6 @@
 """A small chaos run in the test suite: 300 messages over 30 conversations through the whole platform while
-egress is SIGKILLed and restarted, the LLM answers 500 for a while and the channel answers 429 for a while.
+the reasoner is SIGKILLed and restarted, the LLM answers 500 for a while and the channel answers 429 for a
+while (why the reasoner and not egress: see ``chaos.run.slice_plan``).
 
 The full run (every service killed in turn, a frozen broker, a PostgreSQL restart, LLM timeouts) is
 ``make chaos``; this slice keeps the same accounting within the suite's time.
