@@ -26,9 +26,10 @@ def sample_event(i: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """A message.received event as ingress builds it from the load generator's payload."""
     from agentbus.bus.producer import event_headers
     from agentbus.events import Chat, MessageReceived, MessageReceivedData, Sender
+
     from bench.load import payload
 
-    c, body = payload("broker", i, 2000)
+    _, body = payload("broker", i, 2000)
     conv = f"acme/acme/{body['conversation']}"
     ev = MessageReceived.new(
         MessageReceivedData(channel="acme", channel_type="webhook", agent="assistant",

@@ -53,13 +53,18 @@ async def drive(bench: Bench, url: str, channels: list[tuple[str, str]], run: st
     spec = {"url": url, "channels": channels, "run": run, "out": str(out), **asdict(load)}
     spec_path = bench.home / "records" / f"load-{run}.json"
     spec_path.write_bytes(orjson.dumps(spec))
-    with open(bench.home / "logs" / f"load-{run}.log", "ab") as err:
+    with open(bench.home / "logs" / f"load-{run}.log", "ab") as err:  # noqa: ASYNC230 - handed to the child
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bench.load", str(spec_path), stdout=asyncio.subprocess.PIPE, stderr=err,
             stdin=asyncio.subprocess.DEVNULL, env=child_env())
     bench.sampler.add("loadgen", proc.pid, group="peer")
     try:
         stdout, _ = await proc.communicate()
+    except BaseException:  # interrupted: the generator must not outlive the run
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
     finally:
         target = bench.sampler.targets.get("loadgen")
         bench.sampler.remove("loadgen")

@@ -71,7 +71,7 @@ class _Conn(asyncio.Protocol):
             close = headers.get("connection", "").lower() == "close"
             try:
                 result = self._handler(method, target, headers, body, time.monotonic())
-            except Exception as exc:  # a bug in a fake: answer 500 and say why
+            except Exception as exc:  # noqa: BLE001 - a bug in a fake: answer 500 and say why
                 self._write(500, repr(exc).encode(), {}, close=False)
                 continue
             if isinstance(result, tuple):
@@ -89,7 +89,7 @@ class _Conn(asyncio.Protocol):
             return
         try:
             status, body, headers = task.result()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the same for a slow handler
             status, body, headers = 500, repr(exc).encode(), {}
         self._write(status, body, headers, close=close)
         if self._t is not None:

@@ -32,7 +32,7 @@ OK: dict[str, str] = {}
 _TASKS: set[asyncio.Task[None]] = set()
 
 
-def _background(records: "Records") -> None:
+def _background(records: Records) -> None:
     task = asyncio.get_running_loop().create_task(records.loop())
     _TASKS.add(task)
 
@@ -199,12 +199,11 @@ async def start_sink(port: int, secrets: dict[str, str], out: Path | None) -> No
 def run_bare(port: int) -> None:
     """starlette + uvicorn on uvloop, configured as the services configure theirs, one route: 202."""
     import uvloop
+    from agentbus.http import server
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
-
-    from agentbus.http import server
 
     async def webhook(request: Request) -> JSONResponse:
         await request.body()

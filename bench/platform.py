@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 import yaml
-
 from agentbus.settings import SERVICES
 from agentbus.stack.procs import Proc, free_port, http_ok
 from agentbus.stack.stack import Ports, Stack
+
 from bench.procstats import Sampler
 
 EXTERNAL = ("AGENTBUS_KAFKA_BOOTSTRAP_SERVERS", "AGENTBUS_DATABASE_URL", "AGENTBUS_EMBEDDINGS_URL",
@@ -44,7 +44,7 @@ class FileProc(Proc):
     async def start(self) -> None:
         assert self.log_dir is not None
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"{self.name}.log", "ab") as log:
+        with open(self.log_dir / f"{self.name}.log", "ab") as log:  # noqa: ASYNC230 - handed to the child
             self.process = await asyncio.create_subprocess_exec(
                 *self.argv, env={**os.environ, **self.env}, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True, **self.run_as,  # type: ignore[arg-type]
@@ -119,7 +119,7 @@ class Bench:
     async def start_peer(self, name: str, role: str, *args: str, record: bool = True) -> Peer:
         port = free_port()
         out = self.home / "records" / f"{name}-{uuid.uuid4().hex[:6]}.txt" if record else None
-        argv = [sys.executable, "-m", f"bench.peers", role, "--port", str(port), *args]
+        argv = [sys.executable, "-m", "bench.peers", role, "--port", str(port), *args]
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             argv += ["--out", str(out)]

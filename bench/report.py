@@ -181,8 +181,8 @@ def problems(results: list[dict[str, Any]]) -> list[str]:
 
 def table(meta: dict[str, Any], results: list[dict[str, Any]], soak: dict[str, Any] | None = None) -> str:
     parts = [
-        f"agentbus bench  {meta['started']}  scale {meta['scale']}  {meta['cores']} cores  "
-        f"runtime {meta['runtime_s'] / 60:.1f} min",
+        (f"agentbus bench  {meta['started']}  scale {meta['scale']}  {meta['cores']} cores  "
+        f"runtime {meta['runtime_s'] / 60:.1f} min"),
         "",
     ]
     if results:
@@ -198,16 +198,18 @@ def table(meta: dict[str, Any], results: list[dict[str, Any]], soak: dict[str, A
                          + ", ".join(f"{k} {v:,.1f}" for k, v in r["handler_ms_mean"].items()))
     found = problems(results)
     parts += ["", "problems: " + ("none seen" if not found else "")] + [f"  - {p}" for p in found]
-    parts += ["", "msg/s: pushes per second from the first send to the last push; accept/s: webhooks answered 2xx "
+    parts += ["", ("msg/s: pushes per second from the first send to the last push; accept/s: webhooks answered 2xx "
               "per second; e2e: 2xx to push arrival; platform: e2e minus time spent in the fake LLM and embeddings; "
-              "other cores: CPU used by programs outside this run while it ran."]
+              "other cores: CPU used by programs outside this run while it ran.")]
     return "\n".join(parts)
 
 
 def soak_text(s: dict[str, Any]) -> str:
-    lines = [f"soak: {_f(s['delivered'])}/{_f(s['accepted'])} messages pushed at {_f(s['target_rate'], 0)}/s target "
+    lines = [(f"soak: {_f(s['delivered'])}/{_f(s['accepted'])} messages pushed at {_f(s['target_rate'], 0)}/s target "
              f"({_f(s['accept_per_s'])}/s achieved) over {s['duration_s'] / 60:.1f} min; "
-             f"e2e p50/p99 {_trio(s['e2e_ms'])} ms; lost {s['missing']}, dup {s['duplicate_pushes']}"]
+             f"e2e p50/p95/p99 {_trio(s['e2e_ms'])} ms; "
+             f"{'all pushed' if s.get('drained') else str(s['missing']) + ' not pushed by the end (backlog)'}, "
+             f"dup {s['duplicate_pushes']}, errors {s['http_errors']}")]
     slopes = s.get("rss_slope_mb_per_h") or {}
     lines.append("RSS slope over the second half (MB/hour): "
                  + ", ".join(f"{k} {v:+.1f}" for k, v in slopes.items()))

@@ -127,7 +127,7 @@ async def handler_times(platform: Platform) -> dict[str, float]:
     import httpx
 
     out: dict[str, float] = {}
-    pat = re.compile(r'^agentbus_handler_seconds_(sum|count)\{type="([^"]+)"\} (\S+)$', re.M)
+    pat = re.compile(r'^agentbus_handler_seconds_(sum|count)\{type="([^"]+)"\} (\S+)$', re.MULTILINE)
     async with httpx.AsyncClient(timeout=5) as c:
         for name, port in platform.stack.ports.services.items():
             try:
@@ -205,7 +205,7 @@ def embedded_config(sink_url: str) -> tuple[dict[str, Any], list[tuple[str, str]
 
 
 async def embedded(bench: Bench, opts: Options) -> dict[str, Any]:
-    probe, channels = embedded_config("http://127.0.0.1:1")
+    _, channels = embedded_config("http://127.0.0.1:1")
     sink = await bench.start_peer("sink", "sink", *[a for cid, s in channels for a in ("--secret", f"{cid}={s}")])
     config, _ = embedded_config(sink.url)
     platform = await bench.start_platform(config)
@@ -253,7 +253,7 @@ async def baseline_broker(bench: Bench, opts: Options) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(spec))
     cpu0, m0 = bench.sampler.cpu(), machine_busy()
-    with open(bench.home / "logs" / "broker-baseline.log", "ab") as err:
+    with open(bench.home / "logs" / "broker-baseline.log", "ab") as err:  # noqa: ASYNC230 - handed to the child
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.brokerbase", str(path),
                                                     stdout=asyncio.subprocess.PIPE, stderr=err, env=child_env())
         stdout, _ = await proc.communicate()

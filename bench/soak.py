@@ -63,7 +63,6 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
     try:
         await drive(bench, platform.webhooks_url, channels, new_run("warm"), Load(20, 20, "closed", 0, 8))
         await wait_pushes(sink, 20, opts.stall_s, 120)
-        before = (await sink.get("/stats"))["pushes"]
         run = new_run("soak")
         bench.sampler.series.clear()
         bench.sampler.keep_series = True
@@ -109,6 +108,8 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
                             "backlog": stats["accepted"] - stats["delivered"], **dist_ms(lat)})
 
         last_progress, last_delivered = time.monotonic(), 0
+        sent_end: float | None = None
+        drain_s = max(120.0, count / a.soak_rate / 4)  # after the last send, wait this long for the backlog
         while True:
             await asyncio.sleep(WINDOW_S)
             await sink.flush()
@@ -116,8 +117,10 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
             now = time.monotonic()
             if stats["delivered"] != last_delivered:
                 last_delivered, last_progress = stats["delivered"], now
-            if loader.done() and stats["delivered"] >= stats["accepted"]:
-                break
+            if loader.done():
+                sent_end = sent_end or now
+                if stats["delivered"] >= stats["accepted"] or now - sent_end > drain_s:
+                    break
             if now - last_progress > max(opts.stall_s, 3 * WINDOW_S):
                 break
             w = windows[-1]
@@ -164,6 +167,7 @@ def _summarise(series: list[tuple[float, dict[str, int]]], t0: float, stats: dic
         "scenario": "soak", "target_rate": a.soak_rate, "messages": count,
         "conversations": a.soak_conversations, "accepted": stats["accepted"], "http_errors": stats["errors"],
         "delivered": stats["delivered"], "missing": stats["accepted"] - stats["delivered"],
+        "drained": stats["delivered"] >= stats["accepted"],
         "duplicate_pushes": stats["duplicates"], "duration_s": round(duration, 1),
         "accept_per_s": round(stats["accepted"] / duration, 1) if duration else None,
         "e2e_ms": dist_ms(e2e), "rss_slope_mb_per_h": slopes, "final_rss_mb": final_mb,
