@@ -68,6 +68,7 @@ def server(app: Starlette, host: str, port: int) -> uvicorn.Server:
         loop="none",
         timeout_graceful_shutdown=10,
         backlog=4096,
+        http="httptools",
     )
     return _Server(config)
 

@@ -43,7 +43,7 @@ class Producer:
             acks="all",
             enable_idempotence=self._s.kafka_idempotent_producer,
             compression_type=self._s.kafka_compression,
-            linger_ms=2,
+            linger_ms=0,
             max_request_size=MAX_MESSAGE_BYTES,
             request_timeout_ms=30000,
             client_id=f"agentbus-{self._service}",

@@ -54,17 +54,31 @@ class Proc:
 
     async def start(self) -> None:
         env = {**os.environ, **self.env}
-        self.process = await asyncio.create_subprocess_exec(
-            *self.argv,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL,
-            **self.run_as,  # type: ignore[arg-type]
-            start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
-        )
+        # Not echoed: the child writes straight to its log file, so a busy parent can never fill a pipe
+        # and stall the child's logging (and with it the child's event loop).
+        direct = None
+        if not self.echo:
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                direct = open(self.log_dir / f"{self.name}.log", "ab")  # noqa: SIM115 - the child owns it
+            else:
+                direct = open(os.devnull, "wb")  # noqa: SIM115
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                env=env,
+                stdout=direct if direct is not None else asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                **self.run_as,  # type: ignore[arg-type]
+                start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
+            )
+        finally:
+            if direct is not None:
+                direct.close()
         self.started_at = time.monotonic()
-        self._pump = asyncio.create_task(self._pump_logs())
+        if direct is None:
+            self._pump = asyncio.create_task(self._pump_logs())
 
     async def _pump_logs(self) -> None:
         assert self.process is not None and self.process.stdout is not None
