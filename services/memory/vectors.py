@@ -1,11 +1,15 @@
-"""Semantic memory in Qdrant: one collection, tenant and conversation in every point's payload.
+"""Semantic memory in Qdrant: one collection per tenant, conversation and text in every point's payload.
 
-Recall always filters on the tenant, so one tenant's memories never reach another tenant's context.
-Local mode (a folder, one process) serves the embedded stack; a Qdrant URL serves production.
+A collection per tenant makes isolation structural: recall searches only the tenant's own collection, so
+one tenant's memories can never reach another's context. It is also what keeps Qdrant's local mode (the
+embedded stack, one process) fast: a search there is a plain vector scan, with no payload filter evaluated
+point by point. Upserts from concurrent events are gathered for a few milliseconds and written together.
+Local mode (a folder) serves the embedded stack; a Qdrant URL serves production.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 
@@ -13,12 +17,22 @@ from qdrant_client import AsyncQdrantClient, models
 
 from agentbus.events import Recall
 
+_Point = tuple[models.PointStruct, "asyncio.Future[None]"]
+
 
 class QdrantStore:
-    def __init__(self, client: AsyncQdrantClient, collection: str, dim: int) -> None:
+    def __init__(self, client: AsyncQdrantClient, collection: str, dim: int, max_batch: int = 256,
+                 max_wait_s: float = 0.005) -> None:
         self._c = client
-        self._collection = collection
+        self._prefix = collection
         self._dim = dim
+        self._ready: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._pending: dict[str, list[_Point]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
 
     @classmethod
     def connect(cls, url: str | None, path: str | None, api_key: str | None, collection: str, dim: int) -> QdrantStore:
@@ -30,35 +44,35 @@ class QdrantStore:
             client = AsyncQdrantClient(location=":memory:")
         return cls(client, collection, dim)
 
+    def collection(self, tenant: str) -> str:
+        return f"{self._prefix}__{tenant}"
+
     async def ensure(self) -> None:
-        if not await self._c.collection_exists(self._collection):
-            await self._c.create_collection(
-                self._collection,
-                vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE),
-            )
-            for field in ("tenant", "conversation"):
-                await self._c.create_payload_index(self._collection, field, models.PayloadSchemaType.KEYWORD)
+        """Connectivity check at start-up (collections are created per tenant on first use)."""
+        await self._c.get_collections()
+
+    async def _ensure(self, tenant: str) -> str:
+        name = self.collection(tenant)
+        if name in self._ready:
+            return name
+        async with self._lock:
+            if name not in self._ready:
+                if not await self._c.collection_exists(name):
+                    await self._c.create_collection(
+                        name, vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE)
+                    )
+                self._ready.add(name)
+        return name
 
     async def search(
         self, vector: list[float], tenant: str, limit: int, exclude: uuid.UUID | None
     ) -> list[Recall]:
-        must_not: list[models.Condition] = []
-        if exclude is not None:
-            must_not.append(models.HasIdCondition(has_id=[str(exclude)]))
-        res = await self._c.query_points(
-            self._collection,
-            query=vector,
-            limit=limit,
-            query_filter=models.Filter(
-                must=[models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))],
-                must_not=must_not,
-            ),
-            with_payload=True,
-        )
+        name = await self._ensure(tenant)
+        res = await self._c.query_points(name, query=vector, limit=limit + (1 if exclude else 0), with_payload=True)
         out = []
         for p in res.points:
             pl = p.payload or {}
-            if pl.get("tenant") != tenant:  # defence in depth: never cross tenants
+            if exclude is not None and str(p.id) == str(exclude):
                 continue
             out.append(
                 Recall(
@@ -69,28 +83,53 @@ class QdrantStore:
                     conversation=pl.get("conversation"),
                 )
             )
-        return out
+        return out[:limit]
 
     async def upsert(
         self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
         text: str, at: datetime,
     ) -> None:
-        await self._c.upsert(
-            self._collection,
-            points=[
-                models.PointStruct(
-                    id=str(point_id),
-                    vector=vector,
-                    payload={
-                        "tenant": tenant,
-                        "conversation": conversation,
-                        "role": role,
-                        "text": text,
-                        "at": at.isoformat(),
-                    },
-                )
-            ],
+        name = await self._ensure(tenant)
+        point = models.PointStruct(
+            id=str(point_id),
+            vector=vector,
+            payload={"tenant": tenant, "conversation": conversation, "role": role, "text": text,
+                     "at": at.isoformat()},
         )
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending = self._pending.setdefault(name, [])
+        pending.append((point, fut))
+        if len(pending) >= self._max_batch:
+            self._flush(name)
+        elif name not in self._timers:
+            self._timers[name] = asyncio.get_running_loop().call_later(self._max_wait_s, self._flush, name)
+        await fut  # durable (as Qdrant makes it) before the event counts as processed
+
+    def _flush(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        batch = self._pending.pop(name, [])
+        if batch:
+            task = asyncio.create_task(self._write(name, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, name: str, batch: list[_Point]) -> None:
+        try:
+            await self._c.upsert(name, points=[p for p, _ in batch])
+        except Exception as exc:  # every waiting event sees the failure and is retried
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
 
     async def aclose(self) -> None:
+        for name in list(self._pending):
+            self._flush(name)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         await self._c.close()
