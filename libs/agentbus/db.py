@@ -112,6 +112,33 @@ async def processed_outputs(conn: AsyncConnection, event: Event) -> list[Event] 
     return [parse_event(o) for o in row[0]]
 
 
+async def record_with_effects(
+    conn: AsyncConnection,
+    event: Event,
+    outputs: Sequence[Event],
+    effects: Sequence[tuple[str, Sequence[object]]] = (),
+) -> list[Event]:
+    """Write ``effects`` (INSERT/UPDATE statements) and the processed record in ONE statement (data-modifying
+    CTEs run once, atomically), so the common case costs one round trip and one commit. When another worker
+    recorded the event first, nothing is written and its recorded outputs are returned."""
+    payload = [orjson.loads(o.to_bytes()) for o in outputs]
+    ctes = [f"e{i} AS ({sql})" for i, (sql, _) in enumerate(effects)]
+    params: list[object] = [p for _, ps in effects for p in ps]
+    sql = (
+        ("WITH " + ", ".join(ctes) + " " if ctes else "")
+        + "INSERT INTO processed_events (event_id, replay_run, event_type, outputs) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (event_id, replay_run) DO NOTHING RETURNING 1"
+    )
+    params += [event.id, replay_run(event), event.TYPE, Jsonb(payload)]
+    cur = await conn.execute(sql, params)
+    if await cur.fetchone() is not None:
+        return list(outputs)
+    previous = await processed_outputs(conn, event)
+    if previous is None:  # pragma: no cover - the conflicting row cannot vanish
+        raise RuntimeError("processed record conflict without a record")
+    return previous
+
+
 async def record_processed(
     conn: AsyncConnection, event: Event, outputs: Sequence[Event] = ()
 ) -> bool:

@@ -8,7 +8,7 @@ from typing import Literal
 
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import processed_outputs, record_processed
+from agentbus.db import processed_outputs, record_with_effects
 from agentbus.events import Event
 
 Claim = Literal["claimed", "ambiguous"]
@@ -25,6 +25,15 @@ class DeliveryLedger:
     async def claim(self, event: Event, target: str) -> Claim | list[Event]:
         """'claimed': push it; 'ambiguous': a previous push may have reached the platform; a list: done."""
         d = event.data
+        async with self._pool.connection() as conn:
+            # the common case, a reply never seen before, is one round trip
+            cur = await conn.execute(
+                "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
+                "VALUES (%s, %s, %s, %s, %s, 'pushing') ON CONFLICT (reply_id) DO NOTHING RETURNING 1",
+                (event.id, event.correlation_id, d.channel, d.channel_type, target),
+            )
+            if await cur.fetchone() is not None:
+                return "claimed"
         async with self._pool.connection() as conn, conn.transaction():
             previous = await processed_outputs(conn, event)
             if previous is not None:
@@ -44,12 +53,8 @@ class DeliveryLedger:
             return "ambiguous"
 
     async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
-        async with self._pool.connection() as conn, conn.transaction():
-            previous = await processed_outputs(conn, event)
-            if previous is not None:
-                return previous
-            await record_processed(conn, event, outputs)
-            return list(outputs)
+        async with self._pool.connection() as conn:
+            return await record_with_effects(conn, event, outputs)
 
     async def release(self, reply_id: uuid.UUID, attempts: int, error: str, http_status: int | None) -> None:
         """Not delivered yet, and known not to be: a later attempt may push again."""
@@ -72,19 +77,17 @@ class DeliveryLedger:
         outputs: Sequence[Event],
     ) -> list[Event]:
         d = event.data
-        async with self._pool.connection() as conn, conn.transaction():
-            previous = await processed_outputs(conn, event)
-            if previous is not None:
-                return previous
-            await conn.execute(
-                "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, attempts, "
-                "http_status, error, platform_message_id, finished_at) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now()) ON CONFLICT (reply_id) DO UPDATE SET "
-                "status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, "
-                "http_status = EXCLUDED.http_status, error = EXCLUDED.error, "
-                "platform_message_id = EXCLUDED.platform_message_id, finished_at = now()",
-                (event.id, event.correlation_id, d.channel, d.channel_type, target, status, attempts, http_status,
-                 error, platform_message_id),
-            )
-            await record_processed(conn, event, outputs)
-            return list(outputs)
+        upsert = (
+            "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, attempts, "
+            "http_status, error, platform_message_id, finished_at) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now()) ON CONFLICT (reply_id) DO UPDATE SET "
+            "status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, "
+            "http_status = EXCLUDED.http_status, error = EXCLUDED.error, "
+            "platform_message_id = EXCLUDED.platform_message_id, finished_at = now() "
+            # a reply already recorded as processed keeps its outcome
+            "WHERE NOT EXISTS (SELECT 1 FROM processed_events WHERE event_id = %s AND replay_run = '')",
+            (event.id, event.correlation_id, d.channel, d.channel_type, target, status, attempts, http_status,
+             error, platform_message_id, event.id),
+        )
+        async with self._pool.connection() as conn:
+            return await record_with_effects(conn, event, outputs, [upsert])

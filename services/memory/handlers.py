@@ -59,10 +59,7 @@ class Memory:
 
     async def assemble_context(self, event: Event) -> Sequence[Event]:
         """message.received / job.triggered → context.assembled."""
-        previous = await self.store.already(event)
-        if previous is not None:
-            return previous
-        d = event.data
+        d = event.data  # a redelivery recomputes, then finds its processed record and returns those outputs
         if event.TYPE == "job.triggered":
             agent_id = d.agent
             turn = Turn(role="user", text=d.prompt, at=d.due_at, event_id=event.id, sender=f"job:{d.job_id}")
@@ -109,8 +106,6 @@ class Memory:
 
     async def remember_reply(self, event: Event) -> Sequence[Event]:
         """reply.generated → an assistant turn (no output)."""
-        if await self.store.already(event) is not None:
-            return []
         d = event.data
         if event.replay:  # a shadow run must not change what live conversations remember
             return []

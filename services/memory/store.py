@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import processed_outputs, record_processed
+from agentbus.db import processed_outputs, record_with_effects
 from agentbus.events import Event, Turn
 
 
@@ -32,10 +32,7 @@ class PgTurnStore:
 
         A replayed event stores nothing (``turn`` None) and sees the history as it was at ``before``."""
         before = before or (turn.at if turn is not None else datetime.now(UTC))
-        async with self._pool.connection() as conn, conn.transaction():
-            previous = await processed_outputs(conn, event)
-            if previous is not None:
-                return previous
+        async with self._pool.connection() as conn:
             history: list[Turn] = []
             if history_limit > 0:
                 cur = await conn.execute(
@@ -45,16 +42,16 @@ class PgTurnStore:
                 )
                 rows = await cur.fetchall()
                 history = [Turn(role=r[0], text=r[1], at=r[2], event_id=r[3], sender=r[4]) for r in reversed(rows)]
+            effects = []
             if turn is not None:
-                await conn.execute(
+                effects.append((
                     "INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
                     (event.id, event.tenant, event.conversation, turn.role, turn.sender, turn.text, turn.at),
-                )
-            outputs = list(build(history))
-            if not await record_processed(conn, event, outputs):
-                raise RuntimeError("concurrent processing of the same event")  # retried; then replays outputs
-            return outputs
+                ))
+            # events of one conversation are processed one at a time, so reading the history and then
+            # writing the turn with the processed record (one statement) cannot interleave with another turn
+            return await record_with_effects(conn, event, list(build(history)), effects)
 
     async def history(self, conversation: str, limit: int = 50) -> list[Turn]:
         async with self._pool.connection() as conn:

@@ -62,7 +62,7 @@ class Reasoner:
     llm: ChatClient
 
     async def answer(self, event: Event) -> Sequence[Event]:
-        previous = await self.ledger.already(event)
+        previous, recorded = await self.ledger.lookup(event)
         if previous is not None:
             return previous
         ctx = event.data
@@ -77,7 +77,7 @@ class Reasoner:
             c = Completion(ctx.refusal, "policy", "agentbus", None, None, "refused", 0.0, 0, ())
             reused, store = False, False
         else:
-            found = None if replay is not None and replay.rerun_llm else await self.ledger.find(event.id)
+            found = None if replay is not None and replay.rerun_llm else recorded
             if found is not None:
                 c, reused = found, True
             elif replay is not None and not replay.rerun_llm:

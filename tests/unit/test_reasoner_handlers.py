@@ -27,6 +27,9 @@ class FakeLedger:
     async def find(self, key: uuid.UUID) -> Completion | None:
         return self.inferences.get(key)
 
+    async def lookup(self, event: Event) -> tuple[list[Event] | None, Completion | None]:
+        return await self.already(event), self.inferences.get(event.id)
+
     async def record(self, event: Event, key: uuid.UUID, agent: str, request: list[dict[str, Any]], c: Completion,
                      outputs: Sequence[Event], store_inference: bool = True) -> list[Event]:
         if store_inference:
