@@ -28,6 +28,10 @@ class Load:
     mode: str = "closed"  # open | closed
     rate: float = 1000.0
     concurrency: int = 64
+    start: int = 0  # first message index: tags ([m<i>]) must not repeat within a scenario
+
+
+WARMUP_START = 100_000_000  # warm-up messages' indices, apart from the measured ones
 
 
 def pct(xs: list[float], q: float) -> float | None:
@@ -119,8 +123,10 @@ def analyse(run: str, load_file: Path, sink_file: Path, llm_file: Path | None = 
         else:
             foreign += 1
     llm: dict[int, float] = defaultdict(float)
+    llm_calls: dict[int, int] = defaultdict(int)
     for i, start, end in read_lines(llm_file):
         llm[int(i)] += float(end) - float(start)
+        llm_calls[int(i)] += 1
     spans: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for start, end, *tags in read_lines(emb_file):
         for t in set(tags):
@@ -154,6 +160,8 @@ def analyse(run: str, load_file: Path, sink_file: Path, llm_file: Path | None = 
         "duplicate_pushes": sum(len(v) - 1 for v in arrivals.values() if len(v) > 1),
         "pushes_without_2xx": sum(1 for i in arrivals if i not in ok),
         "foreign_pushes": foreign,
+        "llm_calls": sum(llm_calls[i] for i in ok) if llm_file else None,
+        "messages_with_repeated_llm_calls": sum(1 for i in ok if llm_calls.get(i, 0) > 1) if llm_file else None,
         "send_s": round(last_done - first_send, 3),
         "span_s": round(span, 3),
         "accept_per_s": round(len(ok) / (last_done - first_send), 1) if last_done > first_send else None,

@@ -170,6 +170,9 @@ def problems(results: list[dict[str, Any]]) -> list[str]:
             out.append(f"{name}: {r['missing']} accepted messages never pushed (e.g. {', '.join(r['missing_examples'])})")
         if r.get("duplicate_pushes"):
             out.append(f"{name}: {r['duplicate_pushes']} duplicate pushes")
+        if r.get("messages_with_repeated_llm_calls"):
+            out.append(f"{name}: {r['messages_with_repeated_llm_calls']} messages cost more than one LLM call "
+                       f"({r['llm_calls']} calls for {r['accepted']} messages)")
         if r.get("http_errors"):
             out.append(f"{name}: {r['http_errors']} webhooks not accepted: {r.get('load_errors')}")
         if (r.get("wait") or {}).get("stalled"):

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import yaml
 
-from bench.measure import Load, analyse, drive, new_run, process_usage, wait_pushes
+from bench.measure import WARMUP_START, Load, analyse, drive, new_run, process_usage, wait_pushes
 from bench.platform import Bench, Peer, Platform, child_env
 
 TENANTS = ("acme", "globex")
@@ -84,7 +84,8 @@ async def measured(bench: Bench, name: str, platform: Platform, channels: list[t
     url = platform.webhooks_url
     bench.sampler.reset_peaks()
     if opts.warmup:
-        await drive(bench, url, channels, new_run("warm"), Load(opts.warmup, opts.warmup, "closed", 0, 16))
+        await drive(bench, url, channels, new_run("warm"),
+                    Load(opts.warmup, opts.warmup, "closed", 0, 16, WARMUP_START))
         await wait_pushes(sink, opts.warmup, opts.stall_s, 120)
     before = (await sink.get("/stats"))["pushes"]
     if llm is not None:

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.measure import Load, dist_ms, drive, new_run, wait_pushes
+from bench.measure import WARMUP_START, Load, dist_ms, drive, new_run, wait_pushes
 from bench.platform import Bench
 from bench.scenarios import TENANTS, Options, machine_busy, other_load, pipeline_config, secret_for
 
@@ -61,7 +61,8 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
     channels = [(t, secret_for(t)) for t in TENANTS]
     bench.sampler.interval_s = 2.0
     try:
-        await drive(bench, platform.webhooks_url, channels, new_run("warm"), Load(20, 20, "closed", 0, 8))
+        await drive(bench, platform.webhooks_url, channels, new_run("warm"),
+                    Load(20, 20, "closed", 0, 8, WARMUP_START))
         await wait_pushes(sink, 20, opts.stall_s, 120)
         run = new_run("soak")
         bench.sampler.series.clear()
