@@ -37,7 +37,7 @@ async def main(args: argparse.Namespace) -> int:
     from chaos.run import Options, run_chaos
 
     opts = Options(messages=args.messages, conversations=args.conversations, plan=args.plan,
-                   duration_s=args.duration, drain_timeout_s=args.drain_timeout)
+                   duration_s=args.duration, drain_timeout_s=args.drain_timeout, embeddings=args.embeddings)
     print("[chaos] starting the broker, PostgreSQL" + (" and embeddings" if args.embeddings else ""), flush=True)
     async with start_infra(embeddings=args.embeddings) as infra:
         result = await run_chaos(infra, opts)

@@ -61,6 +61,7 @@ class Options:
     settle_s: float = 5.0
     partitions: int = 3
     llm_timeout_s: float = 2.0
+    embeddings: bool = False  # semantic memory: CPU-bound on 2 cores, and beside the point of this run
 
 
 def chaos_config(sink_url: str, llm_url: str, llm_timeout_s: float) -> dict[str, Any]:
@@ -89,7 +90,8 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
     t0 = time.monotonic()
     try:
         config = chaos_config(sink.url, llm.base_url, opts.llm_timeout_s)
-        async with run_platform(infra, config, partitions=opts.partitions) as platform:
+        env = {} if opts.embeddings else {"AGENTBUS_EMBEDDINGS_URL": ""}
+        async with run_platform(infra, config, env=env, partitions=opts.partitions) as platform:
             settings = Settings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=platform.prefix)
             load = Load(platform.ingress_url, secrets, plan(opts.conversations, opts.messages, CHANNELS, run_id),
                         duration)

@@ -30,6 +30,10 @@ async def test_nothing_lost_duplicated_or_reordered_under_faults(infra: Infra) -
     assert r.out_of_order == 0, r.out_of_order_examples
     assert r.wrong_replies == 0 and r.unexpected_pushes == 0
     assert r.delivered + r.dead_lettered == r.accepted
-    assert all(f.recovery_s is not None for f in r.faults), "the pipeline recovered after every fault"
+    # recovery is measured with messages sent after the fault; on a busy machine the last fault may end
+    # too close to the end of the load for that, so only faults that ended well before it must show one
+    measurable = [f for f in r.faults if f.started_s is not None and f.duration_s is not None
+                  and f.started_s + f.duration_s < r.load_s - 5]
+    assert len(measurable) >= 2 and all(f.recovery_s is not None for f in measurable), r.faults
     assert r.throttled_pushes > 0 and r.llm_requests_failed > 0, "the faults were really injected"
     assert time.monotonic() - started < 150
