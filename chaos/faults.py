@@ -1,7 +1,7 @@
 """The faults, injected one after another while the load runs.
 
 Each fault records when it started and ended; "recovery" is measured from its end to the first reply pushed
-for a message that ingress accepted after that end (a full trip through the pipeline, not a backlog item).
+for a message sent after that end and accepted by ingress (a full trip through the pipeline, not a backlog item).
 The next fault waits until the previous one has recovered (bounded), so each measurement stands alone.
 """
 

@@ -27,6 +27,7 @@ class Message:
     webhook_id: str
     text: str
     accepted_at: float | None = None  # time.monotonic() of the 2xx
+    sent_at: float | None = None  # when the request that got the 2xx was sent
     outcome: str | None = None  # ingress's x-agentbus-outcome
     event_id: str | None = None  # the message.received event id (the chain's correlation id)
     attempts: int = 0
@@ -91,13 +92,14 @@ class Load:
             m.attempts += 1
             # the same webhook-id every time; a fresh timestamp and signature, as a platform's retry has
             body, headers = signed_request(self.secrets[m.channel], payload, m.webhook_id)
+            sent = time.monotonic()
             try:
                 r = await client.post(url, content=body, headers=headers)
             except httpx.HTTPError as exc:
                 kind = type(exc).__name__
             else:
                 if 200 <= r.status_code < 300:
-                    m.accepted_at = time.monotonic()
+                    m.sent_at, m.accepted_at = sent, time.monotonic()
                     m.outcome = r.headers.get("x-agentbus-outcome")
                     m.event_id = r.headers.get("x-agentbus-event-id")
                     return

@@ -7,7 +7,7 @@
   de-duplicates by webhook-id, as Standard Webhooks asks, would still show one message);
 - duplicated LLM calls: completions served beyond the first for the same input message;
 - out of order: replies that arrived after a reply to a later message of the same conversation;
-- recovery: from a fault's end to the first reply pushed for a message accepted after that end.
+- recovery: from a fault's end to the first reply pushed for a message sent (and accepted) after that end.
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ def nearest_fault(at: float, faults: list[Fault]) -> str | None:
 
 
 def recovery_after(end: float, messages: list[Message], delivered_at: dict[str, float]) -> float | None:
+    """Time from ``end`` to the first reply to a message sent after it (by the request that was accepted:
+    a 2xx read just after a SIGKILL may still come from the killed process)."""
     times = [delivered_at[m.webhook_id] for m in messages
-             if m.accepted_at is not None and m.accepted_at >= end and m.webhook_id in delivered_at]
+             if m.sent_at is not None and m.sent_at >= end and m.webhook_id in delivered_at]
     return (min(times) - end) if times else None
 
 
