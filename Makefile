@@ -45,11 +45,11 @@ chaos: $(STAMP)
 	$(PY) -m chaos $(if $(MESSAGES),--messages $(MESSAGES)) $(if $(CONVERSATIONS),--conversations $(CONVERSATIONS))
 
 ## benchmark of the whole platform as processes; prints one table, JSON in bench/results/. `make bench SOAK=1`
-## runs the soak instead. Sizes: BENCH_SCALE (x the issue's 20,000/2,000 messages; default 0.05, see
+## runs the soak instead. Sizes: BENCH_SCALE (x the issue's 20,000/2,000 messages; default 0.1, see
 ## bench/README.md), MESSAGES, CONVERSATIONS, RATE, CONCURRENCY, SCENARIOS, SLOW_CONVERSATIONS,
 ## EMBEDDED_MESSAGES; soak: SOAK_MESSAGES, SOAK_RATE, SOAK_CONVERSATIONS, SOAK_MAX_S
 BENCH_STAMP := $(VENV)/.bench-installed
-BENCH_SCALE ?= 0.05
+BENCH_SCALE ?= 0.1
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'

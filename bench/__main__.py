@@ -45,6 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--soak-rate", type=float, default=20.0)
     ap.add_argument("--soak-conversations", type=int, default=2000)
     ap.add_argument("--soak-max-s", type=float, default=24 * 3600.0, help="stop sending after this long")
+    ap.add_argument("--service-env", action="append", default=[], metavar="AGENTBUS_X=VALUE",
+                    help="extra setting for every service process (repeatable), for what-if runs")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder (data, logs, records)")
     return ap.parse_args(argv)
@@ -98,7 +100,7 @@ async def main_async(a: argparse.Namespace) -> int:
     started = datetime.now(UTC)
     t0 = time.monotonic()
     home = Path(tempfile.mkdtemp(prefix="agentbus-bench-"))
-    bench = Bench(home)
+    bench = Bench(home, service_env=dict(kv.split("=", 1) for kv in a.service_env))
     opts = options(a)
     results: list[dict[str, Any]] = []
     soak: dict[str, Any] | None = None
@@ -120,6 +122,7 @@ async def main_async(a: argparse.Namespace) -> int:
             shutil.rmtree(home, ignore_errors=True)
     meta = {"started": started.isoformat(timespec="seconds"), "scale": a.scale, "cores": os.cpu_count(),
             "runtime_s": round(time.monotonic() - t0, 1), "options": opts.__dict__, "soak": a.soak,
+            "service_env": bench.service_env,
             "python": sys.version.split()[0]}
     a.out_dir.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")

@@ -98,6 +98,7 @@ class Bench:
     infra: Stack | None = None
     infra_env: dict[str, str] = field(default_factory=dict)
     peers: dict[str, Peer] = field(default_factory=dict)
+    service_env: dict[str, str] = field(default_factory=dict)  # extra settings for every service
 
     async def start_infra(self) -> None:
         for sub in ("logs", "records"):
@@ -151,7 +152,7 @@ class Bench:
         cfg = home / "agentbus.yaml"
         cfg.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
         all_env = {"AGENTBUS_TOPIC_PREFIX": prefix, "AGENTBUS_DB_SCHEMA_SUFFIX": f"_{prefix}",
-                   "AGENTBUS_QDRANT_PATH": str(home / "qdrant"), **(env or {})}
+                   "AGENTBUS_QDRANT_PATH": str(home / "qdrant"), **(env or {}), **self.service_env}
         stack = Stack(home=home, config_file=cfg, ports=Ports.free(), env=all_env, echo=False)
         stack.service_env = dict(self.infra_env)
         for k in ("AGENTBUS_EMBEDDINGS_URL", "AGENTBUS_QDRANT_PATH"):

@@ -173,6 +173,10 @@ def problems(results: list[dict[str, Any]]) -> list[str]:
         if r.get("messages_with_repeated_llm_calls"):
             out.append(f"{name}: {r['messages_with_repeated_llm_calls']} messages cost more than one LLM call "
                        f"({r['llm_calls']} calls for {r['accepted']} messages)")
+        if r.get("retries"):
+            out.append(f"{name}: handler retries " + ", ".join(f"{k} {v:,.0f}" for k, v in r["retries"].items()))
+        if r.get("dead_lettered"):
+            out.append(f"{name}: dead-lettered " + ", ".join(f"{k} {v:,.0f}" for k, v in r["dead_lettered"].items()))
         if r.get("http_errors"):
             out.append(f"{name}: {r['http_errors']} webhooks not accepted: {r.get('load_errors')}")
         if (r.get("wait") or {}).get("stalled"):

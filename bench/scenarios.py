@@ -115,20 +115,22 @@ async def measured(bench: Bench, name: str, platform: Platform, channels: list[t
     result["processes"] = process_usage(bench, cpu0, cpu1, result["delivered"],
                                         {"loadgen": (summary["cpu_s"], summary["peak_rss_bytes"])})
     result["machine"] = other_load(machine0, machine1, result["processes"])
-    result["handler_ms_mean"] = await handler_times(platform)
+    result.update(await service_metrics(platform))
     if waited["stalled"]:
         result["logs"] = {s: bench.log_tail(platform, s, 8) for s in platform.stack.procs}
     return result
 
 
-async def handler_times(platform: Platform) -> dict[str, float]:
-    """Mean handler time per service and event type, from each service's own /metrics (whole run)."""
+async def service_metrics(platform: Platform) -> dict[str, dict[str, float]]:
+    """From each service's own /metrics (whole run): mean handler time per event type, handler retries
+    by kind, and dead-lettered events."""
     import re
 
     import httpx
 
-    out: dict[str, float] = {}
-    pat = re.compile(r'^agentbus_handler_seconds_(sum|count)\{type="([^"]+)"\} (\S+)$', re.MULTILINE)
+    line = re.compile(r"^(agentbus_handler_seconds_sum|agentbus_handler_seconds_count|"
+                      r"agentbus_handler_retries_total|agentbus_dead_lettered_total)\{([^}]*)\} (\S+)$", re.MULTILINE)
+    out: dict[str, dict[str, float]] = {"handler_ms_mean": {}, "retries": {}, "dead_lettered": {}}
     async with httpx.AsyncClient(timeout=5) as c:
         for name, port in platform.stack.ports.services.items():
             try:
@@ -136,11 +138,18 @@ async def handler_times(platform: Platform) -> dict[str, float]:
             except httpx.HTTPError:
                 continue
             sums: dict[str, dict[str, float]] = {}
-            for kind, typ, val in pat.findall(text):
-                sums.setdefault(typ, {})[kind] = float(val)
+            for metric, labels, val in line.findall(text):
+                lab = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+                typ = lab.get("type", "?")
+                if metric.startswith("agentbus_handler_seconds"):
+                    sums.setdefault(typ, {})[metric.rsplit("_", 1)[1]] = float(val)
+                elif float(val) > 0 and metric == "agentbus_handler_retries_total":
+                    out["retries"][f"{name}/{typ}/{lab.get('kind', '?')}"] = float(val)
+                elif float(val) > 0:
+                    out["dead_lettered"][f"{name}/{typ}"] = float(val)
             for typ, v in sums.items():
                 if v.get("count"):
-                    out[f"{name}/{typ}"] = round(1000 * v["sum"] / v["count"], 2)
+                    out["handler_ms_mean"][f"{name}/{typ}"] = round(1000 * v["sum"] / v["count"], 2)
     return out
 
 
