@@ -101,41 +101,60 @@ async def end_offsets(settings: Settings, topics: Sequence[str]) -> dict[TopicPa
         await c.stop()
 
 
+async def read_records(
+    settings: Settings,
+    topics: Sequence[str],
+    start: dict[TopicPartition, int] | None = None,
+    timeout_s: float = 60.0,
+) -> list[ConsumerRecord]:
+    """Every record of ``topics`` from the beginning (or ``start``) up to the end as of now.
+
+    The end of a partition is the high watermark of the first fetch response (and at least what ListOffsets
+    says): Tansu answers ListOffsets(latest) with the base offset of the last batch plus one, which is short of
+    the end whenever that batch holds more than one record."""
+    c, tps = await _consumer(settings, topics)
+    out: list[ConsumerRecord] = []
+    try:
+        if not tps:
+            return out
+        listed = await c.end_offsets(tps)
+        for tp in tps:
+            if start and tp in start:
+                c.seek(tp, start[tp])
+            else:
+                await c.seek_to_beginning(tp)
+        ends: dict[TopicPartition, int] = {}
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            for tp in tps:
+                hw = c.highwater(tp)
+                if tp not in ends and hw is not None:
+                    ends[tp] = max(hw, listed[tp])
+            if len(ends) == len(tps) and all([await c.position(tp) >= ends[tp] for tp in tps]):
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"could not read {', '.join(topics)} to the end within {timeout_s:.0f}s")
+            batch = await c.getmany(timeout_ms=500, max_records=2000)
+            for tp, recs in batch.items():
+                end = ends.get(tp, max(c.highwater(tp) or 0, listed[tp]))
+                out += [r for r in recs if r.offset < end]
+    finally:
+        await c.stop()
+    return out
+
+
 async def read(
     settings: Settings,
     topics: Sequence[str],
     keep: Callable[[Event], bool] = lambda _e: True,
     start: dict[TopicPartition, int] | None = None,
 ) -> list[Logged]:
-    """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now."""
-    c, tps = await _consumer(settings, topics)
+    """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now, oldest first."""
     out: list[Logged] = []
-    try:
-        if not tps:
-            return out
-        ends = await c.end_offsets(tps)
-        for tp in tps:
-            if start and tp in start:
-                c.seek(tp, start[tp])
-            else:
-                await c.seek_to_beginning(tp)
-        remaining = {tp for tp in tps if ends[tp] > (start or {}).get(tp, 0)}
-        while remaining:
-            batch = await c.getmany(*remaining, timeout_ms=1000)
-            for tp, recs in batch.items():
-                for rec in recs:
-                    if rec.offset >= ends[tp]:
-                        continue
-                    logged = _decode(rec)
-                    if logged is not None and keep(logged.event):
-                        out.append(logged)
-                if recs and recs[-1].offset >= ends[tp] - 1:
-                    remaining.discard(tp)
-            for tp in list(remaining):
-                if await c.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        await c.stop()
+    for rec in await read_records(settings, topics, start):
+        logged = _decode(rec)
+        if logged is not None and keep(logged.event):
+            out.append(logged)
     out.sort(key=lambda logged: logged.event.occurred_at)
     return out
 

@@ -39,22 +39,23 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         return True, "connected"
 
     async def watch_dead_letters() -> None:
-        """Publish the dead-letter topic's size as a gauge (ingress is the operator-facing service)."""
-        import asyncio
+        """Count the dead-letter topic's records into a gauge (ingress is the operator-facing service).
 
+        It follows the topic from the beginning rather than asking for end offsets, which some brokers
+        report short of the real end."""
         import structlog
 
         from agentbus import metrics
-        from agentbus.eventlog import end_offsets
+        from agentbus.eventlog import follow
         from agentbus.topics import dead_letter_topic
 
-        while True:
-            try:
-                ends = await end_offsets(settings, [dead_letter_topic(settings.topic_prefix)])
-                metrics.DLQ_SIZE.set(sum(ends.values()))
-            except Exception as exc:  # the broker may be away for a while; the gauge just ages
-                structlog.get_logger("agentbus.ingress").warning("dlq_size_unavailable", error=str(exc)[:200])
-            await asyncio.sleep(15)
+        count = 0
+        try:
+            async for _ in follow(settings, [dead_letter_topic(settings.topic_prefix)], from_beginning=True):
+                count += 1
+                metrics.DLQ_SIZE.set(count)
+        except Exception as exc:  # the gauge stops moving; the service itself is unaffected
+            structlog.get_logger("agentbus.ingress").warning("dlq_size_unavailable", error=str(exc)[:200])
 
     return ServiceParts(
         http_routes=webhook_routes(build_adapters(config), acceptor, settings.max_body_bytes),

@@ -10,7 +10,6 @@ the same dead letter twice has the effects of redriving it once. Nothing else is
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,49 +56,10 @@ class Letter:
 
 
 async def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[ConsumerRecord]:
-    """Every record of ``topic`` from the beginning up to its end, without a consumer group.
+    """Every record of ``topic`` from the beginning up to its end, without a consumer group."""
+    from agentbus.eventlog import read_records
 
-    The end of a partition is the high watermark of the first fetch response (and at least what ListOffsets
-    says): Tansu answers ListOffsets(latest) with the base offset of the last batch plus one, which is short
-    of the end whenever that batch holds more than one record.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from agentbus.bus.kafka import client_options
-
-    consumer = AIOKafkaConsumer(
-        **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
-    )
-    await consumer.start()
-    out: list[ConsumerRecord] = []
-    try:
-        if topic not in await consumer.topics():  # fetches fresh metadata
-            return []
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        listed = await consumer.end_offsets(tps)
-        ends: dict[TopicPartition, int] = {}
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for tp in tps:
-                hw = consumer.highwater(tp)
-                if tp not in ends and hw is not None:
-                    ends[tp] = max(hw, listed[tp])
-            if len(ends) == len(tps) and not [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} up to its end within {timeout_s:.0f}s")
-            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
-            for tp, records in batch.items():
-                end = ends.get(tp, consumer.highwater(tp) or listed[tp])
-                out += [r for r in records if r.offset < max(end, listed[tp])]
-    finally:
-        await consumer.stop()
-    return out
+    return await read_records(settings, [topic], timeout_s=timeout_s)
 
 
 async def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[Letter]:
