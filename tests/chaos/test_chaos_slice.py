@@ -27,6 +27,7 @@ async def test_nothing_lost_duplicated_or_reordered_under_faults(infra: Infra) -
     assert r.accepted == 300, "every message was eventually accepted (retried with its webhook-id)"
     assert r.lost == 0, r.lost_examples
     assert r.duplicated_pushes == 0, r.duplicate_examples
+    assert r.duplicated_replies_in_chat == 0
     assert r.out_of_order == 0, r.out_of_order_examples
     assert r.wrong_replies == 0 and r.unexpected_pushes == 0
     assert r.delivered + r.dead_lettered == r.accepted
