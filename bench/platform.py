@@ -146,6 +146,18 @@ class Bench:
             await self.stop_peer(name)
 
     async def start_platform(self, config: dict[str, Any], env: dict[str, str] | None = None) -> Platform:
+        """Start the five services; a start that fails (e.g. a port picked as free was taken before the
+        service bound it, which other programs on the machine can cause) is retried with fresh ports."""
+        for attempt in range(3):
+            try:
+                return await self._start_platform(config, env)
+            except (RuntimeError, TimeoutError) as err:
+                if attempt == 2:
+                    raise
+                print(f"bench: platform start failed ({err}); retrying with fresh ports", file=sys.stderr, flush=True)
+        raise AssertionError("unreachable")
+
+    async def _start_platform(self, config: dict[str, Any], env: dict[str, str] | None) -> Platform:
         prefix = f"b{uuid.uuid4().hex[:8]}"
         home = self.home / prefix
         home.mkdir(parents=True)
@@ -170,6 +182,8 @@ class Bench:
 
     async def _start_service(self, stack: Stack, name: str) -> None:
         proc = as_file_proc(stack.service_proc(name))
+        port = stack.ports.services[name]
+        proc.ready = lambda: _is_service(proc, port, name)
         stack.procs[name] = proc
         await proc.start()
         await proc.wait_ready(120)
@@ -183,6 +197,11 @@ class Bench:
         return {n: (c if isinstance(c, int) or c is None else -1)
                 for n, c in zip(platform.stack.procs, codes, strict=True)}
 
+    def exited(self, platform: Platform) -> dict[str, int | None]:
+        """Services that are no longer running, with their exit codes."""
+        return {n: p.process.returncode if p.process else None for n, p in platform.stack.procs.items()
+                if not p.alive}
+
     def log_tail(self, platform: Platform, service: str, lines: int = 20) -> str:
         log = platform.home / "logs" / f"{service}.log"
         if not log.exists():
@@ -191,3 +210,15 @@ class Bench:
             f.seek(0, 2)
             f.seek(max(0, f.tell() - 20000))
             return b"\n".join(f.read().splitlines()[-lines:]).decode("utf-8", "replace")
+
+
+async def _is_service(proc: Proc, port: int, name: str) -> bool:
+    """Ready when this very service answers /readyz on its port (not another program holding the port)."""
+    if not proc.alive:
+        return False
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as c:
+            r = await c.get(f"http://127.0.0.1:{port}/readyz")
+        return r.status_code == 200 and r.json().get("service") == name and proc.alive
+    except (httpx.HTTPError, ValueError):
+        return False

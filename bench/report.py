@@ -173,12 +173,17 @@ def problems(results: list[dict[str, Any]]) -> list[str]:
         if r.get("messages_with_repeated_llm_calls"):
             out.append(f"{name}: {r['messages_with_repeated_llm_calls']} messages cost more than one LLM call "
                        f"({r['llm_calls']} calls for {r['accepted']} messages)")
+        for svc, info in (r.get("services_exited") or {}).items():
+            last = (info.get("log") or "").strip().splitlines()[-1:] or [""]
+            out.append(f"{name}: {svc} exited during the run (code {info.get('code')}): {last[0][:200]}")
         if r.get("retries"):
             out.append(f"{name}: handler retries " + ", ".join(f"{k} {v:,.0f}" for k, v in r["retries"].items()))
         if r.get("dead_lettered"):
             out.append(f"{name}: dead-lettered " + ", ".join(f"{k} {v:,.0f}" for k, v in r["dead_lettered"].items()))
         if r.get("http_errors"):
             out.append(f"{name}: {r['http_errors']} webhooks not accepted: {r.get('load_errors')}")
+        if (r.get("warmup") or {}).get("stalled"):
+            out.append(f"{name}: the warm-up's {r['warmup'].get('pushes')} pushes were short of its messages (stall)")
         if (r.get("wait") or {}).get("stalled"):
             out.append(f"{name}: no push arrived for {r['wait'].get('idle_s', 0):.0f}s before all were pushed (stall)")
         if (r.get("sink") or {}).get("rejected"):

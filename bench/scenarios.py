@@ -83,10 +83,11 @@ async def measured(bench: Bench, name: str, platform: Platform, channels: list[t
     sink = bench.peers["sink"]
     url = platform.webhooks_url
     bench.sampler.reset_peaks()
+    warm: dict[str, Any] = {}
     if opts.warmup:
         await drive(bench, url, channels, new_run("warm"),
                     Load(opts.warmup, opts.warmup, "closed", 0, 16, WARMUP_START))
-        await wait_pushes(sink, opts.warmup, opts.stall_s, 120)
+        warm = await wait_pushes(sink, opts.warmup, opts.stall_s, 120)
     before = (await sink.get("/stats"))["pushes"]
     if llm is not None:
         await llm.get("/stats")
@@ -106,7 +107,7 @@ async def measured(bench: Bench, name: str, platform: Platform, channels: list[t
             await p.flush()
     result = analyse(run, Path(summary["records"]), sink.out,  # type: ignore[arg-type]
                      llm.out if llm is not None else None, emb.out if emb is not None else None)
-    result.update(scenario=name, load=load.__dict__, load_errors=summary["errors"], wait=waited,
+    result.update(scenario=name, load=load.__dict__, load_errors=summary["errors"], wait=waited, warmup=warm,
                   sink=await sink.get("/stats"))
     if llm is not None:
         stats = await llm.get("/stats")
@@ -116,6 +117,9 @@ async def measured(bench: Bench, name: str, platform: Platform, channels: list[t
                                         {"loadgen": (summary["cpu_s"], summary["peak_rss_bytes"])})
     result["machine"] = other_load(machine0, machine1, result["processes"])
     result.update(await service_metrics(platform))
+    exited = bench.exited(platform)
+    if exited:
+        result["services_exited"] = {n: {"code": c, "log": bench.log_tail(platform, n, 12)} for n, c in exited.items()}
     if waited["stalled"]:
         result["logs"] = {s: bench.log_tail(platform, s, 8) for s in platform.stack.procs}
     return result
