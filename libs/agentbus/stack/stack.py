@@ -31,6 +31,20 @@ class Ports:
         return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES}, free_port())
 
 
+async def service_ready(port: int, name: str) -> bool:
+    """Ready means this service answers /readyz ready, under its own name: a port picked as free can be taken
+    by another program before the service binds it, and that program must not pass for the service."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=1.0) as c:
+            r = await c.get(f"http://127.0.0.1:{port}/readyz")
+        body = r.json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return r.status_code == 200 and isinstance(body, dict) and body.get("service") == name and body.get("ready") is True
+
+
 def find_phoenix() -> str:
     """The local trace viewer (Arize Phoenix, which receives OTLP): installed apart by `make up TRACING=1`
     into its own virtualenv, since its dependencies are many and pinned differently from ours."""
@@ -181,7 +195,7 @@ class Stack:
             name,
             [sys.executable, "-m", "agentbus.cli", "run", name],
             env=env,
-            ready=lambda port=port: http_ok(f"http://127.0.0.1:{port}/readyz"),
+            ready=lambda port=port, name=name: service_ready(port, name),
             log_dir=self.home.resolve() / "logs",
             echo=self.echo,
             color=self._color(SERVICES.index(name)),
