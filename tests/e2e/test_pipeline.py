@@ -120,3 +120,26 @@ async def test_health_ready_metrics_on_every_service(platform: Platform) -> None
             assert ready.status_code == 200 and ready.json()["ready"] is True
             m = await c.get(f"{base}/metrics")
             assert m.status_code == 200 and "agentbus_events_produced_total" in m.text
+
+
+async def test_sigterm_drains_commits_and_exits_zero(platform: Platform, sink: WebhookSink) -> None:
+    """Graceful shutdown: each service stops taking work, finishes what it has, commits, and exits 0;
+    messages sent meanwhile are answered once the service is back."""
+    conv = f"term-{uuid.uuid4().hex[:6]}"
+    for svc in ("egress", "reasoner", "memory", "ingress"):
+        await send(platform, "acme", conv, f"before stopping {svc}")
+        code = await platform.procs[svc].stop()  # SIGTERM
+        assert code == 0, f"{svc} exited with {code}"
+        if svc != "ingress":
+            await send(platform, "acme", conv, f"while {svc} is stopped")
+        await platform.stack.start_service(svc)
+    sent = []
+    for s in ("egress", "reasoner", "memory", "ingress"):
+        sent.append(f"before stopping {s}")
+        if s != "ingress":
+            sent.append(f"while {s} is stopped")
+    for t in sent:
+        await sink.wait_for(lambda m, t=t: m["conversation"] == conv and t in m["text"], timeout=60)
+    pushes = [m for m in sink.received if m["conversation"] == conv]
+    assert len(pushes) == len(sent), "each message answered once"
+    assert [next(t for t in sent if m["text"].endswith(t)) for m in pushes] == sent, "in the order sent"
