@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import orjson
@@ -150,3 +150,19 @@ async def record_processed(
         (event.id, replay_run(event), event.TYPE, Jsonb(payload)),
     )
     return cur.rowcount == 1
+
+
+async def service_database(
+    settings: Settings, service: str, migrations: Path, synchronous_commit: bool = True
+) -> tuple[AsyncConnectionPool, Callable[[], Awaitable[tuple[bool, str]]]]:
+    """A service's pool on its own schema, migrated, and its readiness check."""
+    schema = schema_name(service, settings)
+    pool = await open_pool(settings, schema, synchronous_commit=synchronous_commit)
+    await migrate(pool, schema, migrations)
+
+    async def ready() -> tuple[bool, str]:
+        async with pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True, "connected"
+
+    return pool, ready

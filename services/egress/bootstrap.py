@@ -8,7 +8,7 @@ import httpx
 
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
-from agentbus.db import migrate, open_pool, schema_name
+from agentbus.db import service_database
 from agentbus.events import ReplyGenerated
 from agentbus.service import ServiceParts
 from agentbus.services.egress.channels import ADAPTERS
@@ -30,19 +30,12 @@ def build_adapters(config: PlatformConfig, http: httpx.AsyncClient, tokens: Toke
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
-    schema = schema_name("egress", settings)
-    pool = await open_pool(settings, schema)
-    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    pool, database = await service_database(settings, "egress", Path(__file__).parent / "migrations")
     http = httpx.AsyncClient(
         timeout=settings.push_timeout_s,
         limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
     )
     egress = Egress(build_adapters(config, http, TokenCache()), DeliveryLedger(pool), RateLimiter(), settings.push_attempts)
-
-    async def database() -> tuple[bool, str]:
-        async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        return True, "connected"
 
     return ServiceParts(
         routes={topic_of(settings.topic_prefix, ReplyGenerated): egress.push_reply},

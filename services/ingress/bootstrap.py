@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
-from agentbus.db import migrate, open_pool, schema_name
+from agentbus.db import service_database
 from agentbus.service import ServiceParts
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.channels import ADAPTERS
@@ -26,17 +26,12 @@ def build_adapters(config: PlatformConfig) -> dict[str, InboundAdapter]:
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
-    schema = schema_name("ingress", settings)
     # ingress writes only its de-duplication table, an optimisation (event ids are deterministic): it does
     # not wait for the WAL flush, which keeps the disk out of the webhook's answer time
-    pool = await open_pool(settings, schema, synchronous_commit=False)
-    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    pool, database = await service_database(
+        settings, "ingress", Path(__file__).parent / "migrations", synchronous_commit=False
+    )
     acceptor = Acceptor(pool, producer, settings.ingress_publish_timeout_s)
-
-    async def database() -> tuple[bool, str]:
-        async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        return True, "connected"
 
     async def watch_dead_letters() -> None:
         """Count the dead-letter topic's records into a gauge (ingress is the operator-facing service).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
-from agentbus.db import migrate, open_pool, schema_name
+from agentbus.db import service_database
 from agentbus.events import JobTriggered, MessageReceived, ReplyGenerated
 from agentbus.service import ServiceParts
 from agentbus.services.memory.embeddings import OpenAIEmbedder
@@ -18,9 +18,7 @@ from agentbus.topics import topic_of
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
-    schema = schema_name("memory", settings)
-    pool = await open_pool(settings, schema)
-    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    pool, database = await service_database(settings, "memory", Path(__file__).parent / "migrations")
     embedder = None
     vectors = None
     on_stop = [pool.close]
@@ -39,11 +37,6 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         on_stop += [embedder.aclose, vectors.aclose]
     memory = Memory(config, PgTurnStore(pool), embedder, vectors)
     p = settings.topic_prefix
-
-    async def database() -> tuple[bool, str]:
-        async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        return True, "connected"
 
     return ServiceParts(
         routes={

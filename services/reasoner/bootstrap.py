@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
-from agentbus.db import migrate, open_pool, schema_name
+from agentbus.db import service_database
 from agentbus.events import ContextAssembled
 from agentbus.service import ServiceParts
 from agentbus.services.reasoner.handlers import Reasoner
@@ -17,16 +17,9 @@ from agentbus.topics import topic_of
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
-    schema = schema_name("reasoner", settings)
-    pool = await open_pool(settings, schema)
-    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    pool, database = await service_database(settings, "reasoner", Path(__file__).parent / "migrations")
     llm = ChatClient(settings.llm_attempts, settings.llm_max_connections)
     reasoner = Reasoner(config, settings, Ledger(pool), llm)
-
-    async def database() -> tuple[bool, str]:
-        async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        return True, "connected"
 
     return ServiceParts(
         routes={topic_of(settings.topic_prefix, ContextAssembled): reasoner.answer},

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
-from agentbus.db import migrate, open_pool, schema_name
+from agentbus.db import service_database
 from agentbus.events import JobRequested
 from agentbus.service import ServiceParts
 from agentbus.services.scheduler.handlers import Scheduler
@@ -20,17 +20,10 @@ from agentbus.topics import topic_of
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
-    schema = schema_name("scheduler", settings)
-    pool = await open_pool(settings, schema)
-    await migrate(pool, schema, Path(__file__).parent / "migrations")
+    pool, database = await service_database(settings, "scheduler", Path(__file__).parent / "migrations")
     store = JobStore(pool)
     scheduler = Scheduler(config, store, producer, settings.scheduler_tick_s)
     await scheduler.sync_yaml_jobs()
-
-    async def database() -> tuple[bool, str]:
-        async with pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        return True, "connected"
 
     async def jobs(_: Request) -> JSONResponse:
         rows = await store.list_jobs()
