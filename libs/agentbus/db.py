@@ -8,7 +8,6 @@ outputs are published again (same ids), and downstream consumers ignore what the
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import typer
@@ -117,7 +116,7 @@ def _banner(stack: object, elapsed: float, inbox_port: int) -> None:
         "",
         f"agentbus is ready in {elapsed:.1f}s",
         f"  ingress:  {ingress}   (webhooks: {ingress}/v1/webhooks/<channel>)",
-        f"  services: " + ", ".join(f"{n} :{p}" for n, p in stack.ports.services.items()),  # type: ignore[attr-defined]
+        "  services: " + ", ".join(f"{n} :{p}" for n, p in stack.ports.services.items()),  # type: ignore[attr-defined]
     ]
     if inbox_port:
         lines.append(f"  inbox:    http://127.0.0.1:{inbox_port}/replies   (pushes of the webhook channel land here)")
@@ -131,4 +130,3 @@ def _banner(stack: object, elapsed: float, inbox_port: int) -> None:
         "",
     ]
     print("\n".join(lines), flush=True)
-    _ = time

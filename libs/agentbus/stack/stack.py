@@ -60,11 +60,6 @@ def find_phoenix() -> str:
     )
 
 
-def _external(name: str) -> str | None:
-    v = os.environ.get(f"AGENTBUS_{name}")
-    return v if v is not None else None
-
-
 @dataclass
 class Stack:
     home: Path
