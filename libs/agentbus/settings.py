@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("ingress", "memory", "reasoner", "scheduler", "egress")
@@ -95,8 +95,6 @@ class Settings(BaseSettings):
     # scheduler
     scheduler_tick_s: float = 1.0
 
-    # events published into a replay run carry this id (set by `agentbus replay`)
-    environment: str = Field(default="dev")
 
     def port_for(self, service: str) -> int:
         return self.http_port if self.http_port is not None else DEFAULT_PORTS[service]
