@@ -111,7 +111,8 @@ def run(service: str) -> None:
 
     settings = Settings()
     configure_logging(service, settings.log_level, settings.log_json, settings.debug_log_bodies)
-    configure_tracing(service, settings.otlp_endpoint)
+    structlog.contextvars.bind_contextvars(environment=settings.environment)
+    configure_tracing(service, settings.otlp_endpoint, settings.environment)
     try:
         config = load_config(settings.config_file)
     except ConfigError as err:

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # scheduler
     scheduler_tick_s: float = 1.0
 
+    # the deployment's name (dev, staging, production): on every span and log line
+    environment: str = "dev"
+
 
     def port_for(self, service: str) -> int:
         return self.http_port if self.http_port is not None else DEFAULT_PORTS[service]

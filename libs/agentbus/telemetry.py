@@ -19,11 +19,13 @@ from opentelemetry.trace import Tracer
 _provider: TracerProvider | None = None
 
 
-def configure_tracing(service: str, otlp_endpoint: str | None) -> TracerProvider:
+def configure_tracing(service: str, otlp_endpoint: str | None, environment: str = "dev") -> TracerProvider:
     global _provider
     if _provider is not None:
         return _provider
-    provider = TracerProvider(resource=Resource.create({"service.name": f"agentbus-{service}"}))
+    provider = TracerProvider(resource=Resource.create(
+        {"service.name": f"agentbus-{service}", "deployment.environment.name": environment}
+    ))
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
