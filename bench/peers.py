@@ -162,26 +162,20 @@ async def start_embeddings(port: int, dim: int, out: Path | None) -> None:
 
 
 async def start_sink(port: int, secrets: dict[str, str], out: Path | None) -> None:
-    from standardwebhooks import Webhook
-    from standardwebhooks.webhooks import WebhookVerificationError
+    from agentbus.stack.inbox import PushVerifier
 
     records = Records(out)
-    hooks = {k: Webhook(v) for k, v in secrets.items()}
+    verifier = PushVerifier(secrets)
     stats: dict[str, Any] = {"pushes": 0, "rejected": 0, "repeated_webhook_id": 0}
     seen: set[str] = set()
 
     def handle(method: str, path: str, headers: dict[str, str], body: bytes, at: float) -> Any:
         if not path.startswith("/push/"):
             return _control(method, path, stats, records) or (404, b'{"error":"not found"}', OK)
-        wh = hooks.get(path[len("/push/"):])
-        if wh is None:
+        bad = verifier.problem(path[len("/push/"):], body, headers)
+        if bad is not None:
             stats["rejected"] += 1
-            return 404, b'{"error":"unknown channel"}', OK
-        try:
-            wh.verify(body, headers, json_parse=False)
-        except (WebhookVerificationError, ValueError):
-            stats["rejected"] += 1
-            return 401, b'{"error":"bad signature"}', OK
+            return bad[0], orjson.dumps({"error": bad[1]}), OK
         msg = orjson.loads(body)
         wid = headers["webhook-id"]
         if wid in seen:

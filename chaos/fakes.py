@@ -14,44 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
-import uvicorn
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agentbus.http import server
-from agentbus.stack.procs import free_port
+from agentbus.http import LoopbackServer
+from agentbus.stack.inbox import PushVerifier
 
 LLMMode = Literal["ok", "fail", "timeout"]
-
-
-class _Http:
-    """A Starlette app served by uvicorn on the running loop, on a free loopback port."""
-
-    def __init__(self, routes: list[Route]) -> None:
-        self.port = free_port()
-        self._srv: uvicorn.Server = server(Starlette(routes=routes), "127.0.0.1", self.port)
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._srv.serve())
-        deadline = time.monotonic() + 10
-        while not self._srv.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("fake server did not start")
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        self._srv.should_exit = True
-        if self._task is not None:
-            await asyncio.wait({self._task}, timeout=5)
 
 
 @dataclass
@@ -69,7 +39,7 @@ class ChaosLLM:
     served: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     failed: int = 0
     requests: int = 0
-    _http: _Http | None = None
+    _http: LoopbackServer | None = None
 
     async def start(self) -> ChaosLLM:
         async def completions(request: Request) -> Response:
@@ -94,7 +64,7 @@ class ChaosLLM:
                 "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 0},
             })
 
-        self._http = _Http([Route("/v1/chat/completions", completions, methods=["POST"])])
+        self._http = LoopbackServer([Route("/v1/chat/completions", completions, methods=["POST"])])
         await self._http.start()
         return self
 
@@ -133,23 +103,18 @@ class ChaosSink:
     throttling: bool = False
     pushes: list[Push] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
-    _http: _Http | None = None
+    _http: LoopbackServer | None = None
 
     async def start(self) -> ChaosSink:
-        hooks = {k: Webhook(v) for k, v in self.secrets.items()}
+        verifier = PushVerifier(self.secrets)
 
         async def push(request: Request) -> Response:
             channel = request.path_params["channel"]
             body = await request.body()
-            wh = hooks.get(channel)
-            if wh is None:
-                self.rejected.append(f"unknown channel {channel}")
-                return JSONResponse({"error": "unknown channel"}, status_code=404)
-            try:
-                wh.verify(body, dict(request.headers), json_parse=False)
-            except (WebhookVerificationError, ValueError) as err:
-                self.rejected.append(str(err))
-                return JSONResponse({"error": "bad signature"}, status_code=401)
+            bad = verifier.problem(channel, body, request.headers)
+            if bad is not None:
+                self.rejected.append(bad[1])
+                return JSONResponse({"error": bad[1]}, status_code=bad[0])
             msg: dict[str, Any] = orjson.loads(body)
             status = 429 if self.throttling else 200
             self.pushes.append(Push(request.headers["webhook-id"], msg.get("in_reply_to"), msg.get("conversation", ""),
@@ -160,7 +125,7 @@ class ChaosSink:
                                     headers={"retry-after": str(self.retry_after_s)})
             return JSONResponse({"ok": True})
 
-        self._http = _Http([Route("/push/{channel}", push, methods=["POST"])])
+        self._http = LoopbackServer([Route("/push/{channel}", push, methods=["POST"])])
         await self._http.start()
         return self
 

@@ -79,3 +79,33 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+class LoopbackServer:
+    """A Starlette app served by uvicorn on the running event loop, on a free loopback port (demo inbox
+    peers, test fakes, chaos fakes)."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        from agentbus.stack.procs import free_port
+
+        self.port = free_port()
+        self.app = Starlette(routes=list(routes))
+        self._srv = server(self.app, "127.0.0.1", self.port)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout_s: float = 10.0) -> None:
+        self._task = asyncio.create_task(self._srv.serve())
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self._srv.started:
+            if self._task.done() or asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"server on port {self.port} did not start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._srv.should_exit = True
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=5)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.servers import RunningServer
+from agentbus.http import LoopbackServer
 
 INVALID_TOKEN = {"code": "InvalidAuthentication", "requestid": "fake", "message": "不合法的access_token"}
 QPS_LIMIT = {"code": "Forbidden.AccessDenied.QpsLimitForApi", "requestid": "fake", "message": "qps limit"}
@@ -48,7 +48,7 @@ class FakeDingTalk:
     rejected: list[str] = field(default_factory=list)
     plan: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     plan_after: int = 0  # send calls to let through before the plan applies
-    server: RunningServer | None = None
+    server: LoopbackServer | None = None
     _tokens: set[str] = field(default_factory=set)
     _sessions: dict[str, int] = field(default_factory=dict)
     _robot_sends: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -267,7 +267,7 @@ class FakeDingTalk:
         return JSONResponse({"processQueryKey": key})
 
     async def start(self) -> FakeDingTalk:
-        self.server = RunningServer(
+        self.server = LoopbackServer(
             [
                 Route("/v1.0/oauth2/accessToken", self._access_token, methods=["POST"]),
                 Route("/v1.0/robot/oToMessages/batchSend", self._batch_send, methods=["POST"]),

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.servers import RunningServer
+from agentbus.http import LoopbackServer
 
 MSG_TYPES = {"text", "post", "interactive", "image", "file", "audio", "media", "sticker", "share_chat"}
 
@@ -127,7 +127,7 @@ class FakeFeishu:
     # the next send calls answer these (status, code, msg, headers) instead of delivering
     plan: list[tuple[int, int, str, dict[str, str]]] = field(default_factory=list)
     recalled: set[str] = field(default_factory=set)  # message ids that can no longer be replied to
-    server: RunningServer | None = None
+    server: LoopbackServer | None = None
     _tokens: dict[str, str] = field(default_factory=dict)  # valid token -> app_id
     _uuids: dict[str, str] = field(default_factory=dict)  # uuid -> message id
 
@@ -151,7 +151,7 @@ class FakeFeishu:
         return self.server.url
 
     async def start(self) -> FakeFeishu:
-        self.server = RunningServer([
+        self.server = LoopbackServer([
             Route("/open-apis/auth/v3/tenant_access_token/internal", self._token, methods=["POST"]),
             Route("/open-apis/im/v1/messages", self._create, methods=["POST"]),
             Route("/open-apis/im/v1/messages/{message_id}/reply", self._reply, methods=["POST"]),

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.servers import RunningServer
+from agentbus.http import LoopbackServer
 
 BOT_USER = "U0BOTUSER1"
 TEAM = "T0TEAM0001"
@@ -90,7 +90,7 @@ class FakeSlack:
     calls: int = 0
     unescaped: list[str] = field(default_factory=list)  # texts with raw control characters
     plan: list[tuple[int, str | None, dict[str, str]]] = field(default_factory=list)
-    server: RunningServer | None = None
+    server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
@@ -98,7 +98,7 @@ class FakeSlack:
         return self.server.url + "/api"
 
     async def start(self) -> FakeSlack:
-        self.server = RunningServer([Route("/api/chat.postMessage", self._post, methods=["POST"])])
+        self.server = LoopbackServer([Route("/api/chat.postMessage", self._post, methods=["POST"])])
         await self.server.start()
         return self
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.servers import RunningServer
+from agentbus.http import LoopbackServer
 
 BOT_ID = 7000000001
 BOT_TOKEN = f"{BOT_ID}:AAFakeTokenForTests_0123456789abcdefgh"
@@ -191,7 +191,7 @@ class FakeTelegram:
     sent: list[dict[str, Any]] = field(default_factory=list)
     calls: list[float] = field(default_factory=list)  # times of sendMessage calls
     plan: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
-    server: RunningServer | None = None
+    server: LoopbackServer | None = None
     _messages: dict[int, set[int]] = field(default_factory=dict)
 
     @property
@@ -200,7 +200,7 @@ class FakeTelegram:
         return self.server.url
 
     async def start(self) -> FakeTelegram:
-        self.server = RunningServer([
+        self.server = LoopbackServer([
             Route("/bot{token}/sendMessage", self._send, methods=["POST"]),
             Route("/bot{token}/getMe", self._get_me, methods=["GET", "POST"]),
         ])

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.servers import RunningServer
+from agentbus.http import LoopbackServer
 
 EXPIRED = {"errcode": 42001, "errmsg": "access_token expired"}
 INVALID_TOKEN = {"errcode": 40014, "errmsg": "invalid access_token"}
@@ -46,7 +46,7 @@ class FakeWeCom:
     suppressed: list[dict[str, Any]] = field(default_factory=list)  # dropped by the duplicate check
     rejected: list[str] = field(default_factory=list)
     plan: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    server: RunningServer | None = None
+    server: LoopbackServer | None = None
     _tokens: set[str] = field(default_factory=set)
     _robot_sends: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _recent: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -171,7 +171,7 @@ class FakeWeCom:
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
     async def start(self) -> FakeWeCom:
-        self.server = RunningServer(
+        self.server = LoopbackServer(
             [
                 Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
                 Route("/cgi-bin/message/send", self._message_send, methods=["POST"]),

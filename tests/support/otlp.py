@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.support.servers import RunningServer
+from agentbus.http import LoopbackServer
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Span:
 @dataclass
 class Collector:
     spans: list[Span] = field(default_factory=list)
-    server: RunningServer | None = None
+    server: LoopbackServer | None = None
 
     async def start(self) -> Collector:
         async def export(request: Request) -> Response:
@@ -49,7 +49,7 @@ class Collector:
                                                s.parent_span_id.hex(), s.kind, attrs))
             return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
 
-        self.server = RunningServer([Route("/v1/traces", export, methods=["POST"])])
+        self.server = LoopbackServer([Route("/v1/traces", export, methods=["POST"])])
         await self.server.start()
         return self
 

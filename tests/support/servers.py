@@ -13,39 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
-from agentbus.http import server
-from agentbus.stack.procs import free_port
-
-
-class RunningServer:
-    """A Starlette app served by uvicorn on the running loop, on a free loopback port."""
-
-    def __init__(self, routes: list[BaseRoute]) -> None:
-        self.port = free_port()
-        self.app = Starlette(routes=routes)
-        self._srv = server(self.app, "127.0.0.1", self.port)
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._srv.serve())
-        while not self._srv.started:
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        self._srv.should_exit = True
-        if self._task is not None:
-            await asyncio.wait({self._task}, timeout=5)
+from agentbus.http import LoopbackServer
+from agentbus.stack.inbox import PushVerifier
 
 
 @dataclass
@@ -56,7 +29,7 @@ class FakeLLM:
     delay_s: float = 0.0
     fail_status: int | None = None  # answer every call with this status while set
     calls: list[dict[str, Any]] = field(default_factory=list)
-    server: RunningServer | None = None
+    server: LoopbackServer | None = None
 
     async def start(self) -> FakeLLM:
         async def completions(request: Request) -> Response:
@@ -85,7 +58,7 @@ class FakeLLM:
                 }
             )
 
-        self.server = RunningServer([Route("/v1/chat/completions", completions, methods=["POST"])])
+        self.server = LoopbackServer([Route("/v1/chat/completions", completions, methods=["POST"])])
         await self.server.start()
         return self
 
@@ -115,24 +88,19 @@ class WebhookSink:
     rejected: list[str] = field(default_factory=list)
     by_reply: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     status_plan: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    server: RunningServer | None = None
+    server: LoopbackServer | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> WebhookSink:
-        hooks = {k: Webhook(v) for k, v in self.secrets.items()}
+        verifier = PushVerifier(self.secrets)
 
         async def push(request: Request) -> Response:
             channel = request.path_params["channel"]
             body = await request.body()
-            wh = hooks.get(channel)
-            if wh is None:
-                self.rejected.append(f"unknown channel {channel}")
-                return JSONResponse({"error": "unknown channel"}, status_code=404)
-            try:
-                wh.verify(body, dict(request.headers), json_parse=False)
-            except (WebhookVerificationError, ValueError) as err:
-                self.rejected.append(str(err))
-                return JSONResponse({"error": "bad signature"}, status_code=401)
+            bad = verifier.problem(channel, body, request.headers)
+            if bad is not None:
+                self.rejected.append(bad[1])
+                return JSONResponse({"error": bad[1]}, status_code=bad[0])
             if self.status_plan:
                 status, headers = self.status_plan.pop(0)
                 return JSONResponse({"error": "planned"}, status_code=status, headers=headers)
@@ -145,7 +113,7 @@ class WebhookSink:
             self._arrived.set()
             return JSONResponse({"ok": True})
 
-        self.server = RunningServer([Route("/push/{channel}", push, methods=["POST"])])
+        self.server = LoopbackServer([Route("/push/{channel}", push, methods=["POST"])])
         await self.server.start()
         return self
 

@@ -8,6 +8,7 @@ It verifies each push's Standard Webhooks signature with the channel's secret, d
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,24 +23,40 @@ from agentbus.channeltypes import WebhookChannel
 from agentbus.config import PlatformConfig
 
 
+class PushVerifier:
+    """Checks a signed push as a Standard Webhooks receiver does, with the secret of the channel it is for.
+
+    Every receiver of the webhook channel's pushes (the demo inbox, the test, chaos and benchmark sinks) uses
+    this one check."""
+
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        self._hooks = {channel: Webhook(secret) for channel, secret in secrets.items()}
+
+    def problem(self, channel: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, str] | None:
+        """None for a genuine push; else the status to answer and why."""
+        wh = self._hooks.get(channel)
+        if wh is None:
+            return 404, f"unknown channel {channel!r}"
+        try:
+            wh.verify(body, dict(headers), json_parse=False)
+        except (WebhookVerificationError, ValueError) as err:
+            return 401, f"invalid signature: {err}"
+        return None
+
+
 def inbox_app(config: PlatformConfig, printer: Any = print, keep: int = 1000) -> Starlette:
-    secrets: dict[str, Webhook] = {}
-    for ch in config.channels:
-        if isinstance(ch, WebhookChannel):
-            secrets[ch.id] = Webhook((ch.push_secret or ch.secret).value())
+    verifier = PushVerifier({
+        ch.id: (ch.push_secret or ch.secret).value() for ch in config.channels if isinstance(ch, WebhookChannel)
+    })
     replies: deque[dict[str, Any]] = deque(maxlen=keep)
     seen: set[str] = set()
 
     async def receive(request: Request) -> Response:
         channel = request.path_params["channel_id"]
-        wh = secrets.get(channel)
-        if wh is None:
-            return JSONResponse({"error": f"unknown channel {channel!r}"}, status_code=404)
         body = await request.body()
-        try:
-            wh.verify(body, dict(request.headers), json_parse=False)
-        except (WebhookVerificationError, ValueError) as err:
-            return JSONResponse({"error": f"invalid signature: {err}"}, status_code=401)
+        bad = verifier.problem(channel, body, request.headers)
+        if bad is not None:
+            return JSONResponse({"error": bad[1]}, status_code=bad[0])
         msg_id = request.headers["webhook-id"]
         if msg_id in seen:
             return JSONResponse({"ok": True, "duplicate": True})
