@@ -28,13 +28,6 @@ async def feishu() -> AsyncIterator[FakeFeishu]:
 
 
 @pytest.fixture(scope="module")
-async def llm() -> AsyncIterator[FakeLLM]:
-    f = await FakeLLM().start()
-    yield f
-    await f.stop()
-
-
-@pytest.fixture(scope="module")
 async def platform(infra: Infra, feishu: FakeFeishu, llm: FakeLLM) -> AsyncIterator[Platform]:
     config: dict[str, Any] = {
         "tenants": [{"id": "acme"}],

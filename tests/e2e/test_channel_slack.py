@@ -27,13 +27,6 @@ async def slack() -> AsyncIterator[FakeSlack]:
 
 
 @pytest.fixture(scope="module")
-async def llm() -> AsyncIterator[FakeLLM]:
-    f = await FakeLLM().start()
-    yield f
-    await f.stop()
-
-
-@pytest.fixture(scope="module")
 async def platform(infra: Infra, slack: FakeSlack, llm: FakeLLM) -> AsyncIterator[Platform]:
     config: dict[str, Any] = {
         "tenants": [{"id": "acme"}],

@@ -16,20 +16,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-async def llm() -> AsyncIterator[FakeLLM]:
-    f = await FakeLLM().start()
-    yield f
-    await f.stop()
-
-
-@pytest.fixture(scope="module")
-async def sink() -> AsyncIterator[WebhookSink]:
-    s = await WebhookSink({t: secret_for(t) for t in ("acme", "globex")}).start()
-    yield s
-    await s.stop()
-
-
-@pytest.fixture(scope="module")
 async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink) -> AsyncIterator[Platform]:
     assert sink.server is not None
     async with run_platform(infra, base_config(sink.server.url, llm.base_url)) as p:

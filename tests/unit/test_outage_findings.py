@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-import pytest
 
 from agentbus.channeltypes import WebhookChannel
 from agentbus.config import parse_config
