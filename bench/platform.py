@@ -164,10 +164,10 @@ class Bench:
         cfg = home / "agentbus.yaml"
         cfg.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
         all_env = {"AGENTBUS_TOPIC_PREFIX": prefix, "AGENTBUS_DB_SCHEMA_SUFFIX": f"_{prefix}",
-                   "AGENTBUS_QDRANT_PATH": str(home / "qdrant"), **(env or {}), **self.service_env}
+                   **(env or {}), **self.service_env}
         stack = Stack(home=home, config_file=cfg, ports=Ports.free(), env=all_env, echo=False)
         stack.service_env = dict(self.infra_env)
-        for k in ("AGENTBUS_EMBEDDINGS_URL", "AGENTBUS_QDRANT_PATH"):
+        for k in ("AGENTBUS_EMBEDDINGS_URL",):
             if k in all_env:
                 stack.service_env[k] = all_env[k]
         platform = Platform(stack, prefix, home, config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("ingress", "memory", "reasoner", "scheduler", "egress")
@@ -56,11 +56,13 @@ class Settings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
 
-    # Qdrant: an URL for a server, else local mode at qdrant_path
+    # Semantic memory: a Qdrant server at qdrant_url (production), Qdrant's local mode at qdrant_path, else
+    # vectors in memory's PostgreSQL schema searched in process (the newest vectors_max_per_tenant per tenant)
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
     qdrant_path: Path | None = None
     qdrant_collection: str = "agentbus_memory"
+    vectors_max_per_tenant: int = Field(default=20_000, ge=1)
 
     # Embeddings (OpenAI-compatible); empty URL disables semantic memory
     embeddings_url: str | None = "http://127.0.0.1:8090/v1"

@@ -1,4 +1,4 @@
-"""Wiring of memory: database, embeddings client, Qdrant, and the topic → handler table."""
+"""Wiring of memory: database, embeddings client, vector store, and the topic → handler table."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from agentbus.events import JobTriggered, MessageReceived, ReplyGenerated
 from agentbus.service import ServiceParts
 from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.handlers import Memory
+from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.services.memory.vectors import QdrantStore
 from agentbus.settings import Settings
@@ -21,20 +22,24 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     pool, database = await service_database(settings, "memory", Path(__file__).parent / "migrations")
     embedder = None
     vectors = None
-    on_stop = [pool.close]
+    on_stop = []
     if settings.embeddings_url:
         key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
         embedder = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key, settings.embeddings_timeout_s)
-        qkey = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        vectors = QdrantStore.connect(
-            settings.qdrant_url,
-            str(settings.qdrant_path) if settings.qdrant_path else None,
-            qkey,
-            settings.qdrant_collection,
-            settings.embeddings_dim,
-        )
+        if settings.qdrant_url or settings.qdrant_path:
+            qkey = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            vectors = QdrantStore.connect(
+                settings.qdrant_url,
+                str(settings.qdrant_path) if settings.qdrant_path else None,
+                qkey,
+                settings.qdrant_collection,
+                settings.embeddings_dim,
+            )
+        else:
+            vectors = PgVectorIndex(pool, settings.embeddings_dim, settings.vectors_max_per_tenant)
         await vectors.ensure()
         on_stop += [embedder.aclose, vectors.aclose]
+    on_stop.append(pool.close)  # last: the vector index flushes through it
     memory = Memory(config, PgTurnStore(pool), embedder, vectors)
     p = settings.topic_prefix
 

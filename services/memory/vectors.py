@@ -1,10 +1,10 @@
 """Semantic memory in Qdrant: one collection per tenant, conversation and text in every point's payload.
 
 A collection per tenant makes isolation structural: recall searches only the tenant's own collection, so
-one tenant's memories can never reach another's context. It is also what keeps Qdrant's local mode (the
-embedded stack, one process) fast: a search there is a plain vector scan, with no payload filter evaluated
-point by point. Upserts from concurrent events are gathered for a few milliseconds and written together.
-Local mode (a folder) serves the embedded stack; a Qdrant URL serves production.
+one tenant's memories can never reach another's context, and a search needs no payload filter.
+Upserts from concurrent events are gathered for a few milliseconds and written together.
+A Qdrant URL serves production; local mode (a folder) is kept for development against Qdrant's API.
+The embedded stack uses ``pgvectors`` instead.
 """
 
 from __future__ import annotations

@@ -59,6 +59,24 @@ async def test_message_in_push_out_with_memory_and_tenant_isolation(
     assert not sink.rejected
 
 
+async def test_semantic_memory_recalls_other_conversations_of_the_same_tenant_only(
+    platform: Platform, llm: FakeLLM, sink: WebhookSink
+) -> None:
+    word = f"okapi-{uuid.uuid4().hex[:6]}"
+    first, later, foreign = (f"{k}-{uuid.uuid4().hex[:6]}" for k in ("sem", "sem2", "sem3"))
+    assert (await send(platform, "acme", first, f"Our office mascot is the {word}")).status_code == 202
+    await sink.wait_for(lambda m: m["conversation"] == first)
+    assert (await send(platform, "acme", later, f"Our office mascot is the {word}?")).status_code == 202
+    await sink.wait_for(lambda m: m["conversation"] == later)
+    [call] = llm.calls_with(f"Our office mascot is the {word}?")
+    notes = [m["content"] for m in call["messages"] if m["role"] == "system" and "Relevant memories" in m["content"]]
+    assert notes and f"Our office mascot is the {word}" in notes[0], "recalled from the other conversation"
+    assert (await send(platform, "globex", foreign, f"Our office mascot is the {word}!")).status_code == 202
+    await sink.wait_for(lambda m: m["conversation"] == foreign)
+    [gcall] = llm.calls_with(f"Our office mascot is the {word}!")
+    assert not any(word in m["content"] for m in gcall["messages"][:-1]), "another tenant's memory never leaks"
+
+
 async def test_duplicate_webhook_gives_exactly_one_push(platform: Platform, sink: WebhookSink) -> None:
     conv = f"dup-{uuid.uuid4().hex[:6]}"
     msg_id = f"msg_{uuid.uuid4().hex}"

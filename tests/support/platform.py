@@ -111,7 +111,6 @@ async def run_platform(
         "AGENTBUS_TOPIC_PARTITIONS": str(partitions),
         "AGENTBUS_SESSION_TIMEOUT_MS": "2000",
         "AGENTBUS_HEARTBEAT_INTERVAL_MS": "500",
-        "AGENTBUS_QDRANT_PATH": str(home / "qdrant"),
         "AGENTBUS_LOG_LEVEL": "info",
         "AGENTBUS_SHUTDOWN_GRACE_S": "5",
         **(env or {}),
@@ -121,7 +120,6 @@ async def run_platform(
     stack.service_env = dict(infra.env)
     if "AGENTBUS_EMBEDDINGS_URL" in all_env:
         stack.service_env["AGENTBUS_EMBEDDINGS_URL"] = all_env["AGENTBUS_EMBEDDINGS_URL"]
-    stack.service_env["AGENTBUS_QDRANT_PATH"] = all_env["AGENTBUS_QDRANT_PATH"]
     try:
         first, *rest = services
         await stack.start_service(first)

@@ -150,9 +150,6 @@ class Stack:
             starts.append((viewer, 120))
             env["AGENTBUS_OTLP_ENDPOINT"] = f"http://127.0.0.1:{tport}"
 
-        if not all_env.get("AGENTBUS_QDRANT_URL"):
-            env["AGENTBUS_QDRANT_PATH"] = str(home / "qdrant")
-
         for proc, _ in starts:
             await proc.start()
             self.infra.append(proc)

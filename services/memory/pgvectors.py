@@ -1,0 +1,212 @@
+"""Semantic memory without a vector server: vectors kept in PostgreSQL, searched in process with numpy.
+
+This is the embedded stack's vector store (production points ``AGENTBUS_QDRANT_URL`` at a Qdrant server).
+Every vector is written to memory's own schema (table ``vectors``), so it is as durable as the turns;
+the newest ``max_per_tenant`` vectors of each tenant are held in RAM as one unit-normalised float32
+matrix, and a recall is a single matrix-vector product over the tenant's rows. Tenants never share a
+matrix, so one tenant's memories cannot reach another's context.
+
+Why not Qdrant's local mode: it normalises the whole collection again on every query and commits every
+point to SQLite one by one; profiled under load, that was about half of memory's CPU.
+
+Replicas: each replica indexes what it writes at once and picks up what the others wrote at most
+``refresh_s`` later, before a search (rows are read back ``_SEQ_MARGIN`` sequence numbers, since
+sequence numbers of concurrent transactions become visible out of order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.events import Recall
+
+_SEQ_MARGIN = 4096
+_Row = tuple[uuid.UUID, str, str, str, datetime, np.ndarray]
+_Pending = tuple[_Row, str, "asyncio.Future[None]"]
+
+
+@dataclass
+class _TenantIndex:
+    """A ring of the newest ``capacity`` vectors of one tenant."""
+
+    capacity: int
+    dim: int
+    matrix: np.ndarray = field(init=False)
+    meta: list[tuple[uuid.UUID, str, str, str, datetime] | None] = field(init=False)
+    slots: dict[uuid.UUID, int] = field(default_factory=dict)
+    count: int = 0  # vectors ever added (the next slot is count % capacity)
+    seq: int = 0  # highest database sequence number seen
+    refreshed: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.matrix = np.zeros((min(self.capacity, 1024), self.dim), dtype=np.float32)
+        self.meta = [None] * self.matrix.shape[0]
+
+    def add(self, row: _Row) -> None:
+        point_id, conversation, role, text, at, vector = row
+        if point_id in self.slots:
+            return
+        slot = self.count % self.capacity
+        if slot >= self.matrix.shape[0]:  # grow by doubling up to the capacity
+            rows = min(self.capacity, self.matrix.shape[0] * 2)
+            grown = np.zeros((rows, self.dim), dtype=np.float32)
+            grown[: self.matrix.shape[0]] = self.matrix
+            self.matrix = grown
+            self.meta.extend([None] * (rows - len(self.meta)))
+        old = self.meta[slot]
+        if old is not None:
+            self.slots.pop(old[0], None)
+        self.matrix[slot] = vector
+        self.meta[slot] = (point_id, conversation, role, text, at)
+        self.slots[point_id] = slot
+        self.count += 1
+
+    def search(self, query: np.ndarray, limit: int, exclude: uuid.UUID | None) -> list[Recall]:
+        n = min(self.count, self.capacity)
+        if n == 0 or limit <= 0:
+            return []
+        scores = self.matrix[:n] @ query
+        if exclude is not None and (slot := self.slots.get(exclude)) is not None:
+            scores[slot] = -np.inf
+        k = min(limit, n)
+        top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+        out = []
+        for i in sorted(top, key=lambda j: -scores[j]):
+            meta = self.meta[i]
+            if meta is None or not np.isfinite(scores[i]):
+                continue
+            _, conversation, role, text, at = meta
+            out.append(Recall(text=text, score=float(scores[i]), role=role, at=at, conversation=conversation))
+        return out
+
+
+def _unit(vector: list[float] | np.ndarray) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+class PgVectorIndex:
+    """The ``VectorStore`` port over memory's PostgreSQL schema and an in-process index per tenant."""
+
+    def __init__(self, pool: AsyncConnectionPool, dim: int, max_per_tenant: int = 20_000,
+                 refresh_s: float = 1.0, max_batch: int = 256, max_wait_s: float = 0.005) -> None:
+        self._pool = pool
+        self._dim = dim
+        self._cap = max_per_tenant
+        self._refresh_s = refresh_s
+        self._writer = uuid.uuid4().hex
+        self._tenants: dict[str, _TenantIndex] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._pending: list[_Pending] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+
+    async def ensure(self) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT 1 FROM vectors LIMIT 1")
+
+    def size(self, tenant: str) -> int:
+        idx = self._tenants.get(tenant)
+        return 0 if idx is None else min(idx.count, idx.capacity)
+
+    async def _index(self, tenant: str) -> _TenantIndex:
+        """The tenant's index, loaded on first use and refreshed with other replicas' writes."""
+        idx = self._tenants.get(tenant)
+        if idx is not None and time.monotonic() - idx.refreshed < self._refresh_s:
+            return idx
+        lock = self._locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            idx = self._tenants.get(tenant)
+            if idx is not None and time.monotonic() - idx.refreshed < self._refresh_s:
+                return idx
+            async with self._pool.connection() as conn:
+                if idx is None:
+                    cur = await conn.execute(
+                        "SELECT seq, id, conversation, role, text, at, embedding FROM vectors WHERE tenant = %s "
+                        "ORDER BY seq DESC LIMIT %s", (tenant, self._cap))
+                    rows = list(reversed(await cur.fetchall()))
+                    idx = _TenantIndex(self._cap, self._dim)
+                else:
+                    cur = await conn.execute(
+                        "SELECT seq, id, conversation, role, text, at, embedding FROM vectors WHERE tenant = %s "
+                        "AND seq > %s AND writer <> %s ORDER BY seq", (tenant, idx.seq - _SEQ_MARGIN, self._writer))
+                    rows = await cur.fetchall()
+            for seq, point_id, conversation, role, text, at, blob in rows:
+                idx.add((point_id, conversation, role, text, at, np.frombuffer(blob, dtype=np.float32)))
+                idx.seq = max(idx.seq, seq)
+            idx.refreshed = time.monotonic()
+            self._tenants[tenant] = idx
+            return idx
+
+    async def search(
+        self, vector: list[float], tenant: str, limit: int, exclude: uuid.UUID | None
+    ) -> list[Recall]:
+        idx = await self._index(tenant)
+        return idx.search(_unit(vector), limit, exclude)
+
+    async def upsert(
+        self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
+        text: str, at: datetime,
+    ) -> None:
+        """Durable in PostgreSQL (written with others gathered for a few ms), then searchable."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append(((point_id, conversation, role, text, at, _unit(vector)), tenant, fut))
+        if len(self._pending) >= self._max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._max_wait_s, self._flush)
+        await fut
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.create_task(self._write(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        cols: tuple[list[object], ...] = ([], [], [], [], [], [], [])
+        for (point_id, conversation, role, text, at, vec), tenant, _ in batch:
+            for col, value in zip(cols, (point_id, tenant, conversation, role, text, at, vec.tobytes()), strict=True):
+                col.append(value)
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, writer) "
+                    "SELECT i, t, c, r, x, a, e, %s FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], "
+                    "%s::text[], %s::timestamptz[], %s::bytea[]) AS u(i, t, c, r, x, a, e) "
+                    "ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+                    (self._writer, *cols),
+                )
+                seqs = {point_id: seq for seq, point_id in await cur.fetchall()}
+        except Exception as exc:  # every waiting event sees the failure and is retried
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for row, tenant, fut in batch:
+            idx = self._tenants.get(tenant)
+            if idx is not None:  # a tenant not loaded yet reads its rows from the table when first searched
+                idx.add(row)
+                idx.seq = max(idx.seq, seqs.get(row[0], 0))
+            if not fut.done():
+                fut.set_result(None)
+
+    async def aclose(self) -> None:
+        self._flush()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)

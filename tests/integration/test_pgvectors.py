@@ -1,0 +1,112 @@
+"""The embedded stack's vector store against the real PostgreSQL: recall, tenant isolation, durability
+across restarts, the per-tenant cap, and a second replica seeing the first one's writes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.cli.admin import migrations_dir
+from agentbus.db import migrate, open_pool
+from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.settings import Settings
+from tests.support.platform import Infra
+
+pytestmark = pytest.mark.integration
+DIM = 8
+
+
+@pytest.fixture
+async def pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
+    schema = f"memory_vec_{uuid.uuid4().hex[:8]}"
+    p = await open_pool(Settings(database_url=infra.database_url), schema, max_size=4)
+    await migrate(p, schema, migrations_dir("memory"))
+    yield p
+    async with p.connection() as conn:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    await p.close()
+
+
+def axis(i: int, scale: float = 1.0) -> list[float]:
+    v = [0.0] * DIM
+    v[i] = scale
+    return v
+
+
+async def put(index: PgVectorIndex, vector: list[float], tenant: str, text: str) -> uuid.UUID:
+    pid = uuid.uuid4()
+    await index.upsert(pid, vector, tenant, f"{tenant}/c", "user", text, datetime.now(UTC))
+    return pid
+
+
+async def test_recall_is_ranked_by_cosine_and_excludes_the_asking_turn(pool: AsyncConnectionPool) -> None:
+    index = PgVectorIndex(pool, DIM)
+    await index.search(axis(0), "acme", 3, None)  # loads the (empty) tenant
+    await put(index, axis(0, 5.0), "acme", "exact")
+    await put(index, [1.0, 1.0] + [0.0] * (DIM - 2), "acme", "diagonal")
+    await put(index, axis(1), "acme", "orthogonal")
+    asking = await put(index, axis(0, 2.0), "acme", "the question itself")
+    found = await index.search(axis(0), "acme", 2, exclude=asking)
+    assert [r.text for r in found] == ["exact", "diagonal"]
+    assert found[0].score == pytest.approx(1.0, abs=1e-6)
+    assert found[1].score == pytest.approx(float(np.sqrt(0.5)), abs=1e-6)
+    assert found[0].conversation == "acme/c" and found[0].role == "user"
+
+
+async def test_tenants_never_see_each_other(pool: AsyncConnectionPool) -> None:
+    index = PgVectorIndex(pool, DIM)
+    await put(index, axis(2), "acme", "acme secret")
+    await put(index, axis(2), "globex", "globex secret")
+    assert [r.text for r in await index.search(axis(2), "acme", 5, None)] == ["acme secret"]
+    assert [r.text for r in await index.search(axis(2), "globex", 5, None)] == ["globex secret"]
+
+
+async def test_vectors_survive_a_restart(pool: AsyncConnectionPool) -> None:
+    first = PgVectorIndex(pool, DIM)
+    await asyncio.gather(*(put(first, axis(i % DIM, 1.0 + i), "acme", f"t{i}") for i in range(20)))
+    await first.aclose()
+    second = PgVectorIndex(pool, DIM)
+    found = await second.search(axis(3), "acme", 10, None)
+    assert {r.text for r in found} >= {"t3", "t11", "t19"}
+    assert second.size("acme") == 20
+
+
+async def test_only_the_newest_vectors_per_tenant_are_searched(pool: AsyncConnectionPool) -> None:
+    index = PgVectorIndex(pool, DIM, max_per_tenant=4)
+    await index.search(axis(0), "acme", 1, None)
+    for i in range(6):
+        await put(index, axis(i), "acme", f"t{i}")
+    assert index.size("acme") == 4
+    assert {r.text for r in await index.search(axis(0), "acme", 10, None)} == {"t2", "t3", "t4", "t5"}
+    assert (await index.search(axis(5), "acme", 1, None))[0].text == "t5"
+    reloaded = PgVectorIndex(pool, DIM, max_per_tenant=4)  # a restart loads the same newest four
+    assert {r.text for r in await reloaded.search(axis(0), "acme", 10, None)} == {"t2", "t3", "t4", "t5"}
+
+
+async def test_a_second_replica_sees_the_first_ones_writes(pool: AsyncConnectionPool) -> None:
+    a = PgVectorIndex(pool, DIM, refresh_s=0.0)
+    b = PgVectorIndex(pool, DIM, refresh_s=0.0)
+    await a.search(axis(0), "acme", 1, None)
+    await b.search(axis(0), "acme", 1, None)
+    await put(a, axis(4), "acme", "written by a")
+    await put(b, axis(5), "acme", "written by b")
+    assert [r.text for r in await b.search(axis(4), "acme", 1, None)] == ["written by a"]
+    assert [r.text for r in await a.search(axis(5), "acme", 1, None)] == ["written by b"]
+    assert a.size("acme") == b.size("acme") == 2
+
+
+async def test_a_repeated_upsert_is_stored_once(pool: AsyncConnectionPool) -> None:
+    index = PgVectorIndex(pool, DIM)
+    await index.search(axis(0), "acme", 1, None)
+    pid = uuid.uuid4()
+    for _ in range(2):
+        await index.upsert(pid, axis(6), "acme", "acme/c", "user", "once", datetime.now(UTC))
+    assert index.size("acme") == 1
+    async with pool.connection() as conn:
+        assert (await (await conn.execute("SELECT count(*) FROM vectors")).fetchone()) == (1,)
