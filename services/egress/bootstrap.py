@@ -10,6 +10,7 @@ from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import ReplyGenerated
+from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
 from agentbus.services.egress.channels import ADAPTERS
 from agentbus.services.egress.channels.base import OutboundAdapter, RateLimiter, TokenCache
@@ -31,10 +32,7 @@ def build_adapters(config: PlatformConfig, http: httpx.AsyncClient, tokens: Toke
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "egress", Path(__file__).parent / "migrations")
-    http = httpx.AsyncClient(
-        timeout=settings.push_timeout_s,
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-    )
+    http = async_client(timeout=settings.push_timeout_s, max_connections=512)
     egress = Egress(build_adapters(config, http, TokenCache()), DeliveryLedger(pool), RateLimiter(), settings.push_attempts)
 
     return ServiceParts(

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
 from agentbus.bus.errors import PermanentError, TransientError
+from agentbus.httpclient import async_client
 from agentbus.telemetry import tracer
 
 _Item = tuple[str, "asyncio.Future[list[float]]", otel_context.Context]
@@ -25,12 +25,8 @@ class OpenAIEmbedder:
     def __init__(self, base_url: str, model: str, api_key: str | None, timeout_s: float,
                  max_batch: int = 64, max_wait_s: float = 0.002) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers=headers,
-            timeout=timeout_s,
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
-        )
+        self._client = async_client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s,
+                                    max_connections=16)
         self._model = model
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from agentbus import metrics
 from agentbus.bus.errors import PermanentError, TransientError
+from agentbus.httpclient import async_client
 from agentbus.telemetry import tracer
 
 log = structlog.get_logger("agentbus.reasoner")
@@ -91,10 +92,7 @@ def echo_answer(messages: Sequence[dict[str, Any]]) -> str:
 class ChatClient:
     def __init__(self, attempts: int, max_connections: int) -> None:
         self._attempts = attempts
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(max_connections, 512)),
-            timeout=60.0,
-        )
+        self._http = async_client(max_connections=max_connections, timeout=60.0)
 
     async def aclose(self) -> None:
         await self._http.aclose()

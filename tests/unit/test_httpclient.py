@@ -1,0 +1,61 @@
+"""The services' HTTP client over real sockets: answers, and how failures are reported, since egress decides
+from the exception whether a push may have reached the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import pytest
+
+from agentbus.httpclient import async_client
+from agentbus.services.egress.channels.base import transport_failure
+
+
+async def serve(reply: bytes | None) -> tuple[asyncio.Server, str, list[bytes]]:
+    """A raw HTTP/1.1 peer: reads one request, then answers ``reply`` or drops the connection."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0)
+        seen.append(head + await reader.readexactly(length))
+        if reply is not None:
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}", seen
+
+
+async def test_a_post_is_sent_and_answered() -> None:
+    server, url, seen = await serve(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                                    b"Retry-After: 3\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
+    async with server, async_client(timeout=5, max_connections=4, headers={"X-Test": "1"}) as client:
+        resp = await client.post(url + "/hook", json={"text": "hi"})
+    assert resp.status_code == 201 and resp.json() == {"ok": True} and resp.headers["retry-after"] == "3"
+    assert seen[0].startswith(b"POST /hook HTTP/1.1") and b"x-test: 1" in seen[0].lower()
+    assert seen[0].endswith(b'{"text":"hi"}')
+
+
+async def test_a_refused_connection_is_known_not_sent() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nobody listens once closed
+    async with async_client(timeout=5, max_connections=4) as client:
+        with pytest.raises(httpx.ConnectError) as err:
+            await client.post(f"http://127.0.0.1:{port}/hook", content=b"x")
+    assert not transport_failure(err.value).ambiguous
+
+
+async def test_a_connection_dropped_after_the_request_is_an_unknown_outcome() -> None:
+    server, url, seen = await serve(None)
+    async with server, async_client(timeout=5, max_connections=4) as client:
+        with pytest.raises(httpx.TransportError) as err:
+            await client.post(url + "/hook", content=b"payload")
+    assert seen and seen[0].endswith(b"payload"), "the platform did receive it"
+    assert not isinstance(err.value, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    assert transport_failure(err.value).ambiguous
