@@ -3,7 +3,8 @@
 This is the embedded stack's vector store (production points ``AGENTBUS_QDRANT_URL`` at a Qdrant server).
 Every vector is written to memory's own schema (table ``vectors``), so it is as durable as the turns;
 the newest ``max_per_tenant`` vectors of each tenant are held in RAM as one unit-normalised float32
-matrix, and a recall is a single matrix-vector product over the tenant's rows. Tenants never share a
+matrix, and a recall is a product with the tenant's rows: one pass over the matrix answers every search of
+the tenant waiting at that moment. Tenants never share a
 matrix, so one tenant's memories cannot reach another's context.
 
 Why not Qdrant's local mode: it normalises the whole collection again on every query and commits every
@@ -68,22 +69,30 @@ class _TenantIndex:
         self.slots[point_id] = slot
         self.count += 1
 
-    def search(self, query: np.ndarray, limit: int, exclude: uuid.UUID | None) -> list[Recall]:
+    def search(self, queries: np.ndarray, asks: list[tuple[int, uuid.UUID | None]]) -> list[list[Recall]]:
+        """Several searches in one pass over the matrix (``queries`` row i answers ``asks[i]``: limit, exclude).
+        A scan is bound by memory bandwidth, so answering the searches waiting together costs about one."""
         n = min(self.count, self.capacity)
-        if n == 0 or limit <= 0:
-            return []
-        scores = self.matrix[:n] @ query
-        if exclude is not None and (slot := self.slots.get(exclude)) is not None:
-            scores[slot] = -np.inf
-        k = min(limit, n)
-        top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
-        out = []
-        for i in sorted(top, key=lambda j: -scores[j]):
-            meta = self.meta[i]
-            if meta is None or not np.isfinite(scores[i]):
+        if n == 0:
+            return [[] for _ in asks]
+        all_scores = queries @ self.matrix[:n].T
+        out: list[list[Recall]] = []
+        for scores, (limit, exclude) in zip(all_scores, asks, strict=True):
+            if exclude is not None and (slot := self.slots.get(exclude)) is not None:
+                scores[slot] = -np.inf
+            k = min(limit, n)
+            if k <= 0:
+                out.append([])
                 continue
-            _, conversation, role, text, at = meta
-            out.append(Recall(text=text, score=float(scores[i]), role=role, at=at, conversation=conversation))
+            top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+            found = []
+            for i in sorted(top, key=lambda j: -scores[j]):
+                meta = self.meta[i]
+                if meta is None or not np.isfinite(scores[i]):
+                    continue
+                _, conversation, role, text, at = meta
+                found.append(Recall(text=text, score=float(scores[i]), role=role, at=at, conversation=conversation))
+            out.append(found)
         return out
 
 
@@ -106,6 +115,7 @@ class PgVectorIndex:
         self._tenants: dict[str, _TenantIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: list[_Pending] = []
+        self._searches: dict[str, list[tuple[np.ndarray, int, uuid.UUID | None, asyncio.Future[list[Recall]]]]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._max_batch = max_batch
@@ -151,8 +161,28 @@ class PgVectorIndex:
     async def search(
         self, vector: list[float], tenant: str, limit: int, exclude: uuid.UUID | None
     ) -> list[Recall]:
+        """Searches of a tenant issued in the same turn of the event loop are answered together."""
         idx = await self._index(tenant)
-        return idx.search(_unit(vector), limit, exclude)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Recall]] = loop.create_future()
+        waiting = self._searches.setdefault(tenant, [])
+        waiting.append((_unit(vector), limit, exclude, fut))
+        if len(waiting) == 1:
+            loop.call_soon(self._answer, tenant, idx)
+        return await fut
+
+    def _answer(self, tenant: str, idx: _TenantIndex) -> None:
+        waiting = self._searches.pop(tenant, [])
+        try:
+            results = idx.search(np.stack([q for q, _, _, _ in waiting]), [(k, x) for _, k, x, _ in waiting])
+        except Exception as exc:  # handed to every waiting search, whose events are retried
+            for *_, fut in waiting:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (*_, fut), found in zip(waiting, results, strict=True):
+            if not fut.done():
+                fut.set_result(found)
 
     async def upsert(
         self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,

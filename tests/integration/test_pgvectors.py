@@ -110,3 +110,18 @@ async def test_a_repeated_upsert_is_stored_once(pool: AsyncConnectionPool) -> No
     assert index.size("acme") == 1
     async with pool.connection() as conn:
         assert (await (await conn.execute("SELECT count(*) FROM vectors")).fetchone()) == (1,)
+
+
+async def test_searches_waiting_together_each_get_their_own_answer(pool: AsyncConnectionPool) -> None:
+    index = PgVectorIndex(pool, DIM)
+    ids = [await put(index, axis(i), "acme", f"t{i}") for i in range(DIM)]
+    answers = await asyncio.gather(
+        index.search(axis(1), "acme", 1, None),
+        index.search(axis(1), "acme", 1, exclude=ids[1]),
+        index.search(axis(6), "acme", 2, None),
+        index.search(axis(6), "acme", 0, None),
+    )
+    assert [[r.text for r in a] for a in answers][0] == ["t1"]
+    assert answers[1][0].text != "t1" and answers[1][0].score == pytest.approx(0.0, abs=1e-6)
+    assert answers[2][0].text == "t6" and len(answers[2]) == 2
+    assert answers[3] == []
