@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
@@ -78,12 +79,13 @@ class OpenAIEmbedder:
                     fut.set_exception(exc)
 
     async def _post(self, texts: list[str], kind: str) -> list[list[float]]:
-        resp = await self._client.post("/embeddings", json={"model": self._model, "input": texts, "input_type": kind})
+        request = orjson.dumps({"model": self._model, "input": texts, "input_type": kind})
+        resp = await self._client.post("/embeddings", content=request, headers={"Content-Type": "application/json"})
         if resp.status_code >= 500 or resp.status_code == 429:
             raise TransientError(f"embeddings endpoint answered {resp.status_code}")
         if resp.status_code >= 400:
             raise PermanentError(f"embeddings endpoint answered {resp.status_code}: {resp.text[:200]}")
-        body = resp.json()
+        body = orjson.loads(resp.content)
         data = sorted(body["data"], key=lambda d: d["index"])
         if len(data) != len(texts):
             raise TransientError(f"embeddings endpoint returned {len(data)} vectors for {len(texts)} texts")

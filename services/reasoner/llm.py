@@ -10,9 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import httpx
+import orjson
 import structlog
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -36,7 +38,7 @@ class Endpoint:
     timeout_s: float = 60.0
     headers: dict[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def provider(self) -> str:
         if self.base_url is None:
             return "agentbus"
@@ -155,7 +157,7 @@ class ChatClient:
             payload["temperature"] = temperature
         if max_tokens is not None:
             payload["max_tokens"] = max_tokens
-        headers = dict(ep.headers)
+        headers = {"Content-Type": "application/json", **ep.headers}
         if ep.api_key:
             headers["Authorization"] = f"Bearer {ep.api_key}"
         url = ep.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
@@ -177,7 +179,8 @@ class ChatClient:
                     if max_tokens is not None:
                         span.set_attribute("gen_ai.request.max_tokens", max_tokens)
                     try:
-                        resp = await self._http.post(url, json=payload, headers=headers, timeout=ep.timeout_s)
+                        resp = await self._http.post(url, content=orjson.dumps(payload), headers=headers,
+                                                     timeout=ep.timeout_s)
                     except httpx.TransportError as exc:
                         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                         raise
@@ -186,7 +189,7 @@ class ChatClient:
                         err = UpstreamError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
                         err.attempts = attempts  # type: ignore[attr-defined]
                         raise err
-                    body = resp.json()
+                    body = orjson.loads(resp.content)
                     usage = body.get("usage") or {}
                     choice = (body.get("choices") or [{}])[0]
                     span.set_attribute("gen_ai.response.model", body.get("model") or ep.model)
