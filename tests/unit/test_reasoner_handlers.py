@@ -5,6 +5,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 
 from agentbus.bus import PermanentError, TransientError
@@ -78,19 +80,17 @@ async def test_refusal_is_answered_without_the_llm() -> None:
     assert reply.data.text == "Not for you, sorry." and llm.calls == 0
 
 
-class _Resp:
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status_code, self._body, self.text = status, body, str(body)
-
-    def json(self) -> dict[str, Any]:
-        return self._body
+def _Resp(status: int, body: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(status, json=body)
 
 
 async def test_fallback_chain_and_error_classification(monkeypatch: pytest.MonkeyPatch) -> None:
     client = ChatClient(attempts=2, max_connections=4)
     seen: list[str] = []
 
-    async def post(url: str, json: dict[str, Any], headers: dict[str, str], timeout: float) -> _Resp:
+    async def post(url: str, content: bytes, headers: dict[str, str], timeout: float) -> httpx.Response:
+        json = orjson.loads(content)
+        assert headers["Content-Type"] == "application/json"
         seen.append(json["model"])
         if json["model"] == "broken":
             return _Resp(503, {"error": "down"})
