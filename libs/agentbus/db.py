@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import structlog
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.events import Event, parse_event
@@ -96,6 +96,25 @@ async def migrate(pool: AsyncConnectionPool, schema: str, migrations: Path) -> l
     return applied
 
 
+# JSON parameters and columns through orjson (psycopg's default is the stdlib encoder)
+set_json_dumps(orjson.dumps)
+set_json_loads(orjson.loads)
+
+
+def _raw(doc: bytes) -> bytes:
+    return doc
+
+
+def raw_jsonb(doc: bytes) -> Jsonb:
+    """A jsonb parameter from bytes that already are JSON (an event's own serialisation): not re-encoded."""
+    return Jsonb(doc, dumps=_raw)
+
+
+def outputs_json(outputs: Sequence[Event]) -> Jsonb:
+    """The outputs as one jsonb array, spliced from each event's serialisation."""
+    return raw_jsonb(b"[" + b",".join(o.to_bytes() for o in outputs) + b"]")
+
+
 def replay_run(event: Event) -> str:
     return event.replay.run if event.replay is not None else ""
 
@@ -120,7 +139,7 @@ async def record_with_effects(
     """Write ``effects`` (INSERT/UPDATE statements) and the processed record in ONE statement (data-modifying
     CTEs run once, atomically), so the common case costs one round trip and one commit. When another worker
     recorded the event first, nothing is written and its recorded outputs are returned."""
-    payload = [orjson.loads(o.to_bytes()) for o in outputs]
+    payload = outputs_json(outputs)
     ctes = [f"e{i} AS ({sql})" for i, (sql, _) in enumerate(effects)]
     params: list[object] = [p for _, ps in effects for p in ps]
     sql = (
@@ -128,7 +147,7 @@ async def record_with_effects(
         + "INSERT INTO processed_events (event_id, replay_run, event_type, outputs) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (event_id, replay_run) DO NOTHING RETURNING 1"
     )
-    params += [event.id, replay_run(event), event.TYPE, Jsonb(payload)]
+    params += [event.id, replay_run(event), event.TYPE, payload]
     cur = await conn.execute(sql, params)
     if await cur.fetchone() is not None:
         return list(outputs)
@@ -142,11 +161,11 @@ async def record_processed(
     conn: AsyncConnection, event: Event, outputs: Sequence[Event] = ()
 ) -> bool:
     """Record ``event`` as processed with its outputs; False if another worker recorded it first."""
-    payload = [orjson.loads(o.to_bytes()) for o in outputs]
+    payload = outputs_json(outputs)
     cur = await conn.execute(
         "INSERT INTO processed_events (event_id, replay_run, event_type, outputs) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (event_id, replay_run) DO NOTHING",
-        (event.id, replay_run(event), event.TYPE, Jsonb(payload)),
+        (event.id, replay_run(event), event.TYPE, payload),
     )
     return cur.rowcount == 1
 

@@ -7,9 +7,11 @@ named like message text are shortened unless debug logging of bodies is explicit
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
+import orjson
 import structlog
 from opentelemetry import trace
 
@@ -27,10 +29,13 @@ def _add_trace(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+_SECRET_RE = re.compile("|".join(SECRET_KEYS))
+
+
 def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     for k in list(event):
         lk = k.lower()
-        if any(s in lk for s in SECRET_KEYS):
+        if _SECRET_RE.search(lk):
             event[k] = "***"
         elif not _state["debug_bodies"] and lk in BODY_KEYS and isinstance(event[k], str):
             v = event[k]
@@ -52,11 +57,16 @@ def configure_logging(service: str, level: str = "info", json: bool = True, debu
         _redact,
         structlog.processors.format_exc_info,
     ]
-    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    if json:  # orjson straight to bytes: the stdlib encoder was a visible share of a service's CPU per event
+        renderer: Any = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        factory: Any = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        factory = structlog.PrintLoggerFactory(file=sys.stderr)
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import processed_outputs, record_processed
+from agentbus.db import processed_outputs, raw_jsonb, record_processed
 from agentbus.events import Chat, Event, JobTriggered, JobTriggeredData, derive_id, parse_event
 from agentbus.services.scheduler.schedule import first_due, next_due
 
@@ -87,7 +86,7 @@ class JobStore:
                 ins = await conn.execute(
                     "INSERT INTO firings (job_id, due_at, event_id, event) VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING",
-                    (job_id, due, event_id, Jsonb(orjson.loads(event.to_bytes()))),
+                    (job_id, due, event_id, raw_jsonb(event.to_bytes())),
                 )
                 fired += ins.rowcount
                 # missed runs while nobody was up are coalesced into this one firing
