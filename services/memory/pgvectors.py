@@ -44,6 +44,7 @@ class _TenantIndex:
     slots: dict[uuid.UUID, int] = field(default_factory=dict)
     count: int = 0  # vectors ever added (the next slot is count % capacity)
     seq: int = 0  # highest database sequence number seen
+    recent: dict[uuid.UUID, int] = field(default_factory=dict)  # ids read within the margin, and their seq
     refreshed: float = 0.0
 
     def __post_init__(self) -> None:
@@ -152,8 +153,13 @@ class PgVectorIndex:
                         "AND seq > %s AND writer <> %s ORDER BY seq", (tenant, idx.seq - _SEQ_MARGIN, self._writer))
                     rows = await cur.fetchall()
             for seq, point_id, conversation, role, text, at, blob in rows:
+                if point_id in idx.recent:  # read again inside the margin (and maybe evicted since): once only
+                    continue
+                idx.recent[point_id] = seq
                 idx.add((point_id, conversation, role, text, at, np.frombuffer(blob, dtype=np.float32)))
                 idx.seq = max(idx.seq, seq)
+            floor = idx.seq - _SEQ_MARGIN
+            idx.recent = {k: v for k, v in idx.recent.items() if v > floor}
             idx.refreshed = time.monotonic()
             self._tenants[tenant] = idx
             return idx

@@ -125,3 +125,15 @@ async def test_searches_waiting_together_each_get_their_own_answer(pool: AsyncCo
     assert answers[1][0].text != "t1" and answers[1][0].score == pytest.approx(0.0, abs=1e-6)
     assert answers[2][0].text == "t6" and len(answers[2]) == 2
     assert answers[3] == []
+
+
+async def test_refreshes_never_bring_back_what_the_cap_evicted(pool: AsyncConnectionPool) -> None:
+    other = PgVectorIndex(pool, DIM)
+    me = PgVectorIndex(pool, DIM, max_per_tenant=2, refresh_s=0.0)
+    await me.search(axis(0), "acme", 1, None)
+    await put(other, axis(0), "acme", "old 0")
+    await put(other, axis(1), "acme", "old 1")
+    await me.search(axis(0), "acme", 1, None)  # picks up the other replica's two
+    await put(me, axis(2), "acme", "mine, newest")  # evicts "old 0"
+    for _ in range(3):  # each refresh reads the other replica's rows again inside its margin
+        assert {r.text for r in await me.search(axis(0), "acme", 5, None)} == {"old 1", "mine, newest"}
