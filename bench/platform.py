@@ -167,9 +167,8 @@ class Bench:
                    **(env or {}), **self.service_env}
         stack = Stack(home=home, config_file=cfg, ports=Ports.free(), env=all_env, echo=False)
         stack.service_env = dict(self.infra_env)
-        for k in ("AGENTBUS_EMBEDDINGS_URL",):
-            if k in all_env:
-                stack.service_env[k] = all_env[k]
+        if "AGENTBUS_EMBEDDINGS_URL" in all_env:
+            stack.service_env["AGENTBUS_EMBEDDINGS_URL"] = all_env["AGENTBUS_EMBEDDINGS_URL"]
         platform = Platform(stack, prefix, home, config)
         try:
             first, *rest = SERVICES  # ingress creates the topics

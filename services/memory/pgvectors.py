@@ -26,11 +26,12 @@ from datetime import datetime
 import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
+from agentbus.batching import MicroBatcher
 from agentbus.events import Recall
 
 _SEQ_MARGIN = 4096
 _Row = tuple[uuid.UUID, str, str, str, datetime, np.ndarray]
-_Pending = tuple[_Row, str, "asyncio.Future[None]"]
+_Upsert = tuple[_Row, str]  # a row and its tenant
 
 
 @dataclass
@@ -115,12 +116,9 @@ class PgVectorIndex:
         self._writer = uuid.uuid4().hex
         self._tenants: dict[str, _TenantIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._pending: list[_Pending] = []
         self._searches: dict[str, list[tuple[np.ndarray, int, uuid.UUID | None, asyncio.Future[list[Recall]]]]] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._max_batch = max_batch
-        self._max_wait_s = max_wait_s
+        # one batch across tenants: the rows carry their tenant, and one statement writes them all
+        self._upserts: MicroBatcher[_Upsert, None] = MicroBatcher(self._write, max_batch, max_wait_s)
 
     async def ensure(self) -> None:
         async with self._pool.connection() as conn:
@@ -195,54 +193,28 @@ class PgVectorIndex:
         text: str, at: datetime,
     ) -> None:
         """Durable in PostgreSQL (written with others gathered for a few ms), then searchable."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append(((point_id, conversation, role, text, at, _unit(vector)), tenant, fut))
-        if len(self._pending) >= self._max_batch:
-            self._flush()
-        elif self._timer is None:
-            self._timer = loop.call_later(self._max_wait_s, self._flush)
-        await fut
+        await self._upserts.submit("", [((point_id, conversation, role, text, at, _unit(vector)), tenant)])
 
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._pending = self._pending, []
-        if batch:
-            task = asyncio.create_task(self._write(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _write(self, batch: list[_Pending]) -> None:
+    async def _write(self, _: str, batch: list[_Upsert]) -> list[None]:
         cols: tuple[list[object], ...] = ([], [], [], [], [], [], [])
-        for (point_id, conversation, role, text, at, vec), tenant, _ in batch:
+        for (point_id, conversation, role, text, at, vec), tenant in batch:
             for col, value in zip(cols, (point_id, tenant, conversation, role, text, at, vec.tobytes()), strict=True):
                 col.append(value)
-        try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    "INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, writer) "
-                    "SELECT i, t, c, r, x, a, e, %s FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], "
-                    "%s::text[], %s::timestamptz[], %s::bytea[]) AS u(i, t, c, r, x, a, e) "
-                    "ON CONFLICT (id) DO NOTHING RETURNING seq, id",
-                    (self._writer, *cols),
-                )
-                seqs = {point_id: seq for seq, point_id in await cur.fetchall()}
-        except Exception as exc:  # every waiting event sees the failure and is retried
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for row, tenant, fut in batch:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, writer) "
+                "SELECT i, t, c, r, x, a, e, %s FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], "
+                "%s::text[], %s::timestamptz[], %s::bytea[]) AS u(i, t, c, r, x, a, e) "
+                "ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+                (self._writer, *cols),
+            )
+            seqs = {point_id: seq for seq, point_id in await cur.fetchall()}
+        for row, tenant in batch:
             idx = self._tenants.get(tenant)
             if idx is not None:  # a tenant not loaded yet reads its rows from the table when first searched
                 idx.add(row)
                 idx.seq = max(idx.seq, seqs.get(row[0], 0))
-            if not fut.done():
-                fut.set_result(None)
+        return [None] * len(batch)
 
     async def aclose(self) -> None:
-        self._flush()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self._upserts.aclose()

@@ -15,10 +15,8 @@ from datetime import datetime
 
 from qdrant_client import AsyncQdrantClient, models
 
+from agentbus.batching import MicroBatcher
 from agentbus.events import Recall
-
-_Point = tuple[models.PointStruct, "asyncio.Future[None]"]
-
 
 class QdrantStore:
     def __init__(self, client: AsyncQdrantClient, collection: str, dim: int, max_batch: int = 256,
@@ -28,11 +26,7 @@ class QdrantStore:
         self._dim = dim
         self._ready: set[str] = set()
         self._lock = asyncio.Lock()
-        self._pending: dict[str, list[_Point]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._max_batch = max_batch
-        self._max_wait_s = max_wait_s
+        self._batches: MicroBatcher[models.PointStruct, None] = MicroBatcher(self._write, max_batch, max_wait_s)
 
     @classmethod
     def connect(cls, url: str | None, path: str | None, api_key: str | None, collection: str, dim: int) -> QdrantStore:
@@ -96,40 +90,12 @@ class QdrantStore:
             payload={"tenant": tenant, "conversation": conversation, "role": role, "text": text,
                      "at": at.isoformat()},
         )
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pending = self._pending.setdefault(name, [])
-        pending.append((point, fut))
-        if len(pending) >= self._max_batch:
-            self._flush(name)
-        elif name not in self._timers:
-            self._timers[name] = asyncio.get_running_loop().call_later(self._max_wait_s, self._flush, name)
-        await fut  # durable (as Qdrant makes it) before the event counts as processed
+        await self._batches.submit(name, [point])  # durable (as Qdrant makes it) before the event counts
 
-    def _flush(self, name: str) -> None:
-        timer = self._timers.pop(name, None)
-        if timer is not None:
-            timer.cancel()
-        batch = self._pending.pop(name, [])
-        if batch:
-            task = asyncio.create_task(self._write(name, batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _write(self, name: str, batch: list[_Point]) -> None:
-        try:
-            await self._c.upsert(name, points=[p for p, _ in batch])
-        except Exception as exc:  # every waiting event sees the failure and is retried
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for _, fut in batch:
-            if not fut.done():
-                fut.set_result(None)
+    async def _write(self, name: str, points: list[models.PointStruct]) -> list[None]:
+        await self._c.upsert(name, points=points)
+        return [None] * len(points)
 
     async def aclose(self) -> None:
-        for name in list(self._pending):
-            self._flush(name)
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+        await self._batches.aclose()
         await self._c.close()

@@ -1,0 +1,73 @@
+"""Micro-batching: items submitted concurrently under one key are gathered for a few milliseconds (or until
+``max_batch`` are waiting) and handed to one call, whose results go back to each submitter.
+
+Under load this turns hundreds of small requests (embeddings, vector upserts) into a few large ones; at
+low load an item waits at most ``max_wait_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+class MicroBatcher(Generic[T, R]):
+    def __init__(self, run: Callable[[str, list[T]], Awaitable[Sequence[R]]], max_batch: int,
+                 max_wait_s: float) -> None:
+        """``run(key, items)`` answers a batch of at most ``max_batch`` items with one result per item, in
+        order; if it raises, every submitter of the batch gets the exception."""
+        self._run = run
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._pending: dict[str, list[tuple[T, asyncio.Future[R]]]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, key: str, items: Sequence[T]) -> list[R]:
+        loop = asyncio.get_running_loop()
+        pending = self._pending.setdefault(key, [])
+        futures: list[asyncio.Future[R]] = []
+        for item in items:
+            fut: asyncio.Future[R] = loop.create_future()
+            pending.append((item, fut))
+            futures.append(fut)
+        if len(pending) >= self._max_batch:
+            self.flush(key)
+        elif key not in self._timers:
+            self._timers[key] = loop.call_later(self._max_wait_s, self.flush, key)
+        return list(await asyncio.gather(*futures))
+
+    def flush(self, key: str) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        waiting = self._pending.pop(key, [])
+        while waiting:
+            batch, waiting = waiting[: self._max_batch], waiting[self._max_batch:]
+            task = asyncio.create_task(self._answer(key, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, key: str, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._run(key, [item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"a batch of {len(batch)} items got {len(results)} results")
+        except Exception as exc:  # handed to every submitter, whose events are retried
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Send what is waiting and wait (up to ``timeout``) for the batches in flight."""
+        for key in list(self._pending):
+            self.flush(key)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)

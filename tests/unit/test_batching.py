@@ -1,0 +1,59 @@
+"""The micro-batcher shared by the embeddings client and the vector stores."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agentbus.batching import MicroBatcher
+
+
+async def test_concurrent_items_of_a_key_go_in_one_call_and_get_their_own_results() -> None:
+    calls: list[tuple[str, list[int]]] = []
+
+    async def run(key: str, items: list[int]) -> list[int]:
+        calls.append((key, items))
+        return [i * 10 for i in items]
+
+    b: MicroBatcher[int, int] = MicroBatcher(run, max_batch=100, max_wait_s=0.01)
+    results = await asyncio.gather(b.submit("a", [1, 2]), b.submit("a", [3]), b.submit("b", [4]))
+    assert results == [[10, 20], [30], [40]]
+    assert sorted(calls) == [("a", [1, 2, 3]), ("b", [4])]
+
+
+async def test_a_full_batch_goes_at_once_in_chunks_of_max_batch() -> None:
+    sizes: list[int] = []
+
+    async def run(_: str, items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        return items
+
+    b: MicroBatcher[int, int] = MicroBatcher(run, max_batch=3, max_wait_s=60)  # the timer never fires
+    assert await asyncio.wait_for(b.submit("k", list(range(7))), 5) == list(range(7))
+    assert sizes == [3, 3, 1]
+
+
+async def test_a_failed_or_short_batch_fails_every_submitter() -> None:
+    async def boom(_: str, items: list[int]) -> list[int]:
+        raise ConnectionError("down")
+
+    async def short(_: str, items: list[int]) -> list[int]:
+        return items[:-1]
+
+    for run, error in ((boom, ConnectionError), (short, RuntimeError)):
+        b: MicroBatcher[int, int] = MicroBatcher(run, max_batch=10, max_wait_s=0.001)
+        outcomes = await asyncio.gather(b.submit("k", [1]), b.submit("k", [2]), return_exceptions=True)
+        assert all(isinstance(o, error) for o in outcomes)
+
+
+async def test_aclose_sends_what_is_waiting() -> None:
+    seen: list[int] = []
+
+    async def run(_: str, items: list[int]) -> list[None]:
+        seen.extend(items)
+        return [None] * len(items)
+
+    b: MicroBatcher[int, None] = MicroBatcher(run, max_batch=10, max_wait_s=60)
+    waiting = asyncio.ensure_future(b.submit("k", [5]))
+    await asyncio.sleep(0)
+    await b.aclose()
+    assert seen == [5] and await waiting == [None]
