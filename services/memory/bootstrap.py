@@ -13,7 +13,6 @@ from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.store import PgTurnStore
-from agentbus.services.memory.vectors import QdrantStore
 from agentbus.settings import Settings
 from agentbus.topics import topic_of
 
@@ -27,6 +26,9 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
         embedder = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key, settings.embeddings_timeout_s)
         if settings.qdrant_url or settings.qdrant_path:
+            # imported only when used: qdrant-client and what it pulls in add about 50 MB to the process
+            from agentbus.services.memory.vectors import QdrantStore
+
             qkey = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
             vectors = QdrantStore.connect(
                 settings.qdrant_url,

@@ -1,0 +1,52 @@
+"""The in-process index's batched search agrees with a plain per-query ranking."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from agentbus.services.memory.pgvectors import _TenantIndex, _unit
+
+
+def _filled(n: int, dim: int, capacity: int, seed: int = 7) -> tuple[_TenantIndex, list[uuid.UUID], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    idx = _TenantIndex(capacity, dim)
+    ids = [uuid.uuid4() for _ in range(n)]
+    vectors = np.stack([_unit(v) for v in rng.normal(size=(n, dim)).astype(np.float32)])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for i, (point_id, v) in enumerate(zip(ids, vectors, strict=True)):
+        idx.add((point_id, f"c{i}", "user", f"text {i}", at, v))
+    return idx, ids, vectors
+
+
+def _expected(vectors: np.ndarray, ids: list[uuid.UUID], query: np.ndarray, limit: int,
+              exclude: uuid.UUID | None, first: int = 0) -> list[str]:
+    scores = vectors[first:] @ query
+    order = [first + int(i) for i in np.argsort(-scores) if exclude is None or ids[first + int(i)] != exclude]
+    return [f"text {i}" for i in order[:limit]]
+
+
+@pytest.mark.parametrize("n", [1, 3, 50, 700])
+def test_batched_search_matches_ranking_each_query_alone(n: int) -> None:
+    dim = 16
+    idx, ids, vectors = _filled(n, dim, capacity=1000)
+    rng = np.random.default_rng(n)
+    queries = np.stack([_unit(q) for q in rng.normal(size=(5, dim)).astype(np.float32)])
+    asks = [(3, None), (1, ids[0]), (0, None), (10, ids[-1]), (3, uuid.uuid4())]
+    results = idx.search(queries, asks)
+    assert len(results) == len(asks)
+    for q, (limit, exclude), found in zip(queries, asks, results, strict=True):
+        assert [r.text for r in found] == _expected(vectors, ids, q, limit, exclude)
+        assert all(a.score >= b.score for a, b in zip(found, found[1:]))
+        assert all(r.text != f"text {ids.index(exclude)}" for r in found if exclude in ids)
+
+
+def test_only_the_ring_is_searched_after_the_cap() -> None:
+    idx, ids, vectors = _filled(30, 8, capacity=10)
+    q = vectors[5]  # evicted: the newest ten are 20..29
+    [found] = idx.search(q[None, :], [(10, None)])
+    assert sorted(r.text for r in found) == sorted(f"text {i}" for i in range(20, 30))
+    assert [r.text for r in found] == _expected(vectors, ids, q, 10, None, first=20)
