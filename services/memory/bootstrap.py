@@ -41,8 +41,9 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             vectors = PgVectorIndex(pool, settings.embeddings_dim, settings.vectors_max_per_tenant)
         await vectors.ensure()
         on_stop += [embedder.aclose, vectors.aclose]
-    on_stop.append(pool.close)  # last: the vector index flushes through it
-    memory = Memory(config, PgTurnStore(pool), embedder, vectors)
+    store = PgTurnStore(pool)
+    on_stop += [store.aclose, pool.close]  # the pool last: the vector index and the store flush through it
+    memory = Memory(config, store, embedder, vectors)
     p = settings.topic_prefix
 
     return ServiceParts(

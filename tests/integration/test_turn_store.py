@@ -1,0 +1,131 @@
+"""Memory's turn store against the real PostgreSQL, with events handled together in one batch: each
+conversation gets its own history, a redelivered event its first outputs, and one bad event fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.cli.admin import migrations_dir
+from agentbus.config import parse_config
+from agentbus.db import migrate, open_pool
+from agentbus.events import Chat, MessageReceived, MessageReceivedData, Replay, Sender, Turn, utcnow
+from agentbus.services.memory.handlers import Memory
+from agentbus.services.memory.store import PgTurnStore
+from agentbus.settings import Settings
+from tests.support.platform import Infra, base_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
+    schema = f"memory_turns_{uuid.uuid4().hex[:8]}"
+    p = await open_pool(Settings(database_url=infra.database_url), schema, max_size=4)
+    await migrate(p, schema, migrations_dir("memory"))
+    yield p
+    async with p.connection() as conn:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    await p.close()
+
+
+class CountingStore(PgTurnStore):
+    """The real store, counting the batches of more than one event it wrote together."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        super().__init__(pool)
+        self.batched: list[int] = []
+
+    async def _remember_many(self, items):  # type: ignore[no-untyped-def]
+        self.batched.append(len(items))
+        return await super()._remember_many(items)
+
+
+def message(chat: str, text: str) -> MessageReceived:
+    return MessageReceived.new(
+        MessageReceivedData(channel="acme", channel_type="webhook", agent="assistant",
+                            platform_message_id=uuid.uuid4().hex, sender=Sender(id="u1"), chat=Chat(id=chat),
+                            text=text, received_at=utcnow()),
+        source="ingress", tenant="acme", conversation=f"acme/acme/{chat}",
+    )
+
+
+async def test_events_handled_together_each_see_their_own_history(pool: AsyncConnectionPool) -> None:
+    store = CountingStore(pool)
+    memory = Memory(parse_config(base_config()), store, None, None)
+    chats = [f"c{i}" for i in range(6)]
+    await asyncio.gather(*(memory.assemble_context(message(c, f"first in {c}")) for c in chats))
+    seconds = await asyncio.gather(*(memory.assemble_context(message(c, f"second in {c}")) for c in chats))
+    assert store.batched and max(store.batched) == len(chats)  # the batched path was the one taken
+    for chat, [ctx] in zip(chats, seconds, strict=True):
+        assert [t.text for t in ctx.data.history] == [f"first in {chat}"]
+        assert ctx.data.input.text == f"second in {chat}"
+    thirds = await asyncio.gather(*(memory.assemble_context(message(c, f"third in {c}")) for c in chats))
+    for chat, [ctx] in zip(chats, thirds, strict=True):  # oldest first
+        assert [t.text for t in ctx.data.history] == [f"first in {chat}", f"second in {chat}"]
+
+
+async def test_a_redelivered_event_in_a_batch_gets_its_first_outputs(pool: AsyncConnectionPool) -> None:
+    store = CountingStore(pool)
+    memory = Memory(parse_config(base_config()), store, None, None)
+    e = message("c1", "hello")
+    [first] = await memory.assemble_context(e)
+    again, other = await asyncio.gather(memory.assemble_context(e), memory.assemble_context(message("c2", "hi")))
+    assert store.batched == [2]
+    assert again == [first]  # same id, same content: the recorded outputs, not a second computation
+    assert other[0].data.input.text == "hi"
+    assert [t.text for t in await store.history("acme/acme/c1")] == ["hello"]
+
+
+async def test_one_bad_event_fails_alone(pool: AsyncConnectionPool) -> None:
+    store = CountingStore(pool)
+    memory = Memory(parse_config(base_config()), store, None, None)
+    good = [message(f"c{i}", f"fine {i}") for i in range(3)]
+    bad = message("c9", "a NUL \x00 PostgreSQL text cannot hold")
+    results = await asyncio.gather(*(memory.assemble_context(e) for e in [*good, bad]), return_exceptions=True)
+    assert store.batched == [4]
+    assert all(isinstance(r, list) and r[0].data.input.text == f"fine {i}" for i, r in enumerate(results[:3]))
+    assert isinstance(results[3], Exception)
+    for i in range(3):
+        assert [t.text for t in await store.history(f"acme/acme/c{i}")] == [f"fine {i}"]
+    assert await store.history("acme/acme/c9") == []
+    assert await store.already(bad) is None  # not recorded as processed: the consumer retries it
+
+
+async def test_a_failing_build_fails_only_its_event(pool: AsyncConnectionPool) -> None:
+    store = CountingStore(pool)
+    e1, e2 = message("c1", "one"), message("c2", "two")
+
+    def boom(_history: list[Turn]) -> list[MessageReceived]:
+        raise ValueError("cannot build")
+
+    def turn(e: MessageReceived) -> Turn:
+        return Turn(role="user", text=e.data.text, at=e.data.received_at, event_id=e.id, sender="u1")
+
+    ok, failed = await asyncio.gather(
+        store.remember(e1, turn(e1), 5, lambda _h: []), store.remember(e2, turn(e2), 5, boom),
+        return_exceptions=True,
+    )
+    assert ok == [] and isinstance(failed, ValueError)
+    assert [t.text for t in await store.history("acme/acme/c1")] == ["one"]
+    assert await store.history("acme/acme/c2") == []  # its turn is written with its record, or not at all
+
+
+async def test_a_replay_sees_the_history_as_it_was_and_stores_nothing(pool: AsyncConnectionPool) -> None:
+    store = CountingStore(pool)
+    memory = Memory(parse_config(base_config()), store, None, None)
+    first, second = message("c1", "one"), message("c1", "two")
+    await memory.assemble_context(first)
+    await memory.assemble_context(second)
+    await memory.assemble_context(message("c1", "three"))
+    shadow = second.model_copy(update={"replay": Replay(run="run-1")})
+    [ctx], [other] = await asyncio.gather(memory.assemble_context(shadow),
+                                          memory.assemble_context(message("c2", "x")))
+    assert store.batched == [2]
+    assert [t.text for t in ctx.data.history] == ["one"]
+    assert ctx.replay is not None and other.data.history == ()
+    assert [t.text for t in await store.history("acme/acme/c1")] == ["one", "two", "three"]
