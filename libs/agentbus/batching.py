@@ -71,3 +71,51 @@ class MicroBatcher(Generic[T, R]):
             self.flush(key)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
+
+
+class _Failed:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+class Coalescer(Generic[T, R]):
+    """Calls made at the same moment (in one turn of the event loop) answered by one batch call.
+
+    ``many(items)`` answers them together (one database statement for tens of events), one result per item,
+    in order; an item's result may be an exception, raised to that item's caller alone. If ``many`` raises,
+    each item is tried alone with ``one(item)``, so a bad item fails by itself and the others go on. A call
+    made alone goes straight to ``one``: at low load nothing waits and nothing changes."""
+
+    def __init__(self, many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]],
+                 one: Callable[[T], Awaitable[R]],
+                 max_batch: int = 256) -> None:
+        self._many = many
+        self._one = one
+        self._batcher: MicroBatcher[T, R | _Failed] = MicroBatcher(self._run, max_batch, 0.0)
+
+    async def __call__(self, item: T) -> R:
+        [result] = await self._batcher.submit("", [item])
+        if isinstance(result, _Failed):
+            raise result.exc
+        return result
+
+    async def _run(self, _: str, items: list[T]) -> list[R | _Failed]:
+        if len(items) > 1:
+            try:
+                answered = await self._many(items)
+            except Exception:  # noqa: BLE001 - each item is tried alone below and fails on its own
+                pass
+            else:
+                return [_Failed(r) if isinstance(r, Exception) else r for r in answered]
+        results: list[R | _Failed] = []
+        for item in items:
+            try:
+                results.append(await self._one(item))
+            except Exception as exc:  # handed to this item's caller only
+                results.append(_Failed(exc))
+        return results
+
+    async def aclose(self) -> None:
+        await self._batcher.aclose()

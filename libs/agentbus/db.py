@@ -157,6 +157,50 @@ async def record_with_effects(
     return previous
 
 
+async def record_batch(
+    conn: AsyncConnection,
+    records: Sequence[tuple[Event, Sequence[Event]]],
+    effects: tuple[str, Sequence[object]] | None = None,
+) -> list[list[Event]]:
+    """``record_with_effects`` for many events in ONE statement: ``effects`` is one INSERT/UPDATE over
+    ``unnest`` of its parameter arrays (all the events' effects at once), then every processed record.
+    Returns each event's outputs: those given, or, where another worker recorded the event first, its."""
+    sql = (
+        (f"WITH e AS ({effects[0]}) " if effects else "")
+        + "INSERT INTO processed_events (event_id, replay_run, event_type, outputs) "
+        "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[]) "
+        "ON CONFLICT (event_id, replay_run) DO NOTHING RETURNING event_id, replay_run"
+    )
+    params = [
+        *(effects[1] if effects else ()),
+        [e.id for e, _ in records],
+        [replay_run(e) for e, _ in records],
+        [e.TYPE for e, _ in records],
+        [outputs_json(outs) for _, outs in records],
+    ]
+    cur = await conn.execute(sql, params)
+    recorded = {(r[0], r[1]) for r in await cur.fetchall()}
+    results: list[list[Event]] = []
+    for event, outputs in records:
+        if (event.id, replay_run(event)) in recorded:
+            results.append(list(outputs))
+            continue
+        previous = await processed_outputs(conn, event)  # recorded before: its first outputs stand
+        if previous is None:  # pragma: no cover - the conflicting row cannot vanish
+            raise RuntimeError("processed record conflict without a record")
+        results.append(previous)
+    return results
+
+
+def columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
+    """Rows as ``width`` column lists, the parameters of an ``unnest`` statement."""
+    cols: list[list[object]] = [[] for _ in range(width)]
+    for row in rows:
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    return cols
+
+
 async def record_processed(
     conn: AsyncConnection, event: Event, outputs: Sequence[Event] = ()
 ) -> bool:

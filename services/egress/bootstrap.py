@@ -33,10 +33,11 @@ def build_adapters(config: PlatformConfig, http: httpx.AsyncClient, tokens: Toke
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "egress", Path(__file__).parent / "migrations")
     http = async_client(timeout=settings.push_timeout_s, max_connections=512)
-    egress = Egress(build_adapters(config, http, TokenCache()), DeliveryLedger(pool), RateLimiter(), settings.push_attempts)
+    ledger = DeliveryLedger(pool)
+    egress = Egress(build_adapters(config, http, TokenCache()), ledger, RateLimiter(), settings.push_attempts)
 
     return ServiceParts(
         routes={topic_of(settings.topic_prefix, ReplyGenerated): egress.push_reply},
         checks={"database": database},
-        on_stop=[http.aclose, pool.close],
+        on_stop=[http.aclose, ledger.aclose, pool.close],
     )

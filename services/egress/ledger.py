@@ -1,4 +1,8 @@
-"""The delivery ledger (schema ``egress``): claim before push, outcome after, in the processed record."""
+"""The delivery ledger (schema ``egress``): claim before push, outcome after, in the processed record.
+
+Claims and outcomes of replies handled at the same moment go to PostgreSQL together, one statement for
+all of them (``agentbus.batching.Coalescer``); a reply handled alone is one statement of its own.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,45 @@ from typing import Literal
 
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import processed_outputs, record_with_effects
+from agentbus.batching import Coalescer
+from agentbus.db import columns, processed_outputs, record_batch, record_with_effects
 from agentbus.events import Event
 
 Claim = Literal["claimed", "ambiguous"]
+_Claim = tuple[Event, str]
+_Finish = tuple[Event, str, str, int, "int | None", "str | None", "str | None", Sequence[Event]]
+
+_CLAIM = (
+    "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
+    "VALUES (%s, %s, %s, %s, %s, 'pushing') ON CONFLICT (reply_id) DO NOTHING RETURNING 1"
+)
+_FINISH_SET = (
+    "ON CONFLICT (reply_id) DO UPDATE SET "
+    "status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, "
+    "http_status = EXCLUDED.http_status, error = EXCLUDED.error, "
+    "platform_message_id = EXCLUDED.platform_message_id, finished_at = now() "
+    # a reply already recorded as processed keeps its outcome
+    "WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = EXCLUDED.reply_id "
+    "AND p.replay_run = '')"
+)
+
+
+def _delivery_row(item: _Finish) -> tuple[object, ...]:
+    event, target, status, attempts, http_status, error, platform_message_id, _ = item
+    d = event.data
+    return (event.id, event.correlation_id, d.channel, d.channel_type, target, status, attempts, http_status,
+            error, platform_message_id)
 
 
 class DeliveryLedger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
+        self._claims: Coalescer[_Claim, bool] = Coalescer(self._claim_many, self._claim_one)
+        self._finishes: Coalescer[_Finish, list[Event]] = Coalescer(self._finish_many, self._finish_one)
+
+    async def aclose(self) -> None:
+        await self._claims.aclose()
+        await self._finishes.aclose()
 
     async def already(self, event: Event) -> list[Event] | None:
         async with self._pool.connection() as conn:
@@ -25,15 +59,10 @@ class DeliveryLedger:
     async def claim(self, event: Event, target: str) -> Claim | list[Event]:
         """'claimed': push it; 'ambiguous': a previous push may have reached the platform; a list: done."""
         d = event.data
-        async with self._pool.connection() as conn:
-            # the common case, a reply never seen before, is one round trip
-            cur = await conn.execute(
-                "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
-                "VALUES (%s, %s, %s, %s, %s, 'pushing') ON CONFLICT (reply_id) DO NOTHING RETURNING 1",
-                (event.id, event.correlation_id, d.channel, d.channel_type, target),
-            )
-            if await cur.fetchone() is not None:
-                return "claimed"
+        # the common case, a reply never seen before, is one statement (shared with the replies claimed
+        # at the same moment)
+        if await self._claims((event, target)):
+            return "claimed"
         async with self._pool.connection() as conn, conn.transaction():
             previous = await processed_outputs(conn, event)
             if previous is not None:
@@ -51,6 +80,25 @@ class DeliveryLedger:
                 await conn.execute("UPDATE deliveries SET status = 'pushing' WHERE reply_id = %s", (event.id,))
                 return "claimed"
             return "ambiguous"
+
+    async def _claim_one(self, item: _Claim) -> bool:
+        event, target = item
+        d = event.data
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(_CLAIM, (event.id, event.correlation_id, d.channel, d.channel_type, target))
+            return await cur.fetchone() is not None
+
+    async def _claim_many(self, items: list[_Claim]) -> list[bool]:
+        rows = [(e.id, e.correlation_id, e.data.channel, e.data.channel_type, t) for e, t in items]
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
+                "SELECT *, 'pushing' FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[]) "
+                "ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id",
+                columns(rows, 5),
+            )
+            claimed = {r[0] for r in await cur.fetchall()}
+        return [e.id in claimed for e, _ in items]
 
     async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
         async with self._pool.connection() as conn:
@@ -76,18 +124,27 @@ class DeliveryLedger:
         platform_message_id: str | None,
         outputs: Sequence[Event],
     ) -> list[Event]:
-        d = event.data
+        return await self._finishes(
+            (event, target, status, attempts, http_status, error, platform_message_id, outputs)
+        )
+
+    async def _finish_one(self, item: _Finish) -> list[Event]:
         upsert = (
-            "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, attempts, "
-            "http_status, error, platform_message_id, finished_at) "
-            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now()) ON CONFLICT (reply_id) DO UPDATE SET "
-            "status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, "
-            "http_status = EXCLUDED.http_status, error = EXCLUDED.error, "
-            "platform_message_id = EXCLUDED.platform_message_id, finished_at = now() "
-            # a reply already recorded as processed keeps its outcome
-            "WHERE NOT EXISTS (SELECT 1 FROM processed_events WHERE event_id = %s AND replay_run = '')",
-            (event.id, event.correlation_id, d.channel, d.channel_type, target, status, attempts, http_status,
-             error, platform_message_id, event.id),
+            "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, "
+            "attempts, http_status, error, platform_message_id, finished_at) "
+            f"VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now()) {_FINISH_SET}",
+            _delivery_row(item),
         )
         async with self._pool.connection() as conn:
-            return await record_with_effects(conn, event, outputs, [upsert])
+            return await record_with_effects(conn, item[0], item[7], [upsert])
+
+    async def _finish_many(self, items: list[_Finish]) -> list[list[Event]]:
+        upsert = (
+            "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, "
+            "attempts, http_status, error, platform_message_id, finished_at) "
+            "SELECT *, now() FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            f"%s::int[], %s::int[], %s::text[], %s::text[]) {_FINISH_SET}",
+            columns([_delivery_row(item) for item in items], 10),
+        )
+        async with self._pool.connection() as conn:
+            return await record_batch(conn, [(item[0], item[7]) for item in items], upsert)

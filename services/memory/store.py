@@ -16,14 +16,9 @@ from datetime import UTC, datetime
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.batching import MicroBatcher
-from agentbus.db import outputs_json, processed_outputs, record_with_effects, replay_run
+from agentbus.batching import Coalescer
+from agentbus.db import columns, processed_outputs, record_batch, record_with_effects
 from agentbus.events import Event, Turn
-
-_INSERT_TURN = (
-    "INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING"
-)
 
 
 @dataclass
@@ -35,14 +30,11 @@ class _Remember:
     before: datetime
 
 
-_Result = list[Event] | Exception
-
-
 class PgTurnStore:
     def __init__(self, pool: AsyncConnectionPool, max_batch: int = 256) -> None:
         self._pool = pool
-        # flushed on the next turn of the event loop: a batch is what was asked for together
-        self._batches: MicroBatcher[_Remember, _Result] = MicroBatcher(self._remember_batch, max_batch, 0.0)
+        self._remember: Coalescer[_Remember, list[Event]] = Coalescer(self._remember_many, self._remember_one,
+                                                                      max_batch)
 
     async def already(self, event: Event) -> list[Event] | None:
         async with self._pool.connection() as conn:
@@ -62,91 +54,52 @@ class PgTurnStore:
         Returns the outputs recorded for the event: those just built, or, for an event another worker
         recorded first, that worker's."""
         before = before or (turn.at if turn is not None else datetime.now(UTC))
-        [result] = await self._batches.submit("", [_Remember(event, turn, history_limit, build, before)])
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return await self._remember(_Remember(event, turn, history_limit, build, before))
 
     async def aclose(self) -> None:
-        await self._batches.aclose()
-
-    # ------------------------------------------------------------------ batches
-
-    async def _remember_batch(self, _: str, items: list[_Remember]) -> list[_Result]:
-        if len(items) > 1:
-            try:
-                return await self._remember_many(items)
-            except Exception:  # noqa: BLE001 - each event is tried alone below, and fails on its own
-                pass
-        results: list[_Result] = []
-        for item in items:
-            try:
-                results.append(await self._remember_one(item))
-            except Exception as exc:  # handed to this event only, which the consumer retries
-                results.append(exc)
-        return results
+        await self._remember.aclose()
 
     async def _remember_one(self, item: _Remember) -> list[Event]:
         event, turn = item.event, item.turn
         async with self._pool.connection() as conn:
-            histories = await _histories(conn, [item])
+            [history] = await _histories(conn, [item])
             effects = []
             if turn is not None:
                 effects.append((
-                    _INSERT_TURN,
+                    "INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
                     (event.id, event.tenant, event.conversation, turn.role, turn.sender, turn.text, turn.at),
                 ))
             # events of one conversation are processed one at a time, so reading the history and then
             # writing the turn with the processed record (one statement) cannot interleave with another turn
-            return await record_with_effects(conn, event, list(item.build(histories[0])), effects)
+            return await record_with_effects(conn, event, list(item.build(history)), effects)
 
-    async def _remember_many(self, items: list[_Remember]) -> list[_Result]:
+    async def _remember_many(self, items: list[_Remember]) -> list[list[Event] | Exception]:
+        results: list[list[Event] | Exception] = []
         async with self._pool.connection() as conn:
             histories = await _histories(conn, items)
-            results: list[_Result | None] = [None] * len(items)
-            built: dict[int, list[Event]] = {}
+            built: list[tuple[int, Event, list[Event]]] = []
+            turns: list[tuple[object, ...]] = []
             for i, (item, history) in enumerate(zip(items, histories, strict=True)):
                 try:
-                    built[i] = list(item.build(history))
-                except Exception as exc:  # this event's outputs cannot be made: it alone fails
-                    results[i] = exc
-            writing = list(built)
-            stored = [i for i in writing if items[i].turn is not None]
-            turn_cols: tuple[list[object], ...] = ([], [], [], [], [], [], [])
-            for i in stored:
-                e, t = items[i].event, items[i].turn
-                assert t is not None
-                for col, v in zip(turn_cols, (e.id, e.tenant, e.conversation, t.role, t.sender, t.text, t.at),
-                                  strict=True):
-                    col.append(v)
-            cur = await conn.execute(
-                "WITH t AS (INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
-                "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                "%s::timestamptz[]) ON CONFLICT (event_id) DO NOTHING) "
-                "INSERT INTO processed_events (event_id, replay_run, event_type, outputs) "
-                "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[]) "
-                "ON CONFLICT (event_id, replay_run) DO NOTHING RETURNING event_id, replay_run",
-                (
-                    *turn_cols,
-                    [items[i].event.id for i in writing],
-                    [replay_run(items[i].event) for i in writing],
-                    [items[i].event.TYPE for i in writing],
-                    [outputs_json(built[i]) for i in writing],
-                ),
-            )
-            recorded = {(r[0], r[1]) for r in await cur.fetchall()}
-            for i in writing:
-                event = items[i].event
-                if (event.id, replay_run(event)) in recorded:
-                    results[i] = built[i]
+                    outputs = list(item.build(history))
+                except Exception as exc:  # this event's outputs cannot be made: it alone fails, unwritten
+                    results.append(exc)
                     continue
-                # recorded before (a redelivery, or another replica): its first outputs stand
-                previous = await processed_outputs(conn, event)
-                if previous is None:  # pragma: no cover - the conflicting row cannot vanish
-                    raise RuntimeError("processed record conflict without a record")
-                results[i] = previous
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+                results.append(outputs)
+                e, t = item.event, item.turn
+                built.append((i, e, outputs))
+                if t is not None:
+                    turns.append((e.id, e.tenant, e.conversation, t.role, t.sender, t.text, t.at))
+            recorded = await record_batch(
+                conn, [(e, outs) for _, e, outs in built],
+                ("INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
+                 "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                 "%s::timestamptz[]) ON CONFLICT (event_id) DO NOTHING", columns(turns, 7)),
+            )
+        for (i, _, _), outputs in zip(built, recorded, strict=True):
+            results[i] = outputs
+        return results
 
     async def history(self, conversation: str, limit: int = 50) -> list[Turn]:
         async with self._pool.connection() as conn:

@@ -19,10 +19,11 @@ from agentbus.topics import topic_of
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "reasoner", Path(__file__).parent / "migrations")
     llm = ChatClient(settings.llm_attempts, settings.llm_max_connections)
-    reasoner = Reasoner(config, settings, Ledger(pool), llm)
+    ledger = Ledger(pool)
+    reasoner = Reasoner(config, settings, ledger, llm)
 
     return ServiceParts(
         routes={topic_of(settings.topic_prefix, ContextAssembled): reasoner.answer},
         checks={"database": database},
-        on_stop=[llm.aclose, pool.close],
+        on_stop=[llm.aclose, ledger.aclose, pool.close],
     )

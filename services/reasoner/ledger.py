@@ -1,4 +1,8 @@
-"""The inference ledger (schema ``reasoner``): finished inferences keyed by their input event."""
+"""The inference ledger (schema ``reasoner``): finished inferences keyed by their input event.
+
+Lookups and records of events handled at the same moment go to PostgreSQL together, one statement for
+all of them (``agentbus.batching.Coalescer``); an event handled alone is one statement of its own.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +13,74 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import processed_outputs, record_with_effects, replay_run
+from agentbus.batching import Coalescer
+from agentbus.db import columns, processed_outputs, record_batch, record_with_effects, replay_run
 from agentbus.events import Event, parse_event
 from agentbus.services.reasoner.llm import Completion
+
+
+_Lookup = tuple[list[Event] | None, Completion | None]
+_Record = tuple[Event, uuid.UUID, str, list[dict[str, Any]], Completion, Sequence[Event], bool]
+
+_LOOKUP_COLUMNS = (
+    "i.output_text, i.model, i.provider, i.prompt_tokens, i.completion_tokens, i.finish_reason, "
+    "i.latency_ms, i.attempts, i.models_tried"
+)
+
+
+def _lookup_row(r: Sequence[Any]) -> _Lookup:
+    previous = [parse_event(o) for o in r[0]] if r[0] is not None else None
+    found = Completion(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9])) if r[1] is not None else None
+    return previous, found
+
+
+def _inference_row(item: _Record) -> tuple[object, ...]:
+    event, ledger_key, agent, request, c, _, _ = item
+    return (ledger_key, event.correlation_id, agent, c.model, c.provider, list(c.models_tried), c.attempts,
+            Jsonb(request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, c.latency_ms)
 
 
 class Ledger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
+        self._lookups: Coalescer[Event, _Lookup] = Coalescer(self._lookup_many, self._lookup_one)
+        self._records: Coalescer[_Record, list[Event]] = Coalescer(self._record_many, self._record_one)
+
+    async def aclose(self) -> None:
+        await self._lookups.aclose()
+        await self._records.aclose()
 
     async def already(self, event: Event) -> list[Event] | None:
         async with self._pool.connection() as conn:
             return await processed_outputs(conn, event)
 
-    async def lookup(self, event: Event) -> tuple[list[Event] | None, Completion | None]:
-        """In one round trip: the outputs recorded for this input (a redelivery), and its finished inference."""
+    async def lookup(self, event: Event) -> _Lookup:
+        """The outputs recorded for this input (a redelivery), and its finished inference."""
+        return await self._lookups(event)
+
+    async def _lookup_one(self, event: Event) -> _Lookup:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT (SELECT outputs FROM processed_events WHERE event_id = %s AND replay_run = %s), "
-                "i.output_text, i.model, i.provider, i.prompt_tokens, i.completion_tokens, i.finish_reason, "
-                "i.latency_ms, i.attempts, i.models_tried "
-                "FROM (SELECT 1) AS one LEFT JOIN inferences i ON i.input_event_id = %s",
+                f"{_LOOKUP_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN inferences i ON i.input_event_id = %s",
                 (event.id, replay_run(event), event.id),
             )
             r = await cur.fetchone()
         assert r is not None
-        previous = [parse_event(o) for o in r[0]] if r[0] is not None else None
-        found = Completion(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9])) if r[1] is not None else None
-        return previous, found
+        return _lookup_row(r)
+
+    async def _lookup_many(self, events: list[Event]) -> list[_Lookup]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT q.n, p.outputs, {_LOOKUP_COLUMNS} "
+                "FROM unnest(%s::int[], %s::uuid[], %s::text[]) AS q(n, eid, run) "
+                "LEFT JOIN processed_events p ON p.event_id = q.eid AND p.replay_run = q.run "
+                "LEFT JOIN inferences i ON i.input_event_id = q.eid",
+                (list(range(len(events))), [e.id for e in events], [replay_run(e) for e in events]),
+            )
+            rows = await cur.fetchall()
+        found: dict[int, _Lookup] = {r[0]: _lookup_row(r[1:]) for r in rows}
+        return [found[n] for n in range(len(events))]
 
     async def find(self, input_event_id: uuid.UUID) -> Completion | None:
         async with self._pool.connection() as conn:
@@ -61,17 +105,33 @@ class Ledger:
         store_inference: bool = True,
     ) -> list[Event]:
         """The inference and the processed record in one statement; the first writer wins."""
+        return await self._records((event, ledger_key, agent, request, c, outputs, store_inference))
+
+    async def _record_one(self, item: _Record) -> list[Event]:
+        event, _, _, _, _, outputs, store_inference = item
         effects = []
         if store_inference:
             effects.append((
                 "INSERT INTO inferences (input_event_id, correlation_id, agent, model, provider, models_tried, "
                 "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms) "
                 "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (input_event_id) DO NOTHING",
-                (
-                    ledger_key, event.correlation_id, agent, c.model, c.provider, list(c.models_tried),
-                    c.attempts, Jsonb(request), c.text, c.prompt_tokens, c.completion_tokens,
-                    c.finish_reason, c.latency_ms,
-                ),
+                _inference_row(item),
             ))
         async with self._pool.connection() as conn:
             return await record_with_effects(conn, event, outputs, effects)
+
+    async def _record_many(self, items: list[_Record]) -> list[list[Event]]:
+        rows = [_inference_row(item) for item in items if item[6]]
+        cols = columns(rows, 13)
+        # models_tried is an array per row: unnest would flatten an array of arrays, so it goes as jsonb
+        cols[5] = [Jsonb(m) for m in cols[5]]
+        async with self._pool.connection() as conn:
+            return await record_batch(
+                conn, [(item[0], item[5]) for item in items],
+                ("INSERT INTO inferences (input_event_id, correlation_id, agent, model, provider, models_tried, "
+                 "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms) "
+                 "SELECT k, c, a, m, p, ARRAY(SELECT jsonb_array_elements_text(t)), n, r, o, pt, ct, f, l "
+                 "FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::int[], "
+                 "%s::jsonb[], %s::text[], %s::int[], %s::int[], %s::text[], %s::float8[]) "
+                 "AS u(k, c, a, m, p, t, n, r, o, pt, ct, f, l) ON CONFLICT (input_event_id) DO NOTHING", cols),
+            )

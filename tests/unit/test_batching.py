@@ -57,3 +57,40 @@ async def test_aclose_sends_what_is_waiting() -> None:
     await asyncio.sleep(0)
     await b.aclose()
     assert seen == [5] and await waiting == [None]
+
+
+async def test_coalescer_answers_concurrent_calls_in_one_batch_and_lone_calls_alone() -> None:
+    from agentbus.batching import Coalescer
+
+    batches: list[list[int]] = []
+    singles: list[int] = []
+
+    async def many(items: list[int]) -> list[int | Exception]:
+        batches.append(items)
+        return [ValueError("odd") if i % 2 else i * 10 for i in items]
+
+    async def one(item: int) -> int:
+        singles.append(item)
+        return item * 100
+
+    c: Coalescer[int, int] = Coalescer(many, one)
+    results = await asyncio.gather(c(2), c(3), c(4), return_exceptions=True)
+    assert results[0] == 20 and results[2] == 40 and isinstance(results[1], ValueError)
+    assert batches == [[2, 3, 4]] and singles == []
+    assert await c(5) == 500 and singles == [5]  # alone: straight to ``one``
+
+
+async def test_coalescer_tries_each_item_alone_when_the_batch_fails() -> None:
+    from agentbus.batching import Coalescer
+
+    async def many(items: list[int]) -> list[int | Exception]:
+        raise RuntimeError("the batch statement failed")
+
+    async def one(item: int) -> int:
+        if item == 13:
+            raise ValueError("bad item")
+        return item
+
+    c: Coalescer[int, int] = Coalescer(many, one)
+    results = await asyncio.gather(c(1), c(13), c(2), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 2 and isinstance(results[1], ValueError)

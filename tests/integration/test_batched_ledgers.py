@@ -1,0 +1,161 @@
+"""The reasoner's and egress's ledgers against the real PostgreSQL, with events handled together: one
+statement answers many events, each gets its own answer, and a redelivered event its first outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from agentbus.cli.admin import migrations_dir
+from agentbus.db import migrate, open_pool
+from agentbus.events import (
+    Chat,
+    ContextAssembled,
+    ContextAssembledData,
+    DeliveryCompleted,
+    DeliveryCompletedData,
+    Event,
+    ReplyGenerated,
+    ReplyGeneratedData,
+    Turn,
+    utcnow,
+)
+from agentbus.services.egress.ledger import DeliveryLedger
+from agentbus.services.reasoner.ledger import Ledger
+from agentbus.services.reasoner.llm import Completion
+from agentbus.settings import Settings
+from tests.support.platform import Infra
+
+pytestmark = pytest.mark.integration
+
+
+async def _pool(infra: Infra, service: str) -> AsyncIterator[AsyncConnectionPool]:
+    schema = f"{service}_batch_{uuid.uuid4().hex[:8]}"
+    p = await open_pool(Settings(database_url=infra.database_url), schema, max_size=4)
+    await migrate(p, schema, migrations_dir(service))
+    yield p
+    async with p.connection() as conn:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    await p.close()
+
+
+@pytest.fixture
+async def reasoner_pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
+    async for p in _pool(infra, "reasoner"):
+        yield p
+
+
+@pytest.fixture
+async def egress_pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
+    async for p in _pool(infra, "egress"):
+        yield p
+
+
+def counted(obj: object, name: str) -> list[int]:
+    """Record the size of every batch the named method is given."""
+    sizes: list[int] = []
+    inner: Callable[[list[object]], Awaitable[object]] = getattr(obj, name)
+
+    async def wrapper(items: list[object]) -> object:
+        sizes.append(len(items))
+        return await inner(items)
+
+    coalescer = next(v for v in vars(obj).values() if getattr(v, "_many", None) == inner)
+    coalescer._many = wrapper
+    return sizes
+
+
+def context(chat: str) -> ContextAssembled:
+    now = utcnow()
+    return ContextAssembled.new(
+        ContextAssembledData(agent="assistant", channel="acme", channel_type="webhook", chat=Chat(id=chat),
+                             trigger="message", input=Turn(role="user", text=f"hi {chat}", at=now)),
+        source="memory", tenant="acme", conversation=f"acme/acme/{chat}",
+    )
+
+
+def reply_for(ctx: Event, text: str) -> ReplyGenerated:
+    return ctx.follow(  # type: ignore[return-value]
+        ReplyGenerated,
+        ReplyGeneratedData(agent="assistant", channel="acme", channel_type="webhook", chat=Chat(id="c"),
+                           text=text, model="m"),
+        source="reasoner", step="reply",
+    )
+
+
+def completion(text: str) -> Completion:
+    return Completion(text, "m", "p", 3, 4, "stop", 12.5, 2, ("first", "m"))
+
+
+async def test_reasoner_records_and_lookups_of_concurrent_events(reasoner_pool: AsyncConnectionPool) -> None:
+    ledger = Ledger(reasoner_pool)
+    record_sizes = counted(ledger, "_record_many")
+    lookup_sizes = counted(ledger, "_lookup_many")
+    events = [context(f"c{i}") for i in range(5)]
+    assert await asyncio.gather(*(ledger.lookup(e) for e in events)) == [(None, None)] * 5
+    outs = [[reply_for(e, f"answer {i}")] for i, e in enumerate(events)]
+    recorded = await asyncio.gather(*(
+        ledger.record(e, e.id, "assistant", [{"role": "user", "content": f"q{i}"}], completion(f"answer {i}"),
+                      outs[i], store_inference=(i != 4))
+        for i, e in enumerate(events)
+    ))
+    assert recorded == outs
+    assert record_sizes == [5] and lookup_sizes == [5]
+    found = await asyncio.gather(*(ledger.lookup(e) for e in events))
+    for i, (previous, c) in enumerate(found):
+        assert previous == outs[i]
+        if i == 4:
+            assert c is None  # recorded without an inference (a refusal, say)
+        else:
+            assert c == completion(f"answer {i}")  # models_tried survives the batch as an array
+    # a redelivery handled with a new event: the first outputs stand, the new one is recorded
+    new = context("c9")
+    again = await asyncio.gather(
+        ledger.record(events[0], events[0].id, "assistant", [], completion("other"), [reply_for(events[0], "x")]),
+        ledger.record(new, new.id, "assistant", [], completion("new"), [reply_for(new, "new")]),
+    )
+    assert again[0] == outs[0] and again[1][0].data.text == "new"
+    assert (await ledger.find(events[0].id)) == completion("answer 0")
+    await ledger.aclose()
+
+
+def delivered(reply: Event, status: str) -> DeliveryCompleted:
+    return reply.follow(  # type: ignore[return-value]
+        DeliveryCompleted,
+        DeliveryCompletedData(reply_id=reply.id, channel="acme", channel_type="webhook", status=status,
+                              attempts=1, latency_ms=1.0),
+        source="egress", step="delivery",
+    )
+
+
+async def test_egress_claims_and_outcomes_of_concurrent_replies(egress_pool: AsyncConnectionPool) -> None:
+    ledger = DeliveryLedger(egress_pool)
+    claim_sizes = counted(ledger, "_claim_many")
+    finish_sizes = counted(ledger, "_finish_many")
+    replies = [reply_for(context(f"c{i}"), f"r{i}") for i in range(4)]
+    assert await asyncio.gather(*(ledger.claim(r, f"acme:c{i}") for i, r in enumerate(replies))) == ["claimed"] * 4
+    # claimed again while the first claim stands (a crash mid-push): ambiguous, never pushed twice
+    assert await asyncio.gather(*(ledger.claim(r, "t") for r in replies[:2])) == ["ambiguous"] * 2
+    outs = [[delivered(r, "delivered")] for r in replies]
+    done = await asyncio.gather(*(
+        ledger.finish(r, f"acme:c{i}", "delivered", 1, 200, None, f"pm{i}", outs[i]) for i, r in enumerate(replies)
+    ))
+    assert done == outs
+    assert claim_sizes == [4, 2] and finish_sizes == [4]
+    # finished replies are recognised by their processed record, and a late outcome changes nothing
+    assert await asyncio.gather(*(ledger.claim(r, "t") for r in replies[:2])) == [outs[0], outs[1]]
+    late = await asyncio.gather(*(
+        ledger.finish(r, "t", "failed", 1, 500, "late", None, [delivered(r, "failed")]) for r in replies[:2]
+    ))
+    assert late == [outs[0], outs[1]]
+    async with egress_pool.connection() as conn:
+        rows = await (await conn.execute(
+            "SELECT reply_id, status, platform_message_id, attempts FROM deliveries ORDER BY platform_message_id"
+        )).fetchall()
+    assert [(r[1], r[2], r[3]) for r in rows] == [("delivered", f"pm{i}", 1) for i in range(4)]
+    assert {r[0] for r in rows} == {r.id for r in replies}
+    await ledger.aclose()
