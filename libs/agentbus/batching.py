@@ -84,15 +84,18 @@ class Coalescer(Generic[T, R]):
     """Calls made at the same moment (in one turn of the event loop) answered by one batch call.
 
     ``many(items)`` answers them together (one database statement for tens of events), one result per item,
-    in order; an item's result may be an exception, raised to that item's caller alone. If ``many`` raises,
-    each item is tried alone with ``one(item)``, so a bad item fails by itself and the others go on. A call
-    made alone goes straight to ``one``: at low load nothing waits and nothing changes."""
+    in order; an item's result may be an exception, raised to that item's caller alone. If ``many`` raises
+    an error that ``alone_if`` says an item may be at fault for, each item is tried alone with
+    ``one(item)`` (concurrently), so a bad item fails by itself and the others go on; any other error
+    (the database unreachable, say) goes to every caller at once. A call made alone goes straight to
+    ``one``: at low load nothing waits and nothing changes."""
 
     def __init__(self, many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]],
-                 one: Callable[[T], Awaitable[R]],
-                 max_batch: int = 256) -> None:
+                 one: Callable[[T], Awaitable[R]], max_batch: int = 256,
+                 alone_if: Callable[[Exception], bool] = lambda _exc: True) -> None:
         self._many = many
         self._one = one
+        self._alone_if = alone_if
         self._batcher: MicroBatcher[T, R | _Failed] = MicroBatcher(self._run, max_batch, 0.0)
 
     async def __call__(self, item: T) -> R:
@@ -105,16 +108,22 @@ class Coalescer(Generic[T, R]):
         if len(items) > 1:
             try:
                 answered = await self._many(items)
-            except Exception:  # noqa: BLE001 - each item is tried alone below and fails on its own
-                pass
+            except Exception as exc:  # tried alone below if an item may be at fault, else everyone's error
+                if not self._alone_if(exc):
+                    return [_Failed(exc) for _ in items]
             else:
                 return [_Failed(r) if isinstance(r, Exception) else r for r in answered]
+        # all at once, not one after another: when the database is down, every item fails within one
+        # timeout instead of a timeout each
+        answers = await asyncio.gather(*(self._one(item) for item in items), return_exceptions=True)
         results: list[R | _Failed] = []
-        for item in items:
-            try:
-                results.append(await self._one(item))
-            except Exception as exc:  # handed to this item's caller only
-                results.append(_Failed(exc))
+        for answer in answers:
+            if isinstance(answer, Exception):
+                results.append(_Failed(answer))
+            elif isinstance(answer, BaseException):  # cancelled: not an answer to hand on
+                raise answer
+            else:
+                results.append(answer)
         return results
 
     async def aclose(self) -> None:

@@ -10,17 +10,23 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import structlog
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from agentbus.batching import Coalescer
 from agentbus.events import Event, parse_event
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.db")
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -190,6 +196,20 @@ async def record_batch(
             raise RuntimeError("processed record conflict without a record")
         results.append(previous)
     return results
+
+
+def item_may_be_at_fault(exc: Exception) -> bool:
+    """Whether a statement written for many events failed because of what it carried (so each event is
+    worth trying alone), not because the database or the pool is unreachable (each would fail the same)."""
+    return not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout))
+
+
+def coalesced(
+    many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], one: Callable[[T], Awaitable[R]],
+    max_batch: int = 256,
+) -> Coalescer[T, R]:
+    """A ``Coalescer`` of statements: a failed batch is tried item by item only when an item may be at fault."""
+    return Coalescer(many, one, max_batch, alone_if=item_may_be_at_fault)
 
 
 def columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:

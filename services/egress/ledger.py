@@ -12,8 +12,7 @@ from typing import Literal
 
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.batching import Coalescer
-from agentbus.db import columns, processed_outputs, record_batch, record_with_effects
+from agentbus.db import coalesced, columns, processed_outputs, record_batch, record_with_effects
 from agentbus.events import Event
 
 Claim = Literal["claimed", "ambiguous"]
@@ -45,8 +44,8 @@ def _delivery_row(item: _Finish) -> tuple[object, ...]:
 class DeliveryLedger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
-        self._claims: Coalescer[_Claim, bool] = Coalescer(self._claim_many, self._claim_one)
-        self._finishes: Coalescer[_Finish, list[Event]] = Coalescer(self._finish_many, self._finish_one)
+        self._claims = coalesced(self._claim_many, self._claim_one)
+        self._finishes = coalesced(self._finish_many, self._finish_one)
 
     async def aclose(self) -> None:
         await self._claims.aclose()

@@ -3,6 +3,7 @@
 The event id is derived from (channel, platform event id), so a retry that slips past the de-duplication
 table (a crash between publish and insert, two replicas racing) publishes the very same event again, which
 every consumer downstream ignores. Nothing is answered 2xx before the broker has acknowledged.
+The look-ups and records of webhooks handled at the same moment share one statement each.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.bus import Producer
+from agentbus.db import coalesced, columns
 from agentbus.channeltypes import ChannelBase
 from agentbus.events import MessageReceived, MessageReceivedData, derive_id
 from agentbus.services.ingress.channels.base import Inbound, InboundMessage
@@ -54,6 +56,43 @@ class Acceptor:
         self._producer = producer
         self._publish_timeout_s = publish_timeout_s
         self._db_timeout_s = db_timeout_s
+        self._seen = coalesced(self._seen_many, self._seen_one)
+        self._record = coalesced(self._record_many, self._record_one)
+
+    async def aclose(self) -> None:
+        await self._seen.aclose()
+        await self._record.aclose()
+
+    async def _seen_one(self, key: tuple[str, str]) -> bool:
+        async with self._pool.connection(timeout=self._db_timeout_s) as conn:
+            cur = await conn.execute("SELECT 1 FROM inbound_dedupe WHERE channel = %s AND dedupe_id = %s", key)
+            return await cur.fetchone() is not None
+
+    async def _seen_many(self, keys: list[tuple[str, str]]) -> list[bool]:
+        async with self._pool.connection(timeout=self._db_timeout_s) as conn:
+            cur = await conn.execute(
+                "SELECT d.channel, d.dedupe_id FROM inbound_dedupe d "
+                "JOIN unnest(%s::text[], %s::text[]) AS q(c, i) ON d.channel = q.c AND d.dedupe_id = q.i",
+                ([c for c, _ in keys], [i for _, i in keys]),
+            )
+            seen = {(r[0], r[1]) for r in await cur.fetchall()}
+        return [k in seen for k in keys]
+
+    async def _record_one(self, row: tuple[str, str, uuid.UUID]) -> None:
+        async with self._pool.connection(timeout=self._db_timeout_s) as conn:
+            await conn.execute(
+                "INSERT INTO inbound_dedupe (channel, dedupe_id, event_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                row,
+            )
+
+    async def _record_many(self, rows: list[tuple[str, str, uuid.UUID]]) -> list[None]:
+        async with self._pool.connection(timeout=self._db_timeout_s) as conn:
+            await conn.execute(
+                "INSERT INTO inbound_dedupe (channel, dedupe_id, event_id) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::uuid[]) ON CONFLICT DO NOTHING",
+                columns(rows, 3),
+            )
+        return [None] * len(rows)
 
     async def accept(self, channel: ChannelBase, inbound: Inbound) -> Outcome:
         msg = inbound.message
@@ -65,13 +104,9 @@ class Acceptor:
         dedupe_id = inbound.dedupe_id or msg.platform_message_id
         event_id = derive_id(f"{channel.id}:{dedupe_id}", "message.received")
         try:
-            async with self._pool.connection(timeout=self._db_timeout_s) as conn:
-                cur = await conn.execute(
-                    "SELECT 1 FROM inbound_dedupe WHERE channel = %s AND dedupe_id = %s", (channel.id, dedupe_id)
-                )
-                if await cur.fetchone() is not None:
-                    log.info("webhook_duplicate", channel=channel.id)
-                    return Outcome("duplicate", event_id)
+            if await self._seen((channel.id, dedupe_id)):
+                log.info("webhook_duplicate", channel=channel.id)
+                return Outcome("duplicate", event_id)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             # the table only saves work: the event id is deterministic, so a repeat is ignored downstream
             log.warning("dedupe_unavailable", channel=channel.id, error=str(exc)[:200])
@@ -98,12 +133,7 @@ class Acceptor:
         # not acknowledged to the platform before the broker has it; a stalled broker gets a 503 in bounded time
         await asyncio.wait_for(self._producer.publish([event]), self._publish_timeout_s)
         try:
-            async with self._pool.connection(timeout=self._db_timeout_s) as conn:
-                await conn.execute(
-                    "INSERT INTO inbound_dedupe (channel, dedupe_id, event_id) VALUES (%s, %s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    (channel.id, dedupe_id, event_id),
-                )
+            await self._record((channel.id, dedupe_id, event_id))
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             log.warning("dedupe_record_failed", channel=channel.id, error=str(exc)[:200])
         log.info("message_accepted", channel=channel.id, refused=refusal is not None)

@@ -55,6 +55,6 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     return ServiceParts(
         http_routes=webhook_routes(build_adapters(config), acceptor, settings.max_body_bytes),
         checks={"database": database},
-        on_stop=[pool.close],
+        on_stop=[acceptor.aclose, pool.close],
         background=[watch_dead_letters],
     )

@@ -16,8 +16,7 @@ from datetime import UTC, datetime
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.batching import Coalescer
-from agentbus.db import columns, processed_outputs, record_batch, record_with_effects
+from agentbus.db import coalesced, columns, processed_outputs, record_batch, record_with_effects
 from agentbus.events import Event, Turn
 
 
@@ -33,8 +32,7 @@ class _Remember:
 class PgTurnStore:
     def __init__(self, pool: AsyncConnectionPool, max_batch: int = 256) -> None:
         self._pool = pool
-        self._remember: Coalescer[_Remember, list[Event]] = Coalescer(self._remember_many, self._remember_one,
-                                                                      max_batch)
+        self._remember = coalesced(self._remember_many, self._remember_one, max_batch)
 
     async def already(self, event: Event) -> list[Event] | None:
         async with self._pool.connection() as conn:

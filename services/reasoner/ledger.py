@@ -13,8 +13,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.batching import Coalescer
-from agentbus.db import columns, processed_outputs, record_batch, record_with_effects, replay_run
+from agentbus.db import coalesced, columns, processed_outputs, record_batch, record_with_effects, replay_run
 from agentbus.events import Event, parse_event
 from agentbus.services.reasoner.llm import Completion
 
@@ -43,8 +42,8 @@ def _inference_row(item: _Record) -> tuple[object, ...]:
 class Ledger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
-        self._lookups: Coalescer[Event, _Lookup] = Coalescer(self._lookup_many, self._lookup_one)
-        self._records: Coalescer[_Record, list[Event]] = Coalescer(self._record_many, self._record_one)
+        self._lookups = coalesced(self._lookup_many, self._lookup_one)
+        self._records = coalesced(self._record_many, self._record_one)
 
     async def aclose(self) -> None:
         await self._lookups.aclose()

@@ -94,3 +94,20 @@ async def test_coalescer_tries_each_item_alone_when_the_batch_fails() -> None:
     c: Coalescer[int, int] = Coalescer(many, one)
     results = await asyncio.gather(c(1), c(13), c(2), return_exceptions=True)
     assert results[0] == 1 and results[2] == 2 and isinstance(results[1], ValueError)
+
+
+async def test_coalescer_hands_an_unreachable_database_to_every_caller_without_retrying_alone() -> None:
+    from agentbus.batching import Coalescer
+
+    singles: list[int] = []
+
+    async def many(items: list[int]) -> list[int | Exception]:
+        raise ConnectionError("database unreachable")
+
+    async def one(item: int) -> int:
+        singles.append(item)
+        return item
+
+    c: Coalescer[int, int] = Coalescer(many, one, alone_if=lambda exc: not isinstance(exc, ConnectionError))
+    results = await asyncio.gather(c(1), c(2), c(3), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results) and singles == []
