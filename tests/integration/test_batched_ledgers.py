@@ -4,14 +4,11 @@ statement answers many events, each gets its own answer, and a redelivered event
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.cli.admin import migrations_dir
-from agentbus.db import migrate, open_pool
 from agentbus.events import (
     Chat,
     ContextAssembled,
@@ -27,31 +24,21 @@ from agentbus.events import (
 from agentbus.services.egress.ledger import DeliveryLedger
 from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.llm import Completion
-from agentbus.settings import Settings
+from tests.support.db import service_pool
 from tests.support.platform import Infra
 
 pytestmark = pytest.mark.integration
 
 
-async def _pool(infra: Infra, service: str) -> AsyncIterator[AsyncConnectionPool]:
-    schema = f"{service}_batch_{uuid.uuid4().hex[:8]}"
-    p = await open_pool(Settings(database_url=infra.database_url), schema, max_size=4)
-    await migrate(p, schema, migrations_dir(service))
-    yield p
-    async with p.connection() as conn:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    await p.close()
-
-
 @pytest.fixture
 async def reasoner_pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
-    async for p in _pool(infra, "reasoner"):
+    async with service_pool(infra.database_url, "reasoner") as p:
         yield p
 
 
 @pytest.fixture
 async def egress_pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
-    async for p in _pool(infra, "egress"):
+    async with service_pool(infra.database_url, "egress") as p:
         yield p
 
 

@@ -6,25 +6,19 @@ egress releases the claim: the reply is known not delivered, so a later attempt 
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
-from agentbus.cli.admin import migrations_dir
-from agentbus.db import migrate, open_pool
 from agentbus.events import Chat, ReplyGenerated, ReplyGeneratedData
 from agentbus.services.egress.ledger import DeliveryLedger
-from agentbus.settings import Settings
+from tests.support.db import service_pool
 from tests.support.platform import Infra
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_released_reply_can_be_claimed_again(infra: Infra) -> None:
-    schema = f"egress_rel_{uuid.uuid4().hex[:8]}"
-    pool = await open_pool(Settings(database_url=infra.database_url), schema, max_size=2)
-    try:
-        await migrate(pool, schema, migrations_dir("egress"))
+    async with service_pool(infra.database_url, "egress", max_size=2) as pool:
         ledger = DeliveryLedger(pool)
         reply = ReplyGenerated.new(
             ReplyGeneratedData(agent="a", channel="acme", channel_type="webhook", chat=Chat(id="c"), text="hi",
@@ -34,7 +28,3 @@ async def test_a_released_reply_can_be_claimed_again(infra: Infra) -> None:
         assert await ledger.claim(reply, "acme:c") == "claimed"
         await ledger.release(reply.id, 6, "HTTP 429", 429)  # six 429s: not delivered, and known not to be
         assert await ledger.claim(reply, "acme:c") == "claimed"
-    finally:
-        async with pool.connection() as conn:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await pool.close()

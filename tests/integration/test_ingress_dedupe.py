@@ -7,20 +7,15 @@ import uuid
 
 import pytest
 
-from agentbus.cli.admin import migrations_dir
-from agentbus.db import migrate, open_pool
 from agentbus.services.ingress.accept import Acceptor
-from agentbus.settings import Settings
+from tests.support.db import service_pool
 from tests.support.platform import Infra
 
 pytestmark = pytest.mark.integration
 
 
 async def test_lookups_and_records_made_together_answer_each_webhook(infra: Infra) -> None:
-    schema = f"ingress_dd_{uuid.uuid4().hex[:8]}"
-    pool = await open_pool(Settings(database_url=infra.database_url), schema, max_size=2)
-    try:
-        await migrate(pool, schema, migrations_dir("ingress"))
+    async with service_pool(infra.database_url, "ingress", max_size=2) as pool:
         acceptor = Acceptor(pool, producer=None)  # type: ignore[arg-type]  # nothing is published here
         many: list[int] = []
         for name in ("_seen", "_record"):
@@ -38,7 +33,3 @@ async def test_lookups_and_records_made_together_answer_each_webhook(infra: Infr
         assert seen == [True, True, True, False, False, False]  # same id on another channel is another message
         assert many == [3, 6]
         await acceptor.aclose()
-    finally:
-        async with pool.connection() as conn:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await pool.close()

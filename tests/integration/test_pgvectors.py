@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.cli.admin import migrations_dir
-from agentbus.db import migrate, open_pool
 from agentbus.services.memory.pgvectors import PgVectorIndex
-from agentbus.settings import Settings
+from tests.support.db import service_pool
 from tests.support.platform import Infra
 
 pytestmark = pytest.mark.integration
@@ -24,13 +22,8 @@ DIM = 8
 
 @pytest.fixture
 async def pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
-    schema = f"memory_vec_{uuid.uuid4().hex[:8]}"
-    p = await open_pool(Settings(database_url=infra.database_url), schema, max_size=4)
-    await migrate(p, schema, migrations_dir("memory"))
-    yield p
-    async with p.connection() as conn:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    await p.close()
+    async with service_pool(infra.database_url, "memory") as p:
+        yield p
 
 
 def axis(i: int, scale: float = 1.0) -> list[float]:

@@ -10,13 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.cli.admin import migrations_dir
 from agentbus.config import parse_config
-from agentbus.db import migrate, open_pool
 from agentbus.events import Chat, MessageReceived, MessageReceivedData, Replay, Sender, Turn, utcnow
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.store import PgTurnStore
-from agentbus.settings import Settings
+from tests.support.db import service_pool
 from tests.support.platform import Infra, base_config
 
 pytestmark = pytest.mark.integration
@@ -24,13 +22,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
-    schema = f"memory_turns_{uuid.uuid4().hex[:8]}"
-    p = await open_pool(Settings(database_url=infra.database_url), schema, max_size=4)
-    await migrate(p, schema, migrations_dir("memory"))
-    yield p
-    async with p.connection() as conn:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    await p.close()
+    async with service_pool(infra.database_url, "memory") as p:
+        yield p
 
 
 class CountingStore(PgTurnStore):
