@@ -174,7 +174,7 @@ async def record_batch(
     sql = (
         (f"WITH e AS ({effects[0]}) " if effects else "")
         + "INSERT INTO processed_events (event_id, replay_run, event_type, outputs) "
-        "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::jsonb[]) "
+        "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::jsonb[]) "
         "ON CONFLICT (event_id, replay_run) DO NOTHING RETURNING event_id, replay_run"
     )
     params = [

@@ -92,7 +92,7 @@ class DeliveryLedger:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
-                "SELECT *, 'pushing' FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[]) "
+                "SELECT *, 'pushing' FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[]) "
                 "ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id",
                 columns(rows, 5),
             )
@@ -141,8 +141,8 @@ class DeliveryLedger:
         upsert = (
             "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, "
             "attempts, http_status, error, platform_message_id, finished_at) "
-            "SELECT *, now() FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], "
-            f"%s::int[], %s::int[], %s::text[], %s::text[]) {_FINISH_SET}",
+            "SELECT *, now() FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
+            f"%b::int[], %b::int[], %b::text[], %b::text[]) {_FINISH_SET}",
             columns([_delivery_row(item) for item in items], 10),
         )
         async with self._pool.connection() as conn:

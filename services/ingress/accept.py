@@ -72,7 +72,7 @@ class Acceptor:
         async with self._pool.connection(timeout=self._db_timeout_s) as conn:
             cur = await conn.execute(
                 "SELECT d.channel, d.dedupe_id FROM inbound_dedupe d "
-                "JOIN unnest(%s::text[], %s::text[]) AS q(c, i) ON d.channel = q.c AND d.dedupe_id = q.i",
+                "JOIN unnest(%b::text[], %b::text[]) AS q(c, i) ON d.channel = q.c AND d.dedupe_id = q.i",
                 ([c for c, _ in keys], [i for _, i in keys]),
             )
             seen = {(r[0], r[1]) for r in await cur.fetchall()}
@@ -89,7 +89,7 @@ class Acceptor:
         async with self._pool.connection(timeout=self._db_timeout_s) as conn:
             await conn.execute(
                 "INSERT INTO inbound_dedupe (channel, dedupe_id, event_id) "
-                "SELECT * FROM unnest(%s::text[], %s::text[], %s::uuid[]) ON CONFLICT DO NOTHING",
+                "SELECT * FROM unnest(%b::text[], %b::text[], %b::uuid[]) ON CONFLICT DO NOTHING",
                 columns(rows, 3),
             )
         return [None] * len(rows)

@@ -212,8 +212,8 @@ class PgVectorIndex:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, writer) "
-                "SELECT i, t, c, r, x, a, e, %s FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], "
-                "%s::text[], %s::timestamptz[], %s::bytea[]) AS u(i, t, c, r, x, a, e) "
+                "SELECT i, t, c, r, x, a, e, %s FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], "
+                "%b::text[], %b::timestamptz[], %b::bytea[]) AS u(i, t, c, r, x, a, e) "
                 "ON CONFLICT (id) DO NOTHING RETURNING seq, id",
                 (self._writer, *cols),
             )

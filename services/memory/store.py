@@ -92,8 +92,8 @@ class PgTurnStore:
             recorded = await record_batch(
                 conn, [(e, outs) for _, e, outs in built],
                 ("INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
-                 "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                 "%s::timestamptz[]) ON CONFLICT (event_id) DO NOTHING", columns(turns, 7)),
+                 "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                 "%b::timestamptz[]) ON CONFLICT (event_id) DO NOTHING", columns(turns, 7)),
             )
         for (i, _, _), outputs in zip(built, recorded, strict=True):
             results[i] = outputs
@@ -118,7 +118,7 @@ async def _histories(conn: AsyncConnection, items: list[_Remember]) -> list[list
         return histories
     cur = await conn.execute(
         "SELECT q.i, h.role, h.text, h.at, h.event_id, h.sender "
-        "FROM unnest(%s::int[], %s::text[], %s::uuid[], %s::timestamptz[], %s::int[]) AS q(i, conv, eid, before, lim) "
+        "FROM unnest(%b::int[], %b::text[], %b::uuid[], %b::timestamptz[], %b::int[]) AS q(i, conv, eid, before, lim) "
         "CROSS JOIN LATERAL (SELECT role, text, at, event_id, sender, seq FROM turns "
         "WHERE conversation = q.conv AND event_id <> q.eid AND at <= q.before "
         "ORDER BY at DESC, seq DESC LIMIT q.lim) AS h "

@@ -36,7 +36,7 @@ def _lookup_row(r: Sequence[Any]) -> _Lookup:
 def _inference_row(item: _Record) -> tuple[object, ...]:
     event, ledger_key, agent, request, c, _, _ = item
     return (ledger_key, event.correlation_id, agent, c.model, c.provider, list(c.models_tried), c.attempts,
-            Jsonb(request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, c.latency_ms)
+            Jsonb(request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, float(c.latency_ms))
 
 
 class Ledger:
@@ -72,7 +72,7 @@ class Ledger:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 f"SELECT q.n, p.outputs, {_LOOKUP_COLUMNS} "
-                "FROM unnest(%s::int[], %s::uuid[], %s::text[]) AS q(n, eid, run) "
+                "FROM unnest(%b::int[], %b::uuid[], %b::text[]) AS q(n, eid, run) "
                 "LEFT JOIN processed_events p ON p.event_id = q.eid AND p.replay_run = q.run "
                 "LEFT JOIN inferences i ON i.input_event_id = q.eid",
                 (list(range(len(events))), [e.id for e in events], [replay_run(e) for e in events]),
@@ -130,7 +130,7 @@ class Ledger:
                 ("INSERT INTO inferences (input_event_id, correlation_id, agent, model, provider, models_tried, "
                  "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms) "
                  "SELECT k, c, a, m, p, ARRAY(SELECT jsonb_array_elements_text(t)), n, r, o, pt, ct, f, l "
-                 "FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::jsonb[], %s::int[], "
-                 "%s::jsonb[], %s::text[], %s::int[], %s::int[], %s::text[], %s::float8[]) "
+                 "FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::jsonb[], %b::int[], "
+                 "%b::jsonb[], %b::text[], %b::int[], %b::int[], %b::text[], %b::float8[]) "
                  "AS u(k, c, a, m, p, t, n, r, o, pt, ct, f, l) ON CONFLICT (input_event_id) DO NOTHING", cols),
             )
