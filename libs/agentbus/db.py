@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import orjson
-import structlog
 import psycopg
+import structlog
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout

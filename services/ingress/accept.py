@@ -19,8 +19,8 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.bus import Producer
-from agentbus.db import coalesced, columns
 from agentbus.channeltypes import ChannelBase
+from agentbus.db import coalesced, columns
 from agentbus.events import MessageReceived, MessageReceivedData, derive_id
 from agentbus.services.ingress.channels.base import Inbound, InboundMessage
 
