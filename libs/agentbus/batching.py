@@ -84,17 +84,15 @@ class Coalescer(Generic[T, R]):
     """Calls made at the same moment (in one turn of the event loop) answered by one batch call.
 
     ``many(items)`` answers them together (one database statement for tens of events), one result per item,
-    in order; an item's result may be an exception, raised to that item's caller alone. If ``many`` raises
-    an error that ``alone_if`` says an item may be at fault for, each item is tried alone with
-    ``one(item)`` (concurrently), so a bad item fails by itself and the others go on; any other error
-    (the database unreachable, say) goes to every caller at once. A call made alone goes straight to
-    ``one``: at low load nothing waits and nothing changes."""
+    in order; an item's result may be an exception, raised to that item's caller alone. A call made alone
+    is a batch of one: at low load nothing waits. If ``many`` raises an error that ``alone_if`` says an
+    item may be at fault for, each item is tried again as a batch of its own (concurrently), so a bad item
+    fails by itself and the others go on; any other error (the database unreachable, say) goes to every
+    caller at once."""
 
-    def __init__(self, many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]],
-                 one: Callable[[T], Awaitable[R]], max_batch: int = 256,
+    def __init__(self, many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], max_batch: int = 256,
                  alone_if: Callable[[Exception], bool] = lambda _exc: True) -> None:
         self._many = many
-        self._one = one
         self._alone_if = alone_if
         self._batcher: MicroBatcher[T, R | _Failed] = MicroBatcher(self._run, max_batch, 0.0)
 
@@ -105,17 +103,16 @@ class Coalescer(Generic[T, R]):
         return result
 
     async def _run(self, _: str, items: list[T]) -> list[R | _Failed]:
-        if len(items) > 1:
-            try:
-                answered = await self._many(items)
-            except Exception as exc:  # tried alone below if an item may be at fault, else everyone's error
-                if not self._alone_if(exc):
-                    return [_Failed(exc) for _ in items]
-            else:
-                return [_Failed(r) if isinstance(r, Exception) else r for r in answered]
+        try:
+            answered = await self._many(items)
+        except Exception as exc:  # tried alone below if an item may be at fault, else everyone's error
+            if len(items) == 1 or not self._alone_if(exc):
+                return [_Failed(exc) for _ in items]
+        else:
+            return [_Failed(r) if isinstance(r, Exception) else r for r in answered]
         # all at once, not one after another: when the database is down, every item fails within one
         # timeout instead of a timeout each
-        answers = await asyncio.gather(*(self._one(item) for item in items), return_exceptions=True)
+        answers = await asyncio.gather(*(self._many([item]) for item in items), return_exceptions=True)
         results: list[R | _Failed] = []
         for answer in answers:
             if isinstance(answer, Exception):
@@ -123,7 +120,8 @@ class Coalescer(Generic[T, R]):
             elif isinstance(answer, BaseException):  # cancelled: not an answer to hand on
                 raise answer
             else:
-                results.append(answer)
+                [r] = answer
+                results.append(_Failed(r) if isinstance(r, Exception) else r)
         return results
 
     async def aclose(self) -> None:

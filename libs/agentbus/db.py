@@ -136,40 +136,14 @@ async def processed_outputs(conn: AsyncConnection, event: Event) -> list[Event] 
     return [parse_event(o) for o in row[0]]
 
 
-async def record_with_effects(
-    conn: AsyncConnection,
-    event: Event,
-    outputs: Sequence[Event],
-    effects: Sequence[tuple[str, Sequence[object]]] = (),
-) -> list[Event]:
-    """Write ``effects`` (INSERT/UPDATE statements) and the processed record in ONE statement (data-modifying
-    CTEs run once, atomically), so the common case costs one round trip and one commit. When another worker
-    recorded the event first, nothing is written and its recorded outputs are returned."""
-    payload = outputs_json(outputs)
-    ctes = [f"e{i} AS ({sql})" for i, (sql, _) in enumerate(effects)]
-    params: list[object] = [p for _, ps in effects for p in ps]
-    sql = (
-        ("WITH " + ", ".join(ctes) + " " if ctes else "")
-        + "INSERT INTO processed_events (event_id, replay_run, event_type, outputs) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT (event_id, replay_run) DO NOTHING RETURNING 1"
-    )
-    params += [event.id, replay_run(event), event.TYPE, payload]
-    cur = await conn.execute(sql, params)
-    if await cur.fetchone() is not None:
-        return list(outputs)
-    previous = await processed_outputs(conn, event)
-    if previous is None:  # pragma: no cover - the conflicting row cannot vanish
-        raise RuntimeError("processed record conflict without a record")
-    return previous
-
-
 async def record_batch(
     conn: AsyncConnection,
     records: Sequence[tuple[Event, Sequence[Event]]],
     effects: tuple[str, Sequence[object]] | None = None,
 ) -> list[list[Event]]:
-    """``record_with_effects`` for many events in ONE statement: ``effects`` is one INSERT/UPDATE over
-    ``unnest`` of its parameter arrays (all the events' effects at once), then every processed record.
+    """Write ``effects`` and the events' processed records in ONE statement (data-modifying CTEs run once,
+    atomically), so each event's effects are written with its record or not at all. ``effects`` is one
+    INSERT/UPDATE over ``unnest`` of its parameter arrays (every event's effects at once).
     Returns each event's outputs: those given, or, where another worker recorded the event first, its."""
     sql = (
         (f"WITH e AS ({effects[0]}) " if effects else "")
@@ -205,11 +179,10 @@ def item_may_be_at_fault(exc: Exception) -> bool:
 
 
 def coalesced(
-    many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], one: Callable[[T], Awaitable[R]],
-    max_batch: int = 256,
+    many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], max_batch: int = 256
 ) -> Coalescer[T, R]:
     """A ``Coalescer`` of statements: a failed batch is tried item by item only when an item may be at fault."""
-    return Coalescer(many, one, max_batch, alone_if=item_may_be_at_fault)
+    return Coalescer(many, max_batch, alone_if=item_may_be_at_fault)
 
 
 def columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:

@@ -1,7 +1,7 @@
 """The delivery ledger (schema ``egress``): claim before push, outcome after, in the processed record.
 
 Claims and outcomes of replies handled at the same moment go to PostgreSQL together, one statement for
-all of them (``agentbus.batching.Coalescer``); a reply handled alone is one statement of its own.
+all of them (``agentbus.batching.Coalescer``); a reply handled alone is a batch of one.
 """
 
 from __future__ import annotations
@@ -12,48 +12,22 @@ from typing import Literal
 
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import coalesced, columns, processed_outputs, record_batch, record_with_effects
+from agentbus.db import coalesced, columns, processed_outputs, record_batch
 from agentbus.events import Event
 
 Claim = Literal["claimed", "ambiguous"]
 _Claim = tuple[Event, str]
 _Finish = tuple[Event, str, str, int, "int | None", "str | None", "str | None", Sequence[Event]]
 
-_CLAIM = (
-    "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
-    "VALUES (%s, %s, %s, %s, %s, 'pushing') ON CONFLICT (reply_id) DO NOTHING RETURNING 1"
-)
-_FINISH_SET = (
-    "ON CONFLICT (reply_id) DO UPDATE SET "
-    "status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, "
-    "http_status = EXCLUDED.http_status, error = EXCLUDED.error, "
-    "platform_message_id = EXCLUDED.platform_message_id, finished_at = now() "
-    # a reply already recorded as processed keeps its outcome
-    "WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = EXCLUDED.reply_id "
-    "AND p.replay_run = '')"
-)
-
-
-def _delivery_row(item: _Finish) -> tuple[object, ...]:
-    event, target, status, attempts, http_status, error, platform_message_id, _ = item
-    d = event.data
-    return (event.id, event.correlation_id, d.channel, d.channel_type, target, status, attempts, http_status,
-            error, platform_message_id)
-
-
 class DeliveryLedger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
-        self._claims = coalesced(self._claim_many, self._claim_one)
-        self._finishes = coalesced(self._finish_many, self._finish_one)
+        self._claims = coalesced(self._claim_many)
+        self._finishes = coalesced(self._finish_many)
 
     async def aclose(self) -> None:
         await self._claims.aclose()
         await self._finishes.aclose()
-
-    async def already(self, event: Event) -> list[Event] | None:
-        async with self._pool.connection() as conn:
-            return await processed_outputs(conn, event)
 
     async def claim(self, event: Event, target: str) -> Claim | list[Event]:
         """'claimed': push it; 'ambiguous': a previous push may have reached the platform; a list: done."""
@@ -80,13 +54,6 @@ class DeliveryLedger:
                 return "claimed"
             return "ambiguous"
 
-    async def _claim_one(self, item: _Claim) -> bool:
-        event, target = item
-        d = event.data
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(_CLAIM, (event.id, event.correlation_id, d.channel, d.channel_type, target))
-            return await cur.fetchone() is not None
-
     async def _claim_many(self, items: list[_Claim]) -> list[bool]:
         rows = [(e.id, e.correlation_id, e.data.channel, e.data.channel_type, t) for e, t in items]
         async with self._pool.connection() as conn:
@@ -101,7 +68,8 @@ class DeliveryLedger:
 
     async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
         async with self._pool.connection() as conn:
-            return await record_with_effects(conn, event, outputs)
+            [recorded] = await record_batch(conn, [(event, outputs)])
+            return recorded
 
     async def release(self, reply_id: uuid.UUID, attempts: int, error: str, http_status: int | None) -> None:
         """Not delivered yet, and known not to be: a later attempt may push again."""
@@ -127,23 +95,24 @@ class DeliveryLedger:
             (event, target, status, attempts, http_status, error, platform_message_id, outputs)
         )
 
-    async def _finish_one(self, item: _Finish) -> list[Event]:
-        upsert = (
-            "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, "
-            "attempts, http_status, error, platform_message_id, finished_at) "
-            f"VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s, now()) {_FINISH_SET}",
-            _delivery_row(item),
-        )
-        async with self._pool.connection() as conn:
-            return await record_with_effects(conn, item[0], item[7], [upsert])
-
     async def _finish_many(self, items: list[_Finish]) -> list[list[Event]]:
+        rows = [
+            (e.id, e.correlation_id, e.data.channel, e.data.channel_type, target, status, attempts, http_status,
+             error, platform_message_id)
+            for e, target, status, attempts, http_status, error, platform_message_id, _ in items
+        ]
         upsert = (
             "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, "
             "attempts, http_status, error, platform_message_id, finished_at) "
             "SELECT *, now() FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
-            f"%b::int[], %b::int[], %b::text[], %b::text[]) {_FINISH_SET}",
-            columns([_delivery_row(item) for item in items], 10),
+            "%b::int[], %b::int[], %b::text[], %b::text[]) ON CONFLICT (reply_id) DO UPDATE SET "
+            "status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, "
+            "http_status = EXCLUDED.http_status, error = EXCLUDED.error, "
+            "platform_message_id = EXCLUDED.platform_message_id, finished_at = now() "
+            # a reply already recorded as processed keeps its outcome
+            "WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = EXCLUDED.reply_id "
+            "AND p.replay_run = '')",
+            columns(rows, 10),
         )
         async with self._pool.connection() as conn:
             return await record_batch(conn, [(item[0], item[7]) for item in items], upsert)

@@ -56,17 +56,12 @@ class Acceptor:
         self._producer = producer
         self._publish_timeout_s = publish_timeout_s
         self._db_timeout_s = db_timeout_s
-        self._seen = coalesced(self._seen_many, self._seen_one)
-        self._record = coalesced(self._record_many, self._record_one)
+        self._seen = coalesced(self._seen_many)
+        self._record = coalesced(self._record_many)
 
     async def aclose(self) -> None:
         await self._seen.aclose()
         await self._record.aclose()
-
-    async def _seen_one(self, key: tuple[str, str]) -> bool:
-        async with self._pool.connection(timeout=self._db_timeout_s) as conn:
-            cur = await conn.execute("SELECT 1 FROM inbound_dedupe WHERE channel = %s AND dedupe_id = %s", key)
-            return await cur.fetchone() is not None
 
     async def _seen_many(self, keys: list[tuple[str, str]]) -> list[bool]:
         async with self._pool.connection(timeout=self._db_timeout_s) as conn:
@@ -77,13 +72,6 @@ class Acceptor:
             )
             seen = {(r[0], r[1]) for r in await cur.fetchall()}
         return [k in seen for k in keys]
-
-    async def _record_one(self, row: tuple[str, str, uuid.UUID]) -> None:
-        async with self._pool.connection(timeout=self._db_timeout_s) as conn:
-            await conn.execute(
-                "INSERT INTO inbound_dedupe (channel, dedupe_id, event_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                row,
-            )
 
     async def _record_many(self, rows: list[tuple[str, str, uuid.UUID]]) -> list[None]:
         async with self._pool.connection(timeout=self._db_timeout_s) as conn:

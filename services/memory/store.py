@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import coalesced, columns, processed_outputs, record_batch, record_with_effects
+from agentbus.db import coalesced, columns, record_batch
 from agentbus.events import Event, Turn
 
 
@@ -32,11 +32,7 @@ class _Remember:
 class PgTurnStore:
     def __init__(self, pool: AsyncConnectionPool, max_batch: int = 256) -> None:
         self._pool = pool
-        self._remember = coalesced(self._remember_many, self._remember_one, max_batch)
-
-    async def already(self, event: Event) -> list[Event] | None:
-        async with self._pool.connection() as conn:
-            return await processed_outputs(conn, event)
+        self._remember = coalesced(self._remember_many, max_batch)
 
     async def remember(
         self,
@@ -57,21 +53,6 @@ class PgTurnStore:
     async def aclose(self) -> None:
         await self._remember.aclose()
 
-    async def _remember_one(self, item: _Remember) -> list[Event]:
-        event, turn = item.event, item.turn
-        async with self._pool.connection() as conn:
-            [history] = await _histories(conn, [item])
-            effects = []
-            if turn is not None:
-                effects.append((
-                    "INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING",
-                    (event.id, event.tenant, event.conversation, turn.role, turn.sender, turn.text, turn.at),
-                ))
-            # events of one conversation are processed one at a time, so reading the history and then
-            # writing the turn with the processed record (one statement) cannot interleave with another turn
-            return await record_with_effects(conn, event, list(item.build(history)), effects)
-
     async def _remember_many(self, items: list[_Remember]) -> list[list[Event] | Exception]:
         results: list[list[Event] | Exception] = []
         async with self._pool.connection() as conn:
@@ -89,6 +70,8 @@ class PgTurnStore:
                 built.append((i, e, outputs))
                 if t is not None:
                     turns.append((e.id, e.tenant, e.conversation, t.role, t.sender, t.text, t.at))
+            # events of one conversation are processed one at a time, so reading the history and then
+            # writing the turn with the processed record (one statement) cannot interleave with another turn
             recorded = await record_batch(
                 conn, [(e, outs) for _, e, outs in built],
                 ("INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "

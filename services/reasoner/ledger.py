@@ -1,7 +1,7 @@
 """The inference ledger (schema ``reasoner``): finished inferences keyed by their input event.
 
 Lookups and records of events handled at the same moment go to PostgreSQL together, one statement for
-all of them (``agentbus.batching.Coalescer``); an event handled alone is one statement of its own.
+all of them (``agentbus.batching.Coalescer``); an event handled alone is a batch of one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import coalesced, columns, processed_outputs, record_batch, record_with_effects, replay_run
+from agentbus.db import coalesced, columns, record_batch, replay_run
 from agentbus.events import Event, parse_event
 from agentbus.services.reasoner.llm import Completion
 
@@ -27,46 +27,31 @@ _LOOKUP_COLUMNS = (
 )
 
 
-def _lookup_row(r: Sequence[Any]) -> _Lookup:
-    previous = [parse_event(o) for o in r[0]] if r[0] is not None else None
-    found = Completion(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9])) if r[1] is not None else None
-    return previous, found
+def _completion(r: Sequence[Any]) -> Completion | None:
+    """A finished inference from the nine ``_LOOKUP_COLUMNS``; None where there is none."""
+    return Completion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8])) if r[0] is not None else None
 
 
 def _inference_row(item: _Record) -> tuple[object, ...]:
     event, ledger_key, agent, request, c, _, _ = item
-    return (ledger_key, event.correlation_id, agent, c.model, c.provider, list(c.models_tried), c.attempts,
+    # models_tried is an array per row: unnest would flatten an array of arrays, so it goes as jsonb
+    return (ledger_key, event.correlation_id, agent, c.model, c.provider, Jsonb(list(c.models_tried)), c.attempts,
             Jsonb(request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, float(c.latency_ms))
 
 
 class Ledger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
-        self._lookups = coalesced(self._lookup_many, self._lookup_one)
-        self._records = coalesced(self._record_many, self._record_one)
+        self._lookups = coalesced(self._lookup_many)
+        self._records = coalesced(self._record_many)
 
     async def aclose(self) -> None:
         await self._lookups.aclose()
         await self._records.aclose()
 
-    async def already(self, event: Event) -> list[Event] | None:
-        async with self._pool.connection() as conn:
-            return await processed_outputs(conn, event)
-
     async def lookup(self, event: Event) -> _Lookup:
         """The outputs recorded for this input (a redelivery), and its finished inference."""
         return await self._lookups(event)
-
-    async def _lookup_one(self, event: Event) -> _Lookup:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT (SELECT outputs FROM processed_events WHERE event_id = %s AND replay_run = %s), "
-                f"{_LOOKUP_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN inferences i ON i.input_event_id = %s",
-                (event.id, replay_run(event), event.id),
-            )
-            r = await cur.fetchone()
-        assert r is not None
-        return _lookup_row(r)
 
     async def _lookup_many(self, events: list[Event]) -> list[_Lookup]:
         async with self._pool.connection() as conn:
@@ -78,20 +63,18 @@ class Ledger:
                 (list(range(len(events))), [e.id for e in events], [replay_run(e) for e in events]),
             )
             rows = await cur.fetchall()
-        found: dict[int, _Lookup] = {r[0]: _lookup_row(r[1:]) for r in rows}
+        found: dict[int, _Lookup] = {
+            r[0]: ([parse_event(o) for o in r[1]] if r[1] is not None else None, _completion(r[2:])) for r in rows
+        }
         return [found[n] for n in range(len(events))]
 
     async def find(self, input_event_id: uuid.UUID) -> Completion | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT output_text, model, provider, prompt_tokens, completion_tokens, finish_reason, "
-                "latency_ms, attempts, models_tried FROM inferences WHERE input_event_id = %s",
-                (input_event_id,),
+                f"SELECT {_LOOKUP_COLUMNS} FROM inferences i WHERE i.input_event_id = %s", (input_event_id,)
             )
             r = await cur.fetchone()
-        if r is None:
-            return None
-        return Completion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8]))
+        return None if r is None else _completion(r)
 
     async def record(
         self,
@@ -106,24 +89,9 @@ class Ledger:
         """The inference and the processed record in one statement; the first writer wins."""
         return await self._records((event, ledger_key, agent, request, c, outputs, store_inference))
 
-    async def _record_one(self, item: _Record) -> list[Event]:
-        event, _, _, _, _, outputs, store_inference = item
-        effects = []
-        if store_inference:
-            effects.append((
-                "INSERT INTO inferences (input_event_id, correlation_id, agent, model, provider, models_tried, "
-                "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms) "
-                "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (input_event_id) DO NOTHING",
-                _inference_row(item),
-            ))
-        async with self._pool.connection() as conn:
-            return await record_with_effects(conn, event, outputs, effects)
-
     async def _record_many(self, items: list[_Record]) -> list[list[Event]]:
         rows = [_inference_row(item) for item in items if item[6]]
         cols = columns(rows, 13)
-        # models_tried is an array per row: unnest would flatten an array of arrays, so it goes as jsonb
-        cols[5] = [Jsonb(m) for m in cols[5]]
         async with self._pool.connection() as conn:
             return await record_batch(
                 conn, [(item[0], item[5]) for item in items],

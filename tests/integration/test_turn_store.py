@@ -11,6 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.config import parse_config
+from agentbus.db import processed_outputs
 from agentbus.events import Chat, MessageReceived, MessageReceivedData, Replay, Sender, Turn, utcnow
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.store import PgTurnStore
@@ -27,7 +28,7 @@ async def pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
 
 
 class CountingStore(PgTurnStore):
-    """The real store, counting the batches of more than one event it wrote together."""
+    """The real store, recording the size of every batch it wrote (an event handled alone is a batch of one)."""
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         super().__init__(pool)
@@ -68,7 +69,7 @@ async def test_a_redelivered_event_in_a_batch_gets_its_first_outputs(pool: Async
     e = message("c1", "hello")
     [first] = await memory.assemble_context(e)
     again, other = await asyncio.gather(memory.assemble_context(e), memory.assemble_context(message("c2", "hi")))
-    assert store.batched == [2]
+    assert store.batched == [1, 2]
     assert again == [first]  # same id, same content: the recorded outputs, not a second computation
     assert other[0].data.input.text == "hi"
     assert [t.text for t in await store.history("acme/acme/c1")] == ["hello"]
@@ -80,13 +81,14 @@ async def test_one_bad_event_fails_alone(pool: AsyncConnectionPool) -> None:
     good = [message(f"c{i}", f"fine {i}") for i in range(3)]
     bad = message("c9", "a NUL \x00 PostgreSQL text cannot hold")
     results = await asyncio.gather(*(memory.assemble_context(e) for e in [*good, bad]), return_exceptions=True)
-    assert store.batched == [4]
+    assert store.batched == [4, 1, 1, 1, 1]  # the batch failed, then each event went alone
     assert all(isinstance(r, list) and r[0].data.input.text == f"fine {i}" for i, r in enumerate(results[:3]))
     assert isinstance(results[3], Exception)
     for i in range(3):
         assert [t.text for t in await store.history(f"acme/acme/c{i}")] == [f"fine {i}"]
     assert await store.history("acme/acme/c9") == []
-    assert await store.already(bad) is None  # not recorded as processed: the consumer retries it
+    async with pool.connection() as conn:  # not recorded as processed: the consumer retries it
+        assert await processed_outputs(conn, bad) is None
 
 
 async def test_a_failing_build_fails_only_its_event(pool: AsyncConnectionPool) -> None:
@@ -118,7 +120,7 @@ async def test_a_replay_sees_the_history_as_it_was_and_stores_nothing(pool: Asyn
     shadow = second.model_copy(update={"replay": Replay(run="run-1")})
     [ctx], [other] = await asyncio.gather(memory.assemble_context(shadow),
                                           memory.assemble_context(message("c2", "x")))
-    assert store.batched == [2]
+    assert store.batched == [1, 1, 1, 2]
     assert [t.text for t in ctx.data.history] == ["one"]
     assert ctx.replay is not None and other.data.history == ()
     assert [t.text for t in await store.history("acme/acme/c1")] == ["one", "two", "three"]

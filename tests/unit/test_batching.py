@@ -63,51 +63,52 @@ async def test_coalescer_answers_concurrent_calls_in_one_batch_and_lone_calls_al
     from agentbus.batching import Coalescer
 
     batches: list[list[int]] = []
-    singles: list[int] = []
 
     async def many(items: list[int]) -> list[int | Exception]:
         batches.append(items)
         return [ValueError("odd") if i % 2 else i * 10 for i in items]
 
-    async def one(item: int) -> int:
-        singles.append(item)
-        return item * 100
-
-    c: Coalescer[int, int] = Coalescer(many, one)
+    c: Coalescer[int, int] = Coalescer(many)
     results = await asyncio.gather(c(2), c(3), c(4), return_exceptions=True)
     assert results[0] == 20 and results[2] == 40 and isinstance(results[1], ValueError)
-    assert batches == [[2, 3, 4]] and singles == []
-    assert await c(5) == 500 and singles == [5]  # alone: straight to ``one``
+    assert batches == [[2, 3, 4]]
+    assert await c(6) == 60 and batches[-1] == [6]  # alone: a batch of one, sent at once
+    try:
+        await c(5)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a lone item's error reaches its caller")
 
 
 async def test_coalescer_tries_each_item_alone_when_the_batch_fails() -> None:
     from agentbus.batching import Coalescer
 
+    batches: list[list[int]] = []
+
     async def many(items: list[int]) -> list[int | Exception]:
-        raise RuntimeError("the batch statement failed")
-
-    async def one(item: int) -> int:
-        if item == 13:
+        batches.append(items)
+        if len(items) > 1:
+            raise RuntimeError("the batch statement failed")
+        if items == [13]:
             raise ValueError("bad item")
-        return item
+        return items
 
-    c: Coalescer[int, int] = Coalescer(many, one)
+    c: Coalescer[int, int] = Coalescer(many)
     results = await asyncio.gather(c(1), c(13), c(2), return_exceptions=True)
     assert results[0] == 1 and results[2] == 2 and isinstance(results[1], ValueError)
+    assert batches[0] == [1, 13, 2] and sorted(batches[1:]) == [[1], [2], [13]]
 
 
 async def test_coalescer_hands_an_unreachable_database_to_every_caller_without_retrying_alone() -> None:
     from agentbus.batching import Coalescer
 
-    singles: list[int] = []
+    batches: list[list[int]] = []
 
     async def many(items: list[int]) -> list[int | Exception]:
+        batches.append(items)
         raise ConnectionError("database unreachable")
 
-    async def one(item: int) -> int:
-        singles.append(item)
-        return item
-
-    c: Coalescer[int, int] = Coalescer(many, one, alone_if=lambda exc: not isinstance(exc, ConnectionError))
+    c: Coalescer[int, int] = Coalescer(many, alone_if=lambda exc: not isinstance(exc, ConnectionError))
     results = await asyncio.gather(c(1), c(2), c(3), return_exceptions=True)
-    assert all(isinstance(r, ConnectionError) for r in results) and singles == []
+    assert all(isinstance(r, ConnectionError) for r in results) and batches == [[1, 2, 3]]
