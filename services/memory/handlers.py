@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -37,13 +38,14 @@ class Memory:
             raise PermanentError(f"unknown agent {agent_id!r}")
         return agent
 
-    async def _recall_and_index(self, event: Event, agent: Agent, turn: Turn) -> list[Recall]:
-        """Recall this tenant's memories like the turn, then index the turn itself (not in a replay).
+    async def _recall(self, event: Event, agent: Agent, turn: Turn) -> tuple[list[Recall], Awaitable[None] | None]:
+        """Recall this tenant's memories like the turn; returns them and the write that indexes the turn
+        itself (None in a replay, or without semantic memory), for the caller to run beside its own write.
 
         Turns are compared with turns (a symmetric task), so one embedding per turn serves both the
         search and the index, as E5's guidance has it for similarity (both sides with the query prefix)."""
         if self.embedder is None or self.vectors is None or not agent.memory.semantic:
-            return []
+            return [], None
         [vector] = await self.embedder.embed([turn.text], KIND)
         recalls: list[Recall] = []
         k = agent.memory.recall_top_k
@@ -53,9 +55,10 @@ class Memory:
                 for r in await self.vectors.search(vector, event.tenant, k, exclude=event.id)
                 if r.score >= agent.memory.recall_min_score
             ]
-        if event.replay is None:
-            await self.vectors.upsert(event.id, vector, event.tenant, event.conversation, turn.role, turn.text, turn.at)
-        return recalls
+        if event.replay is not None:
+            return recalls, None
+        return recalls, self.vectors.upsert(
+            event.id, vector, event.tenant, event.conversation, turn.role, turn.text, turn.at)
 
     async def assemble_context(self, event: Event) -> Sequence[Event]:
         """message.received / job.triggered → context.assembled."""
@@ -77,8 +80,9 @@ class Memory:
             raise PermanentError(f"unknown channel {channel_id!r}")
         agent = self._agent(agent_id)
         memories: list[Recall] = []
+        index: Awaitable[None] | None = None
         if refusal is None:
-            memories = await self._recall_and_index(event, agent, turn)
+            memories, index = await self._recall(event, agent, turn)
 
         def build(history: list[Turn]) -> list[Event]:
             data = ContextAssembledData(
@@ -97,10 +101,10 @@ class Memory:
             return [event.follow(ContextAssembled, data, source=SOURCE, step="context")]
 
         store_turn = refusal is None and event.replay is None
-        outputs = await self.store.remember(
+        outputs = await _together(self.store.remember(
             event, turn if store_turn else None, agent.memory.history_turns if refusal is None else 0, build,
             before=turn.at,
-        )
+        ), index)
         log.info("context_assembled", history=len(outputs[0].data.history) if outputs else 0, memories=len(memories))
         return outputs
 
@@ -111,8 +115,24 @@ class Memory:
             return []
         turn = Turn(role="assistant", text=d.text, at=event.occurred_at, event_id=event.id, sender=d.agent)
         agent = self.config.agent(d.agent)
+        index: Awaitable[None] | None = None
         if agent is not None and agent.memory.semantic and self.embedder is not None and self.vectors is not None:
             [vector] = await self.embedder.embed([turn.text], KIND)
-            await self.vectors.upsert(event.id, vector, event.tenant, event.conversation, "assistant", d.text, turn.at)
-        await self.store.remember(event, turn, 0, lambda _h: [])
+            index = self.vectors.upsert(event.id, vector, event.tenant, event.conversation, "assistant", d.text,
+                                        turn.at)
+        await _together(self.store.remember(event, turn, 0, lambda _h: []), index)
         return []
+
+
+async def _together(record: Awaitable[list[Event]], index: Awaitable[None] | None) -> list[Event]:
+    """The turn's record and its vector, written at the same time (they are independent, and each is
+    idempotent): the handler waits for the slower of the two instead of their sum. Both always finish; if
+    either failed, the first error is raised and the event is retried, which redoes both."""
+    if index is None:
+        return await record
+    outputs, indexed = await asyncio.gather(record, index, return_exceptions=True)
+    for result in (outputs, indexed):
+        if isinstance(result, BaseException):
+            raise result
+    assert not isinstance(outputs, BaseException)
+    return outputs

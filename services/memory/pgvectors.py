@@ -113,7 +113,7 @@ class PgVectorIndex:
     """The ``VectorStore`` port over memory's PostgreSQL schema and an in-process index per tenant."""
 
     def __init__(self, pool: AsyncConnectionPool, dim: int, max_per_tenant: int = 20_000,
-                 refresh_s: float = 1.0, max_batch: int = 256, max_wait_s: float = 0.005) -> None:
+                 refresh_s: float = 1.0, max_batch: int = 256, max_wait_s: float = 0.0) -> None:
         self._pool = pool
         self._dim = dim
         self._cap = max_per_tenant
@@ -201,7 +201,8 @@ class PgVectorIndex:
         self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
         text: str, at: datetime,
     ) -> None:
-        """Durable in PostgreSQL (written with others gathered for a few ms), then searchable."""
+        """Durable in PostgreSQL, then searchable. Written with the upserts made in the same turn of the event
+        loop (no timer: the handler writes the vector beside the turn's record, so a wait here is latency)."""
         await self._upserts.submit("", [((point_id, conversation, role, text, at, _unit(vector)), tenant)])
 
     async def _write(self, _: str, batch: list[_Upsert]) -> list[None]:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from agentbus.config import parse_config
 from agentbus.events import Replay
 from agentbus.events import Chat, MessageReceived, MessageReceivedData, ReplyGenerated, ReplyGeneratedData, Sender, utcnow
@@ -60,3 +64,44 @@ async def test_assistant_replies_are_remembered_but_replayed_ones_are_not() -> N
     replayed = live.model_copy(update={"replay": Replay(run="run-1")})
     await m.remember_reply(replayed)
     assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["hello there"]
+
+
+class FlakyVectors(FakeVectors):
+    """Its first ``failures`` upserts fail after a pause, so the turn's record finishes first."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def upsert(self, point_id, vector, tenant, conversation, role, text, at) -> None:  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.01)
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("vector store unavailable")
+        await super().upsert(point_id, vector, tenant, conversation, role, text, at)
+
+
+async def test_a_failed_vector_write_fails_the_event_and_its_retry_writes_it() -> None:
+    store, vectors = FakeTurnStore(), FlakyVectors(failures=2)
+    m = Memory(parse_config(base_config()), store, FakeEmbedder(), vectors)  # type: ignore[arg-type]
+    e = message("acme", "c1", "remember the blue door")
+    with pytest.raises(ConnectionError):
+        await m.assemble_context(e)
+    # the turn and its record were written beside the failed vector write, and are not written twice
+    assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["remember the blue door"]
+    assert vectors.points == {}
+    vectors.failures = 0
+    retried = await m.assemble_context(e)
+    assert len(retried) == 1 and retried[0].data.input.text == "remember the blue door"
+    assert len(store.turns["acme/acme/c1"]) == 1
+    assert [p["text"] for p in vectors.points.values()] == ["remember the blue door"]
+
+    reply = e.follow(ReplyGenerated, ReplyGeneratedData(agent="assistant", channel="acme", channel_type="webhook",
+                                                        chat=Chat(id="c1"), text="noted", model="echo"),
+                     source="reasoner", step="reply")
+    vectors.failures = 1
+    with pytest.raises(ConnectionError):
+        await m.remember_reply(reply)
+    await m.remember_reply(reply)
+    assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["remember the blue door", "noted"]
+    assert sorted(p["text"] for p in vectors.points.values()) == ["noted", "remember the blue door"]
