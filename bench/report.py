@@ -225,6 +225,10 @@ def soak_text(s: dict[str, Any]) -> str:
     slopes = s.get("rss_slope_mb_per_h") or {}
     lines.append("RSS slope over the second half (MB/hour): "
                  + ", ".join(f"{k} {v:+.1f}" for k, v in slopes.items()))
+    trend = s.get("cpu_ms_per_msg") or {}
+    if trend:
+        lines.append("CPU ms per message, first fifth -> last fifth: " + ", ".join(
+            f"{k} {v['first_fifth']:.2f} -> {v['last_fifth']:.2f}" for k, v in trend.items()))
     lines.append("final RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in (s.get("final_rss_mb") or {}).items() if v))
     lines.append("plots: " + ", ".join(s.get("plots", [])))
     return "\n".join(lines)

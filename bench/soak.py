@@ -15,6 +15,7 @@ from bench.platform import Bench
 from bench.scenarios import TENANTS, Options, machine_busy, other_load, pipeline_config, secret_for
 
 SERVICES = ("ingress", "memory", "reasoner", "scheduler", "egress")
+CPU_SERIES = (*SERVICES, "broker", "postgres")
 WINDOW_S = 10.0
 
 
@@ -81,6 +82,7 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
         pushed: set[int] = set()
         prefix = f"bm_{run}_"
         all_e2e: list[float] = []
+        cpu_before = dict(cpu0)
 
         def collect() -> None:
             for i, _sched, _sent, done, status in load_tail.read():
@@ -105,8 +107,14 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
                     lat.append(float(at) - d)
             stats["delivered"] += arrivals
             all_e2e.extend(lat)
+            # CPU per message pushed in this window, per process: a cost that grows with time shows here
+            cpu_now = bench.sampler.cpu()
+            per_msg = {n: round((c - cpu_before.get(n, 0.0)) * 1000 / arrivals, 3) for n, c in cpu_now.items()
+                       if n in CPU_SERIES} if arrivals else {}
+            cpu_before.update(cpu_now)
             windows.append({"t": round(time.monotonic() - t0, 1), "pushes_per_s": arrivals / WINDOW_S,
-                            "backlog": stats["accepted"] - stats["delivered"], **dist_ms(lat)})
+                            "backlog": stats["accepted"] - stats["delivered"], **dist_ms(lat),
+                            "cpu_ms_per_msg": per_msg})
 
         last_progress, last_delivered = time.monotonic(), 0
         sent_end: float | None = None
@@ -143,6 +151,7 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
                                for n, t in bench.sampler.targets.items() if n in cpu1}
         result["machine"] = other_load(m0, m1, {k: {"cpu_s": (cpu1[k] - cpu0.get(k, 0.0))} for k in cpu1})
         result["windows"] = windows
+        result["cpu_ms_per_msg"] = cpu_trend(windows)
         result["loadgen"] = summary
         result["plots"] = plot(series, windows, t0, out_dir, started.strftime("%Y%m%dT%H%M%SZ"))
         return result
@@ -174,6 +183,24 @@ def _summarise(series: list[tuple[float, dict[str, int]]], t0: float, stats: dic
         "e2e_ms": dist_ms(e2e), "rss_slope_mb_per_h": slopes, "final_rss_mb": final_mb,
         "services_final_rss_mb": round(sum(final_mb.get(s, 0.0) for s in SERVICES), 1),
     }
+
+
+def cpu_trend(windows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each process's CPU ms per message in the first and the last fifth of the windows (mean over the
+    fifth's messages): equal figures mean a process costs the same per message at the end as at the start."""
+    busy = [w for w in windows if w.get("cpu_ms_per_msg")]
+    if len(busy) < 5:
+        return {}
+    fifth = len(busy) // 5
+    out: dict[str, dict[str, float]] = {}
+    for n in CPU_SERIES:
+        parts = []
+        for ws in (busy[:fifth], busy[-fifth:]):
+            msgs = sum(w["pushes_per_s"] * WINDOW_S for w in ws)
+            cpu = sum(w["cpu_ms_per_msg"].get(n, 0.0) * w["pushes_per_s"] * WINDOW_S for w in ws)
+            parts.append(round(cpu / msgs, 2) if msgs else 0.0)
+        out[n] = {"first_fifth": parts[0], "last_fifth": parts[1]}
+    return out
 
 
 def plot(series: list[tuple[float, dict[str, int]]], windows: list[dict[str, Any]], t0: float, out_dir: Path,
@@ -218,6 +245,21 @@ def plot(series: list[tuple[float, dict[str, int]]], windows: list[dict[str, Any
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8)
     ax.grid(alpha=0.3)
     p = out_dir / f"{stamp}-soak-latency.png"
+    fig.savefig(p, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    paths.append(str(p))
+
+    fig, ax = plt.subplots(figsize=(11, 6))
+    busy = [w for w in windows if w.get("cpu_ms_per_msg")]
+    for n in CPU_SERIES:
+        ax.plot([w["t"] / 60 for w in busy], [w["cpu_ms_per_msg"].get(n, float("nan")) for w in busy], label=n,
+                linewidth=2.5 if n == "broker" else 1)
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("CPU ms per message pushed")
+    ax.set_title(f"agentbus soak: CPU per message of every process, per {WINDOW_S:.0f} s window")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    p = out_dir / f"{stamp}-soak-cpu.png"
     fig.savefig(p, dpi=100, bbox_inches="tight")
     plt.close(fig)
     paths.append(str(p))
