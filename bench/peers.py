@@ -7,6 +7,7 @@
 - ``sink``: receives the webhook channel's signed pushes, verifies each signature (Standard Webhooks) and
   records the arrival time of every push by ``in_reply_to``.
 - ``bare``: the baseline: starlette + uvicorn (the services' server stack), one route answering 202.
+- ``traces``: an OTLP/HTTP trace endpoint standing in for Jaeger; decodes every export and counts its spans.
 
 Times are ``time.monotonic()`` (system-wide on Linux), so they compare across processes. Records go to
 ``--out`` as text lines, flushed every half second and on ``POST /flush``. ``GET /stats`` answers counters.
@@ -190,6 +191,38 @@ async def start_sink(port: int, secrets: dict[str, str], out: Path | None) -> No
     _background(records)
 
 
+async def start_traces(port: int) -> None:
+    """An OTLP/HTTP trace endpoint (what Jaeger's port 4318 speaks): decodes each export request and counts
+    its spans, so the run shows that the services recorded and exported them."""
+    import gzip
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+
+    records = Records(None)
+    stats: dict[str, Any] = {"requests": 0, "spans": 0, "services": {}}
+    ok = ExportTraceServiceResponse().SerializeToString()
+
+    def handle(method: str, path: str, headers: dict[str, str], body: bytes, at: float) -> Any:
+        if not (path == "/v1/traces" and method == "POST"):
+            return _control(method, path, stats, records) or (404, b'{"error":"not found"}', OK)
+        if headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        req = ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        stats["requests"] += 1
+        for rs in req.resource_spans:
+            service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
+            n = sum(len(ss.spans) for ss in rs.scope_spans)
+            stats["spans"] += n
+            stats["services"][service] = stats["services"].get(service, 0) + n
+        return 200, ok, {"content-type": "application/x-protobuf"}
+
+    await serve(handle, port)
+
+
 def run_bare(port: int) -> None:
     """starlette + uvicorn on uvloop, configured as the services configure theirs, one route: 202."""
     import uvloop
@@ -223,7 +256,7 @@ def run_bare(port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.peers")
-    ap.add_argument("role", choices=["llm", "embeddings", "sink", "bare"])
+    ap.add_argument("role", choices=["llm", "embeddings", "sink", "bare", "traces"])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--delay-s", type=float, default=0.0)
@@ -236,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
         run_forever(lambda: start_llm(a.port, a.delay_s, a.out))
     elif a.role == "embeddings":
         run_forever(lambda: start_embeddings(a.port, a.dim, a.out))
+    elif a.role == "traces":
+        run_forever(lambda: start_traces(a.port))
     else:
         secrets = dict(s.split("=", 1) for s in a.secret)
         run_forever(lambda: start_sink(a.port, secrets, a.out))

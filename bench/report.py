@@ -58,6 +58,8 @@ def scenario_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         extra = ""
         if "llm_max_in_flight" in r and r.get("llm_delay_s"):
             extra = f" [max LLM in flight {r['llm_max_in_flight']}]"
+        if "spans_exported" in r:
+            extra = f" [{r['spans_exported'] / max(r['sent'], 1):.1f} spans/msg exported]"
         stalled = " STALLED" if (r.get("wait") or {}).get("stalled") else ""
         rows.append([name + extra + stalled, _f(r["sent"]), _f((r.get("load") or {}).get("conversations")),
                      _label(r), _f(r["msg_per_s"]), _f(r["accept_per_s"]), _trio(r["ingress_ms"]),

@@ -164,16 +164,25 @@ async def with_fakes(bench: Bench, opts: Options, delay_s: float = 0.0) -> tuple
     return sink, llm, emb
 
 
-async def pipeline(bench: Bench, opts: Options, mode: str, semantic: bool = True) -> dict[str, Any]:
+async def pipeline(bench: Bench, opts: Options, mode: str, semantic: bool = True,
+                   traced: bool = False) -> dict[str, Any]:
+    """The pipeline scenario; ``traced`` points every service at an OTLP endpoint (a peer standing in for
+    Jaeger), so every span is recorded and exported, as in a deployment with tracing on."""
     sink, llm, emb = await with_fakes(bench, opts)
-    platform = await bench.start_platform(
-        pipeline_config(sink.url, llm.url + "/v1", semantic),
-        {"AGENTBUS_EMBEDDINGS_URL": emb.url + "/v1", "AGENTBUS_EMBEDDINGS_DIM": str(opts.dim)},
-    )
+    env = {"AGENTBUS_EMBEDDINGS_URL": emb.url + "/v1", "AGENTBUS_EMBEDDINGS_DIM": str(opts.dim)}
+    traces = None
+    if traced:
+        traces = await bench.start_peer("traces", "traces", record=False)
+        env["AGENTBUS_OTLP_ENDPOINT"] = traces.url
+    platform = await bench.start_platform(pipeline_config(sink.url, llm.url + "/v1", semantic), env)
     try:
         load = Load(opts.messages, opts.conversations, mode, opts.rate, opts.concurrency)
-        name = f"pipeline-{mode}" + ("" if semantic else "-nosemantic")
-        return await measured(bench, name, platform, [(t, secret_for(t)) for t in TENANTS], load, opts, llm, emb)
+        name = f"pipeline-{mode}" + ("" if semantic else "-nosemantic") + ("-traced" if traced else "")
+        r = await measured(bench, name, platform, [(t, secret_for(t)) for t in TENANTS], load, opts, llm, emb)
+        if traces is not None:
+            await asyncio.sleep(1.5)  # the services export their spans in the background, once a second
+            r["spans_exported"] = (await traces.get("/stats"))["spans"]
+        return r
     finally:
         await bench.stop_platform(platform)
         await bench.stop_peers()
