@@ -23,7 +23,7 @@ class MicroBatcher(Generic[T, R]):
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._pending: dict[str, list[tuple[T, asyncio.Future[R]]]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, asyncio.Handle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, key: str, items: Sequence[T]) -> list[R]:
@@ -36,8 +36,11 @@ class MicroBatcher(Generic[T, R]):
             futures.append(fut)
         if len(pending) >= self._max_batch:
             self.flush(key)
-        elif key not in self._timers:
-            self._timers[key] = loop.call_later(self._max_wait_s, self.flush, key)
+        elif key not in self._timers:  # no wait: flushed in the next turn of the loop, with what joined it
+            self._timers[key] = (loop.call_later(self._max_wait_s, self.flush, key) if self._max_wait_s > 0
+                                 else loop.call_soon(self.flush, key))
+        if len(futures) == 1:  # the usual case: one awaited future, without gather's wrapper and callbacks
+            return [await futures[0]]
         return list(await asyncio.gather(*futures))
 
     def flush(self, key: str) -> None:

@@ -59,3 +59,16 @@ async def test_a_connection_dropped_after_the_request_is_an_unknown_outcome() ->
     assert seen and seen[0].endswith(b"payload"), "the platform did receive it"
     assert not isinstance(err.value, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     assert transport_failure(err.value).ambiguous
+
+
+async def test_a_cookie_set_by_one_response_is_never_sent_again() -> None:
+    """One client serves every tenant of a platform: a session cookie from one answer must not ride along
+    on the next request (which may be another tenant's)."""
+    server, url, seen = await serve(b"HTTP/1.1 200 OK\r\nSet-Cookie: session=tenant-a; Path=/\r\n"
+                                    b"Connection: close\r\nContent-Length: 2\r\n\r\n{}")
+    async with server, async_client(timeout=5, max_connections=4) as client:
+        first = await client.post(url + "/a", json={})
+        second = await client.post(url + "/b", json={})
+    assert first.headers["set-cookie"].startswith("session=tenant-a") and second.status_code == 200
+    assert len(seen) == 2 and all(b"cookie:" not in request.lower() for request in seen)
+    assert len(client.cookies) == 0
