@@ -211,7 +211,13 @@ def plot(series: list[tuple[float, dict[str, int]]], windows: list[dict[str, Any
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: list[str] = []
+
+    def save(fig: Any, name: str) -> None:
+        p = out_dir / f"{stamp}-soak-{name}.png"
+        fig.savefig(p, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(str(p))
     fig, ax = plt.subplots(figsize=(11, 6))
     names = sorted({n for _, rss in series for n in rss})
     xs = [(t - t0) / 60 for t, _ in series]
@@ -224,10 +230,7 @@ def plot(series: list[tuple[float, dict[str, int]]], windows: list[dict[str, Any
     ax.set_title("agentbus soak: resident memory of every process")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
-    p = out_dir / f"{stamp}-soak-rss.png"
-    fig.savefig(p, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(str(p))
+    save(fig, "rss")
 
     fig, ax = plt.subplots(figsize=(11, 6))
     wx = [w["t"] / 60 for w in windows]
@@ -244,10 +247,7 @@ def plot(series: list[tuple[float, dict[str, int]]], windows: list[dict[str, Any
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8)
     ax.grid(alpha=0.3)
-    p = out_dir / f"{stamp}-soak-latency.png"
-    fig.savefig(p, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(str(p))
+    save(fig, "latency")
 
     fig, ax = plt.subplots(figsize=(11, 6))
     busy = [w for w in windows if w.get("cpu_ms_per_msg")]
@@ -259,8 +259,5 @@ def plot(series: list[tuple[float, dict[str, int]]], windows: list[dict[str, Any
     ax.set_title(f"agentbus soak: CPU per message of every process, per {WINDOW_S:.0f} s window")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
-    p = out_dir / f"{stamp}-soak-cpu.png"
-    fig.savefig(p, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(str(p))
+    save(fig, "cpu")
     return paths
