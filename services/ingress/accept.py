@@ -68,7 +68,7 @@ class Acceptor:
             cur = await conn.execute(
                 "SELECT d.channel, d.dedupe_id FROM inbound_dedupe d "
                 "JOIN unnest(%b::text[], %b::text[]) AS q(c, i) ON d.channel = q.c AND d.dedupe_id = q.i",
-                ([c for c, _ in keys], [i for _, i in keys]),
+                columns(keys, 2),
             )
             seen = {(r[0], r[1]) for r in await cur.fetchall()}
         return [k in seen for k in keys]

@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from threadpoolctl import threadpool_limits
 
 from agentbus.batching import MicroBatcher
+from agentbus.db import columns
 from agentbus.events import Recall
 
 _SEQ_MARGIN = 4096
@@ -206,10 +207,8 @@ class PgVectorIndex:
         await self._upserts.submit("", [((point_id, conversation, role, text, at, _unit(vector)), tenant)])
 
     async def _write(self, _: str, batch: list[_Upsert]) -> list[None]:
-        cols: tuple[list[object], ...] = ([], [], [], [], [], [], [])
-        for (point_id, conversation, role, text, at, vec), tenant in batch:
-            for col, value in zip(cols, (point_id, tenant, conversation, role, text, at, vec.tobytes()), strict=True):
-                col.append(value)
+        cols = columns([(point_id, tenant, conversation, role, text, at, vec.tobytes())
+                        for (point_id, conversation, role, text, at, vec), tenant in batch], 7)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, writer) "
