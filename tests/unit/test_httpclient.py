@@ -72,3 +72,47 @@ async def test_a_cookie_set_by_one_response_is_never_sent_again() -> None:
     assert first.headers["set-cookie"].startswith("session=tenant-a") and second.status_code == 200
     assert len(seen) == 2 and all(b"cookie:" not in request.lower() for request in seen)
     assert len(client.cookies) == 0
+
+
+async def test_a_relative_path_with_query_parameters_joins_the_base_url() -> None:
+    server, url, seen = await serve(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=gbk\r\n"
+                                    b"Content-Length: 4\r\n\r\n" + "\u4f60\u597d".encode("gbk"))
+    async with server, async_client(timeout=5, max_connections=4, base_url=url + "/api/") as client:
+        resp = await client.get("/v1/token", params={"corpid": "c 1", "n": "2"},
+                                headers={"Authorization": "Bearer t"})
+    assert seen[0].startswith(b"GET /api/v1/token?corpid=c+1&n=2 HTTP/1.1"), "as httpx itself sends it"
+    assert b"authorization: bearer t" in seen[0].lower()
+    assert resp.status_code == 200 and resp.text == "\u4f60\u597d"
+    with pytest.raises(ValueError):
+        resp.json()
+
+
+async def test_an_answer_that_never_comes_is_a_read_timeout_and_an_unknown_outcome() -> None:
+    received = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        received.set()
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, async_client(timeout=5, max_connections=4) as client:
+        with pytest.raises(httpx.ReadTimeout) as err:
+            await client.post(f"http://127.0.0.1:{port}/hook", content=b"x", timeout=0.3)
+    assert received.is_set() and transport_failure(err.value).ambiguous
+
+
+async def test_a_request_beyond_the_plain_path_goes_through_httpx_with_the_same_failures() -> None:
+    """Form data is not on the direct path: httpx builds it, over the same connection pool."""
+    server, url, seen = await serve(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    async with server, async_client(timeout=5, max_connections=4) as client:
+        resp = await client.post(url + "/form", data={"a": "1"})
+        assert isinstance(resp, httpx.Response) and resp.text == "ok"
+        assert b"application/x-www-form-urlencoded" in seen[0] and seen[0].endswith(b"a=1")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with pytest.raises(httpx.ConnectError):
+            await client.post(f"http://127.0.0.1:{port}/form", data={"a": "1"})
