@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -38,11 +38,18 @@ class Endpoint:
     timeout_s: float = 60.0
     headers: dict[str, str] = field(default_factory=dict)
 
-    @cached_property
+    @property
     def provider(self) -> str:
-        if self.base_url is None:
-            return "agentbus"
-        return httpx.URL(self.base_url).host or "unknown"
+        return _provider(self.base_url)
+
+
+@lru_cache(maxsize=256)
+def _provider(base_url: str | None) -> str:
+    """The endpoint's host. Endpoints are built for every call (from the agent's chain); parsing the URL each
+    time was 5% of the reasoner's CPU."""
+    if base_url is None:
+        return "agentbus"
+    return httpx.URL(base_url).host or "unknown"
 
 
 @dataclass(frozen=True)
