@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_CONSUMED = Counter(
@@ -29,5 +32,14 @@ LLM_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 LLM_TOKENS = Counter("agentbus_llm_tokens_total", "LLM tokens, by model and direction", ["model", "direction"])
-DELIVERIES = Counter("agentbus_deliveries_total", "Pushes to chat platforms, by channel and outcome", ["channel", "outcome"])
+DELIVERIES = Counter(
+    "agentbus_deliveries_total", "Pushes to chat platforms, by channel and outcome", ["channel", "outcome"]
+)
 DLQ_SIZE = Gauge("agentbus_dlq_size", "Records in the dead-letter topic (all time; redriven ones included)")
+
+
+@cache
+def child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once: for the per-event metrics, whose label values are the
+    handful of event types and outcomes (``labels`` validates and locks on every call)."""
+    return metric.labels(*values)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import REGISTRY
 
 from agentbus.bus import ConsumerRunner, PermanentError, Producer
 from agentbus.bus.kafka import ensure_topics
@@ -61,11 +62,15 @@ async def test_order_within_a_key_and_concurrency_across_keys(infra: Infra) -> N
     seen: dict[str, list[int]] = defaultdict(list)
     active = 0
     peak = 0
+    gauge_peak = 0.0
+    consumed = REGISTRY.get_sample_value("agentbus_events_consumed_total",
+                                         {"type": "message.received", "outcome": "ok"}) or 0.0
 
     async def handler(e: Event) -> Sequence[Event]:
-        nonlocal active, peak
+        nonlocal active, peak, gauge_peak
         active += 1
         peak = max(peak, active)
+        gauge_peak = max(gauge_peak, REGISTRY.get_sample_value("agentbus_in_flight_events") or 0.0)
         await asyncio.sleep(0.05)  # a slow handler: with 20 keys these must overlap
         k, i = e.data.text.split(":")
         seen[k].append(int(i))
@@ -77,6 +82,12 @@ async def test_order_within_a_key_and_concurrency_across_keys(infra: Infra) -> N
     await prod.stop()
     assert all(v == [0, 1, 2, 3, 4] for v in seen.values()), seen
     assert peak >= 10, f"keys were processed concurrently (peak {peak})"
+    # the gauges, read when scraped, saw the events being handled, and nothing is left once finished
+    assert gauge_peak >= peak, (gauge_peak, peak)
+    assert REGISTRY.get_sample_value("agentbus_in_flight_events") == 0
+    assert REGISTRY.get_sample_value("agentbus_buffered_events") == 0
+    assert REGISTRY.get_sample_value("agentbus_events_consumed_total",
+                                     {"type": "message.received", "outcome": "ok"}) == consumed + len(events)
 
 
 async def test_poison_event_is_dead_lettered_and_does_not_block(infra: Infra) -> None:
@@ -167,15 +178,23 @@ async def test_offsets_commit_only_finished_work(infra: Infra) -> None:
 
 
 async def test_a_consumer_reads_both_versions_of_an_event_as_the_newest(infra: Infra) -> None:
-    from agentbus.events import InferenceCompleted, InferenceCompletedData, InferenceCompletedDataV2, InferenceCompletedV1, Usage
+    from agentbus.events import (
+        InferenceCompleted,
+        InferenceCompletedData,
+        InferenceCompletedDataV2,
+        InferenceCompletedV1,
+        Usage,
+    )
     from agentbus.topics import topics_of_type
 
     s = settings(infra)
     await ensure_topics(s, all_topics(s.topic_prefix))
     prod = Producer(s, "test")
     await prod.start()
-    old = InferenceCompletedV1.new(InferenceCompletedData(agent="a", model="old", provider="p", prompt_tokens=1,
-                                                          completion_tokens=2), source="t", tenant="t", conversation="k")
+    old = InferenceCompletedV1.new(
+        InferenceCompletedData(agent="a", model="old", provider="p", prompt_tokens=1, completion_tokens=2),
+        source="t", tenant="t", conversation="k",
+    )
     new = InferenceCompleted.new(InferenceCompletedDataV2(agent="a", model="new", provider="p",
                                                           usage=Usage(input_tokens=3, output_tokens=4)),
                                  source="t", tenant="t", conversation="k")

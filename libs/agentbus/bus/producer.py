@@ -83,7 +83,7 @@ class Producer:
                 )
         await asyncio.gather(*futures)
         for event in events:
-            metrics.EVENTS_PRODUCED.labels(type=event.TYPE).inc()
+            metrics.child(metrics.EVENTS_PRODUCED, event.TYPE).inc()
 
     async def send_raw(
         self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
