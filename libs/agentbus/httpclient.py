@@ -16,7 +16,7 @@ response machinery and go to aiohttp's pool directly: measured on a loopback POS
 process), 0.29 ms of CPU per request through ``httpx.AsyncClient`` over aiohttp, 0.10 ms straight to
 aiohttp. Such a request answers with an ``Answer``, which reads like an ``httpx.Response`` (``status_code``,
 ``headers``, ``content``, ``text``, ``json()``), and fails with httpx's exceptions, mapped as above. Anything
-else (files, form data, auth, redirects, a proxy from the environment) takes httpx's own path.
+else (files, form data, auth, redirects, a mounted transport or proxy) takes httpx's own path.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class _Client(httpx.AsyncClient):
         sent = dict(self._base_headers())
         if headers:
             sent.update({k.lower(): v for k, v in headers.items()})
-        if json is not None:
+        if json is not None and content is None:  # as httpx: a given body wins over json
             content = orjson.dumps(json)
             sent.setdefault("content-type", "application/json")
         target = self._target(url)
@@ -164,7 +164,7 @@ class _Client(httpx.AsyncClient):
         return Answer(resp.status, resp.headers, body, target)
 
     def _plain(self) -> bool:
-        """No proxy mounted from the environment, no auth, no redirects, no event hooks: the fast path is
+        """No mounted transport or proxy, no auth, no redirects, no event hooks: the direct path is then
         equivalent to httpx's."""
         return (
             isinstance(self._transport, _Transport)
