@@ -91,13 +91,21 @@ async def test_a_relative_path_with_query_parameters_joins_the_base_url() -> Non
         resp.json()
 
 
+async def test_a_given_body_wins_over_json_as_in_httpx() -> None:
+    server, url, seen = await serve(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+    async with server, async_client(timeout=5, max_connections=4) as client:
+        resp = await client.post(url + "/hook", content=b"raw body", json={"ignored": True})
+    assert resp.status_code == 204 and seen[0].endswith(b"\r\n\r\nraw body")
+    assert b"application/json" not in seen[0].lower()
+
+
 async def test_an_answer_that_never_comes_is_a_read_timeout_and_an_unknown_outcome() -> None:
     received = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         received.set()
-        await asyncio.sleep(5)
+        await reader.read()  # never answers; returns once the client gives up and closes
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
