@@ -34,6 +34,7 @@ from agentbus.events import Recall
 _SEQ_MARGIN = 4096
 _Row = tuple[uuid.UUID, str, str, str, datetime, np.ndarray]
 _Upsert = tuple[_Row, str]  # a row and its tenant
+_Search = tuple[np.ndarray, int, uuid.UUID | None]  # a unit query vector, the limit, the id to leave out
 
 
 @dataclass
@@ -122,7 +123,8 @@ class PgVectorIndex:
         self._writer = uuid.uuid4().hex
         self._tenants: dict[str, _TenantIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._searches: dict[str, list[tuple[np.ndarray, int, uuid.UUID | None, asyncio.Future[list[Recall]]]]] = {}
+        # a tenant's searches issued in the same turn of the event loop, answered in one pass over its matrix
+        self._searches: MicroBatcher[_Search, list[Recall]] = MicroBatcher(self._answer, max_batch, 0.0)
         # one batch across tenants: the rows carry their tenant, and one statement writes them all
         self._upserts: MicroBatcher[_Upsert, None] = MicroBatcher(self._write, max_batch, max_wait_s)
         # one BLAS thread: a scan is bound by memory bandwidth, and OpenBLAS's extra threads spin after each
@@ -176,27 +178,13 @@ class PgVectorIndex:
         self, vector: list[float], tenant: str, limit: int, exclude: uuid.UUID | None
     ) -> list[Recall]:
         """Searches of a tenant issued in the same turn of the event loop are answered together."""
-        idx = await self._index(tenant)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[Recall]] = loop.create_future()
-        waiting = self._searches.setdefault(tenant, [])
-        waiting.append((_unit(vector), limit, exclude, fut))
-        if len(waiting) == 1:
-            loop.call_soon(self._answer, tenant, idx)
-        return await fut
+        await self._index(tenant)
+        [found] = await self._searches.submit(tenant, [(_unit(vector), limit, exclude)])
+        return found
 
-    def _answer(self, tenant: str, idx: _TenantIndex) -> None:
-        waiting = self._searches.pop(tenant, [])
-        try:
-            results = idx.search(np.stack([q for q, _, _, _ in waiting]), [(k, x) for _, k, x, _ in waiting])
-        except Exception as exc:  # handed to every waiting search, whose events are retried
-            for *_, fut in waiting:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for (*_, fut), found in zip(waiting, results, strict=True):
-            if not fut.done():
-                fut.set_result(found)
+    async def _answer(self, tenant: str, asks: list[_Search]) -> list[list[Recall]]:
+        idx = self._tenants[tenant]  # loaded by ``_index`` before the search was submitted
+        return idx.search(np.stack([q for q, _, _ in asks]), [(k, x) for _, k, x in asks])
 
     async def upsert(
         self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
@@ -226,4 +214,5 @@ class PgVectorIndex:
         return [None] * len(batch)
 
     async def aclose(self) -> None:
+        await self._searches.aclose()
         await self._upserts.aclose()
