@@ -44,8 +44,9 @@ class Memory:
 
         Turns are compared with turns (a symmetric task), so one embedding per turn serves both the
         search and the index, as E5's guidance has it for similarity (both sides with the query prefix)."""
-        if self.embedder is None or self.vectors is None or not agent.memory.semantic:
+        if not self._semantic(agent):
             return [], None
+        assert self.embedder is not None and self.vectors is not None
         [vector] = await self.embedder.embed([turn.text], KIND)
         recalls: list[Recall] = []
         k = agent.memory.recall_top_k
@@ -57,8 +58,17 @@ class Memory:
             ]
         if event.replay is not None:
             return recalls, None
-        return recalls, self.vectors.upsert(
-            event.id, vector, event.tenant, event.conversation, turn.role, turn.text, turn.at)
+        return recalls, self._index(event, turn, vector)
+
+    def _semantic(self, agent: Agent | None) -> bool:
+        """Whether the agent's turns are embedded, recalled and indexed."""
+        return (agent is not None and agent.memory.semantic and self.embedder is not None
+                and self.vectors is not None)
+
+    def _index(self, event: Event, turn: Turn, vector: list[float]) -> Awaitable[None]:
+        """The write that makes the turn searchable."""
+        assert self.vectors is not None
+        return self.vectors.upsert(event.id, vector, event.tenant, event.conversation, turn.role, turn.text, turn.at)
 
     async def assemble_context(self, event: Event) -> Sequence[Event]:
         """message.received / job.triggered → context.assembled."""
@@ -116,10 +126,10 @@ class Memory:
         turn = Turn(role="assistant", text=d.text, at=event.occurred_at, event_id=event.id, sender=d.agent)
         agent = self.config.agent(d.agent)
         index: Awaitable[None] | None = None
-        if agent is not None and agent.memory.semantic and self.embedder is not None and self.vectors is not None:
+        if self._semantic(agent):
+            assert self.embedder is not None
             [vector] = await self.embedder.embed([turn.text], KIND)
-            index = self.vectors.upsert(event.id, vector, event.tenant, event.conversation, "assistant", d.text,
-                                        turn.at)
+            index = self._index(event, turn, vector)
         await _together(self.store.remember(event, turn, 0, lambda _h: []), index)
         return []
 
