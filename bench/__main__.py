@@ -7,6 +7,7 @@ import asyncio
 import os
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -109,6 +110,10 @@ async def main_async(a: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     soak: dict[str, Any] | None = None
     print(f"bench: scratch folder {home}; {opts}", file=sys.stderr, flush=True)
+    # SIGTERM stops the run as Ctrl-C does: the finally below stops every process the bench started
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     try:
         await bench.start_infra()
         bench.sampler.start()
@@ -140,7 +145,12 @@ async def main_async(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    raise SystemExit(asyncio.run(main_async(parse(argv))))
+    try:
+        code = asyncio.run(main_async(parse(argv)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: stopped; every process it started was stopped", file=sys.stderr)
+        code = 130
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":
