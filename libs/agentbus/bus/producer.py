@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import lru_cache
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from opentelemetry.trace import SpanKind
 
 from agentbus import metrics
@@ -30,6 +32,20 @@ def event_headers(event: Event) -> list[tuple[str, bytes]]:
     return inject_headers(extra)
 
 
+class KeyPartitioner:
+    """Kafka's default partitioning (murmur2 of the key, as every Kafka client computes it), with each
+    key's hash remembered. Keys are conversations, which repeat; aiokafka's murmur2 is pure Python and
+    was about 2% of a service's CPU. Records without a key go where aiokafka's default puts them."""
+
+    def __init__(self, keys: int = 65536) -> None:
+        self._hash = lru_cache(maxsize=keys)(murmur2)
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)
+        return all_partitions[(self._hash(key) & 0x7FFFFFFF) % len(all_partitions)]
+
+
 class Producer:
     def __init__(self, settings: Settings, service: str) -> None:
         self._s = settings
@@ -44,6 +60,7 @@ class Producer:
             enable_idempotence=self._s.kafka_idempotent_producer,
             compression_type=self._s.kafka_compression,
             linger_ms=0,
+            partitioner=KeyPartitioner(),
             max_request_size=MAX_MESSAGE_BYTES,
             request_timeout_ms=30000,
             client_id=f"agentbus-{self._service}",
