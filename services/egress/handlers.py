@@ -107,7 +107,7 @@ class Egress:
             source=SOURCE,
             step="delivery",
         )
-        metrics.DELIVERIES.labels(channel=d.channel_type, outcome=status).inc()
+        metrics.child(metrics.DELIVERIES, d.channel_type, status).inc()
         log.info("reply_pushed" if status == "delivered" else "reply_not_pushed", channel=d.channel, status=status,
                  attempts=attempts, error=error)
         if not ledger_row:

@@ -50,7 +50,7 @@ def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_
             span.set_attribute("agentbus.channel", channel_id)
             response = await _webhook(request, channel_id)
             span.set_attribute("http.response.status_code", response.status_code)
-            metrics.HTTP_REQUESTS.labels(route="webhook", status=str(response.status_code)).inc()
+            metrics.child(metrics.HTTP_REQUESTS, "webhook", str(response.status_code)).inc()
             return response
 
     async def _webhook(request: Request, channel_id: str) -> Response:

@@ -102,6 +102,11 @@ class ChatClient:
     def __init__(self, attempts: int, max_connections: int) -> None:
         self._attempts = attempts
         self._http = async_client(max_connections=max_connections, timeout=60.0)
+        # the retry policy is made once: its strategies are stateless, and building them per call cost more
+        # than the rest of the retry loop
+        self._stop = stop_after_attempt(attempts)
+        self._wait = wait_exponential_jitter(multiplier=0.2, max=5)
+        self._retry = retry_if_exception(_retryable)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -128,18 +133,18 @@ class ChatClient:
                 total_attempts += attempts
             except (UpstreamError, httpx.TransportError, ValueError, KeyError) as exc:
                 total_attempts += getattr(exc, "attempts", 1)
-                metrics.LLM_SECONDS.labels(model=ep.model, outcome="error").observe(time.perf_counter() - started)
+                metrics.child(metrics.LLM_SECONDS, ep.model, "error").observe(time.perf_counter() - started)
                 log.warning("llm_model_failed", model=ep.name, error=f"{type(exc).__name__}: {exc}"[:300])
                 last_exc = exc
                 continue
             latency = (time.perf_counter() - started) * 1000
             choice = body["choices"][0]
             usage = body.get("usage") or {}
-            metrics.LLM_SECONDS.labels(model=ep.model, outcome="ok").observe(latency / 1000)
+            metrics.child(metrics.LLM_SECONDS, ep.model, "ok").observe(latency / 1000)
             if usage.get("prompt_tokens") is not None:
-                metrics.LLM_TOKENS.labels(model=ep.model, direction="input").inc(usage["prompt_tokens"])
+                metrics.child(metrics.LLM_TOKENS, ep.model, "input").inc(usage["prompt_tokens"])
             if usage.get("completion_tokens") is not None:
-                metrics.LLM_TOKENS.labels(model=ep.model, direction="output").inc(usage["completion_tokens"])
+                metrics.child(metrics.LLM_TOKENS, ep.model, "output").inc(usage["completion_tokens"])
             return Completion(
                 text=(choice.get("message") or {}).get("content") or "",
                 model=body.get("model") or ep.model,
@@ -169,12 +174,7 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {ep.api_key}"
         url = ep.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
         attempts = 0
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.2, max=5),
-            retry=retry_if_exception(_retryable),
-            reraise=True,
-        ):
+        async for attempt in AsyncRetrying(stop=self._stop, wait=self._wait, retry=self._retry, reraise=True):
             with attempt:
                 attempts += 1
                 with tracer().start_as_current_span(f"chat {ep.model}", kind=SpanKind.CLIENT) as span:
