@@ -23,9 +23,13 @@ up: $(STAMP) $(if $(TRACING),.venv-tracing/.installed)
 	.venv-tracing/bin/python -m pip install --quiet arize-phoenix==20.26.1
 	touch $@
 
-## the test suite: unit, integration (real broker + PostgreSQL), end to end (processes)
-test: $(STAMP)
+## the test suite: lint, then unit, integration (real broker + PostgreSQL), end to end (processes)
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check libs services tests bench chaos
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

@@ -26,7 +26,6 @@ def sample_event(i: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """A message.received event as ingress builds it from the load generator's payload."""
     from agentbus.bus.producer import event_headers
     from agentbus.events import Chat, MessageReceived, MessageReceivedData, Sender
-
     from bench.load import payload
 
     _, body = payload("broker", i, 2000)

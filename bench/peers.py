@@ -226,11 +226,12 @@ async def start_traces(port: int) -> None:
 def run_bare(port: int) -> None:
     """starlette + uvicorn on uvloop, configured as the services configure theirs, one route: 202."""
     import uvloop
-    from agentbus.http import server
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
+
+    from agentbus.http import server
 
     async def webhook(request: Request) -> JSONResponse:
         await request.body()

@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 import yaml
+
 from agentbus.settings import SERVICES
 from agentbus.stack.procs import Proc, free_port, http_ok
 from agentbus.stack.stack import Ports, Stack
-
 from bench.procstats import Sampler
 
 EXTERNAL = ("AGENTBUS_KAFKA_BOOTSTRAP_SERVERS", "AGENTBUS_DATABASE_URL", "AGENTBUS_EMBEDDINGS_URL",

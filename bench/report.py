@@ -112,7 +112,8 @@ def target_rows(results: list[dict[str, Any]], soak: dict[str, Any] | None) -> l
     v = (op.get("platform_ms") or {}).get("p99") if op else None
     rate = (op or {}).get("load", {}).get("rate")
     add(f"platform p99 ms at {_f(rate, 0)} msg/s", f"<= {TARGETS['p99_ms']:.0f}", v,
-        None if v is None else v <= TARGETS["p99_ms"], f"pipeline-open (achieved {_f((op or {}).get('accept_per_s'))}/s)")
+        None if v is None else v <= TARGETS["p99_ms"],
+        f"pipeline-open (achieved {_f((op or {}).get('accept_per_s'))}/s)")
     sl = _find(results, "slow-llm") or _find(results, "slow-llm-nosemantic")
     v = sl.get("llm_max_in_flight") if sl else None
     add("slow LLM calls in flight", f">= {TARGETS['in_flight']:,}", v,
@@ -158,7 +159,8 @@ def render(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for k, r in enumerate(rows):
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        cells = enumerate(zip(r, widths, strict=True))
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in cells))
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -169,7 +171,8 @@ def problems(results: list[dict[str, Any]]) -> list[str]:
     for r in results:
         name = r["scenario"]
         if r.get("missing"):
-            out.append(f"{name}: {r['missing']} accepted messages never pushed (e.g. {', '.join(r['missing_examples'])})")
+            examples = ", ".join(r["missing_examples"])
+            out.append(f"{name}: {r['missing']} accepted messages never pushed (e.g. {examples})")
         if r.get("duplicate_pushes"):
             out.append(f"{name}: {r['duplicate_pushes']} duplicate pushes")
         if r.get("messages_with_repeated_llm_calls"):

@@ -31,10 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def main(args: argparse.Namespace) -> int:
-    from tests.support.platform import start_infra
-
     from chaos.report import render
     from chaos.run import Options, run_chaos
+    from tests.support.platform import start_infra
 
     opts = Options(messages=args.messages, conversations=args.conversations, plan=args.plan,
                    duration_s=args.duration, drain_timeout_s=args.drain_timeout, embeddings=args.embeddings)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from agentbus.stack.postgres import database_url, pg_ready, postgres_proc
 from agentbus.stack.procs import Proc
 from agentbus.stack.stack import Stack
-
 from chaos.fakes import ChaosLLM, ChaosSink
 
 

@@ -13,12 +13,11 @@ from agentbus.cli.dlq import read_dead_letters, read_topic
 from agentbus.events import parse_event
 from agentbus.settings import Settings
 from agentbus.topics import topic_for
-from tests.support.platform import Infra, base_config, run_platform, secret_for
-
 from chaos.fakes import ChaosLLM, ChaosSink
 from chaos.faults import Fault, Injector, run_faults
 from chaos.load import Load, plan
 from chaos.report import Result, compute, first_deliveries, recovery_after
+from tests.support.platform import Infra, base_config, run_platform, secret_for
 
 CHANNELS = ["acme", "globex"]
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agentbus.services.memory.embeddings import OpenAIEmbedder
+from agentbus.services.memory.handlers import Memory
+from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.store import PgTurnStore
+
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobTriggered, MessageReceived, ReplyGenerated
 from agentbus.service import ServiceParts
-from agentbus.services.memory.embeddings import OpenAIEmbedder
-from agentbus.services.memory.handlers import Memory
-from agentbus.services.memory.pgvectors import PgVectorIndex
-from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
 from agentbus.topics import topic_of
 
@@ -24,7 +25,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     on_stop = []
     if settings.embeddings_url:
         key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
-        embedder = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key, settings.embeddings_timeout_s)
+        embedder = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key,
+                                  settings.embeddings_timeout_s)
         if settings.qdrant_url or settings.qdrant_path:
             # imported only when used: qdrant-client and what it pulls in add about 50 MB to the process
             from agentbus.services.memory.vectors import QdrantStore

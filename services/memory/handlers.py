@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 import structlog
+from agentbus.services.memory.ports import Embedder, VectorStore
+from agentbus.services.memory.store import PgTurnStore
 
 from agentbus.bus import PermanentError
 from agentbus.config import Agent, PlatformConfig
@@ -17,8 +19,6 @@ from agentbus.events import (
     Recall,
     Turn,
 )
-from agentbus.services.memory.ports import Embedder, VectorStore
-from agentbus.services.memory.store import PgTurnStore
 
 log = structlog.get_logger("agentbus.memory")
 SOURCE = "memory"

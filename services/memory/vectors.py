@@ -18,6 +18,7 @@ from qdrant_client import AsyncQdrantClient, models
 from agentbus.batching import MicroBatcher
 from agentbus.events import Recall
 
+
 class QdrantStore:
     def __init__(self, client: AsyncQdrantClient, collection: str, dim: int, max_batch: int = 256,
                  max_wait_s: float = 0.005) -> None:

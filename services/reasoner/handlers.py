@@ -9,6 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
+from agentbus.services.reasoner.ledger import Ledger
+from agentbus.services.reasoner.llm import ECHO, ChatClient, Completion, Endpoint
+from agentbus.services.reasoner.prompt import build_messages
 
 from agentbus.bus import PermanentError
 from agentbus.config import Agent, PlatformConfig
@@ -17,13 +20,10 @@ from agentbus.events import (
     Event,
     InferenceCompleted,
     InferenceCompletedDataV2,
-    Usage,
     ReplyGenerated,
     ReplyGeneratedData,
+    Usage,
 )
-from agentbus.services.reasoner.ledger import Ledger
-from agentbus.services.reasoner.llm import ECHO, ChatClient, Completion, Endpoint
-from agentbus.services.reasoner.prompt import build_messages
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
@@ -39,7 +39,8 @@ def resolve_chain(agent: Agent, config: PlatformConfig, settings: Settings) -> l
             if settings.llm_base_url:
                 key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
                 chain.append(
-                    Endpoint("default", settings.llm_model or "default", settings.llm_base_url, key, settings.llm_timeout_s)
+                    Endpoint("default", settings.llm_model or "default", settings.llm_base_url, key,
+                             settings.llm_timeout_s)
                 )
             else:
                 chain.append(Endpoint(ECHO, ECHO, None))

@@ -246,7 +246,7 @@ class FakeFeishu:
         rit = request.query_params.get("receive_id_type")
         if rit not in ("open_id", "union_id", "user_id", "email", "chat_id"):
             return _err(99992402, "field validation failed: receive_id_type")
-        if body is None or not isinstance(body.get("receive_id"), str) or (problem := self._check_content(body)):
+        if body is None or not isinstance(body.get("receive_id"), str) or self._check_content(body):
             self.rejected.append("create payload")
             return _err(230001, "Your request contains an invalid request parameter.")
         if (planned := self._planned()) is not None:
@@ -257,7 +257,8 @@ class FakeFeishu:
         if (denied := self._auth(request)) is not None:
             return denied
         body = await self._json(request)
-        if body is None or (problem := self._check_content(body)) or not isinstance(body.get("reply_in_thread", False), bool):
+        if (body is None or self._check_content(body)
+                or not isinstance(body.get("reply_in_thread", False), bool)):
             self.rejected.append("reply payload")
             return _err(230001, "Your request contains an invalid request parameter.")
         if (planned := self._planned()) is not None:
@@ -286,8 +287,10 @@ class FakeFeishu:
                 return JSONResponse({"code": 19021, "msg": "sign match fail or timestamp is not within one hour"})
         msg_type = body.get("msg_type")
         ok = (
-            (msg_type == "text" and isinstance(body.get("content"), dict) and isinstance(body["content"].get("text"), str))
-            or (msg_type == "post" and isinstance(body.get("content"), dict) and isinstance(body["content"].get("post"), dict))
+            (msg_type == "text" and isinstance(body.get("content"), dict)
+             and isinstance(body["content"].get("text"), str))
+            or (msg_type == "post" and isinstance(body.get("content"), dict)
+                and isinstance(body["content"].get("post"), dict))
             or (msg_type == "interactive" and isinstance(body.get("card"), dict))
         )
         if not ok:

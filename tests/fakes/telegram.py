@@ -82,7 +82,7 @@ def parse_markdown_v2(s: str) -> tuple[str, list[dict[str, Any]]]:
                 out.append(s[i + 1])
                 i += 2
                 continue
-            raise ParseError(f"Character '\\' is reserved and must be escaped with the preceding '\\'")
+            raise ParseError("Character '\\' is reserved and must be escaped with the preceding '\\'")
         if c == ">" and (i == 0 or s[i - 1] == "\n"):
             i += 1
             continue

@@ -171,8 +171,8 @@ def requests(draw: st.DrawFn) -> Req:
             headers["webhook-signature"] = sign(secret, msg_id, ts, body)
         if mode == "partial":
             headers.pop(draw(st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"])))
-    headers["content-type"] = draw(st.sampled_from(["application/json", "text/plain", "application/json; charset=utf-16",
-                                                    "", "multipart/form-data"]))
+    headers["content-type"] = draw(st.sampled_from(
+        ["application/json", "text/plain", "application/json; charset=utf-16", "", "multipart/form-data"]))
     headers.update(draw(st.dictionaries(header_names, header_text, max_size=3)))
     return Req(method, channel, body, headers, draw(st.booleans()))
 

@@ -29,7 +29,9 @@ class Helm:
         self.workdir = workdir
         self._n = 0
 
-    def run(self, *args: str, values: dict[str, Any] | None = None, files: tuple[Path, ...] = ()) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, values: dict[str, Any] | None = None, files: tuple[Path, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
         argv = [self.binary, *args]
         for f in files:
             argv += ["-f", str(f)]

@@ -101,7 +101,8 @@ def test_replicas_and_resources_are_per_service(helm: Helm) -> None:
         "scheduler": {"replicas": 1},
     }})
     assert one(docs, "Deployment", "reasoner")["spec"]["replicas"] == 7
-    assert containers(one(docs, "Deployment", "reasoner"))[0]["resources"]["requests"] == {"cpu": "1500m", "memory": "2Gi"}
+    reasoner = containers(one(docs, "Deployment", "reasoner"))[0]
+    assert reasoner["resources"]["requests"] == {"cpu": "1500m", "memory": "2Gi"}
     assert one(docs, "Deployment", "scheduler")["spec"]["replicas"] == 1
     assert one(docs, "Deployment", "ingress")["spec"]["replicas"] == 2
 
@@ -218,7 +219,8 @@ def test_init_job_is_a_pre_install_and_pre_upgrade_hook(production_docs: list[di
     assert env["AGENTBUS_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "agentbus-kafka-user"
     # the services leave topic creation to the hook
     for name in SERVICES:
-        assert env_of(containers(one(production_docs, "Deployment", name))[0])["AGENTBUS_CREATE_TOPICS"]["value"] == "false"
+        env = env_of(containers(one(production_docs, "Deployment", name))[0])
+        assert env["AGENTBUS_CREATE_TOPICS"]["value"] == "false"
 
 
 def test_init_values_reach_the_job_and_disabling_it_lets_services_create_topics(helm: Helm) -> None:

@@ -95,7 +95,8 @@ def test_dockerignore_keeps_the_context_small() -> None:
         assert entry in ignored
     for needed in ("libs", "services", "pyproject.toml", "README.md", "infra"):
         assert needed not in ignored
-    copied = [a.split()[0] for k, a in instructions((ROOT / "Dockerfile").read_text()) if k == "COPY" and "--from" not in a]
+    dockerfile = instructions((ROOT / "Dockerfile").read_text())
+    copied = [a.split()[0] for k, a in dockerfile if k == "COPY" and "--from" not in a]
     for src in copied:
         assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
 
@@ -152,7 +153,8 @@ def test_compose_environment_is_made_of_real_settings(compose: dict[str, Any]) -
         assert env["AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert env["AGENTBUS_KAFKA_IDEMPOTENT_PRODUCER"] == "true"
         assert env["AGENTBUS_CREATE_TOPICS"] == "false"
-        assert env["AGENTBUS_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["AGENTBUS_DATABASE_URL"]
+        url = env["AGENTBUS_DATABASE_URL"]
+        assert url.startswith("postgresql://") and "@postgres:5432/" in url
         assert env["AGENTBUS_QDRANT_URL"] == "http://qdrant:6333"
         assert env["AGENTBUS_OTLP_ENDPOINT"] == "http://jaeger:4318"
         assert env["AGENTBUS_HTTP_HOST"] == "0.0.0.0"

@@ -127,7 +127,7 @@ async def run_platform(
             await stack.start_service(name)
         yield Platform(stack, prefix, suffix, all_env, config)
     except BaseException:
-        for name, p in stack.procs.items():
+        for name in stack.procs:
             log = home / "logs" / f"{name}.log"
             if log.exists():
                 print(f"---- {name} log (tail) ----\n" + "\n".join(log.read_text().splitlines()[-30:]))

@@ -67,8 +67,8 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 
 
 def test_nested_credentials_are_checked_with_their_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentbus.config import _env_refs
     from agentbus.channeltypes import EnvRef
+    from agentbus.config import _env_refs
 
     monkeypatch.delenv("AGENTBUS_TEST_NESTED", raising=False)
     refs = _env_refs({"robots": [{"secret": EnvRef(env="AGENTBUS_TEST_NESTED")}]}, "channels[3]")

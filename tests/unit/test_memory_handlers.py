@@ -3,11 +3,19 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from agentbus.services.memory.handlers import Memory
 
 from agentbus.config import parse_config
-from agentbus.events import Replay
-from agentbus.events import Chat, MessageReceived, MessageReceivedData, ReplyGenerated, ReplyGeneratedData, Sender, utcnow
-from agentbus.services.memory.handlers import Memory
+from agentbus.events import (
+    Chat,
+    MessageReceived,
+    MessageReceivedData,
+    Replay,
+    ReplyGenerated,
+    ReplyGeneratedData,
+    Sender,
+    utcnow,
+)
 from tests.support.platform import base_config
 from tests.unit.fakes import FakeEmbedder, FakeTurnStore, FakeVectors
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-
 from agentbus.services.memory.pgvectors import _TenantIndex, _unit
 
 
@@ -40,7 +40,7 @@ def test_batched_search_matches_ranking_each_query_alone(n: int) -> None:
     assert len(results) == len(asks)
     for q, (limit, exclude), found in zip(queries, asks, results, strict=True):
         assert [r.text for r in found] == _expected(vectors, ids, q, limit, exclude)
-        assert all(a.score >= b.score for a, b in zip(found, found[1:]))
+        assert all(a.score >= b.score for a, b in itertools.pairwise(found))
         assert all(r.text != f"text {ids.index(exclude)}" for r in found if exclude in ids)
 
 

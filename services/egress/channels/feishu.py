@@ -21,9 +21,6 @@ from typing import Any
 
 import httpx
 import orjson
-
-from agentbus.channeltypes.feishu import FeishuChannel
-from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     Permanent,
@@ -33,6 +30,9 @@ from agentbus.services.egress.channels.base import (
     retry_after_seconds,
     transport_failure,
 )
+
+from agentbus.channeltypes.feishu import FeishuChannel
+from agentbus.events import ReplyGeneratedData
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 # the access token is missing, invalid or expired: fetch a new one and try once more
@@ -95,7 +95,9 @@ class FeishuOutbound(OutboundAdapter):
 
     def __init__(self, channel: FeishuChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
         super().__init__(channel, http, tokens)
-        self._app = (channel.app_id.value(), channel.app_secret.value()) if channel.app_id and channel.app_secret else None
+        self._app = (
+            (channel.app_id.value(), channel.app_secret.value()) if channel.app_id and channel.app_secret else None
+        )
         hook = channel.bot_webhook
         self._hook = (hook.token.value(), hook.secret.value() if hook.secret else None) if hook else None
         self._token_key = f"feishu:{channel.base}:{self._app[0]}" if self._app else ""

@@ -12,10 +12,6 @@ from datetime import UTC, datetime
 
 import httpx
 import orjson
-from standardwebhooks import Webhook
-
-from agentbus.channeltypes import WebhookChannel
-from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     Permanent,
@@ -24,6 +20,10 @@ from agentbus.services.egress.channels.base import (
     classify_http,
     transport_failure,
 )
+from standardwebhooks import Webhook
+
+from agentbus.channeltypes import WebhookChannel
+from agentbus.events import ReplyGeneratedData
 
 
 class WebhookOutbound(OutboundAdapter):

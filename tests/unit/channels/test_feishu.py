@@ -15,6 +15,11 @@ import httpx
 import lark_oapi as lark
 import orjson
 import pytest
+from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.feishu import FeishuOutbound, hook_sign
+from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.feishu import FeishuInbound
+from agentbus.services.ingress.channels.feishu_crypto import decrypt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lark_oapi.core.model import RawRequest
@@ -22,13 +27,8 @@ from lark_oapi.core.utils import AESCipher
 
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import Chat, ReplyGeneratedData
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
-from agentbus.services.egress.channels.feishu import FeishuOutbound, hook_sign
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
-from agentbus.services.ingress.channels.feishu import FeishuInbound
-from agentbus.services.ingress.channels.feishu_crypto import decrypt
-from tests.fakes.feishu import FakeFeishu, encrypt, event_request, mention, message_event
 from tests.fakes.doc_yaml import doc_config
+from tests.fakes.feishu import FakeFeishu, encrypt, event_request, mention, message_event
 
 TOKEN = "vt_verification_token_1"
 KEY = "ek_encrypt_key_1"
@@ -282,7 +282,9 @@ def reply(text: str = "你好！这是回复。", fmt: str = "text", route: dict
     )
 
 
-def outbound(fake: FakeFeishu, http: httpx.AsyncClient, tokens: TokenCache | None = None, **over: Any) -> FeishuOutbound:
+def outbound(
+    fake: FakeFeishu, http: httpx.AsyncClient, tokens: TokenCache | None = None, **over: Any
+) -> FeishuOutbound:
     return FeishuOutbound(channel(api_base=fake.url, **over), http, tokens or TokenCache())
 
 
@@ -375,7 +377,8 @@ async def test_markdown_as_post_or_card(fake: FakeFeishu) -> None:
     post, card = fake.sent
     assert post["msg_type"] == "post"
     assert post["content_json"] == {"zh_cn": {"title": "", "content": [[{"tag": "md", "text": md}]]}}
-    assert card["msg_type"] == "interactive" and card["content_json"]["elements"][0] == {"tag": "markdown", "content": md}
+    assert card["msg_type"] == "interactive"
+    assert card["content_json"]["elements"][0] == {"tag": "markdown", "content": md}
 
 
 async def test_custom_bot_webhook_signed_push(fake: FakeFeishu) -> None:
@@ -387,7 +390,8 @@ async def test_custom_bot_webhook_signed_push(fake: FakeFeishu) -> None:
         assert not fake.token_fetches
         await out.push(reply("定时提醒：开会", route={}), uuid.uuid4())
         sent = fake.hook_sent[-1]
-        assert sent["content"] == {"text": "定时提醒：开会"} and sent["sign"] == hook_sign(int(sent["timestamp"]), "hook-secret-1")
+        assert sent["content"] == {"text": "定时提醒：开会"}
+        assert sent["sign"] == hook_sign(int(sent["timestamp"]), "hook-secret-1")
         await out.push(reply("**周报**", "markdown", route={}), uuid.uuid4())
         assert fake.hook_sent[-1]["content"]["post"]["zh_cn"]["content"][0][0]["tag"] == "md"
         bad = {"bot_webhook": {**hook["bot_webhook"], "secret": {"env": "FS_HOOK_SECRET_UNSET", "default": "nope"}}}
@@ -451,7 +455,8 @@ def test_rate_defaults_idempotency_and_override() -> None:
     hook = {"bot_webhook": {"token": {"env": "FS_HOOK_UNSET", "default": "h"}}}
     out = FeishuOutbound(channel(**hook), http, TokenCache())
     assert out.rate_for(reply()) == 300 and out.is_idempotent(reply())
-    assert out.rate_for(reply(route={"via": "bot_webhook"})) == 100 and not out.is_idempotent(reply(route={"via": "bot_webhook"}))
+    via_hook = reply(route={"via": "bot_webhook"})
+    assert out.rate_for(via_hook) == 100 and not out.is_idempotent(via_hook)
     assert FeishuOutbound(channel(rate_limit_per_minute=30), http, TokenCache()).rate_for(reply()) == 30
 
 

@@ -11,6 +11,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.slack import SlackOutbound
+from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
+from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.slack import SlackInbound, signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from slack_sdk import WebClient
@@ -18,11 +23,6 @@ from slack_sdk.signature import SignatureVerifier
 
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import Chat, ReplyGeneratedData
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
-from agentbus.services.egress.channels.slack import SlackOutbound
-from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
-from agentbus.services.ingress.channels.slack import SlackInbound, signature
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.slack import BOT_USER, FakeSlack, app_mention, event_callback, message, new_ts, signed
 
@@ -105,7 +105,8 @@ async def test_app_mention_and_channel_message_collapse_and_threads() -> None:
     assert "thread_ts" not in m.reply_route
     # in a thread: answered in the thread; top level with reply_in_thread: a new thread under it
     parent = new_ts()
-    threaded = await receive(channel(), *signed(SECRET, event_callback(app_mention(f"<@{BOT_USER}> hi", thread_ts=parent))))
+    mention = app_mention(f"<@{BOT_USER}> hi", thread_ts=parent)
+    threaded = await receive(channel(), *signed(SECRET, event_callback(mention)))
     assert threaded.message is not None and threaded.message.reply_route["thread_ts"] == parent
     top = app_mention(f"<@{BOT_USER}> hi")
     started = await receive(channel(reply_in_thread=True), *signed(SECRET, event_callback(top)))
@@ -155,7 +156,8 @@ async def test_tampered_stale_replayed_and_malformed_requests() -> None:
     for junk in (b"", b"not json", b"[1]", orjson.dumps({"type": "event_callback"}),
                  orjson.dumps({"type": "event_callback", "event_id": "Ev1", "event": {"type": "message"}}),
                  orjson.dumps({"type": "event_callback", "event_id": "Ev1",
-                               "event": {"type": "message", "channel": "../etc", "ts": "1.2", "user": "U1", "text": "x"}})):
+                               "event": {"type": "message", "channel": "../etc", "ts": "1.2", "user": "U1",
+                                         "text": "x"}})):
         assert await status_of(ch, *signed(SECRET, junk)) == 400, junk
     other = await receive(ch, *signed(SECRET, event_callback({"type": "reaction_added", "user": "U1"})))
     assert other.message is None and "reaction_added" in other.note
@@ -233,7 +235,8 @@ async def test_post_message_text_thread_and_markdown(fake: FakeSlack) -> None:
     async with httpx.AsyncClient() as http:
         out = outbound(fake, http)
         pushed = await out.push(reply(), uuid.uuid4())
-        await out.push(reply(route={"channel": "C0GENERAL1", "ts": "1.2", "thread_ts": "1700000000.000001"}), uuid.uuid4())
+        route = {"channel": "C0GENERAL1", "ts": "1.2", "thread_ts": "1700000000.000001"}
+        await out.push(reply(route=route), uuid.uuid4())
         await out.push(reply("**done** see [x](https://e.com)", "markdown"), uuid.uuid4())
         await outbound(fake, http, markdown_as="markdown_text").push(reply("**done**", "markdown"), uuid.uuid4())
         await out.push(reply("scheduled", route={}, chat="D0DIRECT01"), uuid.uuid4())
@@ -295,7 +298,9 @@ ANSWERS = st.tuples(
 
 @settings(max_examples=100, deadline=None)
 @given(answer=ANSWERS, fmt=st.sampled_from(["text", "markdown"]))
-def test_any_platform_answer_is_pushed_retryable_or_permanent(answer: tuple[int, bytes, dict[str, str]], fmt: str) -> None:
+def test_any_platform_answer_is_pushed_retryable_or_permanent(
+    answer: tuple[int, bytes, dict[str, str]], fmt: str
+) -> None:
     status, body, headers = answer
 
     async def run() -> None:

@@ -12,17 +12,17 @@ import httpx
 import orjson
 import pytest
 import telegram
+from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.telegram import TelegramOutbound, split_text
+from agentbus.services.egress.channels.telegram_markdown import escape, escape_code, escape_url, to_markdown_v2
+from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.telegram import TelegramInbound
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from telegram.helpers import escape_markdown
 
 from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import Chat, ReplyGeneratedData
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
-from agentbus.services.egress.channels.telegram import TelegramOutbound, split_text
-from agentbus.services.egress.channels.telegram_markdown import escape, escape_code, escape_url, to_markdown_v2
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
-from agentbus.services.ingress.channels.telegram import TelegramInbound
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.telegram import (
     BOT_ID,
@@ -92,7 +92,7 @@ async def test_group_mention_entity_with_utf16_offsets_matches_ptb() -> None:
     assert m.text == "🌸🌸 嗨 请问 @bob 在吗？"
     assert inbound.dedupe_id == str(upd["update_id"])
     # not addressed: someone else mentioned, a plain message, a command for another bot
-    for other in (update(f"hi @bob", chat_=chat(-100123, "supergroup"), entities=mention_entities("hi @bob", "bob")),
+    for other in (update("hi @bob", chat_=chat(-100123, "supergroup"), entities=mention_entities("hi @bob", "bob")),
                   update("just talking", chat_=chat(-100123, "supergroup")),
                   update("/help@other_bot", chat_=chat(-555, "group"),
                          entities=[{"type": "bot_command", "offset": 0, "length": 15}])):
@@ -102,7 +102,8 @@ async def test_group_mention_entity_with_utf16_offsets_matches_ptb() -> None:
 
 async def test_reply_to_bot_text_mention_and_command_address_the_bot() -> None:
     group = chat(-100123, "supergroup")
-    bot_msg = {"message_id": 5, "from": user(BOT_ID, "Agentbus", BOT_USERNAME, True), "chat": group, "date": 1, "text": "hi"}
+    bot_msg = {"message_id": 5, "from": user(BOT_ID, "Agentbus", BOT_USERNAME, True), "chat": group, "date": 1,
+               "text": "hi"}
     reply = update("and what about tomorrow?", chat_=group, reply_to_message=bot_msg)
     assert ptb(reply).effective_message.reply_to_message.from_user.id == BOT_ID
     m = (await receive(channel(), reply)).message
@@ -110,7 +111,8 @@ async def test_reply_to_bot_text_mention_and_command_address_the_bot() -> None:
     m_off = (await receive(channel(reply_to_bot_is_mention=False), reply)).message
     assert m_off is not None and not m_off.mentioned_bot
     tm = update("Agentbus, summarise", chat_=group,
-                entities=[{"type": "text_mention", "offset": 0, "length": 8, "user": user(BOT_ID, "Agentbus", None, True)}])
+                entities=[{"type": "text_mention", "offset": 0, "length": 8,
+                           "user": user(BOT_ID, "Agentbus", None, True)}])
     m2 = (await receive(channel(), tm)).message
     assert m2 is not None and m2.mentioned_bot and m2.text == ", summarise"
     cmd = update(f"/summary@{BOT_USERNAME} today", chat_=group,
@@ -128,7 +130,8 @@ async def test_edited_own_and_other_updates() -> None:
     m2 = (await receive(channel(), own)).message
     assert m2 is not None and m2.from_self
     for upd in ({"update_id": 9, "callback_query": {"id": "1"}},
-                {"update_id": 10, "channel_post": {"message_id": 1, "chat": chat(-1001, "channel"), "date": 1, "text": "x"}},
+                {"update_id": 10,
+                 "channel_post": {"message_id": 1, "chat": chat(-1001, "channel"), "date": 1, "text": "x"}},
                 update(None, photo=[{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]),
                 update("x", chat_=chat(-1001, "channel"))):
         inbound = await receive(channel(), upd)
@@ -157,8 +160,8 @@ async def test_secret_token_and_malformed_updates() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(msg=st.dictionaries(
-    st.sampled_from(["message_id", "chat", "from", "text", "entities", "caption", "reply_to_message", "is_topic_message",
-                     "message_thread_id"]),
+    st.sampled_from(["message_id", "chat", "from", "text", "entities", "caption", "reply_to_message",
+                     "is_topic_message", "message_thread_id"]),
     st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.text(max_size=20),
               st.fixed_dictionaries({"id": st.integers(-5, 5), "type": st.sampled_from(["private", "group", "x"])}),
               st.lists(st.fixed_dictionaries({"type": st.sampled_from(["mention", "text_mention", "bot_command"]),
@@ -257,8 +260,9 @@ def reply(text: str = "你好！ 1+1=2.", fmt: str = "text", chat_id: int = 42, 
     r: dict[str, Any] = {"chat_id": chat_id, **route}
     if message_id is not None:
         r["message_id"] = message_id
-    return ReplyGeneratedData(agent="assistant", channel="tg", channel_type="telegram", chat=Chat(id=str(chat_id), type=kind),
-                              text=text, format=fmt, model="echo", reply_route=r)
+    return ReplyGeneratedData(agent="assistant", channel="tg", channel_type="telegram",
+                              chat=Chat(id=str(chat_id), type=kind), text=text, format=fmt, model="echo",
+                              reply_route=r)
 
 
 def outbound(fake: FakeTelegram, http: httpx.AsyncClient, **over: Any) -> TelegramOutbound:
@@ -377,7 +381,9 @@ ANSWERS = st.tuples(
 
 @settings(max_examples=100, deadline=None)
 @given(answer=ANSWERS, fmt=st.sampled_from(["text", "markdown"]))
-def test_any_platform_answer_is_pushed_retryable_or_permanent(answer: tuple[int, bytes, dict[str, str]], fmt: str) -> None:
+def test_any_platform_answer_is_pushed_retryable_or_permanent(
+    answer: tuple[int, bytes, dict[str, str]], fmt: str
+) -> None:
     status, body, headers = answer
 
     async def run() -> None:
