@@ -75,8 +75,11 @@ async def run_scenarios(bench: Bench, a: argparse.Namespace, opts: Options) -> l
     if unknown:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
     results: list[dict[str, Any]] = []
+    host = [sc.host_speed()]  # the host's speed between scenarios, when the platform is idle
 
     def step(r: dict[str, Any]) -> None:
+        host.append(sc.host_speed())
+        r["host_ms"] = {"before": host[-2], "after": host[-1]}
         results.append(r)
         print(f"bench: {r['scenario']} done: {r.get('msg_per_s') or r.get('accept_per_s') or ''} msg/s",
               file=sys.stderr, flush=True)

@@ -38,22 +38,24 @@ def _label(r: dict[str, Any]) -> str:
 
 def scenario_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     rows = [["scenario", "msgs", "conv", "load", "msg/s", "accept/s", "2xx ms p50/p95/p99",
-             "e2e ms p50/p95/p99", "platform ms p50/p95/p99", "lost", "dup", "err", "other cores"]]
+             "e2e ms p50/p95/p99", "platform ms p50/p95/p99", "lost", "dup", "err", "other cores", "host ms"]]
     for r in results:
         name = r["scenario"]
         other = _f((r.get("machine") or {}).get("other_cores"), 2)
+        hm = r.get("host_ms") or {}
+        host = f"{_f(hm.get('before'))}/{_f(hm.get('after'))}" if hm else "-"
         if name == "baseline-broker":
             p, m = r["paced"], r["max"]
             rows.append([f"broker alone ({r['message_bytes']} B, acks=all)", _f(p["count"] + m["count"]), "-",
                          f"paced {_f(p['target_rate'], 0)}/s", _f(m["msg_per_s"]), "-",
                          f"ack {_f(p['ack_p50_ms'])}/-/{_f(p['ack_p99_ms'])}",
                          f"{_f(p['e2e_p50_ms'])}/{_f(p['e2e_p95_ms'])}/{_f(p['e2e_p99_ms'])}", "-",
-                         _f(p["count"] - p["received"] + m["count"] - m["received"]), "-", "-", other])
+                         _f(p["count"] - p["received"] + m["count"] - m["received"]), "-", "-", other, host])
             continue
         if name.startswith("baseline-http"):
             rows.append([f"bare HTTP 202 ({_label(r)})", _f(r["sent"]), "-", _label(r), _f(r["accept_per_s"]),
                          _f(r["accept_per_s"]), _trio(r["ingress_ms"]), "-", "-", "-", "-",
-                         _f(r["http_errors"]), other])
+                         _f(r["http_errors"]), other, host])
             continue
         extra = ""
         if "llm_max_in_flight" in r and r.get("llm_delay_s"):
@@ -64,7 +66,7 @@ def scenario_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         rows.append([name + extra + stalled, _f(r["sent"]), _f((r.get("load") or {}).get("conversations")),
                      _label(r), _f(r["msg_per_s"]), _f(r["accept_per_s"]), _trio(r["ingress_ms"]),
                      _trio(r["e2e_ms"]), _trio(r.get("platform_ms")), _f(r["missing"]),
-                     _f(r["duplicate_pushes"]), _f(r["http_errors"]), other])
+                     _f(r["duplicate_pushes"]), _f(r["http_errors"]), other, host])
     return rows
 
 
@@ -217,7 +219,8 @@ def table(meta: dict[str, Any], results: list[dict[str, Any]], soak: dict[str, A
     parts += ["", "problems: " + ("none seen" if not found else "")] + [f"  - {p}" for p in found]
     parts += ["", ("msg/s: pushes per second from the first send to the last push; accept/s: webhooks answered 2xx "
               "per second; e2e: 2xx to push arrival; platform: e2e minus time spent in the fake LLM and embeddings; "
-              "other cores: CPU used by programs outside this run while it ran.")]
+              "other cores: CPU used by programs outside this run while it ran; host ms: CPU ms this host took for "
+              "a fixed piece of Python work before/after the scenario (runs compare only when these agree).")]
     return "\n".join(parts)
 
 

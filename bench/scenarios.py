@@ -47,6 +47,26 @@ def machine_busy() -> tuple[float, float, float]:
     return time.monotonic(), sum(t) - t.idle - getattr(t, "iowait", 0.0), me.user + me.system
 
 
+def host_speed(repeats: int = 5) -> float:
+    """CPU milliseconds this host takes for a fixed piece of pure-Python work (dicts, JSON, strings), the
+    median of ``repeats``. Every per-message CPU figure scales with it: on a shared virtual machine it can
+    move by a third between minutes, so two runs compare only as far as their host figures agree."""
+    import json
+    import statistics
+    import time
+
+    def once() -> float:
+        started = time.process_time()
+        counts: dict[int, int] = {}
+        for i in range(100_000):
+            counts[i % 997] = counts.get(i % 997, 0) + i
+        text = json.dumps([{"id": i, "text": f"message {i}", "tags": ["a", "b"]} for i in range(10_000)])
+        json.loads(text)
+        return (time.process_time() - started) * 1000
+
+    return round(statistics.median(once() for _ in range(repeats)), 1)
+
+
 def other_load(m0: tuple[float, float, float], m1: tuple[float, float, float],
                processes: dict[str, dict[str, Any]]) -> dict[str, float]:
     """How busy the machine was, and how much of that was work outside this run (other programs)."""

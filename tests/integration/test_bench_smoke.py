@@ -53,3 +53,8 @@ async def test_pipeline_scenario_counts_every_message_and_reports_latency(infra:
     meta = {"started": "now", "scale": 0.01, "cores": 2, "runtime_s": 1.0}
     text = report.table(meta, [r])
     assert "pipeline-closed" in text and "ingress" in text and "problems: none seen" in text
+    row = next(line for line in text.splitlines() if line.startswith("pipeline-closed"))
+    assert row.split()[-1] == "-"  # no host figures measured around this scenario
+    r["host_ms"] = {"before": 41.5, "after": 47.3}  # what run_scenarios records around each scenario
+    row = next(line for line in report.table(meta, [r]).splitlines() if line.startswith("pipeline-closed"))
+    assert row.split()[-1] == "41.5/47.3"
