@@ -51,6 +51,7 @@ def host_speed(repeats: int = 5) -> float:
     """CPU milliseconds this host takes for a fixed piece of pure-Python work (dicts, JSON, strings), the
     median of ``repeats``. Every per-message CPU figure scales with it: on a shared virtual machine it can
     move by a third between minutes, so two runs compare only as far as their host figures agree."""
+    import gc
     import json
     import statistics
     import time
@@ -64,7 +65,16 @@ def host_speed(repeats: int = 5) -> float:
         json.loads(text)
         return (time.process_time() - started) * 1000
 
-    return round(statistics.median(once() for _ in range(repeats)), 1)
+    # without the collector: a pass over a big heap (the harness holds every latency of the run) would be
+    # counted as the host's slowness (measured: one repeat of ten took 434 ms instead of 40)
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        return round(statistics.median(once() for _ in range(repeats)), 1)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def other_load(m0: tuple[float, float, float], m1: tuple[float, float, float],
