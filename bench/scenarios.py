@@ -49,8 +49,8 @@ def machine_busy() -> tuple[float, float, float]:
 
 def host_speed(repeats: int = 5) -> float:
     """CPU milliseconds this host takes for a fixed piece of pure-Python work (dicts, JSON, strings), the
-    median of ``repeats``. Every per-message CPU figure scales with it: on a shared virtual machine it can
-    move by a third between minutes, so two runs compare only as far as their host figures agree."""
+    median of ``repeats``. Every per-message CPU figure scales with it: on a shared virtual machine it moved
+    from 32 to 53 ms within one run, so two runs compare only as far as their host figures agree."""
     import gc
     import json
     import statistics

@@ -102,8 +102,8 @@ class ChatClient:
     def __init__(self, attempts: int, max_connections: int) -> None:
         self._attempts = attempts
         self._http = async_client(max_connections=max_connections, timeout=60.0)
-        # the retry policy is made once: its strategies are stateless, and building them per call cost more
-        # than the rest of the retry loop
+        # the retry policy's strategies are stateless, so they are made once (each call still gets its own
+        # AsyncRetrying, which holds the attempt's state)
         self._stop = stop_after_attempt(attempts)
         self._wait = wait_exponential_jitter(multiplier=0.2, max=5)
         self._retry = retry_if_exception(_retryable)

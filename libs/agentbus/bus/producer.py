@@ -34,8 +34,9 @@ def event_headers(event: Event) -> list[tuple[str, bytes]]:
 
 class KeyPartitioner:
     """Kafka's default partitioning (murmur2 of the key, as every Kafka client computes it), with each
-    key's hash remembered. Keys are conversations, which repeat; aiokafka's murmur2 is pure Python and
-    was about 2% of a service's CPU. Records without a key go where aiokafka's default puts them."""
+    key's hash remembered. Keys are conversations, which repeat; aiokafka's murmur2 is pure Python (5 µs a
+    key here, 1-2% of a service's CPU in profiles). Records without a key go where aiokafka's default puts
+    them."""
 
     def __init__(self, keys: int = 65536) -> None:
         self._hash = lru_cache(maxsize=keys)(murmur2)
