@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration e2e chaos bench schemas lint clean
+.PHONY: up test unit integration e2e chaos bench bench-compare schemas lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -52,6 +52,10 @@ chaos: $(STAMP)
 ## runs the soak instead. Sizes: BENCH_SCALE (x the issue's 20,000/2,000 messages; default 0.1, see
 ## bench/README.md), MESSAGES, CONVERSATIONS, RATE, CONCURRENCY, SCENARIOS, SLOW_CONVERSATIONS,
 ## EMBEDDED_MESSAGES; soak: SOAK_MESSAGES, SOAK_RATE, SOAK_CONVERSATIONS, SOAK_MAX_S
+## two runs of make bench side by side: OLD=... NEW=... (result JSON files; default the newest two)
+bench-compare: $(STAMP)
+	$(PY) -m bench.compare $(OLD) $(NEW)
+
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_SCALE ?= 0.1
 
