@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.report import SERVICES, render
+from bench.report import SERVICES, render, services_total
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,7 +49,7 @@ def host(r: dict[str, Any]) -> float | None:
 def measures(r: dict[str, Any]) -> dict[str, tuple[float | None, bool | None]]:
     """name -> (value, higher is better; None when neither is) for one scenario's result."""
     procs = r.get("processes") or {}
-    services = [procs[s] for s in SERVICES if s in procs]
+    cpu_total, rss_total = services_total(r, "cpu_s_per_1k"), services_total(r, "final_rss_mb")
 
     def cpu(name: str) -> float | None:
         p = procs.get(name)
@@ -61,14 +61,12 @@ def measures(r: dict[str, Any]) -> dict[str, tuple[float | None, bool | None]]:
         "e2e p50 ms": ((r.get("e2e_ms") or {}).get("p50"), False),
         "e2e p99 ms": ((r.get("e2e_ms") or {}).get("p99"), False),
         "platform p99 ms": ((r.get("platform_ms") or {}).get("p99"), False),
-        "five services CPU ms/msg": (
-            round(sum(p["cpu_s_per_1k"] for p in services), 3) if services else None, False),
+        "five services CPU ms/msg": (round(cpu_total, 3) if cpu_total is not None else None, False),
     }
     for name in (*SERVICES, "broker", "postgres"):
         if name != "scheduler":
             out[f"  {name} CPU ms/msg"] = (cpu(name), False)
-    out["five services RSS MB (final)"] = (
-        round(sum(p.get("final_rss_mb") or 0 for p in services), 1) if services else None, False)
+    out["five services RSS MB (final)"] = (round(rss_total, 1) if rss_total is not None else None, False)
     if r.get("llm_max_in_flight") and r.get("llm_delay_s"):
         out["LLM calls in flight (max)"] = (r["llm_max_in_flight"], True)
     out["host ms (higher: slower host)"] = (host(r), None)

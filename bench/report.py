@@ -70,6 +70,14 @@ def scenario_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def services_total(r: dict[str, Any], key: str) -> float | None:
+    """The sum of ``key`` (CPU per 1k, peak or final RSS) over the five services in a scenario's result;
+    None when it measured none of them."""
+    procs = r.get("processes") or {}
+    ps = [procs[s] for s in SERVICES if s in procs]
+    return float(sum(p.get(key) or 0 for p in ps)) if ps else None
+
+
 def process_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     runs = [r for r in results if r.get("processes") and r["scenario"] != "baseline-broker"
             and not r["scenario"].startswith("baseline-http")]
@@ -89,9 +97,8 @@ def process_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         rows.append(row)
     row = ["five services"]
     for r in runs:
-        ps = [r["processes"][s] for s in SERVICES if s in r["processes"]]
-        row.append(f"{_f(sum(p['cpu_s_per_1k'] for p in ps), 2)} "
-                   f"({_f(sum(p['peak_rss_mb'] for p in ps), 0)}/{_f(sum(p['final_rss_mb'] or 0 for p in ps), 0)})")
+        row.append(f"{_f(services_total(r, 'cpu_s_per_1k'), 2)} ({_f(services_total(r, 'peak_rss_mb'), 0)}/"
+                   f"{_f(services_total(r, 'final_rss_mb'), 0)})")
     rows.append(row)
     return rows
 
@@ -127,8 +134,9 @@ def target_rows(results: list[dict[str, Any]], soak: dict[str, Any] | None) -> l
     else:
         ref = closed or op
         v = None
-        if ref:
-            v = round(sum(ref["processes"][s]["final_rss_mb"] for s in SERVICES if s in ref["processes"]), 1)
+        total = services_total(ref, "final_rss_mb") if ref else None
+        if total is not None:
+            v = round(total, 1)
         rows.append(["five services' RSS MB after soak", f"<= {TARGETS['services_rss_mb']:.0f}",
                      f"{_f(v)} (no soak)", "-", "soak not run (make bench SOAK=1); value after pipeline-closed"])
     return rows
