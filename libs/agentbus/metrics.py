@@ -40,6 +40,7 @@ DLQ_SIZE = Gauge("agentbus_dlq_size", "Records in the dead-letter topic (all tim
 
 @cache
 def child(metric: Any, *values: str) -> Any:
-    """``metric.labels(*values)``, looked up once: for the per-event metrics, whose label values are the
-    handful of event types and outcomes (``labels`` validates and locks on every call)."""
+    """``metric.labels(*values)``, looked up once: for the per-event and per-call metrics, whose label values
+    come from small sets (event types, outcomes, configured models and channel types, HTTP statuses);
+    ``labels`` validates and locks on every call."""
     return metric.labels(*values)

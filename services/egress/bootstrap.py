@@ -5,10 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from agentbus.services.egress.channels import ADAPTERS
-from agentbus.services.egress.channels.base import OutboundAdapter, RateLimiter, TokenCache
-from agentbus.services.egress.handlers import Egress
-from agentbus.services.egress.ledger import DeliveryLedger
 
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
@@ -16,6 +12,10 @@ from agentbus.db import service_database
 from agentbus.events import ReplyGenerated
 from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
+from agentbus.services.egress.channels import ADAPTERS
+from agentbus.services.egress.channels.base import OutboundAdapter, RateLimiter, TokenCache
+from agentbus.services.egress.handlers import Egress
+from agentbus.services.egress.ledger import DeliveryLedger
 from agentbus.settings import Settings
 from agentbus.topics import topic_of
 

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
-from agentbus.services.egress.channels.base import OutboundAdapter, Permanent, Pushed, RateLimiter, Retryable
-from agentbus.services.egress.ledger import DeliveryLedger
 from opentelemetry.trace import SpanKind
 
 from agentbus import metrics
 from agentbus.bus import TransientError
 from agentbus.durable import until_recorded
 from agentbus.events import DeliveryCompleted, DeliveryCompletedData, Event
+from agentbus.services.egress.channels.base import OutboundAdapter, Permanent, Pushed, RateLimiter, Retryable
+from agentbus.services.egress.ledger import DeliveryLedger
 from agentbus.telemetry import tracer
 
 log = structlog.get_logger("agentbus.egress")

@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 import psycopg
 import psycopg_pool
 import structlog
-from agentbus.services.ingress.channels.base import Inbound, InboundMessage
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.bus import Producer
 from agentbus.channeltypes import ChannelBase
 from agentbus.db import coalesced, columns
 from agentbus.events import MessageReceived, MessageReceivedData, derive_id
+from agentbus.services.ingress.channels.base import Inbound, InboundMessage
 
 log = structlog.get_logger("agentbus.ingress")
 

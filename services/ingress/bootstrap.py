@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentbus.services.ingress.accept import Acceptor
-from agentbus.services.ingress.channels import ADAPTERS
-from agentbus.services.ingress.channels.base import InboundAdapter
-from agentbus.services.ingress.routes import webhook_routes
-
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.service import ServiceParts
+from agentbus.services.ingress.accept import Acceptor
+from agentbus.services.ingress.channels import ADAPTERS
+from agentbus.services.ingress.channels.base import InboundAdapter
+from agentbus.services.ingress.routes import webhook_routes
 from agentbus.settings import Settings
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 
 import structlog
-from agentbus.services.ingress.accept import Acceptor
-from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from opentelemetry.trace import SpanKind
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -15,6 +13,8 @@ from starlette.routing import Route
 from agentbus import metrics
 from agentbus.bus.errors import is_transient
 from agentbus.http import error
+from agentbus.services.ingress.accept import Acceptor
+from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.telemetry import tracer
 
 log = structlog.get_logger("agentbus.ingress")

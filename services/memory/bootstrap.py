@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentbus.services.memory.embeddings import OpenAIEmbedder
-from agentbus.services.memory.handlers import Memory
-from agentbus.services.memory.pgvectors import PgVectorIndex
-from agentbus.services.memory.store import PgTurnStore
-
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobTriggered, MessageReceived, ReplyGenerated
 from agentbus.service import ServiceParts
+from agentbus.services.memory.embeddings import OpenAIEmbedder
+from agentbus.services.memory.handlers import Memory
+from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
 from agentbus.topics import topic_of
 

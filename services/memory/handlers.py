@@ -7,8 +7,6 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from agentbus.services.memory.ports import Embedder, VectorStore
-from agentbus.services.memory.store import PgTurnStore
 
 from agentbus.bus import PermanentError
 from agentbus.config import Agent, PlatformConfig
@@ -19,6 +17,8 @@ from agentbus.events import (
     Recall,
     Turn,
 )
+from agentbus.services.memory.ports import Embedder, VectorStore
+from agentbus.services.memory.store import PgTurnStore
 
 log = structlog.get_logger("agentbus.memory")
 SOURCE = "memory"

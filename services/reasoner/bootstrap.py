@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentbus.services.reasoner.handlers import Reasoner
-from agentbus.services.reasoner.ledger import Ledger
-from agentbus.services.reasoner.llm import ChatClient
-
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import ContextAssembled
 from agentbus.service import ServiceParts
+from agentbus.services.reasoner.handlers import Reasoner
+from agentbus.services.reasoner.ledger import Ledger
+from agentbus.services.reasoner.llm import ChatClient
 from agentbus.settings import Settings
 from agentbus.topics import topic_of
 

@@ -9,9 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
-from agentbus.services.reasoner.ledger import Ledger
-from agentbus.services.reasoner.llm import ECHO, ChatClient, Completion, Endpoint
-from agentbus.services.reasoner.prompt import build_messages
 
 from agentbus.bus import PermanentError
 from agentbus.config import Agent, PlatformConfig
@@ -24,6 +21,9 @@ from agentbus.events import (
     ReplyGeneratedData,
     Usage,
 )
+from agentbus.services.reasoner.ledger import Ledger
+from agentbus.services.reasoner.llm import ECHO, ChatClient, Completion, Endpoint
+from agentbus.services.reasoner.prompt import build_messages
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")

@@ -10,12 +10,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from agentbus.services.reasoner.llm import Completion
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import coalesced, columns, record_batch, replay_run
 from agentbus.events import Event, parse_event
+from agentbus.services.reasoner.llm import Completion
 
 _Lookup = tuple[list[Event] | None, Completion | None]
 _Record = tuple[Event, uuid.UUID, str, list[dict[str, Any]], Completion, Sequence[Event], bool]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentbus.services.scheduler.handlers import Scheduler
-from agentbus.services.scheduler.store import JobStore
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -15,6 +13,8 @@ from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobRequested
 from agentbus.service import ServiceParts
+from agentbus.services.scheduler.handlers import Scheduler
+from agentbus.services.scheduler.store import JobStore
 from agentbus.settings import Settings
 from agentbus.topics import topic_of
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from agentbus.services.scheduler.store import JobStore
 
 from agentbus.bus import PermanentError, Producer
 from agentbus.config import Job, PlatformConfig
 from agentbus.events import Event
+from agentbus.services.scheduler.store import JobStore
 
 log = structlog.get_logger("agentbus.scheduler")
 

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agentbus.services.scheduler.schedule import first_due, next_due
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import processed_outputs, raw_jsonb, record_processed
 from agentbus.events import Chat, Event, JobTriggered, JobTriggeredData, derive_id, parse_event
+from agentbus.services.scheduler.schedule import first_due, next_due
 
 
 class JobStore:

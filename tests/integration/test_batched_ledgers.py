@@ -7,9 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from agentbus.services.egress.ledger import DeliveryLedger
-from agentbus.services.reasoner.ledger import Ledger
-from agentbus.services.reasoner.llm import Completion
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.events import (
@@ -24,6 +21,9 @@ from agentbus.events import (
     Turn,
     utcnow,
 )
+from agentbus.services.egress.ledger import DeliveryLedger
+from agentbus.services.reasoner.ledger import Ledger
+from agentbus.services.reasoner.llm import Completion
 from tests.support.db import service_pool
 from tests.support.platform import Infra
 

@@ -7,9 +7,9 @@ egress releases the claim: the reply is known not delivered, so a later attempt 
 from __future__ import annotations
 
 import pytest
-from agentbus.services.egress.ledger import DeliveryLedger
 
 from agentbus.events import Chat, ReplyGenerated, ReplyGeneratedData
+from agentbus.services.egress.ledger import DeliveryLedger
 from tests.support.db import service_pool
 from tests.support.platform import Infra
 

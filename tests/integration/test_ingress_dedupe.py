@@ -6,8 +6,8 @@ import asyncio
 import uuid
 
 import pytest
-from agentbus.services.ingress.accept import Acceptor
 
+from agentbus.services.ingress.accept import Acceptor
 from tests.support.db import service_pool
 from tests.support.platform import Infra
 

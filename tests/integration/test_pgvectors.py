@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from agentbus.services.memory.pgvectors import PgVectorIndex
 from psycopg_pool import AsyncConnectionPool
 
+from agentbus.services.memory.pgvectors import PgVectorIndex
 from tests.support.db import service_pool
 from tests.support.platform import Infra
 

@@ -8,13 +8,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from agentbus.services.memory.handlers import Memory
-from agentbus.services.memory.store import PgTurnStore
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.config import parse_config
 from agentbus.db import processed_outputs
 from agentbus.events import Chat, MessageReceived, MessageReceivedData, Replay, Sender, Turn, utcnow
+from agentbus.services.memory.handlers import Memory
+from agentbus.services.memory.store import PgTurnStore
 from tests.support.db import service_pool
 from tests.support.platform import Infra, base_config
 

@@ -5,13 +5,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from agentbus.services.egress.channels.base import OutboundAdapter, Permanent, Pushed, RateLimiter, Retryable
-from agentbus.services.egress.handlers import Egress
 
 from agentbus.bus import TransientError
 from agentbus.channeltypes import WebhookChannel
 from agentbus.events import Chat, Event, Replay, ReplyGenerated, ReplyGeneratedData
 from agentbus.events import ReplyGeneratedData as _R
+from agentbus.services.egress.channels.base import OutboundAdapter, Permanent, Pushed, RateLimiter, Retryable
+from agentbus.services.egress.handlers import Egress
 
 
 @dataclass

@@ -8,9 +8,9 @@ import socket
 
 import httpx
 import pytest
-from agentbus.services.egress.channels.base import transport_failure
 
 from agentbus.httpclient import async_client
+from agentbus.services.egress.channels.base import transport_failure
 
 
 async def serve(reply: bytes | None) -> tuple[asyncio.Server, str, list[bytes]]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from agentbus.services.memory.handlers import Memory
 
 from agentbus.config import parse_config
 from agentbus.events import (
@@ -16,6 +15,7 @@ from agentbus.events import (
     Sender,
     utcnow,
 )
+from agentbus.services.memory.handlers import Memory
 from tests.support.platform import base_config
 from tests.unit.fakes import FakeEmbedder, FakeTurnStore, FakeVectors
 

@@ -13,10 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from agentbus.services.egress.channels.base import OutboundAdapter, Pushed, RateLimiter
-from agentbus.services.egress.handlers import Egress
-from agentbus.services.reasoner.handlers import Reasoner
-from agentbus.services.reasoner.llm import Completion, Endpoint
 
 from agentbus.channeltypes import WebhookChannel
 from agentbus.config import parse_config
@@ -30,6 +26,10 @@ from agentbus.events import (
     Turn,
     utcnow,
 )
+from agentbus.services.egress.channels.base import OutboundAdapter, Pushed, RateLimiter
+from agentbus.services.egress.handlers import Egress
+from agentbus.services.reasoner.handlers import Reasoner
+from agentbus.services.reasoner.llm import Completion, Endpoint
 from agentbus.settings import Settings
 from tests.support.platform import base_config
 

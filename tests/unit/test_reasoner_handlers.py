@@ -8,12 +8,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from agentbus.services.reasoner.handlers import Reasoner
-from agentbus.services.reasoner.llm import ChatClient, Completion, Endpoint, UpstreamError
 
 from agentbus.bus import PermanentError, TransientError
 from agentbus.config import parse_config
 from agentbus.events import Chat, ContextAssembled, ContextAssembledData, Event, Turn, utcnow
+from agentbus.services.reasoner.handlers import Reasoner
+from agentbus.services.reasoner.llm import ChatClient, Completion, Endpoint, UpstreamError
 from agentbus.settings import Settings
 from tests.support.platform import base_config
 

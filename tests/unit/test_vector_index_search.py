@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+
 from agentbus.services.memory.pgvectors import _TenantIndex, _unit
 
 

@@ -20,6 +20,9 @@ from typing import Any
 
 import httpx
 import orjson
+
+from agentbus.channeltypes.dingtalk import DingTalkChannel
+from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     Permanent,
@@ -30,9 +33,6 @@ from agentbus.services.egress.channels.base import (
     retry_after_seconds,
     transport_failure,
 )
-
-from agentbus.channeltypes.dingtalk import DingTalkChannel
-from agentbus.events import ReplyGeneratedData
 
 MAX_BYTES = 20000  # "message too long, exceed 20000 bytes"
 # errcodes of the webhook-style APIs that mean "later": system busy, sending too fast (robot / global QPS)

@@ -21,6 +21,9 @@ from typing import Any
 
 import httpx
 import orjson
+
+from agentbus.channeltypes.feishu import FeishuChannel
+from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     Permanent,
@@ -30,9 +33,6 @@ from agentbus.services.egress.channels.base import (
     retry_after_seconds,
     transport_failure,
 )
-
-from agentbus.channeltypes.feishu import FeishuChannel
-from agentbus.events import ReplyGeneratedData
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 # the access token is missing, invalid or expired: fetch a new one and try once more

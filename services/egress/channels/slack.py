@@ -12,6 +12,9 @@ from typing import Any
 
 import httpx
 import orjson
+
+from agentbus.channeltypes.slack import SlackChannel
+from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     Permanent,
@@ -22,9 +25,6 @@ from agentbus.services.egress.channels.base import (
     transport_failure,
 )
 from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
-
-from agentbus.channeltypes.slack import SlackChannel
-from agentbus.events import ReplyGeneratedData
 
 # errors worth another try; every other `error` is a fault of the request, the token or the channel
 RETRYABLE_ERRORS = {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",

@@ -19,6 +19,9 @@ from typing import Any
 
 import httpx
 import orjson
+
+from agentbus.channeltypes.telegram import TelegramChannel
+from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     Permanent,
@@ -29,9 +32,6 @@ from agentbus.services.egress.channels.base import (
     transport_failure,
 )
 from agentbus.services.egress.channels.telegram_markdown import to_markdown_v2
-
-from agentbus.channeltypes.telegram import TelegramChannel
-from agentbus.events import ReplyGeneratedData
 
 MAX_UNITS = 4096  # message text limit, counted here in UTF-16 code units (never more than characters)
 

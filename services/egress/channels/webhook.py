@@ -12,6 +12,10 @@ from datetime import UTC, datetime
 
 import httpx
 import orjson
+from standardwebhooks import Webhook
+
+from agentbus.channeltypes import WebhookChannel
+from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     Permanent,
@@ -20,10 +24,6 @@ from agentbus.services.egress.channels.base import (
     classify_http,
     transport_failure,
 )
-from standardwebhooks import Webhook
-
-from agentbus.channeltypes import WebhookChannel
-from agentbus.events import ReplyGeneratedData
 
 
 class WebhookOutbound(OutboundAdapter):

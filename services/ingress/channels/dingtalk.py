@@ -17,6 +17,10 @@ import time
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentbus.channeltypes.dingtalk import DingTalkChannel
+from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import (
     Answer,
     HttpRequest,
@@ -26,10 +30,6 @@ from agentbus.services.ingress.channels.base import (
     Rejected,
 )
 from agentbus.services.ingress.channels.callback_crypto import CallbackCrypto, CryptoError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from agentbus.channeltypes.dingtalk import DingTalkChannel
-from agentbus.events import Chat, Sender
 
 
 def robot_sign(timestamp: str, app_secret: str) -> str:

@@ -13,6 +13,9 @@ import re
 from typing import Any
 
 import orjson
+
+from agentbus.channeltypes.feishu import FeishuChannel
+from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import (
     Answer,
     HttpRequest,
@@ -22,9 +25,6 @@ from agentbus.services.ingress.channels.base import (
     Rejected,
 )
 from agentbus.services.ingress.channels.feishu_crypto import DecryptError, decrypt, signature_ok
-
-from agentbus.channeltypes.feishu import FeishuChannel
-from agentbus.events import Chat, Sender
 
 MESSAGE_EVENT = "im.message.receive_v1"
 OK = Answer(200, b'{"msg":"success"}')

@@ -14,6 +14,9 @@ import re
 from typing import Any
 
 import orjson
+
+from agentbus.channeltypes.slack import SlackChannel
+from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import (
     Answer,
     HttpRequest,
@@ -22,9 +25,6 @@ from agentbus.services.ingress.channels.base import (
     InboundMessage,
     Rejected,
 )
-
-from agentbus.channeltypes.slack import SlackChannel
-from agentbus.events import Chat, Sender
 
 MENTION = re.compile(r"<@([UW][A-Z0-9]{1,40})(?:\|([^>]*))?>")
 SERVED_SUBTYPES = {None, "thread_broadcast", "file_share"}

@@ -12,6 +12,9 @@ import re
 from typing import Any
 
 import orjson
+
+from agentbus.channeltypes.telegram import TelegramChannel
+from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import (
     Answer,
     HttpRequest,
@@ -20,9 +23,6 @@ from agentbus.services.ingress.channels.base import (
     InboundMessage,
     Rejected,
 )
-
-from agentbus.channeltypes.telegram import TelegramChannel
-from agentbus.events import Chat, Sender
 
 OK = Answer(200, b'{"ok":true}')
 

@@ -9,6 +9,12 @@ from __future__ import annotations
 import binascii
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from agentbus.channeltypes import WebhookChannel
+from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import (
     Answer,
     HttpRequest,
@@ -17,12 +23,6 @@ from agentbus.services.ingress.channels.base import (
     InboundMessage,
     Rejected,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from standardwebhooks import Webhook
-from standardwebhooks.webhooks import WebhookVerificationError
-
-from agentbus.channeltypes import WebhookChannel
-from agentbus.events import Chat, Sender
 
 
 class _SenderIn(BaseModel):

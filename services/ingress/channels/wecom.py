@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from agentbus.channeltypes.wecom import WeComChannel
+from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import (
     Answer,
     HttpRequest,
@@ -21,9 +23,6 @@ from agentbus.services.ingress.channels.base import (
     Rejected,
 )
 from agentbus.services.ingress.channels.callback_crypto import CallbackCrypto, CryptoError
-
-from agentbus.channeltypes.wecom import WeComChannel
-from agentbus.events import Chat, Sender
 
 EMPTY = Answer(200, b"", "text/plain")
 _DECLARATIONS = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)

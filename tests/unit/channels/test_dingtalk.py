@@ -15,6 +15,12 @@ import httpx
 import orjson
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentbus.channeltypes.dingtalk import DingTalkChannel
+from agentbus.config import ConfigError, parse_config
+from agentbus.events import Chat, ReplyGeneratedData
 from agentbus.services.egress.channels import ADAPTERS as OUT
 from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
 from agentbus.services.egress.channels.dingtalk import DingTalkOutbound, split_utf8
@@ -22,12 +28,6 @@ from agentbus.services.ingress.accept import policy
 from agentbus.services.ingress.channels import ADAPTERS as IN
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.dingtalk import DingTalkInbound
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from agentbus.channeltypes.dingtalk import DingTalkChannel
-from agentbus.config import ConfigError, parse_config
-from agentbus.events import Chat, ReplyGeneratedData
 from tests.fakes.dingtalk import (
     NO_PERMISSION,
     QPS_LIMIT,

@@ -15,11 +15,6 @@ import httpx
 import lark_oapi as lark
 import orjson
 import pytest
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
-from agentbus.services.egress.channels.feishu import FeishuOutbound, hook_sign
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
-from agentbus.services.ingress.channels.feishu import FeishuInbound
-from agentbus.services.ingress.channels.feishu_crypto import decrypt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lark_oapi.core.model import RawRequest
@@ -27,6 +22,11 @@ from lark_oapi.core.utils import AESCipher
 
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import Chat, ReplyGeneratedData
+from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.feishu import FeishuOutbound, hook_sign
+from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.feishu import FeishuInbound
+from agentbus.services.ingress.channels.feishu_crypto import decrypt
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.feishu import FakeFeishu, encrypt, event_request, mention, message_event
 

@@ -11,11 +11,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
-from agentbus.services.egress.channels.slack import SlackOutbound
-from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
-from agentbus.services.ingress.channels.slack import SlackInbound, signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from slack_sdk import WebClient
@@ -23,6 +18,11 @@ from slack_sdk.signature import SignatureVerifier
 
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import Chat, ReplyGeneratedData
+from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.slack import SlackOutbound
+from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
+from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.slack import SlackInbound, signature
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.slack import BOT_USER, FakeSlack, app_mention, event_callback, message, new_ts, signed
 

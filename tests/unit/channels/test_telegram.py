@@ -12,17 +12,17 @@ import httpx
 import orjson
 import pytest
 import telegram
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
-from agentbus.services.egress.channels.telegram import TelegramOutbound, split_text
-from agentbus.services.egress.channels.telegram_markdown import escape, escape_code, escape_url, to_markdown_v2
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
-from agentbus.services.ingress.channels.telegram import TelegramInbound
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from telegram.helpers import escape_markdown
 
 from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import Chat, ReplyGeneratedData
+from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.telegram import TelegramOutbound, split_text
+from agentbus.services.egress.channels.telegram_markdown import escape, escape_code, escape_url, to_markdown_v2
+from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.telegram import TelegramInbound
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.telegram import (
     BOT_ID,

@@ -13,6 +13,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agentbus.channeltypes.wecom import WeComChannel
+from agentbus.config import parse_config
+from agentbus.events import Chat, ReplyGeneratedData
 from agentbus.services.egress.channels import ADAPTERS as OUT
 from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
 from agentbus.services.egress.channels.wecom import WeComOutbound
@@ -20,12 +26,6 @@ from agentbus.services.ingress.accept import policy
 from agentbus.services.ingress.channels import ADAPTERS as IN
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.wecom import WeComInbound
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from agentbus.channeltypes.wecom import WeComChannel
-from agentbus.config import parse_config
-from agentbus.events import Chat, ReplyGeneratedData
 from tests.fakes.wecom import (
     BUSY,
     EXPIRED,
