@@ -7,18 +7,16 @@ event so that a redelivered input produces byte-identical outputs, which downstr
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-ID_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4c8e-9a57-2b7f0e4d9c31")
+from agentbus.ids import derive_id
 
-
-def derive_id(cause: uuid.UUID | str, step: str) -> uuid.UUID:
-    """A deterministic id for the output `step` of the event `cause`."""
-    return uuid.uuid5(ID_NAMESPACE, f"{cause}:{step}")
+E = TypeVar("E", bound="Event")
 
 
 def utcnow() -> datetime:
@@ -250,7 +248,7 @@ class Event(Frozen):
         id: uuid.UUID | None = None,
         correlation_id: uuid.UUID | None = None,
         replay: Replay | None = None,
-    ) -> Event:
+    ) -> Self:
         eid = id or uuid.uuid4()
         return cls(
             id=eid,
@@ -266,7 +264,7 @@ class Event(Frozen):
             data=data,
         )
 
-    def follow(self, cls: type[Event], data: Any, *, source: str, step: str) -> Event:
+    def follow(self, cls: type[E], data: Any, *, source: str, step: str) -> E:
         """An event caused by this one, with a deterministic id."""
         return cls(
             id=derive_id(self.id, step),
@@ -283,31 +281,102 @@ class Event(Frozen):
         )
 
 
-def _event(type_: str, version: int, data_model: type[BaseModel]) -> type[Event]:
-    cls_name = "".join(p.capitalize() for p in type_.split(".")) + (f"V{version}" if version > 1 else "")
-    cls = type(
-        cls_name,
-        (Event,),
-        {
-            "__annotations__": {"type": Literal[type_], "version": Literal[version], "data": data_model},
-            "TYPE": type_,
-            "VERSION": version,
-            "__module__": __name__,
-            "__doc__": f"{type_} v{version}",
-        },
-    )
-    return cls
+class MessageReceived(Event):
+    """message.received v1: a person wrote to an agent on a channel."""
+
+    TYPE: ClassVar[str] = "message.received"
+    VERSION: ClassVar[int] = 1
+    type: Literal["message.received"]
+    version: Literal[1]
+    data: MessageReceivedData
 
 
-MessageReceived = _event("message.received", 1, MessageReceivedData)
-JobRequested = _event("job.requested", 1, CreateJob)
-JobTriggered = _event("job.triggered", 1, JobTriggeredData)
-ContextAssembled = _event("context.assembled", 1, ContextAssembledData)
-InferenceCompletedV1 = _event("inference.completed", 1, InferenceCompletedData)
-InferenceCompleted = _event("inference.completed", 2, InferenceCompletedDataV2)
-ReplyGenerated = _event("reply.generated", 1, ReplyGeneratedData)
-DeliveryCompleted = _event("delivery.completed", 1, DeliveryCompletedData)
-DeadLettered = _event("dead.lettered", 1, DeadLetteredData)
+class JobRequested(Event):
+    """job.requested v1: a command to create or delete a scheduled job."""
+
+    TYPE: ClassVar[str] = "job.requested"
+    VERSION: ClassVar[int] = 1
+    type: Literal["job.requested"]
+    version: Literal[1]
+    data: CreateJob
+
+
+class JobTriggered(Event):
+    """job.triggered v1: a scheduled job came due."""
+
+    TYPE: ClassVar[str] = "job.triggered"
+    VERSION: ClassVar[int] = 1
+    type: Literal["job.triggered"]
+    version: Literal[1]
+    data: JobTriggeredData
+
+
+class ContextAssembled(Event):
+    """context.assembled v1: what an agent answers from (the input, history and recalled memories)."""
+
+    TYPE: ClassVar[str] = "context.assembled"
+    VERSION: ClassVar[int] = 1
+    type: Literal["context.assembled"]
+    version: Literal[1]
+    data: ContextAssembledData
+
+
+class InferenceCompletedV1(Event):
+    """inference.completed v1 (superseded by v2; upcast on read)."""
+
+    TYPE: ClassVar[str] = "inference.completed"
+    VERSION: ClassVar[int] = 1
+    type: Literal["inference.completed"]
+    version: Literal[1]
+    data: InferenceCompletedData
+
+
+class InferenceCompleted(Event):
+    """inference.completed v2: one finished (or failed) answer of the model chain."""
+
+    TYPE: ClassVar[str] = "inference.completed"
+    VERSION: ClassVar[int] = 2
+    type: Literal["inference.completed"]
+    version: Literal[2]
+    data: InferenceCompletedDataV2
+
+
+def _inference_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 → v2: prompt/completion tokens move into ``usage`` as input/output tokens."""
+    out = {k: v for k, v in data.items() if k not in ("prompt_tokens", "completion_tokens")}
+    out["usage"] = {"input_tokens": data.get("prompt_tokens"), "output_tokens": data.get("completion_tokens")}
+    return out
+
+
+class ReplyGenerated(Event):
+    """reply.generated v1: the text to push back into the chat."""
+
+    TYPE: ClassVar[str] = "reply.generated"
+    VERSION: ClassVar[int] = 1
+    type: Literal["reply.generated"]
+    version: Literal[1]
+    data: ReplyGeneratedData
+
+
+class DeliveryCompleted(Event):
+    """delivery.completed v1: the outcome of pushing one reply."""
+
+    TYPE: ClassVar[str] = "delivery.completed"
+    VERSION: ClassVar[int] = 1
+    type: Literal["delivery.completed"]
+    version: Literal[1]
+    data: DeliveryCompletedData
+
+
+class DeadLettered(Event):
+    """dead.lettered v1: an event a service gave up on, with the error, kept for redrive."""
+
+    TYPE: ClassVar[str] = "dead.lettered"
+    VERSION: ClassVar[int] = 1
+    type: Literal["dead.lettered"]
+    version: Literal[1]
+    data: DeadLetteredData
+
 
 CATALOGUE: dict[tuple[str, int], type[Event]] = {
     (c.TYPE, c.VERSION): c
@@ -323,6 +392,35 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         DeadLettered,
     )
 }
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+# how the payload of (type, version N) becomes that of version N+1; a breaking change adds one here
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("inference.completed", 1): _inference_v1_to_v2,
+}
+LATEST: dict[str, int] = {}
+for _type, _version in CATALOGUE:
+    LATEST[_type] = max(_version, LATEST.get(_type, 0))
+
+
+def latest_version(event_type: str) -> int:
+    return LATEST[event_type]
+
+
+def to_latest(event: Event) -> Event:
+    """The event at the newest version of its type (the same object when it already is)."""
+    while event.VERSION < LATEST[event.TYPE]:
+        step = UPCASTERS.get((event.TYPE, event.VERSION))
+        if step is None:
+            raise LookupError(f"no upcaster from {event.TYPE} v{event.VERSION}")
+        target = CATALOGUE[(event.TYPE, event.VERSION + 1)]
+        raw = event.model_dump(mode="json")
+        raw["version"] = target.VERSION
+        raw["data"] = step(raw["data"])
+        event = target.model_validate(raw)
+    return event
 
 
 class UnknownEvent(ValueError):
@@ -342,8 +440,4 @@ def parse_event(raw: bytes | str | dict[str, Any], upcast: bool = True) -> Event
     if cls is None:
         raise UnknownEvent(f"unknown event type/version {key!r}")
     event = cls.model_validate(obj)
-    if upcast:
-        from agentbus.upcast import upcast as _upcast
-
-        event = _upcast(event)
-    return event
+    return to_latest(event) if upcast else event

@@ -3,7 +3,7 @@
 Within one version, producers and consumers of different releases must read each other's events (a
 rolling upgrade has both). Allowed: adding an optional field. Refused: removing a field, making a field
 required or no longer required, changing a field's type or its allowed values. Anything else is a new
-version with an upcaster (see ``agentbus.upcast``).
+version with an upcaster (see ``agentbus.events.UPCASTERS``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 from agentbus.bus import ConsumerRunner, Handler, Producer
 from agentbus.bus.kafka import ensure_topics
 from agentbus.config import ConfigError, PlatformConfig, load_config
+from agentbus.events import Event
 from agentbus.http import ReadyCheck, admin_app, server
 from agentbus.logs import configure_logging
 from agentbus.settings import Settings
@@ -31,12 +32,11 @@ log = structlog.get_logger("agentbus.service")
 
 @dataclass
 class ServiceParts:
-    routes: dict[str, Handler] = field(default_factory=dict)
+    routes: dict[type[Event], Handler] = field(default_factory=dict)  # the service's event → handler table
     http_routes: list[BaseRoute] = field(default_factory=list)
     checks: dict[str, ReadyCheck] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     background: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
-    consumer: ConsumerRunner | None = None
 
 
 Bootstrap = Callable[[Settings, PlatformConfig, Producer], Awaitable[ServiceParts]]
@@ -53,7 +53,6 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
     consumer: ConsumerRunner | None = None
     if parts.routes:
         consumer = ConsumerRunner(settings, service, producer, parts.routes)
-        parts.consumer = consumer
         await consumer.start()
 
         async def consuming() -> tuple[bool, str]:
@@ -62,7 +61,6 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
         parts.checks = {"consumer": consuming, **parts.checks}
 
     app = admin_app(service, parts.checks, parts.http_routes)
-    app.state.consumer = consumer
     srv = server(app, settings.http_host, settings.port_for(service))
 
     stop = asyncio.Event()
@@ -74,7 +72,7 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
     if consumer is not None:
         tasks.append(asyncio.create_task(consumer.run(), name="consumer"))
     tasks += [asyncio.create_task(b(), name="background") for b in parts.background]
-    log.info("service_started", port=settings.port_for(service), topics=sorted(parts.routes))
+    log.info("service_started", port=settings.port_for(service), events=sorted(c.TYPE for c in parts.routes))
 
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)

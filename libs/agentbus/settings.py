@@ -89,7 +89,6 @@ class Settings(BaseSettings):
 
     # telemetry
     otlp_endpoint: str | None = None
-    service_name: str | None = None
     log_level: str = "info"
     log_json: bool = True
     debug_log_bodies: bool = False

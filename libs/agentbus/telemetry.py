@@ -87,8 +87,3 @@ def extract_context(headers: Sequence[tuple[str, bytes]] | None) -> otel_context
         except UnicodeDecodeError:
             continue
     return propagate.extract(carrier)
-
-
-def trace_id_hex() -> str | None:
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None

@@ -17,7 +17,6 @@ from agentbus.services.egress.channels.base import OutboundAdapter, RateLimiter,
 from agentbus.services.egress.handlers import Egress
 from agentbus.services.egress.ledger import DeliveryLedger
 from agentbus.settings import Settings
-from agentbus.topics import topic_of
 
 
 def build_adapters(config: PlatformConfig, http: httpx.AsyncClient, tokens: TokenCache) -> dict[str, OutboundAdapter]:
@@ -37,7 +36,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     egress = Egress(build_adapters(config, http, TokenCache()), ledger, RateLimiter(), settings.push_attempts)
 
     return ServiceParts(
-        routes={topic_of(settings.topic_prefix, ReplyGenerated): egress.push_reply},
+        routes={ReplyGenerated: egress.push_reply},
         checks={"database": database},
         on_stop=[http.aclose, ledger.aclose, pool.close],
     )

@@ -14,7 +14,6 @@ from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
-from agentbus.topics import topic_of
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
@@ -45,13 +44,12 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     store = PgTurnStore(pool)
     on_stop += [store.aclose, pool.close]  # the pool last: the vector index and the store flush through it
     memory = Memory(config, store, embedder, vectors)
-    p = settings.topic_prefix
 
     return ServiceParts(
         routes={
-            topic_of(p, MessageReceived): memory.assemble_context,
-            topic_of(p, JobTriggered): memory.assemble_context,
-            topic_of(p, ReplyGenerated): memory.remember_reply,
+            MessageReceived: memory.assemble_context,
+            JobTriggered: memory.assemble_context,
+            ReplyGenerated: memory.remember_reply,
         },
         checks={"database": database},
         on_stop=on_stop,

@@ -13,7 +13,6 @@ from agentbus.services.reasoner.handlers import Reasoner
 from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.llm import ChatClient
 from agentbus.settings import Settings
-from agentbus.topics import topic_of
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
@@ -23,7 +22,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     reasoner = Reasoner(config, settings, ledger, llm)
 
     return ServiceParts(
-        routes={topic_of(settings.topic_prefix, ContextAssembled): reasoner.answer},
+        routes={ContextAssembled: reasoner.answer},
         checks={"database": database},
         on_stop=[llm.aclose, ledger.aclose, pool.close],
     )

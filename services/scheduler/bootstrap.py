@@ -16,7 +16,6 @@ from agentbus.service import ServiceParts
 from agentbus.services.scheduler.handlers import Scheduler
 from agentbus.services.scheduler.store import JobStore
 from agentbus.settings import Settings
-from agentbus.topics import topic_of
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
@@ -31,7 +30,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
                                       for r in rows]})
 
     return ServiceParts(
-        routes={topic_of(settings.topic_prefix, JobRequested): scheduler.apply_command},
+        routes={JobRequested: scheduler.apply_command},
         http_routes=[Route("/v1/jobs", jobs, methods=["GET"])],
         checks={"database": database},
         background=[scheduler.run],

@@ -126,7 +126,3 @@ class JobStore:
             )
             cols = [c.name for c in cur.description or ()]
             return [dict(zip(cols, r, strict=True)) for r in await cur.fetchall()]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -77,7 +77,7 @@ async def test_order_within_a_key_and_concurrency_across_keys(infra: Infra) -> N
         active -= 1
         return []
 
-    runner = ConsumerRunner(s, "test", prod, {topic_of(s.topic_prefix, MessageReceived): handler})
+    runner = ConsumerRunner(s, "test", prod, {MessageReceived: handler})
     await run_until(runner, lambda: sum(map(len, seen.values())) == len(events))
     await prod.stop()
     assert all(v == [0, 1, 2, 3, 4] for v in seen.values()), seen
@@ -112,7 +112,7 @@ async def test_poison_event_is_dead_lettered_and_does_not_block(infra: Infra) ->
         done.append(e.data.text)
         return []
 
-    runner = ConsumerRunner(s, "test", prod, {topic_of(s.topic_prefix, MessageReceived): handler})
+    runner = ConsumerRunner(s, "test", prod, {MessageReceived: handler})
     await run_until(runner, lambda: "ok-2" in done)
     assert done == ["ok-1", "ok-2"]
     assert calls["poison"] == 3 and calls["perm"] == 1
@@ -152,7 +152,7 @@ async def test_offsets_commit_only_finished_work(infra: Infra) -> None:
         return []
 
     group = f"g-{uuid.uuid4().hex[:6]}"
-    runner = ConsumerRunner(s, "test", prod, {topic: handler}, group_id=group)
+    runner = ConsumerRunner(s, "test", prod, {MessageReceived: handler}, group_id=group)
     await runner.start()
     task = asyncio.create_task(runner.run())
     async with asyncio.timeout(20):
@@ -207,7 +207,7 @@ async def test_a_consumer_reads_both_versions_of_an_event_as_the_newest(infra: I
 
     topics = topics_of_type(s.topic_prefix, "inference.completed")
     assert len(topics) == 2
-    runner = ConsumerRunner(s, "test", prod, {t: handler for t in topics})
+    runner = ConsumerRunner(s, "test", prod, {InferenceCompleted: handler})
     await run_until(runner, lambda: len(got) == 2)
     await prod.stop()
     assert {type(e) for e in got} == {InferenceCompleted}

@@ -13,7 +13,7 @@ import random
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +29,28 @@ from agentbus.bus.errors import PermanentError, is_transient
 from agentbus.bus.kafka import client_options
 from agentbus.bus.producer import Producer
 from agentbus.bus.watermark import Watermark
-from agentbus.events import Event, UnknownEvent, parse_event
+from agentbus.events import Event, UnknownEvent, latest_version, parse_event
 from agentbus.settings import Settings
 from agentbus.telemetry import extract_context, tracer
+from agentbus.topics import topics_of_type
 
 log = structlog.get_logger("agentbus.consumer")
 
-Record = ConsumerRecord
-Handler = Callable[[Event], Awaitable[Sequence[Event]]]
+# a handler takes the typed event of its route (``MessageReceived``, not ``Event``) and returns its outputs
+Handler = Callable[[Any], Awaitable[Sequence[Event]]]
+Routes = Mapping[type[Event], Handler]
+
+
+def subscriptions(prefix: str, routes: Routes) -> dict[str, Handler]:
+    """topic → handler: every version's topic of each routed event type (older versions are upcast on read,
+    so a route names the newest version's class)."""
+    topics: dict[str, Handler] = {}
+    for cls, handler in routes.items():
+        if cls.VERSION != latest_version(cls.TYPE):
+            raise ValueError(f"route {cls.__name__}: handlers take the newest version of {cls.TYPE}")
+        for topic in topics_of_type(prefix, cls.TYPE):
+            topics[topic] = handler
+    return topics
 
 
 class _Abandon(Exception):
@@ -84,14 +98,14 @@ class ConsumerRunner(ConsumerRebalanceListener):
         settings: Settings,
         service: str,
         producer: Producer,
-        routes: dict[str, Handler],
+        routes: Routes,
         group_id: str | None = None,
         transient_deadline_s: float = 900.0,
     ) -> None:
         self._s = settings
         self._service = service
         self._producer = producer
-        self._routes = routes
+        self._routes = subscriptions(settings.topic_prefix, routes)
         self._group = group_id or f"{settings.consumer_group_prefix}.{settings.topic_prefix}.{service}"
         self._transient_deadline_s = transient_deadline_s
         self._consumer: AIOKafkaConsumer | None = None
@@ -389,16 +403,3 @@ class ConsumerRunner(ConsumerRebalanceListener):
                 hw = self._consumer.highwater(tp)
                 if hw is not None:
                     metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(hw - off, 0))
-
-    def lag(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self._consumer is None:
-            return out
-        for tp, mark in self._marks.items():
-            hw = self._consumer.highwater(tp)
-            out[f"{tp.topic}[{tp.partition}]"] = {
-                "committed": mark.committed,
-                "highwater": hw,
-                "in_flight": mark.pending,
-            }
-        return out
