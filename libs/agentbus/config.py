@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
 from agentbus.channeltypes import CHANNEL_TYPES, ChannelBase, EnvRef
 from agentbus.channeltypes.base import Strict
@@ -90,6 +90,11 @@ class PlatformConfig(BaseModel):
     channels: tuple[Any, ...] = ()
     jobs: tuple[Job, ...] = ()
 
+    # indexes by id, built once the configuration is validated (``_index``)
+    _channels: dict[str, ChannelBase] = PrivateAttr(default_factory=dict)
+    _agents: dict[str, Agent] = PrivateAttr(default_factory=dict)
+    _models: dict[str, Model] = PrivateAttr(default_factory=dict)
+
     def channel(self, channel_id: str) -> ChannelBase | None:
         return self._channels.get(channel_id)
 
@@ -101,16 +106,17 @@ class PlatformConfig(BaseModel):
 
     @model_validator(mode="after")
     def _index(self) -> PlatformConfig:
-        object.__setattr__(self, "_channels", {c.id: c for c in self.channels})
-        object.__setattr__(self, "_agents", {a.id: a for a in self.agents})
-        object.__setattr__(self, "_models", {m.name: m for m in self.models})
+        self._channels = {c.id: c for c in self.channels}
+        self._agents = {a.id: a for a in self.agents}
+        self._models = {m.name: m for m in self.models}
         return self
 
 
 def _channel_adapter() -> TypeAdapter[Any]:
     if len(CHANNEL_TYPES) == 1:
         return TypeAdapter(CHANNEL_TYPES[0])
-    return TypeAdapter(Annotated[_union(CHANNEL_TYPES), Field(discriminator="type")])
+    union: Any = Annotated[_union(CHANNEL_TYPES), Field(discriminator="type")]
+    return TypeAdapter(union)
 
 
 def _union(types: list[type[ChannelBase]]) -> Any:
@@ -191,15 +197,15 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
         for key, ref in _env_refs(c, f"channels[{i}]"):
             if ref.resolve() is None:
                 problems.append(f"{key}: environment variable {ref.env} is not set")
-    for i, m in enumerate(cfg.models):
-        if m.api_key is not None and m.api_key.resolve() is None:
-            problems.append(f"models[{i}].api_key: environment variable {m.api_key.env} is not set")
+    for i, model in enumerate(cfg.models):
+        if model.api_key is not None and model.api_key.resolve() is None:
+            problems.append(f"models[{i}].api_key: environment variable {model.api_key.env} is not set")
     channel_ids = {c.id for c in cfg.channels}
-    for i, j in enumerate(cfg.jobs):
-        if j.channel not in channel_ids:
-            problems.append(f"jobs[{i}].channel: unknown channel {j.channel!r}")
-        if j.agent is not None and j.agent not in agents:
-            problems.append(f"jobs[{i}].agent: unknown agent {j.agent!r}")
+    for i, job in enumerate(cfg.jobs):
+        if job.channel not in channel_ids:
+            problems.append(f"jobs[{i}].channel: unknown channel {job.channel!r}")
+        if job.agent is not None and job.agent not in agents:
+            problems.append(f"jobs[{i}].agent: unknown agent {job.agent!r}")
     if problems:
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
 

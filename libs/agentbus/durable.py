@@ -8,32 +8,34 @@ completed result kept in memory, until it succeeds (or the deadline passes, whic
 
 from __future__ import annotations
 
-import asyncio
-import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay
 
 from agentbus.bus.errors import PermanentError, is_transient
+from agentbus.retrying import failure, jittered
 
 T = TypeVar("T")
 log = structlog.get_logger("agentbus.durable")
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return not isinstance(exc, PermanentError) and is_transient(exc)
 
 
 async def until_recorded(
     write: Callable[[], Awaitable[T]], *, what: str, deadline_s: float = 900.0, initial_s: float = 0.1,
     max_s: float = 5.0,
 ) -> T:
-    started = time.monotonic()
-    delay = initial_s
-    while True:
-        try:
+    def report(rs: RetryCallState) -> None:
+        exc = failure(rs)
+        log.warning("record_retry", what=what, error=f"{type(exc).__name__}: {exc}"[:300],
+                    delay_s=round(rs.upcoming_sleep, 2))
+
+    async for attempt in AsyncRetrying(retry=retry_if_exception(_worth_retrying), stop=stop_after_delay(deadline_s),
+                                       wait=jittered(initial_s, max_s), before_sleep=report, reraise=True):
+        with attempt:
             return await write()
-        except Exception as exc:
-            if isinstance(exc, PermanentError) or not is_transient(exc) or time.monotonic() - started > deadline_s:
-                raise
-            log.warning("record_retry", what=what, error=f"{type(exc).__name__}: {exc}"[:300], delay_s=round(delay, 2))
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, max_s)
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover

@@ -16,6 +16,7 @@ from aiokafka.structs import ConsumerRecord
 
 from agentbus.bus.kafka import client_options
 from agentbus.events import Event, parse_event
+from agentbus.ids import ConversationKey
 from agentbus.settings import Settings
 
 
@@ -53,7 +54,7 @@ class Filter:
             return False
         if self.tenant and e.tenant != self.tenant:
             return False
-        if self.conversation and self.conversation not in (e.conversation, e.conversation.rsplit("/", 1)[-1]):
+        if self.conversation and self.conversation not in (e.conversation, _chat_of(e.conversation)):
             return False
         if self.correlation and str(e.correlation_id) != self.correlation:
             return False
@@ -62,6 +63,14 @@ class Filter:
         if self.until and e.occurred_at > self.until:
             return False
         return self.include_replays or e.replay is None
+
+
+def _chat_of(conversation: str) -> str | None:
+    """The chat part of a conversation key (a filter may name just the chat)."""
+    try:
+        return ConversationKey.parse(conversation).chat
+    except ValueError:
+        return None
 
 
 def _decode(rec: ConsumerRecord) -> Logged | None:

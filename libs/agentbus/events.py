@@ -6,6 +6,7 @@ event so that a redelivered input produces byte-identical outputs, which downstr
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -264,7 +265,7 @@ class Event(Frozen):
             data=data,
         )
 
-    def follow(self, cls: type[E], data: Any, *, source: str, step: str) -> E:
+    def follow(self, cls: builtins.type[E], data: Any, *, source: str, step: str) -> E:
         """An event caused by this one, with a deterministic id."""
         return cls(
             id=derive_id(self.id, step),

@@ -116,7 +116,7 @@ class _Client(httpx.AsyncClient):
 
     _jar: _NoCookies | None = None
 
-    @property  # type: ignore[override]
+    @property
     def cookies(self) -> httpx.Cookies:
         if self._jar is None:
             self._jar = _NoCookies()
@@ -154,6 +154,7 @@ class _Client(httpx.AsyncClient):
         if json is not None and content is None:  # as httpx: a given body wins over json
             content = orjson.dumps(json)
             sent.setdefault("content-type", "application/json")
+        assert isinstance(url, str)  # ``plain`` above
         target = self._target(url)
         with _mapped():
             async with self._transport.session().request(  # type: ignore[attr-defined]

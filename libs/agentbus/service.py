@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ class ServiceParts:
     http_routes: list[BaseRoute] = field(default_factory=list)
     checks: dict[str, ReadyCheck] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
-    background: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, Any]]] = field(default_factory=list)
 
 
 Bootstrap = Callable[[Settings, PlatformConfig, Producer], Awaitable[ServiceParts]]

@@ -9,7 +9,6 @@ is retried (see ``errors``), then dead-lettered with the error, and only then co
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import weakref
 from collections import deque
@@ -22,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from agentbus import metrics
 from agentbus.bus.deadletter import dead_letter_event
@@ -30,6 +30,7 @@ from agentbus.bus.kafka import client_options
 from agentbus.bus.producer import Producer
 from agentbus.bus.watermark import Watermark
 from agentbus.events import Event, UnknownEvent, latest_version, parse_event
+from agentbus.retrying import failure, jittered
 from agentbus.settings import Settings
 from agentbus.telemetry import extract_context, tracer
 from agentbus.topics import topics_of_type
@@ -80,6 +81,48 @@ class RetryBudget:
         return True
 
 
+@dataclass
+class _Tries:
+    """Tenacity's stop decision for one event, after each failed try.
+
+    A permanent error dead-letters at once. A transient one (the database or broker away) is not the event's
+    fault: it does not use up the event's attempts and is retried until the transient deadline. Anything
+    else counts against ``handler_attempts`` and the service-wide retry budget. While shutting down, an
+    event that would be retried is abandoned instead (left uncommitted for the next owner)."""
+
+    runner: ConsumerRunner
+    event_type: str
+    at_fault: int = 0
+    first_failure: float | None = None
+    abandon: bool = False
+    transient: bool = False
+
+    def stop(self, rs: RetryCallState) -> bool:
+        exc = failure(rs)
+        r = self.runner
+        now = time.monotonic()
+        self.first_failure = self.first_failure or now
+        self.transient = is_transient(exc) and not isinstance(exc, PermanentError)
+        if isinstance(exc, PermanentError):
+            give_up = True
+        elif self.transient:
+            give_up = now - self.first_failure > r._transient_deadline_s
+        else:
+            self.at_fault += 1
+            give_up = self.at_fault >= r._s.handler_attempts or not r._budget.take()
+        if not give_up and r._stopping.is_set():
+            self.abandon = True
+            return True
+        return give_up
+
+    def report(self, rs: RetryCallState) -> None:
+        exc = failure(rs)
+        kind = "transient" if self.transient else "error"
+        metrics.RETRIES.labels(type=self.event_type, kind=kind).inc()
+        log.warning("handler_retry", kind=kind, attempt=self.at_fault, error=f"{type(exc).__name__}: {exc}"[:500],
+                    delay_s=round(rs.upcoming_sleep, 3))
+
+
 _LIVE: weakref.WeakSet[ConsumerRunner] = weakref.WeakSet()
 
 
@@ -119,6 +162,7 @@ class ConsumerRunner(ConsumerRebalanceListener):
         self._stopping = asyncio.Event()
         self._budget = RetryBudget(settings.retry_budget_per_minute)
         self._commit_lock = asyncio.Lock()
+        self._wait = jittered(settings.retry_initial_s, settings.retry_max_s)
         self.assigned = False
         self.started = False
         _LIVE.add(self)
@@ -300,50 +344,28 @@ class ConsumerRunner(ConsumerRebalanceListener):
             otel_context.detach(token)
 
     async def _run_with_retries(self, rec: ConsumerRecord, event: Event, handler: Handler) -> None:
-        attempts = 0
-        first_failure: float | None = None
-        delay = self._s.retry_initial_s
-        while True:
-            attempts += 1
-            started = time.perf_counter()
-            try:
-                outputs = await handler(event)
-                await self._producer.publish(outputs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # classified below: retried, or dead-lettered, never swallowed
-                metrics.HANDLER_SECONDS.labels(type=event.TYPE).observe(time.perf_counter() - started)
-                now = time.monotonic()
-                first_failure = first_failure or now
-                transient = is_transient(exc) and not isinstance(exc, PermanentError)
-                if isinstance(exc, PermanentError):
-                    give_up = True
-                elif transient:
-                    give_up = now - first_failure > self._transient_deadline_s
-                    attempts -= 1  # the event is not at fault
-                else:
-                    give_up = attempts >= self._s.handler_attempts or not self._budget.take()
-                if not give_up and self._stopping.is_set():
-                    raise _Abandon from exc  # shutting down: leave it uncommitted for the next owner
-                if give_up:
-                    metrics.EVENTS_CONSUMED.labels(type=event.TYPE, outcome="dead_lettered").inc()
-                    await self._dead_letter(rec, event, exc, attempts=max(attempts, 1))
-                    return
-                kind = "transient" if transient else "error"
-                metrics.RETRIES.labels(type=event.TYPE, kind=kind).inc()
-                log.warning(
-                    "handler_retry",
-                    kind=kind,
-                    attempt=attempts,
-                    error=f"{type(exc).__name__}: {exc}"[:500],
-                    delay_s=round(delay, 3),
-                )
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self._s.retry_max_s)
-                continue
-            metrics.child(metrics.HANDLER_SECONDS, event.TYPE).observe(time.perf_counter() - started)
-            metrics.child(metrics.EVENTS_CONSUMED, event.TYPE, "ok").inc()
+        tries = _Tries(self, event.TYPE)
+        try:
+            async for attempt in AsyncRetrying(stop=tries.stop, wait=self._wait, before_sleep=tries.report,
+                                               retry=retry_if_exception_type(Exception), reraise=True):
+                with attempt:
+                    started = time.perf_counter()
+                    try:
+                        outputs = await handler(event)
+                        await self._producer.publish(outputs)
+                    except Exception:
+                        metrics.child(metrics.HANDLER_SECONDS, event.TYPE).observe(time.perf_counter() - started)
+                        raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # tenacity stopped: abandoned (shutting down) or dead-lettered, never swallowed
+            if tries.abandon:
+                raise _Abandon from exc  # leave it uncommitted for the next owner
+            metrics.EVENTS_CONSUMED.labels(type=event.TYPE, outcome="dead_lettered").inc()
+            await self._dead_letter(rec, event, exc, attempts=max(tries.at_fault, 1))
             return
+        metrics.child(metrics.HANDLER_SECONDS, event.TYPE).observe(time.perf_counter() - started)
+        metrics.child(metrics.EVENTS_CONSUMED, event.TYPE, "ok").inc()
 
     async def _dead_letter(
         self, rec: ConsumerRecord, event: Event | None, exc: BaseException, attempts: int
@@ -357,16 +379,18 @@ class ConsumerRunner(ConsumerRebalanceListener):
             error=f"{type(exc).__name__}: {exc}"[:500],
             attempts=attempts,
         )
-        delay = self._s.retry_initial_s
-        while True:  # the dead letter must be durable before the offset may move past the event
-            try:
+
+        def report(rs: RetryCallState) -> None:
+            log.warning("dead_letter_publish_retry", error=str(failure(rs))[:300])
+
+        # the dead letter must be durable before the offset may move past the event: the broker being away
+        # is waited out (no stop), never dropped
+        async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=self._s.retry_initial_s,
+                                                                 max=self._s.retry_max_s),
+                                           retry=retry_if_exception_type(Exception), before_sleep=report):
+            with attempt:
                 await self._producer.publish([dle])
-                metrics.DEAD_LETTERED.labels(type=event.TYPE if event else "unparseable").inc()
-                return
-            except Exception as pub_exc:  # broker unavailable: keep trying, never drop it
-                log.warning("dead_letter_publish_retry", error=str(pub_exc)[:300])
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._s.retry_max_s)
+        metrics.DEAD_LETTERED.labels(type=event.TYPE if event else "unparseable").inc()
 
     # ------------------------------------------------------------------ commits
 

@@ -1,10 +1,17 @@
-"""Client options shared by producers, consumers and the admin client (security, bootstrap)."""
+"""Client options shared by producers, consumers and the admin client (security, bootstrap), and the one
+place topics are created (by a service at start-up, and by ``agentbus init``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, RetryError, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from agentbus.retrying import failure
 from agentbus.settings import Settings
+
+log = structlog.get_logger("agentbus.kafka")
 
 
 def client_options(s: Settings) -> dict[str, Any]:
@@ -27,27 +34,68 @@ def client_options(s: Settings) -> dict[str, Any]:
     return opts
 
 
-async def ensure_topics(s: Settings, topics: list[str]) -> list[str]:
-    """Create missing topics; returns the ones created. Existing topics are left as they are."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+TOPIC_ALREADY_EXISTS = 36  # Kafka error code: created by someone else (a racing replica, an earlier init)
 
-    admin = AIOKafkaAdminClient(**client_options(s), request_timeout_ms=15000)
-    await admin.start()
+
+async def admin_client(s: Settings, wait_s: float = 0.0) -> Any:
+    """A started admin client that has answered once; retries every 2 s until the broker answers or ``wait_s``
+    has passed (``agentbus init`` may start before the broker does)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    def waiting(rs: RetryCallState) -> None:
+        log.info("kafka_waiting", bootstrap=s.kafka_bootstrap_servers, error=type(failure(rs)).__name__)
+
+    try:
+        async for attempt in AsyncRetrying(stop=stop_after_delay(wait_s), wait=wait_fixed(2), before_sleep=waiting,
+                                           retry=retry_if_exception_type(Exception)):
+            with attempt:
+                admin = AIOKafkaAdminClient(**client_options(s), request_timeout_ms=15000)
+                try:
+                    await admin.start()
+                    await admin.list_topics()
+                except BaseException:
+                    await admin.close()
+                    raise
+                return admin
+    except RetryError as err:
+        exc = err.last_attempt.exception()
+        raise RuntimeError(f"Kafka at {s.kafka_bootstrap_servers} not reachable: {exc!r}") from exc
+    raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+
+async def create_topics(
+    s: Settings,
+    topics: list[str],
+    partitions: int | None = None,
+    replication_factor: int | None = None,
+    configs: dict[str, str] | None = None,
+    wait_s: float = 0.0,
+) -> dict[str, str]:
+    """Create the missing topics (partitions and replication from the settings unless given); returns
+    ``{topic: "created" | "exists"}``. Existing topics are left as they are."""
+    from aiokafka.admin import NewTopic
+
+    admin = await admin_client(s, wait_s)
     try:
         existing = set(await admin.list_topics())
+        result = {t: "exists" for t in topics if t in existing}
         missing = [t for t in topics if t not in existing]
-        if not missing:
-            return []
-        resp = await admin.create_topics(
-            [NewTopic(t, s.topic_partitions, s.topic_replication_factor) for t in missing]
-        )
-        created = []
-        for err in getattr(resp, "topic_errors", ()):
-            name, code = err[0], err[1]
-            if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (a racing replica created it)
-                raise RuntimeError(f"could not create topic {name}: error code {code} {err[2:]}")
-            if code == 0:
-                created.append(name)
-        return created
+        if missing:
+            resp = await admin.create_topics([
+                NewTopic(t, partitions or s.topic_partitions, replication_factor or s.topic_replication_factor,
+                         topic_configs=dict(configs or {}))
+                for t in missing
+            ])
+            for err in getattr(resp, "topic_errors", ()):
+                name, code = err[0], err[1]
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise RuntimeError(f"could not create topic {name}: error code {code} {err[2:]}")
+                result[name] = "created" if code == 0 else "exists"
+        return {t: result.get(t, "created") for t in topics}
     finally:
         await admin.close()
+
+
+async def ensure_topics(s: Settings, topics: list[str]) -> list[str]:
+    """Create missing topics with the settings' partitions and replication; returns the ones created."""
+    return [t for t, state in (await create_topics(s, topics)).items() if state == "created"]

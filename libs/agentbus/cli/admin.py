@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import time
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from agentbus.settings import SERVICES, Settings
-
-TOPIC_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 
 
 def migrations_dir(service: str) -> Path:
@@ -33,60 +29,6 @@ def topic_configs(retention_ms: int | None, min_insync_replicas: int | None) -> 
     if min_insync_replicas is not None:
         configs["min.insync.replicas"] = str(min_insync_replicas)
     return configs
-
-
-async def _admin_client(settings: Settings, wait_s: float) -> Any:
-    """A started admin client; retries until the broker answers or ``wait_s`` has passed."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from agentbus.bus.kafka import client_options
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=15000)
-        try:
-            await admin.start()
-            await admin.list_topics()
-            return admin
-        except Exception as exc:  # broker not reachable yet: retry until the deadline, then fail loudly
-            await admin.close()
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"Kafka at {settings.kafka_bootstrap_servers} not reachable: {exc!r}") from exc
-            typer.echo(f"waiting for Kafka at {settings.kafka_bootstrap_servers} ({type(exc).__name__})", err=True)
-            await asyncio.sleep(2)
-
-
-async def create_topics(
-    settings: Settings,
-    topics: list[str],
-    partitions: int,
-    replication_factor: int,
-    configs: dict[str, str],
-    wait_s: float = 0.0,
-) -> dict[str, str]:
-    """Create the missing topics; returns ``{topic: "created" | "exists"}``."""
-    from aiokafka.admin import NewTopic
-
-    admin = await _admin_client(settings, wait_s)
-    try:
-        existing = set(await admin.list_topics())
-        result = {t: "exists" for t in topics if t in existing}
-        missing = [t for t in topics if t not in existing]
-        if missing:
-            resp = await admin.create_topics(
-                [NewTopic(t, partitions, replication_factor, topic_configs=dict(configs)) for t in missing]
-            )
-            for err in getattr(resp, "topic_errors", ()):
-                name, code = err[0], err[1]
-                if code == 0:
-                    result[name] = "created"
-                elif code == TOPIC_EXISTS:  # created by someone else meanwhile
-                    result[name] = "exists"
-                else:
-                    raise RuntimeError(f"could not create topic {name}: error code {code} {err[2:]}")
-        return {t: result.get(t, "created") for t in topics}
-    finally:
-        await admin.close()
 
 
 async def run_migrations(settings: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, list[str]]:
@@ -113,6 +55,7 @@ async def init(
     migrations: bool = True,
     wait_s: float = 0.0,
 ) -> None:
+    from agentbus.bus.kafka import create_topics
     from agentbus.topics import all_topics
 
     if topics:

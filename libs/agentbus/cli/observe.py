@@ -114,7 +114,7 @@ async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
         table.add_column(col)
     for lg in chain:
         e = lg.event
-        parent = by_id.get(e.causation_id) if e.causation_id in ids else None  # type: ignore[operator]
+        parent = by_id.get(e.causation_id) if e.causation_id is not None and e.causation_id in ids else None
         hop = (e.occurred_at - parent.event.occurred_at).total_seconds() * 1000 if parent else 0.0
         since = (e.occurred_at - root.occurred_at).total_seconds() * 1000
         label = e.TYPE + (f" [replay {e.replay.run}]" if e.replay else "")

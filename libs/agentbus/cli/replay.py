@@ -11,23 +11,19 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import datetime
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from agentbus.events import Event, Replay, derive_id
+from agentbus.events import DeliveryCompleted, Event, InferenceCompleted, Replay, ReplyGenerated
+from agentbus.ids import reply_id, reply_id_of_context
 from agentbus.settings import Settings
 
 ENTRY = {"message": "message.received", "job": "job.triggered", "context": "context.assembled"}
-
-
-def reply_id_for(entry: Event) -> uuid.UUID:
-    """The id the reply to ``entry`` has (ids are derived step by step from the entry event)."""
-    if entry.TYPE == "context.assembled":
-        return derive_id(entry.id, "reply")
-    return derive_id(derive_id(entry.id, "context"), "reply")
 
 
 def register(app: typer.Typer) -> None:
@@ -63,8 +59,9 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(code)
 
 
-async def _replay(s: Settings, entry_type: str, run: Replay, since, until, tenant, conversation, correlation,  # type: ignore[no-untyped-def]
-                  limit: int, timeout: float, dry_run: bool, as_json: bool) -> int:
+async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | None, until: datetime | None,
+                  tenant: str | None, conversation: str | None, correlation: str | None, limit: int, timeout: float,
+                  dry_run: bool, as_json: bool) -> int:
     from agentbus.bus import Producer
     from agentbus.eventlog import Filter, end_offsets, read
     from agentbus.topics import topic_for, topics_of_type
@@ -90,7 +87,7 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since, until, tenan
     starts = await end_offsets(s, result_topics)
     producer = Producer(s, "replay")
     await producer.start()
-    wanted = {reply_id_for(e): e for e in selected}
+    wanted = {reply_id(e.id, e.TYPE): e for e in selected}
     replayed: dict[uuid.UUID, Event] = {}
     failed: dict[uuid.UUID, str] = {}
     deliveries: dict[uuid.UUID, str] = {}
@@ -112,12 +109,13 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since, until, tenan
                 async for lg in follow(s, result_topics, lambda e: e.replay is not None and e.replay.run == run.run,
                                        start=starts, stop=stop):
                     e = lg.event
-                    if e.TYPE == "reply.generated" and e.id in wanted:
+                    if isinstance(e, ReplyGenerated) and e.id in wanted:
                         replayed[e.id] = e
-                    elif e.TYPE == "delivery.completed":
+                    elif isinstance(e, DeliveryCompleted):
                         deliveries[e.data.reply_id] = e.data.status
-                    elif e.TYPE == "inference.completed" and e.data.outcome == "failed":
-                        rid = derive_id(e.causation_id, "reply")  # type: ignore[arg-type]
+                    elif (isinstance(e, InferenceCompleted) and e.data.outcome == "failed"
+                          and e.causation_id is not None):
+                        rid = reply_id_of_context(e.causation_id)
                         if rid in wanted:
                             failed[rid] = e.data.error or "failed"
                     finished = len(set(replayed) & set(deliveries) | set(failed))
@@ -132,7 +130,7 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since, until, tenan
             stop.set()
     finally:
         await producer.stop()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rid, entry in wanted.items():
         orig = originals.get(rid)
         new = replayed.get(rid)

@@ -11,6 +11,7 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from agentbus.stack.procs import Proc
 
@@ -45,7 +46,7 @@ def _traversable(path: Path) -> None:
             parent.chmod(mode | 0o001)
 
 
-def as_user(user: str | None) -> dict[str, object]:
+def as_user(user: str | None) -> dict[str, Any]:
     """subprocess arguments to run as ``user`` with only its own group (root's groups would deny access)."""
     if user is None:
         return {}

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from agentbus.settings import DEFAULT_PORTS, SERVICES
@@ -125,7 +126,7 @@ class Stack:
                 "embedder",
                 [sys.executable, "-m", "agentbus.stack.embedder", "--host", "127.0.0.1", "--port", str(port),
                  "--default-type", "query", "--threads", "1"],
-                ready=lambda port=port: http_ok(f"http://127.0.0.1:{port}/health"),
+                ready=partial(http_ok, f"http://127.0.0.1:{port}/health"),
                 log_dir=logs,
                 echo=self.echo,
                 color=self._color(7),
@@ -142,7 +143,7 @@ class Stack:
                 env={"PHOENIX_PORT": str(tport), "PHOENIX_HOST": "127.0.0.1",
                      "PHOENIX_WORKING_DIR": str(home / "phoenix"), "PHOENIX_GRPC_PORT": str(free_port()),
                      "PHOENIX_TELEMETRY_ENABLED": "false"},
-                ready=lambda tport=tport: http_ok(f"http://127.0.0.1:{tport}/healthz"),
+                ready=partial(http_ok, f"http://127.0.0.1:{tport}/healthz"),
                 log_dir=logs,
                 echo=False,  # verbose; its log is in <home>/logs/tracing.log
                 color=self._color(8),
@@ -187,7 +188,7 @@ class Stack:
             name,
             [sys.executable, "-m", "agentbus.cli", "run", name],
             env=env,
-            ready=lambda port=port, name=name: service_ready(port, name),
+            ready=partial(service_ready, port, name),
             log_dir=self.home.resolve() / "logs",
             echo=self.echo,
             color=self._color(SERVICES.index(name)),
