@@ -1,4 +1,5 @@
-"""JSON Schemas of the event catalogue, generated from the pydantic models into ``schemas/``."""
+"""JSON Schemas of the event catalogue, generated from the pydantic models into ``schemas/``, and the AsyncAPI
+document of the topics beside them (``asyncapi.json``)."""
 
 from __future__ import annotations
 
@@ -21,22 +22,34 @@ def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+ASYNCAPI = "asyncapi.json"
+
+
+def generated() -> dict[str, str]:
+    """Every generated file's name and text."""
+    from agentbus.asyncapi import document
+
+    files = {f"{t}.v{v}.json": render(schema_of(t, v)) for (t, v) in sorted(CATALOGUE)}
+    files[ASYNCAPI] = render(document())
+    return files
+
+
 def write_schemas(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for (t, v) in sorted(CATALOGUE):
-        path = out / f"{t}.v{v}.json"
-        path.write_text(render(schema_of(t, v)), encoding="utf-8")
+    for name, text in generated().items():
+        path = out / name
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
 
 
 def diff_schemas(out: Path) -> list[str]:
     problems = []
-    for (t, v) in sorted(CATALOGUE):
-        path = out / f"{t}.v{v}.json"
+    for name, text in generated().items():
+        path = out / name
         if not path.exists():
             problems.append(f"{path}: missing (run `agentbus schemas`)")
-        elif path.read_text(encoding="utf-8") != render(schema_of(t, v)):
-            problems.append(f"{path}: differs from the model (run `agentbus schemas`)")
+        elif path.read_text(encoding="utf-8") != text:
+            problems.append(f"{path}: differs from the models (run `agentbus schemas`)")
     return problems

@@ -39,6 +39,16 @@ class ServiceParts:
     background: list[Callable[[], Coroutine[Any, Any, Any]]] = field(default_factory=list)
 
 
+def check_contract(service: str, parts: ServiceParts) -> None:
+    """The handler table must be the service's contract (what the AsyncAPI document says it subscribes to)."""
+    from agentbus.asyncapi import contract
+
+    declared = set(contract(service).subscribes)
+    if set(parts.routes) != declared:
+        names = sorted(c.__name__ for c in set(parts.routes) ^ declared)
+        raise RuntimeError(f"{service}: handler table and contract.SUBSCRIBES differ in {', '.join(names)}")
+
+
 Bootstrap = Callable[[Settings, PlatformConfig, Producer], Awaitable[ServiceParts]]
 
 
@@ -50,6 +60,7 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
     producer = Producer(settings, service)
     await producer.start()
     parts = await bootstrap(settings, config, producer)
+    check_contract(service, parts)
     consumer: ConsumerRunner | None = None
     if parts.routes:
         consumer = ConsumerRunner(settings, service, producer, parts.routes)

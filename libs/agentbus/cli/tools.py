@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("schemas"), help="output folder"),
         check: bool = typer.Option(False, help="fail if the committed schemas differ from the models"),
     ) -> None:
-        """Write the JSON Schema of every event version (the contract other languages can read)."""
+        """Write the JSON Schema of every event version and the AsyncAPI document of the topics (the contract
+        other languages can read)."""
         from agentbus.schemas import diff_schemas, write_schemas
 
         if check:

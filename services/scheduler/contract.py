@@ -1,0 +1,8 @@
+"""The scheduler's row of the event map (see ``agentbus.asyncapi``; checked against the handler table at start).
+
+Firings are published by the tick loop from the firings outbox, not by a handler."""
+
+from agentbus.events import Event, JobRequested, JobTriggered
+
+SUBSCRIBES: tuple[type[Event], ...] = (JobRequested,)
+PUBLISHES: tuple[type[Event], ...] = (JobTriggered,)
