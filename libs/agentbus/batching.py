@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, SpanKind
+
+from agentbus.telemetry import tracer
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -76,6 +84,14 @@ class MicroBatcher(Generic[T, R]):
             await asyncio.wait(self._tasks, timeout=timeout)
 
 
+@dataclass(frozen=True)
+class Span:
+    """The name and attributes of the span each batch call is recorded as."""
+
+    name: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
 class _Failed:
     __slots__ = ("exc",)
 
@@ -94,28 +110,42 @@ class Coalescer(Generic[T, R]):
     caller at once."""
 
     def __init__(self, many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], max_batch: int = 256,
-                 alone_if: Callable[[Exception], bool] = lambda _exc: True) -> None:
+                 alone_if: Callable[[Exception], bool] = lambda _exc: True, span: Span | None = None) -> None:
+        """With ``span``, each batch call is a client span in the trace of its first caller, linked to the
+        traces of the others (the batch's statement serves them all)."""
         self._many = many
         self._alone_if = alone_if
-        self._batcher: MicroBatcher[T, R | _Failed] = MicroBatcher(self._run, max_batch, 0.0)
+        self._span = span
+        self._batcher: MicroBatcher[tuple[T, Context], R | _Failed] = MicroBatcher(self._run, max_batch, 0.0)
 
     async def __call__(self, item: T) -> R:
-        [result] = await self._batcher.submit("", [item])
+        [result] = await self._batcher.submit("", [(item, otel_context.get_current())])
         if isinstance(result, _Failed):
             raise result.exc
         return result
 
-    async def _run(self, _: str, items: list[T]) -> list[R | _Failed]:
+    async def _call(self, asks: list[tuple[T, Context]]) -> Sequence[R | Exception]:
+        items = [item for item, _ in asks]
+        if self._span is None:
+            return await self._many(items)
+        links = [Link(trace.get_current_span(c).get_span_context()) for _, c in asks[1:]]
+        with tracer().start_as_current_span(self._span.name, context=asks[0][1], kind=SpanKind.CLIENT,
+                                            links=links) as span:
+            span.set_attributes(self._span.attributes)
+            span.set_attribute("db.operation.batch.size", len(items))
+            return await self._many(items)
+
+    async def _run(self, _: str, asks: list[tuple[T, Context]]) -> list[R | _Failed]:
         try:
-            answered = await self._many(items)
+            answered = await self._call(asks)
         except Exception as exc:  # tried alone below if an item may be at fault, else everyone's error
-            if len(items) == 1 or not self._alone_if(exc):
-                return [_Failed(exc) for _ in items]
+            if len(asks) == 1 or not self._alone_if(exc):
+                return [_Failed(exc) for _ in asks]
         else:
             return [_Failed(r) if isinstance(r, Exception) else r for r in answered]
         # all at once, not one after another: when the database is down, every item fails within one
         # timeout instead of a timeout each
-        answers = await asyncio.gather(*(self._many([item]) for item in items), return_exceptions=True)
+        answers = await asyncio.gather(*(self._call([ask]) for ask in asks), return_exceptions=True)
         results: list[R | _Failed] = []
         for answer in answers:
             if isinstance(answer, Exception):

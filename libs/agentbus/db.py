@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb, set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from agentbus.batching import Coalescer
+from agentbus.batching import Coalescer, Span
 from agentbus.events import Event, parse_event
 from agentbus.settings import Settings
 
@@ -181,8 +181,14 @@ def item_may_be_at_fault(exc: Exception) -> bool:
 def coalesced(
     many: Callable[[list[T]], Awaitable[Sequence[R | Exception]]], max_batch: int = 256
 ) -> Coalescer[T, R]:
-    """A ``Coalescer`` of statements: a failed batch is tried item by item only when an item may be at fault."""
-    return Coalescer(many, max_batch, alone_if=item_may_be_at_fault)
+    """A ``Coalescer`` of statements: a failed batch is tried item by item only when an item may be at fault.
+
+    Each batch is a database span named for what it does (``Ledger._lookup_many`` → ``postgresql
+    ledger.lookup_many``), in the trace of the first event it serves and linked to the others'."""
+    owner, _, what = many.__qualname__.rpartition(".")
+    name = f"postgresql {owner.lower()}.{what.lstrip('_')}" if owner else f"postgresql {what.lstrip('_')}"
+    span = Span(name, {"db.system.name": "postgresql", "db.operation.name": what.lstrip("_")})
+    return Coalescer(many, max_batch, alone_if=item_may_be_at_fault, span=span)
 
 
 def columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:

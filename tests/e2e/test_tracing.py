@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from agentbus.cli.tools import signed_request
-from tests.support.otlp import Collector
+from tests.support.otlp import Collector, Span
 from tests.support.platform import Infra, base_config, run_platform, secret_for
 from tests.support.servers import FakeLLM, WebhookSink
 
@@ -42,7 +42,8 @@ async def test_one_message_is_one_trace_tree(infra: Infra) -> None:
                 complete = all(s.parent_id in span_ids for s in tree if s.parent_id)  # parents export later
                 if {"agentbus-ingress", "agentbus-memory", "agentbus-reasoner", "agentbus-egress"} <= {
                         s.service for s in tree} and any(s.name.startswith("push") for s in tree) and sum(
-                        s.name.endswith("publish") for s in tree) >= 5 and complete:
+                        s.name.endswith("publish") for s in tree) >= 5 and complete and _db_services(tree) >= {
+                        "agentbus-ingress", "agentbus-memory", "agentbus-reasoner", "agentbus-egress"}:
                     break
                 await asyncio.sleep(0.2)
     finally:
@@ -63,10 +64,19 @@ async def test_one_message_is_one_trace_tree(infra: Infra) -> None:
     consume = next(s for s in tree if s.name == f"{prefix}.context.assembled.v1 process")
     assert by_id[consume.parent_id].name == f"{prefix}.context.assembled.v1 publish"
     assert by_id[consume.parent_id].service == "agentbus-memory" and consume.service == "agentbus-reasoner"
+    # every service's batched statements are database spans in the message's trace
+    assert _db_services(tree) == {"agentbus-ingress", "agentbus-memory", "agentbus-reasoner", "agentbus-egress"}
+    for s in tree:
+        if s.attributes.get("db.system.name") == "postgresql":
+            assert s.name.startswith("postgresql ") and s.attributes["db.operation.batch.size"] >= 1
     chat = next(s for s in tree if s.name == "chat fake-model")
     assert chat.attributes["gen_ai.request.model"] == "fake-model"
     assert chat.attributes["gen_ai.usage.output_tokens"] > 0
     assert chat.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+
+
+def _db_services(tree: list[Span]) -> set[str]:
+    return {s.service for s in tree if s.attributes.get("db.system.name") == "postgresql"}
 
 
 async def _wait_spans(collector: Collector, name: str, timeout: float = 20):  # type: ignore[no-untyped-def]
