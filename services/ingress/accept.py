@@ -22,7 +22,7 @@ from agentbus.bus import Producer
 from agentbus.channeltypes import ChannelBase
 from agentbus.db import coalesced, columns
 from agentbus.events import MessageReceived, MessageReceivedData, derive_id
-from agentbus.services.ingress.channels.base import Inbound, InboundMessage
+from agentbus.services.ingress.inbound import Inbound, InboundMessage
 
 log = structlog.get_logger("agentbus.ingress")
 

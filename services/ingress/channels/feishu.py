@@ -16,15 +16,9 @@ import orjson
 
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import Chat, Sender
-from agentbus.services.ingress.channels.base import (
-    Answer,
-    HttpRequest,
-    Inbound,
-    InboundAdapter,
-    InboundMessage,
-    Rejected,
-)
+from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.channels.feishu_crypto import DecryptError, decrypt, signature_ok
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
 
 MESSAGE_EVENT = "im.message.receive_v1"
 OK = Answer(200, b'{"msg":"success"}')
