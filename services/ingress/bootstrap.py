@@ -11,6 +11,7 @@ from agentbus.service import ServiceParts
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
+from agentbus.services.ingress.dedupe import PgDedupe
 from agentbus.services.ingress.routes import webhook_routes
 from agentbus.settings import Settings
 
@@ -31,7 +32,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     pool, database = await service_database(
         settings, "ingress", Path(__file__).parent / "migrations", synchronous_commit=False
     )
-    acceptor = Acceptor(pool, producer, settings.ingress_publish_timeout_s)
+    dedupe = PgDedupe(pool)
+    acceptor = Acceptor(dedupe, producer, settings.ingress_publish_timeout_s)
 
     async def watch_dead_letters() -> None:
         """Count the dead-letter topic's records into a gauge (ingress is the operator-facing service).
@@ -55,6 +57,6 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     return ServiceParts(
         http_routes=webhook_routes(build_adapters(config), acceptor, settings.max_body_bytes),
         checks={"database": database},
-        on_stop=[acceptor.aclose, pool.close],
+        on_stop=[dedupe.aclose, pool.close],
         background=[watch_dead_letters],
     )

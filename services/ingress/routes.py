@@ -8,7 +8,7 @@ import structlog
 from opentelemetry.trace import SpanKind
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from agentbus import metrics
 from agentbus.bus.errors import is_transient
@@ -42,7 +42,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_body: int) -> list[Route]:
+def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_body: int) -> list[BaseRoute]:
     async def webhook(request: Request) -> Response:
         channel_id = request.path_params["channel_id"]
         with tracer().start_as_current_span("webhook receive", kind=SpanKind.SERVER) as span:

@@ -14,13 +14,13 @@ from agentbus.db import service_database
 from agentbus.events import JobRequested
 from agentbus.service import ServiceParts
 from agentbus.services.scheduler.handlers import Scheduler
-from agentbus.services.scheduler.store import JobStore
+from agentbus.services.scheduler.store import PgJobStore
 from agentbus.settings import Settings
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "scheduler", Path(__file__).parent / "migrations")
-    store = JobStore(pool)
+    store = PgJobStore(pool)
     scheduler = Scheduler(config, store, producer, settings.scheduler_tick_s)
     await scheduler.sync_yaml_jobs()
 

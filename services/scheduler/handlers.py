@@ -9,43 +9,52 @@ from datetime import UTC, datetime
 
 import structlog
 
-from agentbus.bus import PermanentError, Producer
+from agentbus.bus import PermanentError
 from agentbus.config import Job, PlatformConfig
-from agentbus.events import Event
-from agentbus.services.scheduler.store import JobStore
+from agentbus.events import Event, JobRequested
+from agentbus.services.scheduler.ports import JobSpec, JobStore, Publisher, ScheduleKind
 
 log = structlog.get_logger("agentbus.scheduler")
 
 
-def job_row(job: Job, config: PlatformConfig, source: str = "yaml") -> dict[str, object]:
+def _schedule(job: Job) -> tuple[ScheduleKind, str]:
+    if job.cron is not None:
+        return "cron", job.cron
+    if job.every_s is not None:
+        return "every", str(job.every_s)
+    if job.at is not None:
+        return "at", job.at
+    raise PermanentError(f"job {job.id!r} has no schedule")  # the config's validator makes this unreachable
+
+
+def yaml_job(job: Job, config: PlatformConfig) -> JobSpec:
+    """A job of agentbus.yaml as stored: its channel decides the tenant and, unless given, the agent."""
     channel = config.channel(job.channel)
     if channel is None:
         raise PermanentError(f"unknown channel {job.channel!r}")
-    kind, expr = (
-        ("cron", job.cron) if job.cron else ("every", str(job.every_s)) if job.every_s else ("at", job.at)
+    kind, expr = _schedule(job)
+    return JobSpec(
+        job_id=job.id, source="yaml", kind=kind, expr=expr, timezone=job.timezone, tenant=channel.tenant,
+        agent=job.agent or channel.agent, channel=channel.id, chat_id=job.chat, chat_type=job.chat_type,
+        prompt=job.prompt, reply_route=job.reply_route,
     )
-    return {
-        "job_id": job.id, "source": source, "kind": kind, "expr": expr, "timezone": job.timezone,
-        "tenant": channel.tenant, "agent": job.agent or channel.agent, "channel": channel.id,
-        "chat_id": job.chat, "chat_type": job.chat_type, "prompt": job.prompt, "reply_route": job.reply_route,
-    }
 
 
 @dataclass
 class Scheduler:
     config: PlatformConfig
     store: JobStore
-    producer: Producer
+    producer: Publisher
     tick_s: float = 1.0
 
     async def sync_yaml_jobs(self) -> None:
         now = datetime.now(UTC)
         for job in self.config.jobs:
-            await self.store.upsert(job_row(job, self.config), now)
+            await self.store.upsert(yaml_job(job, self.config), now)
         await self.store.disable_missing_yaml([j.id for j in self.config.jobs])
         log.info("jobs_synced", count=len(self.config.jobs))
 
-    async def apply_command(self, event: Event) -> Sequence[Event]:
+    async def apply_command(self, event: JobRequested) -> Sequence[Event]:
         """job.requested: create or delete a job (idempotent)."""
         cmd = event.data
         if cmd.action == "delete":
@@ -58,15 +67,13 @@ class Scheduler:
                 raise PermanentError(f"unknown channel {cmd.channel!r}")
             if channel.tenant != event.tenant:
                 raise PermanentError("a job may only post into a channel of its own tenant")
-            await self.store.upsert(
-                {
-                    "job_id": cmd.job_id, "source": "api", "kind": cmd.schedule.kind, "expr": cmd.schedule.expr,
-                    "timezone": cmd.schedule.timezone, "tenant": channel.tenant, "agent": cmd.agent or channel.agent,
-                    "channel": channel.id, "chat_id": cmd.chat.id, "chat_type": cmd.chat.type,
-                    "prompt": cmd.prompt, "reply_route": cmd.reply_route,
-                },
-                datetime.now(UTC),
+            job = JobSpec(
+                job_id=cmd.job_id, source="api", kind=cmd.schedule.kind, expr=cmd.schedule.expr,
+                timezone=cmd.schedule.timezone, tenant=channel.tenant, agent=cmd.agent or channel.agent,
+                channel=channel.id, chat_id=cmd.chat.id, chat_type=cmd.chat.type, prompt=cmd.prompt,
+                reply_route=cmd.reply_route,
             )
+            await self.store.upsert(job, datetime.now(UTC))
         await self.store.record_command(event)
         log.info("job_command_applied", job_id=cmd.job_id, action=cmd.action)
         return []
@@ -75,10 +82,10 @@ class Scheduler:
         fired = await self.store.claim_due(datetime.now(UTC))
         pending = await self.store.unpublished()
         if pending:
-            await self.producer.publish([e for _, _, e in pending])
-            await self.store.mark_published([(j, d) for j, d, _ in pending])
-            for job_id, due, _ in pending:
-                log.info("job_triggered", job_id=job_id, due_at=due.isoformat())
+            await self.producer.publish([f.event for f in pending])
+            await self.store.mark_published(pending)
+            for f in pending:
+                log.info("job_triggered", job_id=f.job_id, due_at=f.due_at.isoformat())
         return fired
 
     async def run(self) -> None:

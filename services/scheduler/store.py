@@ -9,23 +9,26 @@ job and due time, so a firing re-published after a crash is ignored downstream.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import processed_outputs, raw_jsonb, record_processed
-from agentbus.events import Chat, Event, JobTriggered, JobTriggeredData, derive_id, parse_event
-from agentbus.services.scheduler.schedule import first_due, next_due
+from agentbus.events import JobRequested, parse_event
+from agentbus.services.scheduler.ports import Firing, JobSpec
+from agentbus.services.scheduler.schedule import firing_event, first_due, next_due
 
 
-class JobStore:
+class PgJobStore:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def upsert(self, job: dict[str, Any], now: datetime) -> None:
-        due = first_due(job["kind"], job["expr"], job["timezone"], now)
+    async def upsert(self, job: JobSpec, now: datetime) -> None:
+        due = first_due(job.kind, job.expr, job.timezone, now)
         async with self._pool.connection() as conn:
             await conn.execute(
                 """
@@ -43,7 +46,7 @@ class JobStore:
                                THEN jobs.next_due ELSE EXCLUDED.next_due END,
                     kind = EXCLUDED.kind, expr = EXCLUDED.expr, timezone = EXCLUDED.timezone, updated_at = now()
                 """,
-                {**job, "reply_route": Jsonb(job.get("reply_route") or {}), "due": due},
+                {**asdict(job), "reply_route": Jsonb(job.reply_route or {}), "due": due},
             )
 
     async def disable_missing_yaml(self, keep: Sequence[str]) -> None:
@@ -60,57 +63,46 @@ class JobStore:
         """Turn due jobs into firings and advance them; returns how many fired."""
         fired = 0
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT job_id, kind, expr, timezone, tenant, agent, channel, chat_id, chat_type, prompt, "
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT job_id, source, kind, expr, timezone, tenant, agent, channel, chat_id, chat_type, prompt, "
                 "reply_route, next_due FROM jobs WHERE enabled AND next_due <= %s "
                 "ORDER BY next_due LIMIT %s FOR UPDATE SKIP LOCKED",
                 (now, limit),
             )
-            for r in await cur.fetchall():
-                job_id, kind, expr, tz, tenant, agent, channel, chat_id, chat_type, prompt, route, due = r
-                event_id = derive_id(f"job:{job_id}", due.astimezone(UTC).isoformat())
-                event = JobTriggered(
-                    id=event_id,
-                    type=JobTriggered.TYPE,
-                    version=JobTriggered.VERSION,
-                    source="scheduler",
-                    occurred_at=now,
-                    tenant=tenant,
-                    conversation=f"{tenant}/{channel}/{chat_id}",
-                    correlation_id=event_id,
-                    data=JobTriggeredData(
-                        job_id=job_id, due_at=due, agent=agent, channel=channel,
-                        chat=Chat(id=chat_id, type=chat_type), prompt=prompt, reply_route=route,
-                    ),
-                )
+            for row in await cur.fetchall():
+                due = row.pop("next_due")
+                job = JobSpec(**row)
+                event = firing_event(job, due, now)
                 ins = await conn.execute(
                     "INSERT INTO firings (job_id, due_at, event_id, event) VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING",
-                    (job_id, due, event_id, raw_jsonb(event.to_bytes())),
+                    (job.job_id, due, event.id, raw_jsonb(event.to_bytes())),
                 )
                 fired += ins.rowcount
                 # missed runs while nobody was up are coalesced into this one firing
-                nxt = next_due(kind, expr, tz, max(due, now))
+                nxt = next_due(job.kind, job.expr, job.timezone, max(due, now))
                 await conn.execute(
-                    "UPDATE jobs SET next_due = %s, enabled = %s WHERE job_id = %s", (nxt, nxt is not None, job_id)
+                    "UPDATE jobs SET next_due = %s, enabled = %s WHERE job_id = %s",
+                    (nxt, nxt is not None, job.job_id),
                 )
         return fired
 
-    async def unpublished(self, limit: int = 500) -> list[tuple[str, datetime, Event]]:
+    async def unpublished(self, limit: int = 500) -> list[Firing]:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT job_id, due_at, event FROM firings WHERE NOT published ORDER BY created_at LIMIT %s", (limit,)
             )
-            return [(r[0], r[1], parse_event(r[2])) for r in await cur.fetchall()]
+            return [Firing(r[0], r[1], parse_event(r[2])) for r in await cur.fetchall()]
 
-    async def mark_published(self, keys: Sequence[tuple[str, datetime]]) -> None:
+    async def mark_published(self, firings: Sequence[Firing]) -> None:
         async with self._pool.connection() as conn:
-            for job_id, due in keys:
+            for f in firings:
                 await conn.execute(
-                    "UPDATE firings SET published = true WHERE job_id = %s AND due_at = %s", (job_id, due)
+                    "UPDATE firings SET published = true WHERE job_id = %s AND due_at = %s", (f.job_id, f.due_at)
                 )
 
-    async def record_command(self, event: Event) -> bool:
+    async def record_command(self, event: JobRequested) -> bool:
         """False when this command event was already applied."""
         async with self._pool.connection() as conn, conn.transaction():
             if await processed_outputs(conn, event) is not None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 from agentbus.channeltypes import ChannelBase
-from agentbus.events import Chat, Sender
+from agentbus.services.ingress.inbound import Inbound
 
 
 class Rejected(Exception):
@@ -35,35 +35,6 @@ class HttpRequest:
     query: Mapping[str, str]
     body: bytes
     received_at: float  # unix seconds
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What ingress answers the platform (after publishing, when there is a message)."""
-
-    status: int = 200
-    body: bytes = b'{"ok":true}'
-    content_type: str = "application/json"
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    platform_message_id: str
-    sender: Sender
-    chat: Chat
-    text: str
-    mentions: tuple[str, ...] = ()
-    mentioned_bot: bool = False
-    reply_route: dict[str, Any] = field(default_factory=dict)
-    from_self: bool = False  # the bot's own message echoed back: ignored
-
-
-@dataclass(frozen=True)
-class Inbound:
-    answer: Answer = Answer()
-    message: InboundMessage | None = None
-    dedupe_id: str | None = None  # the platform's event id: retries carrying it are published once
-    note: str = ""  # why nothing is published (handshake, ignored event type, ...)
 
 
 class InboundAdapter(ABC):

@@ -21,15 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.events import Chat, Sender
-from agentbus.services.ingress.channels.base import (
-    Answer,
-    HttpRequest,
-    Inbound,
-    InboundAdapter,
-    InboundMessage,
-    Rejected,
-)
+from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.channels.callback_crypto import CallbackCrypto, CryptoError
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
 
 
 def robot_sign(timestamp: str, app_secret: str) -> str:

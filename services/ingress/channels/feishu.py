@@ -16,15 +16,9 @@ import orjson
 
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import Chat, Sender
-from agentbus.services.ingress.channels.base import (
-    Answer,
-    HttpRequest,
-    Inbound,
-    InboundAdapter,
-    InboundMessage,
-    Rejected,
-)
+from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.channels.feishu_crypto import DecryptError, decrypt, signature_ok
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
 
 MESSAGE_EVENT = "im.message.receive_v1"
 OK = Answer(200, b'{"msg":"success"}')
@@ -143,11 +137,13 @@ class FeishuInbound(InboundAdapter):
             raise Rejected(401, "invalid verification token")
 
     def _message(self, event_id: str, body: dict[str, Any]) -> Inbound:
-        sender = body.get("sender") if isinstance(body.get("sender"), dict) else {}
+        raw_sender = body.get("sender")
+        sender: dict[str, Any] = raw_sender if isinstance(raw_sender, dict) else {}
         msg = body.get("message")
         if not isinstance(msg, dict):
             raise Rejected(400, "message event without event.message")
-        sender_ids = sender.get("sender_id") if isinstance(sender.get("sender_id"), dict) else {}
+        raw_ids = sender.get("sender_id")
+        sender_ids: dict[str, Any] = raw_ids if isinstance(raw_ids, dict) else {}
         open_id = _str(sender_ids, "open_id") or _str(sender_ids, "union_id") or _str(sender_ids, "user_id")
         message_id, chat_id = _str(msg, "message_id"), _str(msg, "chat_id")
         if not open_id or not message_id or not chat_id or not _ID.match(chat_id) or not _ID.match(message_id):

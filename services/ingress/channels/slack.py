@@ -17,14 +17,8 @@ import orjson
 
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import Chat, Sender
-from agentbus.services.ingress.channels.base import (
-    Answer,
-    HttpRequest,
-    Inbound,
-    InboundAdapter,
-    InboundMessage,
-    Rejected,
-)
+from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
 
 MENTION = re.compile(r"<@([UW][A-Z0-9]{1,40})(?:\|([^>]*))?>")
 SERVED_SUBTYPES = {None, "thread_broadcast", "file_share"}

@@ -15,14 +15,8 @@ import orjson
 
 from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import Chat, Sender
-from agentbus.services.ingress.channels.base import (
-    Answer,
-    HttpRequest,
-    Inbound,
-    InboundAdapter,
-    InboundMessage,
-    Rejected,
-)
+from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
 
 OK = Answer(200, b'{"ok":true}')
 

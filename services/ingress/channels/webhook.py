@@ -15,14 +15,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from agentbus.channeltypes import WebhookChannel
 from agentbus.events import Chat, Sender
-from agentbus.services.ingress.channels.base import (
-    Answer,
-    HttpRequest,
-    Inbound,
-    InboundAdapter,
-    InboundMessage,
-    Rejected,
-)
+from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
 
 
 class _SenderIn(BaseModel):

@@ -14,15 +14,9 @@ import xml.etree.ElementTree as ET
 
 from agentbus.channeltypes.wecom import WeComChannel
 from agentbus.events import Chat, Sender
-from agentbus.services.ingress.channels.base import (
-    Answer,
-    HttpRequest,
-    Inbound,
-    InboundAdapter,
-    InboundMessage,
-    Rejected,
-)
+from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.channels.callback_crypto import CallbackCrypto, CryptoError
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
 
 EMPTY = Answer(200, b"", "text/plain")
 _DECLARATIONS = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)

@@ -24,9 +24,10 @@ from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import Chat, ReplyGeneratedData
 from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
 from agentbus.services.egress.channels.feishu import FeishuOutbound, hook_sign
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.feishu import FeishuInbound
 from agentbus.services.ingress.channels.feishu_crypto import decrypt
+from agentbus.services.ingress.inbound import Inbound
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.feishu import FakeFeishu, encrypt, event_request, mention, message_event
 

@@ -21,8 +21,9 @@ from agentbus.events import Chat, ReplyGeneratedData
 from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
 from agentbus.services.egress.channels.slack import SlackOutbound
 from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.slack import SlackInbound, signature
+from agentbus.services.ingress.inbound import Inbound
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.slack import BOT_USER, FakeSlack, app_mention, event_callback, message, new_ts, signed
 

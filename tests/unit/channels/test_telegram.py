@@ -21,8 +21,9 @@ from agentbus.events import Chat, ReplyGeneratedData
 from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
 from agentbus.services.egress.channels.telegram import TelegramOutbound, split_text
 from agentbus.services.egress.channels.telegram_markdown import escape, escape_code, escape_url, to_markdown_v2
-from agentbus.services.ingress.channels.base import HttpRequest, Inbound, Rejected
+from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.telegram import TelegramInbound
+from agentbus.services.ingress.inbound import Inbound
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.telegram import (
     BOT_ID,

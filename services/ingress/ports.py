@@ -1,0 +1,33 @@
+"""What accepting a message needs from outside, so ``Acceptor`` is tested with fakes and wired in bootstrap.
+
+The de-duplication store only saves work: message ids are derived from (channel, platform event id), so a
+platform retry that gets past it publishes the same event again, which consumers ignore. That is why its
+failures are a ``DedupeUnavailable`` the acceptor logs and goes on from, rather than the store's own errors.
+The publisher is the kernel's producer (``publish`` returns once the broker has acknowledged).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+from agentbus.events import Event
+
+
+class DedupeUnavailable(Exception):
+    """The de-duplication store could not answer or record in time."""
+
+
+class DedupeStore(Protocol):
+    async def seen(self, channel: str, dedupe_id: str) -> bool:
+        """Whether this platform event was published before; raises ``DedupeUnavailable``."""
+        ...
+
+    async def record(self, channel: str, dedupe_id: str, event_id: uuid.UUID) -> None:
+        """Remember a published platform event; raises ``DedupeUnavailable``."""
+        ...
+
+
+class Publisher(Protocol):
+    async def publish(self, events: Sequence[Event]) -> None: ...

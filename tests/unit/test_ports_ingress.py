@@ -1,0 +1,19 @@
+"""Ingress's adapters and fakes implement its ports, so a drift on either side fails here."""
+
+from __future__ import annotations
+
+from agentbus.bus import Producer
+from agentbus.services.ingress.dedupe import PgDedupe
+from agentbus.services.ingress.ports import DedupeStore, Publisher
+from tests.support.ports import assert_implements
+from tests.unit.fakes_ingress import FakeDedupe, FakePublisher
+
+
+def test_dedupe_store_implementations() -> None:
+    assert_implements(PgDedupe, DedupeStore)
+    assert_implements(FakeDedupe, DedupeStore)
+
+
+def test_publisher_implementations() -> None:
+    assert_implements(Producer, Publisher)
+    assert_implements(FakePublisher, Publisher)
