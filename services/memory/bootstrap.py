@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from psycopg_pool import AsyncConnectionPool
 
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
@@ -12,35 +16,27 @@ from agentbus.service import ServiceParts
 from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.ports import Embedder, VectorStore
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
+
+if TYPE_CHECKING:
+    from agentbus.services.memory.vectors import QdrantStore
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "memory", Path(__file__).parent / "migrations")
-    embedder = None
-    vectors = None
-    on_stop = []
+    embedder: Embedder | None = None
+    vectors: VectorStore | None = None
+    on_stop: list[Callable[[], Awaitable[None]]] = []
     if settings.embeddings_url:
         key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
-        embedder = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key,
-                                  settings.embeddings_timeout_s)
-        if settings.qdrant_url or settings.qdrant_path:
-            # imported only when used: qdrant-client and what it pulls in add about 50 MB to the process
-            from agentbus.services.memory.vectors import QdrantStore
-
-            qkey = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-            vectors = QdrantStore.connect(
-                settings.qdrant_url,
-                str(settings.qdrant_path) if settings.qdrant_path else None,
-                qkey,
-                settings.qdrant_collection,
-                settings.embeddings_dim,
-            )
-        else:
-            vectors = PgVectorIndex(pool, settings.embeddings_dim, settings.vectors_max_per_tenant)
-        await vectors.ensure()
-        on_stop += [embedder.aclose, vectors.aclose]
+        client = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key,
+                                settings.embeddings_timeout_s)
+        index = _vector_index(settings, pool)
+        await index.ensure()
+        on_stop += [client.aclose, index.aclose]
+        embedder, vectors = client, index
     store = PgTurnStore(pool)
     on_stop += [store.aclose, pool.close]  # the pool last: the vector index and the store flush through it
     memory = Memory(config, store, embedder, vectors)
@@ -53,4 +49,21 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         },
         checks={"database": database},
         on_stop=on_stop,
+    )
+
+
+def _vector_index(settings: Settings, pool: AsyncConnectionPool) -> QdrantStore | PgVectorIndex:
+    """Qdrant when one is configured (production), else vectors in memory's own schema (the embedded stack)."""
+    if not (settings.qdrant_url or settings.qdrant_path):
+        return PgVectorIndex(pool, settings.embeddings_dim, settings.vectors_max_per_tenant)
+    # imported only when used: qdrant-client and what it pulls in add about 50 MB to the process
+    from agentbus.services.memory.vectors import QdrantStore
+
+    qkey = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    return QdrantStore.connect(
+        settings.qdrant_url,
+        str(settings.qdrant_path) if settings.qdrant_path else None,
+        qkey,
+        settings.qdrant_collection,
+        settings.embeddings_dim,
     )

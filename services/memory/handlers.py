@@ -5,30 +5,83 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import structlog
 
 from agentbus.bus import PermanentError
 from agentbus.config import Agent, PlatformConfig
 from agentbus.events import (
+    Chat,
     ContextAssembled,
     ContextAssembledData,
     Event,
+    JobTriggered,
+    MessageReceived,
     Recall,
+    ReplyGenerated,
     Turn,
 )
-from agentbus.services.memory.ports import Embedder, VectorStore
-from agentbus.services.memory.store import PgTurnStore
+from agentbus.ids import Step
+from agentbus.replaying import effects_of
+from agentbus.services.memory.ports import Embedder, TurnStore, VectorStore
 
 log = structlog.get_logger("agentbus.memory")
 SOURCE = "memory"
 KIND = "query"  # E5 prefix for symmetric similarity: turns are matched against turns
 
 
+@dataclass(frozen=True)
+class Entry:
+    """What starts a turn, the same for a person's message and a job's firing: the context is made of this."""
+
+    agent: str
+    channel: str
+    chat: Chat
+    trigger: Literal["message", "job"]
+    turn: Turn
+    reply_route: dict[str, Any]
+    in_reply_to: str | None = None  # the platform message answered
+    refusal: str | None = None  # the sender may not talk to the agent: answered with this, nothing remembered
+
+
+def entry_of(event: MessageReceived | JobTriggered) -> Entry:
+    if isinstance(event, JobTriggered):
+        j = event.data
+        return Entry(
+            agent=j.agent, channel=j.channel, chat=j.chat, trigger="job", reply_route=j.reply_route,
+            turn=Turn(role="user", text=j.prompt, at=j.due_at, event_id=event.id, sender=f"job:{j.job_id}"),
+        )
+    m = event.data
+    return Entry(
+        agent=m.agent, channel=m.channel, chat=m.chat, trigger="message", reply_route=m.reply_route,
+        turn=Turn(role="user", text=m.text, at=m.received_at, event_id=event.id, sender=m.sender.id),
+        in_reply_to=m.platform_message_id, refusal=m.refusal,
+    )
+
+
+def context_of(event: MessageReceived | JobTriggered, entry: Entry, channel_type: str, history: Sequence[Turn],
+               memories: Sequence[Recall]) -> ContextAssembled:
+    data = ContextAssembledData(
+        agent=entry.agent,
+        channel=entry.channel,
+        channel_type=channel_type,
+        chat=entry.chat,
+        trigger=entry.trigger,
+        input=entry.turn,
+        history=tuple(history),
+        memories=tuple(memories),
+        reply_route=entry.reply_route,
+        in_reply_to=entry.in_reply_to,
+        refusal=entry.refusal,
+    )
+    return event.follow(ContextAssembled, data, source=SOURCE, step=Step.CONTEXT)
+
+
 @dataclass
 class Memory:
     config: PlatformConfig
-    store: PgTurnStore
+    store: TurnStore
     embedder: Embedder | None
     vectors: VectorStore | None
 
@@ -56,7 +109,7 @@ class Memory:
                 for r in await self.vectors.search(vector, event.tenant, k, exclude=event.id)
                 if r.score >= agent.memory.recall_min_score
             ]
-        if event.replay is not None:
+        if not effects_of(event).remember:
             return recalls, None
         return recalls, self._index(event, turn, vector)
 
@@ -70,59 +123,40 @@ class Memory:
         assert self.vectors is not None
         return self.vectors.upsert(event.id, vector, event.tenant, event.conversation, turn.role, turn.text, turn.at)
 
-    async def assemble_context(self, event: Event) -> Sequence[Event]:
+    async def assemble_context(self, event: MessageReceived | JobTriggered) -> Sequence[Event]:
         """message.received / job.triggered → context.assembled."""
-        d = event.data  # a redelivery recomputes, then finds its processed record and returns those outputs
-        if event.TYPE == "job.triggered":
-            agent_id = d.agent
-            turn = Turn(role="user", text=d.prompt, at=d.due_at, event_id=event.id, sender=f"job:{d.job_id}")
-            trigger, channel_id, chat, route, in_reply_to, refusal = (
-                "job", d.channel, d.chat, d.reply_route, None, None,
-            )
-        else:
-            agent_id = d.agent
-            turn = Turn(role="user", text=d.text, at=d.received_at, event_id=event.id, sender=d.sender.id)
-            trigger, channel_id, chat, route, in_reply_to, refusal = (
-                "message", d.channel, d.chat, d.reply_route, d.platform_message_id, d.refusal,
-            )
-        channel = self.config.channel(channel_id)
+        entry = entry_of(event)
+        channel = self.config.channel(entry.channel)
         if channel is None:
-            raise PermanentError(f"unknown channel {channel_id!r}")
-        agent = self._agent(agent_id)
+            raise PermanentError(f"unknown channel {entry.channel!r}")
+        agent = self._agent(entry.agent)
         memories: list[Recall] = []
         index: Awaitable[None] | None = None
-        if refusal is None:
-            memories, index = await self._recall(event, agent, turn)
-
-        def build(history: list[Turn]) -> list[Event]:
-            data = ContextAssembledData(
-                agent=agent.id,
-                channel=channel_id,
-                channel_type=channel.type,
-                chat=chat,
-                trigger=trigger,
-                input=turn,
-                history=tuple(history) if refusal is None else (),
-                memories=tuple(memories),
-                reply_route=route,
-                in_reply_to=in_reply_to,
-                refusal=refusal,
-            )
-            return [event.follow(ContextAssembled, data, source=SOURCE, step="context")]
-
-        store_turn = refusal is None and event.replay is None
-        outputs = await _together(self.store.remember(
-            event, turn if store_turn else None, agent.memory.history_turns if refusal is None else 0, build,
-            before=turn.at,
-        ), index)
+        if entry.refusal is None:
+            memories, index = await self._recall(event, agent, entry.turn)
+        outputs = await _together(self._record(event, entry, agent, channel.type, memories), index)
         log.info("context_assembled", history=len(outputs[0].data.history) if outputs else 0, memories=len(memories))
         return outputs
 
-    async def remember_reply(self, event: Event) -> Sequence[Event]:
+    async def _record(self, event: MessageReceived | JobTriggered, entry: Entry, agent: Agent, channel_type: str,
+                      memories: Sequence[Recall]) -> list[Event]:
+        """Read the history before the turn, make the context from it, and keep the turn with the context as
+        the event's recorded output. A redelivery makes its context again and gets the one recorded first;
+        a replay sees the history as it was before its turn and keeps nothing; a refusal sees no history
+        and is not remembered."""
+        history: list[Turn] = []
+        if entry.refusal is None:
+            history = await self.store.history(event.conversation, agent.memory.history_turns,
+                                               before=entry.turn.at, exclude=event.id)
+        context = context_of(event, entry, channel_type, history, memories)
+        keep = entry.refusal is None and effects_of(event).remember
+        return await self.store.remember(event, entry.turn if keep else None, [context])
+
+    async def remember_reply(self, event: ReplyGenerated) -> Sequence[Event]:
         """reply.generated → an assistant turn (no output)."""
-        d = event.data
-        if event.replay:  # a shadow run must not change what live conversations remember
+        if not effects_of(event).remember:  # a shadow run must not change what live conversations remember
             return []
+        d = event.data
         turn = Turn(role="assistant", text=d.text, at=event.occurred_at, event_id=event.id, sender=d.agent)
         agent = self.config.agent(d.agent)
         index: Awaitable[None] | None = None
@@ -130,7 +164,7 @@ class Memory:
             assert self.embedder is not None
             [vector] = await self.embedder.embed([turn.text], KIND)
             index = self._index(event, turn, vector)
-        await _together(self.store.remember(event, turn, 0, lambda _h: []), index)
+        await _together(self.store.remember(event, turn, []), index)
         return []
 
 

@@ -1,119 +1,97 @@
 """Conversation history in PostgreSQL (schema ``memory``), written together with the processed record.
 
-Events handled at the same moment (the consumer runs many conversations at once) are stored together:
-one statement reads the history of every conversation in the batch, and one statement writes every turn
-with every processed record. Under load that is two round trips for tens of events instead of two per
-event; at low load a batch is the events of one turn of the event loop, so nothing waits for a timer.
-If a batch fails, each of its events is tried on its own, so one bad event cannot fail the others.
+Events handled at the same moment (the consumer runs many conversations at once) are read and written
+together: one statement reads the history of every conversation asking at that moment, and one statement
+writes every turn with every processed record. Under load that is two round trips for tens of events
+instead of two per event; at low load a batch is the calls of one turn of the event loop, so nothing waits
+for a timer. If a batch fails, each of its calls is tried on its own, so one bad event cannot fail the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import coalesced, columns, record_batch
 from agentbus.events import Event, Turn
 
 
-@dataclass
-class _Remember:
+@dataclass(frozen=True)
+class _Read:
+    conversation: str
+    limit: int
+    before: datetime | None
+    exclude: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class _Write:
     event: Event
     turn: Turn | None
-    history_limit: int
-    build: Callable[[list[Turn]], Sequence[Event]]
-    before: datetime
+    outputs: Sequence[Event]
 
 
 class PgTurnStore:
+    """The ``TurnStore`` port over memory's ``turns`` table and the processed-events record."""
+
     def __init__(self, pool: AsyncConnectionPool, max_batch: int = 256) -> None:
         self._pool = pool
-        self._remember = coalesced(self._remember_many, max_batch)
+        self._reads = coalesced(self._histories_many, max_batch)
+        self._writes = coalesced(self._remember_many, max_batch)
 
-    async def remember(
-        self,
-        event: Event,
-        turn: Turn | None,
-        history_limit: int,
-        build: Callable[[list[Turn]], Sequence[Event]],
-        before: datetime | None = None,
-    ) -> list[Event]:
-        """Store the turn, read the history before it, record the outputs built from it (with the turn).
+    async def history(
+        self, conversation: str, limit: int = 50, before: datetime | None = None, exclude: uuid.UUID | None = None
+    ) -> list[Turn]:
+        if limit <= 0:
+            return []
+        return await self._reads(_Read(conversation, limit, before, exclude))
 
-        A replayed event stores nothing (``turn`` None) and sees the history as it was at ``before``.
-        Returns the outputs recorded for the event: those just built, or, for an event another worker
-        recorded first, that worker's."""
-        before = before or (turn.at if turn is not None else datetime.now(UTC))
-        return await self._remember(_Remember(event, turn, history_limit, build, before))
+    async def remember(self, event: Event, turn: Turn | None, outputs: Sequence[Event]) -> list[Event]:
+        return await self._writes(_Write(event, turn, outputs))
 
     async def aclose(self) -> None:
-        await self._remember.aclose()
+        await self._reads.aclose()
+        await self._writes.aclose()
 
-    async def _remember_many(self, items: list[_Remember]) -> list[list[Event] | Exception]:
-        results: list[list[Event] | Exception] = []
+    async def _histories_many(self, items: list[_Read]) -> list[list[Turn]]:
+        """The history each item asks for (oldest first), for every item in one statement."""
         async with self._pool.connection() as conn:
-            histories = await _histories(conn, items)
-            built: list[tuple[int, Event, list[Event]]] = []
-            turns: list[tuple[object, ...]] = []
-            for i, (item, history) in enumerate(zip(items, histories, strict=True)):
-                try:
-                    outputs = list(item.build(history))
-                except Exception as exc:  # this event's outputs cannot be made: it alone fails, unwritten
-                    results.append(exc)
-                    continue
-                results.append(outputs)
-                e, t = item.event, item.turn
-                built.append((i, e, outputs))
-                if t is not None:
-                    turns.append((e.id, e.tenant, e.conversation, t.role, t.sender, t.text, t.at))
-            # events of one conversation are processed one at a time, so reading the history and then
-            # writing the turn with the processed record (one statement) cannot interleave with another turn
-            recorded = await record_batch(
-                conn, [(e, outs) for _, e, outs in built],
+            cur = await conn.execute(
+                "SELECT q.i, h.role, h.text, h.at, h.event_id, h.sender "
+                "FROM unnest(%b::int[], %b::text[], %b::uuid[], %b::timestamptz[], %b::int[]) "
+                "AS q(i, conv, eid, before, lim) "
+                "CROSS JOIN LATERAL (SELECT role, text, at, event_id, sender, seq FROM turns "
+                "WHERE conversation = q.conv AND event_id IS DISTINCT FROM q.eid "
+                "AND at <= coalesce(q.before, 'infinity') "
+                "ORDER BY at DESC, seq DESC LIMIT q.lim) AS h "
+                "ORDER BY q.i, h.at, h.seq",
+                (
+                    list(range(len(items))),
+                    [r.conversation for r in items],
+                    [r.exclude for r in items],
+                    [r.before for r in items],
+                    [r.limit for r in items],
+                ),
+            )
+            rows = await cur.fetchall()
+        histories: list[list[Turn]] = [[] for _ in items]
+        for i, role, text, at, event_id, sender in rows:
+            histories[i].append(Turn(role=role, text=text, at=at, event_id=event_id, sender=sender))
+        return histories
+
+    async def _remember_many(self, items: list[_Write]) -> list[list[Event]]:
+        # events of one conversation are handled one at a time, so a history read and the write of the turn
+        # that follows it cannot interleave with another turn of the conversation
+        turns = [(w.event.id, w.event.tenant, w.event.conversation, w.turn.role, w.turn.sender, w.turn.text,
+                  w.turn.at) for w in items if w.turn is not None]
+        async with self._pool.connection() as conn:
+            return await record_batch(
+                conn, [(w.event, w.outputs) for w in items],
                 ("INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
                  "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
                  "%b::timestamptz[]) ON CONFLICT (event_id) DO NOTHING", columns(turns, 7)),
             )
-        for (i, _, _), outputs in zip(built, recorded, strict=True):
-            results[i] = outputs
-        return results
-
-    async def history(self, conversation: str, limit: int = 50) -> list[Turn]:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT role, text, at, event_id, sender FROM turns WHERE conversation = %s "
-                "ORDER BY at DESC, seq DESC LIMIT %s",
-                (conversation, limit),
-            )
-            rows = await cur.fetchall()
-        return [Turn(role=r[0], text=r[1], at=r[2], event_id=r[3], sender=r[4]) for r in reversed(rows)]
-
-
-async def _histories(conn: AsyncConnection, items: list[_Remember]) -> list[list[Turn]]:
-    """The history before each item's turn (oldest first), for every item in one statement."""
-    histories: list[list[Turn]] = [[] for _ in items]
-    asking = [i for i, item in enumerate(items) if item.history_limit > 0]
-    if not asking:
-        return histories
-    cur = await conn.execute(
-        "SELECT q.i, h.role, h.text, h.at, h.event_id, h.sender "
-        "FROM unnest(%b::int[], %b::text[], %b::uuid[], %b::timestamptz[], %b::int[]) AS q(i, conv, eid, before, lim) "
-        "CROSS JOIN LATERAL (SELECT role, text, at, event_id, sender, seq FROM turns "
-        "WHERE conversation = q.conv AND event_id <> q.eid AND at <= q.before "
-        "ORDER BY at DESC, seq DESC LIMIT q.lim) AS h "
-        "ORDER BY q.i, h.at, h.seq",
-        (
-            asking,
-            [items[i].event.conversation for i in asking],
-            [items[i].event.id for i in asking],
-            [items[i].before for i in asking],
-            [items[i].history_limit for i in asking],
-        ),
-    )
-    for i, role, text, at, event_id, sender in await cur.fetchall():
-        histories[i].append(Turn(role=role, text=text, at=at, event_id=event_id, sender=sender))
-    return histories

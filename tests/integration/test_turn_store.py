@@ -12,7 +12,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from agentbus.config import parse_config
 from agentbus.db import processed_outputs
-from agentbus.events import Chat, MessageReceived, MessageReceivedData, Replay, Sender, Turn, utcnow
+from agentbus.events import Chat, MessageReceived, MessageReceivedData, Replay, Sender, utcnow
+from agentbus.services.memory import handlers
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.store import PgTurnStore
 from tests.support.db import service_pool
@@ -28,13 +29,18 @@ async def pool(infra: Infra) -> AsyncIterator[AsyncConnectionPool]:
 
 
 class CountingStore(PgTurnStore):
-    """The real store, recording the size of every batch it wrote (an event handled alone is a batch of one)."""
+    """The real store, recording the size of every batch it read and wrote (a call made alone is a batch of one)."""
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         super().__init__(pool)
+        self.read: list[int] = []
         self.batched: list[int] = []
 
-    async def _remember_many(self, items):  # type: ignore[no-untyped-def]
+    async def _histories_many(self, items):
+        self.read.append(len(items))
+        return await super()._histories_many(items)
+
+    async def _remember_many(self, items):
         self.batched.append(len(items))
         return await super()._remember_many(items)
 
@@ -55,6 +61,7 @@ async def test_events_handled_together_each_see_their_own_history(pool: AsyncCon
     await asyncio.gather(*(memory.assemble_context(message(c, f"first in {c}")) for c in chats))
     seconds = await asyncio.gather(*(memory.assemble_context(message(c, f"second in {c}")) for c in chats))
     assert store.batched and max(store.batched) == len(chats)  # the batched path was the one taken
+    assert store.read and max(store.read) == len(chats)  # for the reads of the history too
     for chat, [ctx] in zip(chats, seconds, strict=True):
         assert [t.text for t in ctx.data.history] == [f"first in {chat}"]
         assert ctx.data.input.text == f"second in {chat}"
@@ -81,7 +88,8 @@ async def test_one_bad_event_fails_alone(pool: AsyncConnectionPool) -> None:
     good = [message(f"c{i}", f"fine {i}") for i in range(3)]
     bad = message("c9", "a NUL \x00 PostgreSQL text cannot hold")
     results = await asyncio.gather(*(memory.assemble_context(e) for e in [*good, bad]), return_exceptions=True)
-    assert store.batched == [4, 1, 1, 1, 1]  # the batch failed, then each event went alone
+    assert store.read == [4]  # reading the history carries no text: one batch for all
+    assert store.batched == [4, 1, 1, 1, 1]  # the write failed, then each event went alone
     assert all(isinstance(r, list) and r[0].data.input.text == f"fine {i}" for i, r in enumerate(results[:3]))
     assert isinstance(results[3], Exception)
     for i in range(3):
@@ -91,23 +99,27 @@ async def test_one_bad_event_fails_alone(pool: AsyncConnectionPool) -> None:
         assert await processed_outputs(conn, bad) is None
 
 
-async def test_a_failing_build_fails_only_its_event(pool: AsyncConnectionPool) -> None:
+async def test_a_failing_build_fails_only_its_event(pool: AsyncConnectionPool,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     store = CountingStore(pool)
+    memory = Memory(parse_config(base_config()), store, None, None)
     e1, e2 = message("c1", "one"), message("c2", "two")
+    build = handlers.context_of
 
-    def boom(_history: list[Turn]) -> list[MessageReceived]:
-        raise ValueError("cannot build")
+    def context_of(event, *args):
+        if event.id == e2.id:
+            raise ValueError("cannot build")
+        return build(event, *args)
 
-    def turn(e: MessageReceived) -> Turn:
-        return Turn(role="user", text=e.data.text, at=e.data.received_at, event_id=e.id, sender="u1")
-
-    ok, failed = await asyncio.gather(
-        store.remember(e1, turn(e1), 5, lambda _h: []), store.remember(e2, turn(e2), 5, boom),
-        return_exceptions=True,
-    )
-    assert ok == [] and isinstance(failed, ValueError)
+    monkeypatch.setattr(handlers, "context_of", context_of)
+    ok, failed = await asyncio.gather(memory.assemble_context(e1), memory.assemble_context(e2),
+                                      return_exceptions=True)
+    assert isinstance(ok, list) and ok[0].data.input.text == "one" and isinstance(failed, ValueError)
+    assert store.read == [2] and store.batched == [1]  # read together; the failed one was never written
     assert [t.text for t in await store.history("acme/acme/c1")] == ["one"]
     assert await store.history("acme/acme/c2") == []  # its turn is written with its record, or not at all
+    async with pool.connection() as conn:
+        assert await processed_outputs(conn, e2) is None
 
 
 async def test_a_replay_sees_the_history_as_it_was_and_stores_nothing(pool: AsyncConnectionPool) -> None:
@@ -120,7 +132,7 @@ async def test_a_replay_sees_the_history_as_it_was_and_stores_nothing(pool: Asyn
     shadow = second.model_copy(update={"replay": Replay(run="run-1")})
     [ctx], [other] = await asyncio.gather(memory.assemble_context(shadow),
                                           memory.assemble_context(message("c2", "x")))
-    assert store.batched == [1, 1, 1, 2]
+    assert store.read == [1, 1, 1, 2] and store.batched == [1, 1, 1, 2]
     assert [t.text for t in ctx.data.history] == ["one"]
     assert ctx.replay is not None and other.data.history == ()
     assert [t.text for t in await store.history("acme/acme/c1")] == ["one", "two", "three"]

@@ -1,34 +1,41 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import datetime, timedelta
 
 import pytest
 
 from agentbus.config import parse_config
 from agentbus.events import (
     Chat,
+    JobTriggered,
+    JobTriggeredData,
     MessageReceived,
     MessageReceivedData,
     Replay,
     ReplyGenerated,
     ReplyGeneratedData,
     Sender,
+    Turn,
     utcnow,
 )
+from agentbus.ids import Step, derive_id
 from agentbus.services.memory.handlers import Memory
 from tests.support.platform import base_config
-from tests.unit.fakes import FakeEmbedder, FakeTurnStore, FakeVectors
+from tests.unit.fakes_memory import FakeEmbedder, FakeTurnStore, FakeVectors
 
 
 def memory() -> tuple[Memory, FakeTurnStore, FakeVectors]:
     store, vectors = FakeTurnStore(), FakeVectors()
-    return Memory(parse_config(base_config()), store, FakeEmbedder(), vectors), store, vectors  # type: ignore[arg-type]
+    return Memory(parse_config(base_config()), store, FakeEmbedder(), vectors), store, vectors
 
 
-def message(tenant: str, chat: str, text: str, refusal: str | None = None) -> MessageReceived:
+def message(tenant: str, chat: str, text: str, refusal: str | None = None,
+            at: datetime | None = None) -> MessageReceived:
     return MessageReceived.new(
         MessageReceivedData(channel=tenant, channel_type="webhook", agent="assistant", platform_message_id=text,
-                            sender=Sender(id="u1"), chat=Chat(id=chat), text=text, received_at=utcnow(),
+                            sender=Sender(id="u1"), chat=Chat(id=chat), text=text, received_at=at or utcnow(),
                             refusal=refusal),
         source="ingress", tenant=tenant, conversation=f"{tenant}/{tenant}/{chat}",
     )
@@ -62,12 +69,43 @@ async def test_refused_sender_is_not_remembered() -> None:
     assert store.turns.get("acme/acme/c1", []) == [] and vectors.points == {}
 
 
+async def test_a_replayed_message_sees_the_history_before_it_and_stores_nothing() -> None:
+    m, store, vectors = memory()
+    t0 = utcnow()
+    first, second, third = (message("acme", "c1", text, at=t0 + timedelta(seconds=i))
+                            for i, text in enumerate(["one", "two", "three"]))
+    for e in (first, second, third):
+        await m.assemble_context(e)
+    shadow = second.model_copy(update={"replay": Replay(run="run-1")})
+    [ctx] = await m.assemble_context(shadow)
+    assert [t.text for t in ctx.data.history] == ["one"] and ctx.replay == Replay(run="run-1")
+    assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["one", "two", "three"]
+    assert sorted(p.text for p in vectors.points.values()) == ["one", "three", "two"]
+
+
+async def test_a_job_firing_is_a_turn_of_the_job() -> None:
+    m, store, _ = memory()
+    due = utcnow()
+    firing = JobTriggered.new(
+        JobTriggeredData(job_id="daily", due_at=due, agent="assistant", channel="acme", chat=Chat(id="c1"),
+                         prompt="summarise the day", reply_route={"to": "c1"}),
+        source="scheduler", tenant="acme", conversation="acme/acme/c1",
+    )
+    [ctx] = await m.assemble_context(firing)
+    assert ctx.id == derive_id(firing.id, Step.CONTEXT)
+    assert ctx.data.trigger == "job" and ctx.data.in_reply_to is None and ctx.data.refusal is None
+    assert ctx.data.input == Turn(role="user", text="summarise the day", at=due, event_id=firing.id,
+                                  sender="job:daily")
+    assert ctx.data.reply_route == {"to": "c1"} and ctx.data.chat == Chat(id="c1")
+    assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["summarise the day"]
+
+
 async def test_assistant_replies_are_remembered_but_replayed_ones_are_not() -> None:
     m, store, vectors = memory()
     cause = message("acme", "c1", "hi")
     data = ReplyGeneratedData(agent="assistant", channel="acme", channel_type="webhook", chat=Chat(id="c1"),
                               text="hello there", model="echo")
-    live = cause.follow(ReplyGenerated, data, source="reasoner", step="reply")
+    live = cause.follow(ReplyGenerated, data, source="reasoner", step=Step.REPLY)
     await m.remember_reply(live)
     replayed = live.model_copy(update={"replay": Replay(run="run-1")})
     await m.remember_reply(replayed)
@@ -81,7 +119,8 @@ class FlakyVectors(FakeVectors):
         super().__init__()
         self.failures = failures
 
-    async def upsert(self, point_id, vector, tenant, conversation, role, text, at) -> None:  # type: ignore[no-untyped-def]
+    async def upsert(self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
+                     text: str, at: datetime) -> None:
         await asyncio.sleep(0.01)
         if self.failures > 0:
             self.failures -= 1
@@ -91,7 +130,7 @@ class FlakyVectors(FakeVectors):
 
 async def test_a_failed_vector_write_fails_the_event_and_its_retry_writes_it() -> None:
     store, vectors = FakeTurnStore(), FlakyVectors(failures=2)
-    m = Memory(parse_config(base_config()), store, FakeEmbedder(), vectors)  # type: ignore[arg-type]
+    m = Memory(parse_config(base_config()), store, FakeEmbedder(), vectors)
     e = message("acme", "c1", "remember the blue door")
     with pytest.raises(ConnectionError):
         await m.assemble_context(e)
@@ -102,14 +141,14 @@ async def test_a_failed_vector_write_fails_the_event_and_its_retry_writes_it() -
     retried = await m.assemble_context(e)
     assert len(retried) == 1 and retried[0].data.input.text == "remember the blue door"
     assert len(store.turns["acme/acme/c1"]) == 1
-    assert [p["text"] for p in vectors.points.values()] == ["remember the blue door"]
+    assert [p.text for p in vectors.points.values()] == ["remember the blue door"]
 
     reply = e.follow(ReplyGenerated, ReplyGeneratedData(agent="assistant", channel="acme", channel_type="webhook",
                                                         chat=Chat(id="c1"), text="noted", model="echo"),
-                     source="reasoner", step="reply")
+                     source="reasoner", step=Step.REPLY)
     vectors.failures = 1
     with pytest.raises(ConnectionError):
         await m.remember_reply(reply)
     await m.remember_reply(reply)
     assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["remember the blue door", "noted"]
-    assert sorted(p["text"] for p in vectors.points.values()) == ["noted", "remember the blue door"]
+    assert sorted(p.text for p in vectors.points.values()) == ["noted", "remember the blue door"]
