@@ -12,6 +12,7 @@ import structlog
 from agentbus.bus import PermanentError
 from agentbus.config import Job, PlatformConfig
 from agentbus.events import Event, JobRequested
+from agentbus.replaying import effects_of
 from agentbus.services.scheduler.ports import JobSpec, JobStore, Publisher, ScheduleKind
 
 log = structlog.get_logger("agentbus.scheduler")
@@ -55,8 +56,11 @@ class Scheduler:
         log.info("jobs_synced", count=len(self.config.jobs))
 
     async def apply_command(self, event: JobRequested) -> Sequence[Event]:
-        """job.requested: create or delete a job (idempotent)."""
+        """job.requested: create or delete a job (idempotent). A command of a shadow run changes no job."""
         cmd = event.data
+        if not effects_of(event).remember:
+            log.info("job_command_not_applied", job_id=cmd.job_id, reason="replayed")
+            return []
         if cmd.action == "delete":
             await self.store.delete(cmd.job_id)
         else:

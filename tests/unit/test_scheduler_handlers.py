@@ -117,3 +117,12 @@ def test_firing_ids_and_keys_are_those_already_stored() -> None:
     assert str(event.id) == "67c94bf9-563e-574c-a91f-833388628f6a"
     assert event.correlation_id == event.id
     assert event.conversation == "acme/acme/c/1"
+
+
+async def test_a_replayed_command_changes_no_job() -> None:
+    from agentbus.events import Replay
+
+    s, store, _ = scheduler()
+    replayed = command(**CREATE).model_copy(update={"replay": Replay(run="r1")})
+    assert await s.apply_command(replayed) == []
+    assert store.jobs == {} and store.commands == []
