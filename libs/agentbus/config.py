@@ -34,6 +34,19 @@ class MemorySettings(Strict):
     semantic: bool = True
 
 
+class HttpFetchSettings(Strict):
+    """The ``http_fetch`` tool of one agent: which hosts it may read, and how much."""
+
+    allow_hosts: tuple[str, ...] = Field(default=(), description="host names or patterns (*.example.com); "
+                                         "empty: any public host")
+    max_bytes: int = Field(default=1_000_000, gt=0, le=20_000_000)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class ToolSettings(Strict):
+    http_fetch: HttpFetchSettings = HttpFetchSettings()
+
+
 class Agent(Strict):
     id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
     system_prompt: str = "You are a helpful assistant."
@@ -43,6 +56,12 @@ class Agent(Strict):
     max_tokens: int | None = None
     reply_format: Literal["text", "markdown"] = "text"
     memory: MemorySettings = MemorySettings()
+    tools: tuple[str, ...] = Field(default=(), description="tools the agent may call: built-in names, "
+                                   "<mcp server>__<tool> (or <mcp server>__* for all of a server's), plugin names")
+    tool_settings: ToolSettings = ToolSettings()
+    max_tool_steps: int = Field(default=8, ge=1, le=64, description="model calls per answer, at most")
+    apology: str = Field(default="Sorry, I could not finish answering that. Please try again later.",
+                         min_length=1, description="said in the chat when the answer cannot be completed")
 
 
 class Model(Strict):
@@ -54,6 +73,33 @@ class Model(Strict):
     api_key: EnvRef | None = None
     timeout_s: float = 60.0
     headers: dict[str, str] = Field(default_factory=dict)
+    max_context_tokens: int | None = Field(default=None, gt=0, description="the prompt is kept within this "
+                                           "budget: the oldest history goes first, never the system prompt "
+                                           "or the question")
+    tools: bool = Field(default=True, description="whether the endpoint accepts OpenAI `tools`")
+
+
+class McpServer(Strict):
+    """An MCP server whose tools agents may call (named ``<name>__<tool>`` to the model)."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,30}$")
+    transport: Literal["http", "stdio"]
+    url: str | None = Field(default=None, description="streamable HTTP endpoint (transport http)")
+    headers: dict[str, str] = Field(default_factory=dict)
+    command: str | None = Field(default=None, description="program to start (transport stdio)")
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    side_effects: bool = Field(default=True, description="whether its tools may change anything (MCP tools "
+                                "annotated readOnlyHint are treated as free of side effects)")
+
+    @model_validator(mode="after")
+    def _transport(self) -> McpServer:
+        if self.transport == "http" and not self.url:
+            raise ValueError("transport http needs url")
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("transport stdio needs command")
+        return self
 
 
 class Job(Strict):
@@ -89,6 +135,7 @@ class PlatformConfig(BaseModel):
     models: tuple[Model, ...] = ()
     channels: tuple[Any, ...] = ()
     jobs: tuple[Job, ...] = ()
+    mcp_servers: tuple[McpServer, ...] = ()
 
     # indexes by id, built once the configuration is validated (``_index``)
     _channels: dict[str, ChannelBase] = PrivateAttr(default_factory=dict)
@@ -181,6 +228,14 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
     dupes("agents", [a.id for a in cfg.agents])
     dupes("channels", [c.id for c in cfg.channels])
     dupes("jobs", [j.id for j in cfg.jobs])
+    dupes("mcp_servers", [s.name for s in cfg.mcp_servers])
+    servers = {s.name for s in cfg.mcp_servers}
+    for i, a in enumerate(cfg.agents):
+        for j, tool in enumerate(a.tools):
+            server, sep, _ = tool.partition("__")
+            if sep and server not in servers:
+                problems.append(f"agents[{i}].tools[{j}]: unknown MCP server {server!r} (declare it under "
+                                "mcp_servers)")
     tenants = {t.id for t in cfg.tenants}
     agents = {a.id for a in cfg.agents}
     models = {m.name for m in cfg.models} | {"default", "echo"}
