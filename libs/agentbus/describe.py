@@ -12,6 +12,7 @@ from agentbus.events import (
     JobTriggered,
     MessageReceived,
     ReplyGenerated,
+    ToolCalled,
 )
 
 
@@ -40,6 +41,9 @@ def summary(e: Event) -> str:
             return f"{d.model} via {d.provider}: {tokens}, {d.latency_ms:.0f} ms, finish {d.finish_reason}{extra}"
         case ReplyGenerated(data=d):
             return f"{d.model} → {d.channel}/{d.chat.id}: {_short(d.text)}"
+        case ToolCalled(data=d):
+            how = "reused" if d.reused else f"{d.latency_ms:.0f} ms"
+            return f"step {d.step}: {d.tool} → {d.outcome} ({how}): {_short(d.result)}"
         case DeliveryCompleted(data=d):
             extra = f" ({d.error})" if d.error else ""
             return f"{d.status} to {d.channel} after {d.attempts} attempt(s){extra}"

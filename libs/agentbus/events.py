@@ -163,6 +163,25 @@ class InferenceCompletedDataV2(Frozen):
     outcome: Literal["ok", "failed"] = "ok"
     error: str | None = None
     output_text: str | None = None
+    steps: int = Field(default=1, ge=0, description="model calls of the tool loop for this answer")
+    tool_calls: int = Field(default=0, ge=0, description="tool calls of the tool loop for this answer")
+
+
+class ToolCalledData(Frozen):
+    """One tool call of the agent's tool loop and its result (what the model read)."""
+
+    agent: str
+    step: int = Field(ge=1, description="the model call (1-based) that asked for the tool")
+    call_id: str = Field(description="the model's id of the call")
+    tool: str
+    arguments: dict[str, Any] | str = Field(description="the arguments as parsed JSON (the raw text if invalid)")
+    side_effects: bool
+    idempotency_key: str = Field(description="the key a side-effecting tool passed on (Idempotency-Key)")
+    outcome: Literal["ok", "error"]
+    result: str = Field(description="what the model read back (truncated to 8,000 characters)")
+    reused: bool = Field(default=False, description="taken from the step ledger (a redelivery or replay): not run")
+    latency_ms: float = 0.0
+    commands: tuple[uuid.UUID, ...] = Field(default=(), description="ids of the command events it asked for")
 
 
 class ReplyGeneratedData(Frozen):
@@ -359,6 +378,16 @@ class ReplyGenerated(Event):
     data: ReplyGeneratedData
 
 
+class ToolCalled(Event):
+    """tool.called v1: a tool the agent called while answering, with its arguments and result."""
+
+    TYPE: ClassVar[str] = "tool.called"
+    VERSION: ClassVar[int] = 1
+    type: Literal["tool.called"]
+    version: Literal[1]
+    data: ToolCalledData
+
+
 class DeliveryCompleted(Event):
     """delivery.completed v1: the outcome of pushing one reply."""
 
@@ -389,6 +418,7 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         ContextAssembled,
         InferenceCompleted,
         ReplyGenerated,
+        ToolCalled,
         DeliveryCompleted,
         DeadLettered,
     )

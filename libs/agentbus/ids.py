@@ -29,6 +29,7 @@ class Step:
     REPLY: Final = "reply"  # reasoner: context.assembled → reply.generated
     DELIVERY: Final = "delivery"  # egress: reply.generated → delivery.completed
     MESSAGE: Final = "message.received"  # ingress: (channel, platform event id) → message.received
+    TOOL: Final = "tool"  # reasoner: one tool call of the tool loop → tool.called (and its commands)
 
 
 def message_id(channel: str, dedupe_id: str) -> uuid.UUID:
@@ -39,6 +40,11 @@ def message_id(channel: str, dedupe_id: str) -> uuid.UUID:
 def firing_id(job_id: str, due_at: datetime) -> uuid.UUID:
     """The id of the job.triggered event of one (job, due time)."""
     return derive_id(f"job:{job_id}", due_at.astimezone(UTC).isoformat())
+
+
+def tool_call_key(input_id: uuid.UUID, step: int, call_id: str) -> str:
+    """The idempotency key of one tool call: the input the loop answers, the model call, the call's id."""
+    return str(derive_id(input_id, f"{Step.TOOL}:{step}:{call_id}"))
 
 
 def reply_id(entry_id: uuid.UUID, entry_type: str) -> uuid.UUID:
