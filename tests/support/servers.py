@@ -7,8 +7,10 @@ can assert on it.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +22,59 @@ from starlette.routing import Route
 from agentbus.http import LoopbackServer
 from agentbus.stack.inbox import PushVerifier
 
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def tool_protocol_problem(body: dict[str, Any]) -> str | None:
+    """What an OpenAI-compatible server would refuse (400) in the tools / tool_calls part of a request."""
+    for i, t in enumerate(body.get("tools") or []):
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(fn, dict):
+            return f"tools[{i}]: expected {{type: function, function: {{...}}}}"
+        if not TOOL_NAME.match(str(fn.get("name", ""))):
+            return f"tools[{i}].function.name: must match {TOOL_NAME.pattern}"
+        if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
+            return f"tools[{i}].function.parameters: must be a JSON Schema object"
+    open_calls: set[str] = set()
+    for i, m in enumerate(body["messages"]):
+        role = m.get("role")
+        if role == "tool":
+            if m.get("tool_call_id") not in open_calls:
+                return f"messages[{i}]: a tool message must answer a tool_call_id of the preceding assistant message"
+            open_calls.discard(m["tool_call_id"])
+            continue
+        if open_calls:
+            return f"messages[{i}]: tool calls {sorted(open_calls)} were not answered"
+        if role == "assistant" and m.get("tool_calls"):
+            for c in m["tool_calls"]:
+                if c.get("type") != "function" or not isinstance(c.get("function", {}).get("arguments"), str):
+                    return f"messages[{i}].tool_calls: each needs type function and arguments as a JSON string"
+                open_calls.add(c["id"])
+        elif m.get("content") is None:
+            return f"messages[{i}].content: required"
+    return f"tool calls {sorted(open_calls)} were not answered" if open_calls else None
+
+
+def tool_call(name: str, arguments: dict[str, Any], call_id: str) -> dict[str, Any]:
+    """One entry of an assistant message's ``tool_calls``, as OpenAI sends it (arguments as a JSON string)."""
+    function = {"name": name, "arguments": orjson.dumps(arguments).decode()}
+    return {"id": call_id, "type": "function", "function": function}
+
+
+# a scripted model: the request body in, the assistant message out ({"content": ...} or {"tool_calls": [...]})
+Script = Callable[[dict[str, Any]], dict[str, Any]]
+
 
 @dataclass
 class FakeLLM:
-    """OpenAI-compatible ``POST /v1/chat/completions``. Answers ``reply_prefix + last user message``."""
+    """OpenAI-compatible ``POST /v1/chat/completions``. Answers ``reply_prefix + last user message``, or what
+    ``script`` says (text or tool calls). Requests that break the tool-calling protocol get a 400, as from a
+    real endpoint."""
 
     reply_prefix: str = "answer: "
     delay_s: float = 0.0
     fail_status: int | None = None  # answer every call with this status while set
+    script: Script | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
     server: LoopbackServer | None = None
 
@@ -38,22 +85,30 @@ class FakeLLM:
             body = orjson.loads(await request.body())
             if not isinstance(body.get("messages"), list) or not body.get("model"):
                 return JSONResponse({"error": {"message": "model and messages are required"}}, status_code=400)
+            problem = tool_protocol_problem(body)
+            if problem is not None:
+                return JSONResponse({"error": {"message": problem, "type": "invalid_request_error"}}, status_code=400)
             self.calls.append(body)
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             if self.fail_status is not None:
                 return JSONResponse({"error": {"message": "injected failure"}}, status_code=self.fail_status)
-            last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
-            text = f"{self.reply_prefix}{last}"
+            if self.script is not None:
+                message = {"role": "assistant", "content": None, **self.script(body)}
+                text = message.get("content") or ""
+                finish = "tool_calls" if message.get("tool_calls") else "stop"
+            else:
+                last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+                text = f"{self.reply_prefix}{last}"
+                message, finish = {"role": "assistant", "content": text}, "stop"
             return JSONResponse(
                 {
                     "id": f"chatcmpl-{len(self.calls)}",
                     "object": "chat.completion",
                     "created": int(time.time()),
                     "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    "usage": {"prompt_tokens": sum(len((m.get("content") or "").split()) for m in body["messages"]),
                               "completion_tokens": len(text.split()), "total_tokens": 0},
                 }
             )
@@ -68,7 +123,8 @@ class FakeLLM:
         return self.server.url + "/v1"
 
     def calls_with(self, text: str) -> list[dict[str, Any]]:
-        return [c for c in self.calls if any(text in m["content"] for m in c["messages"] if m["role"] == "user")]
+        return [c for c in self.calls
+                if any(text in (m.get("content") or "") for m in c["messages"] if m["role"] == "user")]
 
     async def stop(self) -> None:
         if self.server is not None:
