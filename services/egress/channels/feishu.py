@@ -26,13 +26,11 @@ from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
-    Retryable,
     TokenCache,
     retry_after_seconds,
     transport_failure,
 )
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 # the access token is missing, invalid or expired: fetch a new one and try once more

@@ -17,14 +17,12 @@ from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
-    Retryable,
     TokenCache,
     retry_after_seconds,
     transport_failure,
 )
 from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 # errors worth another try; every other `error` is a fault of the request, the token or the channel
 RETRYABLE_ERRORS = {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",

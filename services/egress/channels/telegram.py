@@ -24,14 +24,12 @@ from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
-    Retryable,
     TokenCache,
     retry_after_seconds,
     transport_failure,
 )
 from agentbus.services.egress.channels.telegram_markdown import to_markdown_v2
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 MAX_UNITS = 4096  # message text limit, counted here in UTF-16 code units (never more than characters)
 

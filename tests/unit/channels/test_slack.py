@@ -18,9 +18,10 @@ from slack_sdk.signature import SignatureVerifier
 
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import Chat, ReplyGeneratedData
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.slack import SlackOutbound
 from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
+from agentbus.services.egress.ports import Permanent, Retryable
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.slack import SlackInbound, signature
 from agentbus.services.ingress.inbound import Inbound
