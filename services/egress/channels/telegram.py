@@ -60,6 +60,11 @@ def split_text(text: str, limit: int = MAX_UNITS) -> list[str]:
     return parts
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """A JSON object of the answer, or an empty one where the API sent something else."""
+    return value if isinstance(value, dict) else {}
+
+
 class _PerSecond:
     """Overall limit: at most ``rate`` sends in any one-second window."""
 
@@ -155,12 +160,12 @@ class TelegramOutbound(OutboundAdapter):
                     raise Retryable(f"HTTP {resp.status_code}", resp.status_code, retry_after_seconds(resp))
                 raise Permanent(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
             if data.get("ok") is True:
-                result = data.get("result") if isinstance(data.get("result"), dict) else {}
-                mid = result.get("message_id")
+                mid = _dict(data.get("result")).get("message_id")
                 return Pushed(http_status=resp.status_code, platform_message_id=str(mid) if mid is not None else None)
-            code = data.get("error_code") if isinstance(data.get("error_code"), int) else resp.status_code
+            error_code = data.get("error_code")
+            code = error_code if isinstance(error_code, int) else resp.status_code
             desc = str(data.get("description") or "")[:200]
-            params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+            params = _dict(data.get("parameters"))
             if code == 429 or resp.status_code == 429:
                 wait = params.get("retry_after")
                 raise Retryable(f"429: {desc}", 429,
