@@ -1,4 +1,4 @@
-"""Wiring of egress: delivery ledger, one adapter per configured channel, shared HTTP client."""
+"""Wiring of egress: delivery ledger, one adapter per configured channel, shared HTTP client, rate limiter."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from agentbus.events import ReplyGenerated
 from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
 from agentbus.services.egress.channels import ADAPTERS
-from agentbus.services.egress.channels.base import OutboundAdapter, RateLimiter, TokenCache
+from agentbus.services.egress.channels.base import OutboundAdapter, TokenCache
 from agentbus.services.egress.handlers import Egress
-from agentbus.services.egress.ledger import DeliveryLedger
+from agentbus.services.egress.ledger import PgDeliveryLedger
+from agentbus.services.egress.ratelimit import TokenBuckets
 from agentbus.settings import Settings
 
 
@@ -32,8 +33,8 @@ def build_adapters(config: PlatformConfig, http: httpx.AsyncClient, tokens: Toke
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "egress", Path(__file__).parent / "migrations")
     http = async_client(timeout=settings.push_timeout_s, max_connections=512)
-    ledger = DeliveryLedger(pool)
-    egress = Egress(build_adapters(config, http, TokenCache()), ledger, RateLimiter(), settings.push_attempts)
+    ledger = PgDeliveryLedger(pool)
+    egress = Egress(build_adapters(config, http, TokenCache()), ledger, TokenBuckets(), settings.push_attempts)
 
     return ServiceParts(
         routes={ReplyGenerated: egress.push_reply},

@@ -2,119 +2,146 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 from opentelemetry.trace import SpanKind
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from agentbus import metrics
 from agentbus.bus import TransientError
 from agentbus.durable import until_recorded
-from agentbus.events import DeliveryCompleted, DeliveryCompletedData, Event
-from agentbus.services.egress.channels.base import OutboundAdapter, Permanent, Pushed, RateLimiter, Retryable
-from agentbus.services.egress.ledger import DeliveryLedger
+from agentbus.events import DeliveryCompleted, DeliveryCompletedData, Event, ReplyGenerated
+from agentbus.ids import Step
+from agentbus.replaying import effects_of
+from agentbus.retrying import failure, jittered
+from agentbus.services.egress.ports import (
+    Claim,
+    DeliveryLedger,
+    Outbound,
+    Outcome,
+    Permanent,
+    Pushed,
+    RateLimiter,
+    Retryable,
+)
 from agentbus.telemetry import tracer
 
 log = structlog.get_logger("agentbus.egress")
 SOURCE = "egress"
+RETRY_AFTER_CAP_S = 300.0  # a platform asking for longer is retried by the consumer, after a release
+
+
+class PushWait(jittered):
+    """The platform's Retry-After when it gives one, else the jittered doubling wait; never over 5 minutes."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = failure(retry_state)
+        if isinstance(exc, Retryable) and exc.retry_after is not None:
+            return min(exc.retry_after, RETRY_AFTER_CAP_S)
+        return min(super().__call__(retry_state), RETRY_AFTER_CAP_S)
 
 
 @dataclass
 class Egress:
-    adapters: dict[str, OutboundAdapter]
+    adapters: Mapping[str, Outbound]
     ledger: DeliveryLedger
     limiter: RateLimiter
     attempts: int = 6
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
 
-    async def push_reply(self, event: Event) -> Sequence[Event]:
+    async def push_reply(self, event: ReplyGenerated) -> Sequence[Event]:
         d = event.data  # a redelivered reply is recognised by its claim (or its processed record)
         adapter = self.adapters.get(d.channel)
         started = time.perf_counter()
         if adapter is None:
-            return await self._finish(event, "-", "failed", 0, None, f"unknown channel {d.channel!r}", None, started)
+            return await self._finish(event, "-", Outcome("failed", error=f"unknown channel {d.channel!r}"), started)
         target = adapter.target(d)
-        if event.replay is not None:  # shadow run: never pushed, and the live delivery row is left alone
-            return await self._finish(event, target, "suppressed", 0, None, "replayed reply: not pushed", None,
-                                      started, ledger_row=False)
+        effects = effects_of(event)
+        if not effects.push:  # a shadow run: never pushed, and the live delivery row is left alone
+            return await self._finish(event, target, Outcome("suppressed", error="replayed reply: not pushed"),
+                                      started, remember=effects.remember)
         claim = await self.ledger.claim(event, target)
-        if isinstance(claim, list):
+        if not isinstance(claim, Claim):
             return claim
         idempotent = adapter.is_idempotent(d)
-        if claim == "ambiguous" and not idempotent:
-            return await self._finish(
-                event, target, "failed", 0, None,
-                "an earlier push was interrupted and may have reached the platform; not repeated", None, started,
-            )
+        if claim.state == "ambiguous" and not idempotent:
+            error = "an earlier push was interrupted and may have reached the platform; not repeated"
+            return await self._finish(event, target, Outcome("failed", error=error), started, claim)
         attempts = 0
-        delay = self.backoff_initial_s
-        last: Retryable | None = None
-        while attempts < self.attempts:
-            attempts += 1
-            await self.limiter.acquire(target, adapter.rate_for(d))
-            try:
-                with tracer().start_as_current_span(f"push {d.channel_type}", kind=SpanKind.CLIENT) as span:
-                    span.set_attribute("agentbus.channel", d.channel)
-                    span.set_attribute("agentbus.attempt", attempts)
-                    pushed: Pushed = await adapter.push(d, event.id)
-            except Permanent as exc:
-                return await self._finish(event, target, "failed", attempts, exc.http_status, str(exc), None, started)
-            except Retryable as exc:
-                last = exc
-                if exc.ambiguous and not idempotent:
-                    return await self._finish(
-                        event, target, "failed", attempts, exc.http_status,
-                        f"{exc}; the platform may have received it, so it is not repeated", None, started,
-                    )
-                wait = exc.retry_after if exc.retry_after is not None else delay * (0.5 + random.random())
-                log.warning("push_retry", channel=d.channel, attempt=attempts, error=str(exc), wait_s=round(wait, 2))
-                if attempts < self.attempts:
-                    await asyncio.sleep(min(wait, 300.0))
-                    delay = min(delay * 2, self.backoff_max_s)
-                continue
-            return await self._finish(
-                event, target, "delivered", attempts, pushed.http_status, None, pushed.platform_message_id, started
-            )
-        assert last is not None
-        await until_recorded(lambda: self.ledger.release(event.id, attempts, str(last), last.http_status),
-                             what="delivery release")
-        metrics.DELIVERIES.labels(channel=d.channel_type, outcome="retry_later").inc()
-        raise TransientError(f"push not accepted after {attempts} attempts: {last}")
+
+        def worth_repeating(exc: BaseException) -> bool:
+            # a push the platform may have received is repeated only where it de-duplicates
+            return isinstance(exc, Retryable) and (idempotent or not exc.ambiguous)
+
+        def report(rs: RetryCallState) -> None:
+            log.warning("push_retry", channel=d.channel, attempt=rs.attempt_number, error=str(failure(rs)),
+                        wait_s=round(rs.upcoming_sleep, 2))
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.attempts), wait=PushWait(self.backoff_initial_s, self.backoff_max_s),
+                retry=retry_if_exception(worth_repeating), before_sleep=report, reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    await self.limiter.acquire(target, adapter.rate_for(d))
+                    pushed = await self._push(adapter, event, attempts)
+        except Permanent as exc:
+            return await self._finish(event, target, Outcome("failed", attempts, exc.http_status, str(exc)),
+                                      started, claim)
+        except Retryable as exc:
+            if exc.ambiguous and not idempotent:
+                error = f"{exc}; the platform may have received it, so it is not repeated"
+                return await self._finish(event, target, Outcome("failed", attempts, exc.http_status, error),
+                                          started, claim)
+            last = exc
+            await until_recorded(lambda: self.ledger.release(event.id, attempts, str(last), last.http_status),
+                                 what="delivery release")
+            metrics.DELIVERIES.labels(channel=d.channel_type, outcome="retry_later").inc()
+            raise TransientError(f"push not accepted after {attempts} attempts: {exc}") from exc
+        outcome = Outcome("delivered", attempts, pushed.http_status, platform_message_id=pushed.platform_message_id)
+        return await self._finish(event, target, outcome, started, claim)
+
+    @staticmethod
+    async def _push(adapter: Outbound, event: ReplyGenerated, attempt: int) -> Pushed:
+        d = event.data
+        with tracer().start_as_current_span(f"push {d.channel_type}", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("agentbus.channel", d.channel)
+            span.set_attribute("agentbus.attempt", attempt)
+            return await adapter.push(d, event.id)
 
     async def _finish(
-        self, event: Event, target: str, status: str, attempts: int, http_status: int | None, error: str | None,
-        platform_message_id: str | None, started: float, ledger_row: bool = True,
+        self, event: ReplyGenerated, target: str, outcome: Outcome, started: float, claim: Claim | None = None,
+        remember: bool = True,
     ) -> list[Event]:
+        """delivery.completed for this outcome, recorded; its attempts count the earlier rounds' too."""
         d = event.data
+        attempts = outcome.attempts + (claim.previous_attempts if claim else 0)
         out = event.follow(
             DeliveryCompleted,
             DeliveryCompletedData(
                 reply_id=event.id,
                 channel=d.channel,
                 channel_type=d.channel_type,
-                status=status,  # type: ignore[arg-type]
+                status=outcome.status,
                 attempts=attempts,
-                http_status=http_status,
-                error=error,
-                platform_message_id=platform_message_id,
+                http_status=outcome.http_status,
+                error=outcome.error,
+                platform_message_id=outcome.platform_message_id,
                 latency_ms=(time.perf_counter() - started) * 1000,
             ),
             source=SOURCE,
-            step="delivery",
+            step=Step.DELIVERY,
         )
-        metrics.child(metrics.DELIVERIES, d.channel_type, status).inc()
-        log.info("reply_pushed" if status == "delivered" else "reply_not_pushed", channel=d.channel, status=status,
-                 attempts=attempts, error=error)
-        if not ledger_row:
+        metrics.child(metrics.DELIVERIES, d.channel_type, outcome.status).inc()
+        log.info("reply_pushed" if outcome.status == "delivered" else "reply_not_pushed", channel=d.channel,
+                 status=outcome.status, attempts=attempts, error=outcome.error)
+        if not remember:
             return await until_recorded(lambda: self.ledger.record_only(event, [out]), what="delivery")
         # the push (if any) has happened: record it, retrying only this write, so a database hiccup here
         # never makes the handler push again
-        return await until_recorded(
-            lambda: self.ledger.finish(event, target, status, attempts, http_status, error, platform_message_id, [out]),
-            what="delivery",
-        )
+        return await until_recorded(lambda: self.ledger.finish(event, target, outcome, [out]), what="delivery")

@@ -1,5 +1,8 @@
 """The delivery ledger (schema ``egress``): claim before push, outcome after, in the processed record.
 
+A row's ``attempts`` add up every round's pushes (a round that ran out of attempts releases the reply with
+its count), and a claim hands back the count so far, so delivery.completed can report the same total.
+
 Claims and outcomes of replies handled at the same moment go to PostgreSQL together, one statement for
 all of them (``agentbus.batching.Coalescer``); a reply handled alone is a batch of one.
 """
@@ -8,18 +11,30 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import coalesced, columns, processed_outputs, record_batch
-from agentbus.events import Event
+from agentbus.events import Event, ReplyGenerated
+from agentbus.services.egress.ports import Claim, Outcome
 
-Claim = Literal["claimed", "ambiguous"]
-_Claim = tuple[Event, str]
-_Finish = tuple[Event, str, str, int, "int | None", "str | None", "str | None", Sequence[Event]]
 
-class DeliveryLedger:
+@dataclass(frozen=True)
+class _Claiming:
+    event: ReplyGenerated
+    target: str
+
+
+@dataclass(frozen=True)
+class _Finishing:
+    event: ReplyGenerated
+    target: str
+    outcome: Outcome
+    outputs: Sequence[Event]
+
+
+class PgDeliveryLedger:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
         self._claims = coalesced(self._claim_many)
@@ -29,18 +44,20 @@ class DeliveryLedger:
         await self._claims.aclose()
         await self._finishes.aclose()
 
-    async def claim(self, event: Event, target: str) -> Claim | list[Event]:
-        """'claimed': push it; 'ambiguous': a previous push may have reached the platform; a list: done."""
+    async def claim(self, event: ReplyGenerated, target: str) -> Claim | list[Event]:
+        """Claimed: push it; ambiguous: a previous push may have reached the platform; a list: done."""
         d = event.data
         # the common case, a reply never seen before, is one statement (shared with the replies claimed
         # at the same moment)
-        if await self._claims((event, target)):
-            return "claimed"
+        if await self._claims(_Claiming(event, target)):
+            return Claim("claimed")
         async with self._pool.connection() as conn, conn.transaction():
             previous = await processed_outputs(conn, event)
             if previous is not None:
                 return previous
-            cur = await conn.execute("SELECT status FROM deliveries WHERE reply_id = %s FOR UPDATE", (event.id,))
+            cur = await conn.execute(
+                "SELECT status, attempts FROM deliveries WHERE reply_id = %s FOR UPDATE", (event.id,)
+            )
             row = await cur.fetchone()
             if row is None:
                 await conn.execute(
@@ -48,14 +65,16 @@ class DeliveryLedger:
                     "VALUES (%s, %s, %s, %s, %s, 'pushing')",
                     (event.id, event.correlation_id, d.channel, d.channel_type, target),
                 )
-                return "claimed"
-            if row[0] == "pending":  # known not delivered (released after retryable failures)
+                return Claim("claimed")
+            status, attempts = row
+            if status == "pending":  # known not delivered (released after retryable failures)
                 await conn.execute("UPDATE deliveries SET status = 'pushing' WHERE reply_id = %s", (event.id,))
-                return "claimed"
-            return "ambiguous"
+                return Claim("claimed", previous_attempts=attempts)
+            return Claim("ambiguous", previous_attempts=attempts)
 
-    async def _claim_many(self, items: list[_Claim]) -> list[bool]:
-        rows = [(e.id, e.correlation_id, e.data.channel, e.data.channel_type, t) for e, t in items]
+    async def _claim_many(self, items: list[_Claiming]) -> list[bool]:
+        rows = [(i.event.id, i.event.correlation_id, i.event.data.channel, i.event.data.channel_type, i.target)
+                for i in items]
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
@@ -64,9 +83,9 @@ class DeliveryLedger:
                 columns(rows, 5),
             )
             claimed = {r[0] for r in await cur.fetchall()}
-        return [e.id in claimed for e, _ in items]
+        return [i.event.id in claimed for i in items]
 
-    async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
+    async def record_only(self, event: ReplyGenerated, outputs: Sequence[Event]) -> list[Event]:
         async with self._pool.connection() as conn:
             [recorded] = await record_batch(conn, [(event, outputs)])
             return recorded
@@ -81,25 +100,16 @@ class DeliveryLedger:
             )
 
     async def finish(
-        self,
-        event: Event,
-        target: str,
-        status: str,
-        attempts: int,
-        http_status: int | None,
-        error: str | None,
-        platform_message_id: str | None,
-        outputs: Sequence[Event],
+        self, event: ReplyGenerated, target: str, outcome: Outcome, outputs: Sequence[Event]
     ) -> list[Event]:
-        return await self._finishes(
-            (event, target, status, attempts, http_status, error, platform_message_id, outputs)
-        )
+        return await self._finishes(_Finishing(event, target, outcome, outputs))
 
-    async def _finish_many(self, items: list[_Finish]) -> list[list[Event]]:
+    async def _finish_many(self, items: list[_Finishing]) -> list[list[Event]]:
         rows = [
-            (e.id, e.correlation_id, e.data.channel, e.data.channel_type, target, status, attempts, http_status,
-             error, platform_message_id)
-            for e, target, status, attempts, http_status, error, platform_message_id, _ in items
+            (i.event.id, i.event.correlation_id, i.event.data.channel, i.event.data.channel_type, i.target,
+             i.outcome.status, i.outcome.attempts, i.outcome.http_status, i.outcome.error,
+             i.outcome.platform_message_id)
+            for i in items
         ]
         upsert = (
             "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, "
@@ -115,4 +125,4 @@ class DeliveryLedger:
             columns(rows, 10),
         )
         async with self._pool.connection() as conn:
-            return await record_batch(conn, [(item[0], item[7]) for item in items], upsert)
+            return await record_batch(conn, [(i.event, i.outputs) for i in items], upsert)

@@ -3,6 +3,8 @@
 The fake checks the bot token, the channel (exists, bot is a member), the payload, and records which texts
 carry unescaped control characters (``&``, ``<``, ``>`` outside Slack's markup). ``plan`` makes the next
 calls fail as Slack does: ``(429, None, {"Retry-After": "3"})`` or ``(200, "channel_not_found", {})``.
+``unreadable`` posts the next messages but answers them with a 200 nobody can read (a proxy's error page in
+place of Slack's JSON), as happens when something between the two cuts the answer off.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class FakeSlack:
     calls: int = 0
     unescaped: list[str] = field(default_factory=list)  # texts with raw control characters
     plan: list[tuple[int, str | None, dict[str, str]]] = field(default_factory=list)
+    unreadable: int = 0  # how many of the next messages posted get an answer that is not JSON
     server: LoopbackServer | None = None
 
     @property
@@ -158,6 +161,10 @@ class FakeSlack:
             self.unescaped.append(text)
         ts = new_ts()
         self.posted.append({**args, "ts": ts, "_at": time.time()})
+        if self.unreadable:
+            self.unreadable -= 1
+            return Response(b"<html><body>502 upstream reset</body></html>", status_code=200,
+                            media_type="text/html")
         warnings = {} if "charset" in request.headers.get("content-type", "") or ctype != "application/json" else {
             "warning": "missing_charset", "response_metadata": {"warnings": ["missing_charset"]}}
         return JSONResponse({"ok": True, "channel": channel, "ts": ts,

@@ -21,7 +21,8 @@ from agentbus.events import (
     Turn,
     utcnow,
 )
-from agentbus.services.egress.ledger import DeliveryLedger
+from agentbus.services.egress.ledger import PgDeliveryLedger
+from agentbus.services.egress.ports import Claim, Outcome
 from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.llm import Completion
 from tests.support.db import service_pool
@@ -120,23 +121,25 @@ def delivered(reply: Event, status: str) -> DeliveryCompleted:
 
 
 async def test_egress_claims_and_outcomes_of_concurrent_replies(egress_pool: AsyncConnectionPool) -> None:
-    ledger = DeliveryLedger(egress_pool)
+    ledger = PgDeliveryLedger(egress_pool)
     claim_sizes = counted(ledger, "_claim_many")
     finish_sizes = counted(ledger, "_finish_many")
     replies = [reply_for(context(f"c{i}"), f"r{i}") for i in range(4)]
-    assert await asyncio.gather(*(ledger.claim(r, f"acme:c{i}") for i, r in enumerate(replies))) == ["claimed"] * 4
+    claims = await asyncio.gather(*(ledger.claim(r, f"acme:c{i}") for i, r in enumerate(replies)))
+    assert claims == [Claim("claimed")] * 4
     # claimed again while the first claim stands (a crash mid-push): ambiguous, never pushed twice
-    assert await asyncio.gather(*(ledger.claim(r, "t") for r in replies[:2])) == ["ambiguous"] * 2
+    assert await asyncio.gather(*(ledger.claim(r, "t") for r in replies[:2])) == [Claim("ambiguous")] * 2
     outs = [[delivered(r, "delivered")] for r in replies]
     done = await asyncio.gather(*(
-        ledger.finish(r, f"acme:c{i}", "delivered", 1, 200, None, f"pm{i}", outs[i]) for i, r in enumerate(replies)
+        ledger.finish(r, f"acme:c{i}", Outcome("delivered", 1, 200, None, f"pm{i}"), outs[i])
+        for i, r in enumerate(replies)
     ))
     assert done == outs
     assert claim_sizes == [4, 2] and finish_sizes == [4]
     # finished replies are recognised by their processed record, and a late outcome changes nothing
     assert await asyncio.gather(*(ledger.claim(r, "t") for r in replies[:2])) == [outs[0], outs[1]]
     late = await asyncio.gather(*(
-        ledger.finish(r, "t", "failed", 1, 500, "late", None, [delivered(r, "failed")]) for r in replies[:2]
+        ledger.finish(r, "t", Outcome("failed", 1, 500, "late"), [delivered(r, "failed")]) for r in replies[:2]
     ))
     assert late == [outs[0], outs[1]]
     async with egress_pool.connection() as conn:

@@ -1,69 +1,16 @@
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
 import pytest
+from tenacity import AsyncRetrying, RetryCallState
 
 from agentbus.bus import TransientError
-from agentbus.channeltypes import WebhookChannel
-from agentbus.events import Chat, Event, Replay, ReplyGenerated, ReplyGeneratedData
-from agentbus.events import ReplyGeneratedData as _R
-from agentbus.services.egress.channels.base import OutboundAdapter, Permanent, Pushed, RateLimiter, Retryable
-from agentbus.services.egress.handlers import Egress
+from agentbus.events import Chat, Replay, ReplyGenerated, ReplyGeneratedData
+from agentbus.services.egress.handlers import Egress, PushWait
+from agentbus.services.egress.ports import Permanent, Retryable
+from tests.unit.fakes_egress import FakeDeliveryLedger, FakeOutbound, FakeRateLimiter
 
 
-@dataclass
-class FakeLedger:
-    rows: dict[uuid.UUID, str] = field(default_factory=dict)
-    processed: dict[tuple[uuid.UUID, str], list[Event]] = field(default_factory=dict)
-
-    async def already(self, event: Event) -> list[Event] | None:
-        return self.processed.get((event.id, event.replay.run if event.replay else ""))
-
-    async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
-        return self.processed.setdefault((event.id, event.replay.run if event.replay else ""), list(outputs))
-
-    async def claim(self, event: Event, target: str):  # type: ignore[no-untyped-def]
-        if (event.id, "") in self.processed:
-            return self.processed[(event.id, "")]
-        status = self.rows.get(event.id)
-        if status is None or status == "pending":
-            self.rows[event.id] = "pushing"
-            return "claimed"
-        return "ambiguous"
-
-    async def release(self, reply_id: uuid.UUID, attempts: int, error: str, http_status: int | None) -> None:
-        self.rows[reply_id] = "pending"
-
-    async def finish(self, event: Event, target: str, status: str, attempts: int, http_status: int | None,
-                     error: str | None, pmid: str | None, outputs: Sequence[Event]) -> list[Event]:
-        self.rows[event.id] = status
-        self.processed[(event.id, "")] = list(outputs)
-        return list(outputs)
-
-
-class ScriptedAdapter(OutboundAdapter):
-    type = "webhook"
-
-    def __init__(self, script: list[BaseException | None], idempotent: bool = True) -> None:
-        channel = WebhookChannel(id="acme", type="webhook", tenant="acme", agent="a",
-                                 secret={"env": "X", "default": "whsec_eA=="})
-        super().__init__(channel, None, None)  # type: ignore[arg-type]
-        self.script = script
-        self.pushes = 0
-        self.idempotent = idempotent  # type: ignore[misc]
-
-    async def push(self, reply: _R, reply_id: uuid.UUID) -> Pushed:
-        self.pushes += 1
-        step = self.script.pop(0) if self.script else None
-        if step is not None:
-            raise step
-        return Pushed(200, "pm-1")
-
-
-def reply(replay: Replay | None = None) -> Event:
+def reply(replay: Replay | None = None) -> ReplyGenerated:
     e = ReplyGenerated.new(
         ReplyGeneratedData(agent="a", channel="acme", channel_type="webhook", chat=Chat(id="c"), text="hi",
                            model="echo"),
@@ -72,56 +19,120 @@ def reply(replay: Replay | None = None) -> Event:
     return e
 
 
-def egress(adapter: OutboundAdapter, attempts: int = 4) -> tuple[Egress, FakeLedger]:
-    ledger = FakeLedger()
-    return Egress({"acme": adapter}, ledger, RateLimiter(), attempts, backoff_initial_s=0.001), ledger  # type: ignore[arg-type]
+def egress(adapter: FakeOutbound, attempts: int = 4) -> tuple[Egress, FakeDeliveryLedger]:
+    ledger = FakeDeliveryLedger()
+    return Egress({"acme": adapter}, ledger, FakeRateLimiter(), attempts, backoff_initial_s=0.001), ledger
 
 
 async def test_retries_honour_retry_after_then_deliver_once() -> None:
-    a = ScriptedAdapter([Retryable("429", 429, retry_after=0.01), Retryable("503", 503)])
+    a = FakeOutbound([Retryable("429", 429, retry_after=0.01), Retryable("503", 503)])
     e, ledger = egress(a)
     [done] = await e.push_reply(reply())
-    assert done.data.status == "delivered" and done.data.attempts == 3 and a.pushes == 3
+    assert done.data.status == "delivered" and done.data.attempts == 3 and len(a.pushes) == 3
     again = await e.push_reply(reply().model_copy(update={"id": done.data.reply_id}))
-    assert again == [done] and a.pushes == 3
+    assert again == [done] and len(a.pushes) == 3
 
 
 async def test_permanent_error_fails_without_retry() -> None:
-    a = ScriptedAdapter([Permanent("chat not found", 400)])
+    a = FakeOutbound([Permanent("chat not found", 400)])
     e, _ = egress(a)
     [done] = await e.push_reply(reply())
-    assert done.data.status == "failed" and done.data.http_status == 400 and a.pushes == 1
+    assert done.data.status == "failed" and done.data.http_status == 400 and len(a.pushes) == 1
 
 
 async def test_replayed_reply_is_suppressed_and_leaves_the_live_row_alone() -> None:
-    a = ScriptedAdapter([])
+    a = FakeOutbound([])
     e, ledger = egress(a)
     live = reply()
     await e.push_reply(live)
     [done] = await e.push_reply(live.model_copy(update={"replay": Replay(run="run-1")}))
-    assert done.data.status == "suppressed" and a.pushes == 1
+    assert done.data.status == "suppressed" and len(a.pushes) == 1
     assert ledger.rows[live.id] == "delivered"
 
 
 async def test_interrupted_push_is_not_repeated_on_a_non_idempotent_platform() -> None:
-    a = ScriptedAdapter([], idempotent=False)
+    a = FakeOutbound([], idempotent=False)
     e, ledger = egress(a)
     r = reply()
     ledger.rows[r.id] = "pushing"  # a crash happened mid-push
     [done] = await e.push_reply(r)
-    assert done.data.status == "failed" and a.pushes == 0
-    ambiguous = ScriptedAdapter([Retryable("read timeout", ambiguous=True)], idempotent=False)
+    assert done.data.status == "failed" and len(a.pushes) == 0
+    ambiguous = FakeOutbound([Retryable("read timeout", ambiguous=True)], idempotent=False)
     e2, _ = egress(ambiguous)
     [done2] = await e2.push_reply(reply())
-    assert done2.data.status == "failed" and ambiguous.pushes == 1
+    assert done2.data.status == "failed" and len(ambiguous.pushes) == 1
 
 
 async def test_exhausted_retries_release_the_claim_and_retry_later() -> None:
-    a = ScriptedAdapter([Retryable("503", 503)] * 2)
+    a = FakeOutbound([Retryable("503", 503)] * 2)
     e, ledger = egress(a, attempts=2)
     r = reply()
     with pytest.raises(TransientError):
         await e.push_reply(r)
     assert ledger.rows[r.id] == "pending"
     [done] = await e.push_reply(r)
-    assert done.data.status == "delivered" and a.pushes == 3
+    assert done.data.status == "delivered" and len(a.pushes) == 3
+
+
+async def test_delivery_completed_counts_the_attempts_of_every_round() -> None:
+    # 500 eight times, then 200: the first round (6 attempts) releases the reply, the consumer's retry
+    # delivers it after 3 more; the event reports all 9, as the ledger counts them
+    a = FakeOutbound([Retryable("HTTP 500", 500)] * 8)
+    e, ledger = egress(a, attempts=6)
+    r = reply()
+    with pytest.raises(TransientError):
+        await e.push_reply(r)
+    assert ledger.rows[r.id] == "pending" and ledger.attempts[r.id] == 6
+    [done] = await e.push_reply(r)
+    assert done.data.status == "delivered" and len(a.pushes) == 9
+    assert done.data.attempts == ledger.attempts[r.id] == 9
+
+
+async def test_a_failure_after_a_released_round_counts_its_attempts_too() -> None:
+    a = FakeOutbound([Retryable("HTTP 503", 503)] * 2 + [Permanent("chat not found", 400)])
+    e, ledger = egress(a, attempts=2)
+    r = reply()
+    with pytest.raises(TransientError):
+        await e.push_reply(r)
+    [done] = await e.push_reply(r)
+    assert done.data.status == "failed" and done.data.attempts == ledger.attempts[r.id] == 3
+
+
+async def test_the_limiter_is_asked_before_every_push() -> None:
+    journal: list[str] = []
+    a = FakeOutbound([Retryable("HTTP 503", 503)] * 2, rate=20, journal=journal)
+    limiter = FakeRateLimiter(journal=journal)
+    e = Egress({"acme": a}, FakeDeliveryLedger(), limiter, 4, backoff_initial_s=0.001)
+    [done] = await e.push_reply(reply())
+    assert done.data.attempts == 3
+    assert journal == ["acquire", "push"] * 3 and limiter.acquired == [("acme:c", 20)] * 3
+
+
+async def test_an_ambiguous_failure_is_repeated_only_where_the_platform_deduplicates() -> None:
+    safe = FakeOutbound([Retryable("read timeout", ambiguous=True)], idempotent=True)
+    [done] = await egress(safe)[0].push_reply(reply())
+    assert done.data.status == "delivered" and done.data.attempts == 2 and len(safe.pushes) == 2
+    unsafe = FakeOutbound([Retryable("HTTP 503", 503), Retryable("read timeout", ambiguous=True)],
+                          idempotent=False)
+    e, ledger = egress(unsafe)
+    r = reply()
+    [failed] = await e.push_reply(r)
+    assert failed.data.status == "failed" and failed.data.attempts == 2 and len(unsafe.pushes) == 2
+    assert "not repeated" in (failed.data.error or "") and ledger.rows[r.id] == "failed"
+
+
+def wait_after(exc: BaseException, attempt: int, initial: float = 0.5, cap: float = 30.0) -> float:
+    state = RetryCallState(AsyncRetrying(), None, (), {})
+    state.attempt_number = attempt
+    state.set_exception((type(exc), exc, None))
+    return PushWait(initial, cap)(state)
+
+
+def test_waits_double_with_jitter_up_to_the_cap_and_honour_retry_after() -> None:
+    for attempt, nominal in ((1, 0.5), (2, 1.0), (3, 2.0), (7, 30.0), (20, 30.0)):
+        waits = [wait_after(Retryable("HTTP 503", 503), attempt) for _ in range(200)]
+        assert all(0.5 * nominal <= w < 1.5 * nominal for w in waits), (attempt, min(waits), max(waits))
+        assert max(waits) - min(waits) > 0.5 * nominal  # jittered, not fixed
+    assert wait_after(Retryable("429", 429, retry_after=7.0), 1) == 7.0
+    assert wait_after(Retryable("429", 429, retry_after=0.0), 5) == 0.0
+    assert wait_after(Retryable("429", 429, retry_after=3600.0), 1) == 300.0  # capped at 5 minutes

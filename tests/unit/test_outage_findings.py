@@ -14,7 +14,6 @@ from typing import Any
 
 import psycopg
 
-from agentbus.channeltypes import WebhookChannel
 from agentbus.config import parse_config
 from agentbus.events import (
     Chat,
@@ -26,12 +25,12 @@ from agentbus.events import (
     Turn,
     utcnow,
 )
-from agentbus.services.egress.channels.base import OutboundAdapter, Pushed, RateLimiter
 from agentbus.services.egress.handlers import Egress
 from agentbus.services.reasoner.handlers import Reasoner
 from agentbus.services.reasoner.llm import Completion, Endpoint
 from agentbus.settings import Settings
 from tests.support.platform import base_config
+from tests.unit.fakes_egress import FakeDeliveryLedger, FakeOutbound, FakeRateLimiter
 
 OUTAGE = psycopg.OperationalError("terminating connection due to administrator command")
 
@@ -84,65 +83,15 @@ async def test_llm_is_not_called_again_when_recording_the_inference_failed() -> 
     assert llm.calls == 1 and not ledger.fail_next_record
 
 
-class FlakyDeliveryLedger:
-    """Claim/finish like the real ledger (a claimed row stays 'pushing'); the first ``finish`` fails."""
-
-    def __init__(self) -> None:
-        self.rows: dict[uuid.UUID, str] = {}
-        self.processed: dict[uuid.UUID, list[Event]] = {}
-        self.fail_next_finish = True
-
-    async def already(self, event: Event) -> list[Event] | None:
-        return self.processed.get(event.id)
-
-    async def record_only(self, event: Event, outputs: Sequence[Event]) -> list[Event]:
-        return self.processed.setdefault(event.id, list(outputs))
-
-    async def claim(self, event: Event, target: str) -> Any:
-        if event.id in self.processed:
-            return self.processed[event.id]
-        status = self.rows.get(event.id)
-        if status is None or status == "pending":
-            self.rows[event.id] = "pushing"
-            return "claimed"
-        return "ambiguous"
-
-    async def release(self, reply_id: uuid.UUID, attempts: int, error: str, http_status: int | None) -> None:
-        self.rows[reply_id] = "pending"
-
-    async def finish(self, event: Event, target: str, status: str, attempts: int, http_status: int | None,
-                     error: str | None, pmid: str | None, outputs: Sequence[Event]) -> list[Event]:
-        if self.fail_next_finish:
-            self.fail_next_finish = False
-            raise OUTAGE
-        self.rows[event.id] = status
-        return self.processed.setdefault(event.id, list(outputs))
-
-
-class CountingAdapter(OutboundAdapter):
-    type = "webhook"
-    idempotent = True
-
-    def __init__(self) -> None:
-        channel = WebhookChannel(id="acme", type="webhook", tenant="acme", agent="a",
-                                 secret={"env": "UNSET_SECRET", "default": "whsec_eA=="})
-        super().__init__(channel, None, None)  # type: ignore[arg-type]
-        self.pushes = 0
-
-    async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
-        self.pushes += 1
-        return Pushed(200, "pm-1")
-
-
 async def test_reply_is_not_pushed_again_when_recording_the_delivery_failed() -> None:
-    adapter, ledger = CountingAdapter(), FlakyDeliveryLedger()
-    egress = Egress({"acme": adapter}, ledger, RateLimiter(), 3, backoff_initial_s=0.001)  # type: ignore[arg-type]
+    adapter, ledger = FakeOutbound(), FakeDeliveryLedger(finish_failure=OUTAGE)  # the first finish fails
+    egress = Egress({"acme": adapter}, ledger, FakeRateLimiter(), 3, backoff_initial_s=0.001)
     reply = ReplyGenerated.new(
         ReplyGeneratedData(agent="a", channel="acme", channel_type="webhook", chat=Chat(id="c"), text="hi",
                            model="m"),
         source="reasoner", tenant="acme", conversation="acme/acme/c",
     )
     [done] = await egress.push_reply(reply)  # the failed write is retried on its own
-    assert done.data.status == "delivered" and not ledger.fail_next_finish
+    assert done.data.status == "delivered" and ledger.finish_failure is None
     assert await egress.push_reply(reply) == [done]
-    assert adapter.pushes == 1
+    assert len(adapter.pushes) == 1

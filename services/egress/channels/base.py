@@ -2,7 +2,8 @@
 
 An adapter makes one attempt and classifies the result: ``Retryable`` (429, 5xx, network; with the
 platform's Retry-After when it gives one) or ``Permanent`` (a documented permanent error). Egress owns
-retries, backoff, rate limits and the delivery ledger, so every channel gets the same guarantees.
+retries, backoff, rate limits and the delivery ledger, so every channel gets the same guarantees. The
+outcomes are the values of ``egress.ports``, which ``OutboundAdapter`` implements as its ``Outbound`` port.
 """
 
 from __future__ import annotations
@@ -12,43 +13,19 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 import httpx
 
 from agentbus.channeltypes import ChannelBase
 from agentbus.events import ReplyGeneratedData
-
-
-class Retryable(Exception):
-    """Not delivered this time. ``ambiguous``: the platform may have received it (a read timeout)."""
-
-    def __init__(
-        self, reason: str, http_status: int | None = None, retry_after: float | None = None, ambiguous: bool = False
-    ) -> None:
-        super().__init__(reason)
-        self.http_status = http_status
-        self.retry_after = retry_after
-        self.ambiguous = ambiguous
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 
 def transport_failure(exc: httpx.TransportError) -> Retryable:
     """A request that never reached the platform is safe to repeat; one that may have is ambiguous."""
     safe = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     return Retryable(f"{type(exc).__name__}: {exc}", ambiguous=not safe)
-
-
-class Permanent(Exception):
-    def __init__(self, reason: str, http_status: int | None = None) -> None:
-        super().__init__(reason)
-        self.http_status = http_status
-
-
-@dataclass(frozen=True)
-class Pushed:
-    http_status: int | None = None
-    platform_message_id: str | None = None
 
 
 def retry_after_seconds(resp: httpx.Response) -> float | None:
@@ -102,34 +79,11 @@ class TokenCache:
         self._tokens.pop(key, None)
 
 
-class RateLimiter:
-    """Token bucket per target: ``per_minute`` pushes, bursting up to the same number."""
-
-    def __init__(self) -> None:
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def acquire(self, target: str, per_minute: int | None) -> None:
-        if not per_minute:
-            return
-        lock = self._locks.setdefault(target, asyncio.Lock())
-        async with lock:
-            rate = per_minute / 60.0
-            while True:
-                tokens, stamp = self._buckets.get(target, (float(per_minute), time.monotonic()))
-                now = time.monotonic()
-                tokens = min(float(per_minute), tokens + (now - stamp) * rate)
-                if tokens >= 1:
-                    self._buckets[target] = (tokens - 1, now)
-                    return
-                self._buckets[target] = (tokens, now)
-                await asyncio.sleep((1 - tokens) / rate)
-
-
 class OutboundAdapter(ABC):
     type: ClassVar[str]
-    # the platform de-duplicates by our idempotency key, so an ambiguous push may be repeated safely
-    idempotent: ClassVar[bool] = False
+    # the platform de-duplicates by our idempotency key, so an ambiguous push may be repeated safely (an
+    # instance may decide by its configuration, as WeCom's duplicate check does)
+    idempotent: bool = False
     # documented default rate limit per target (pushes per minute), None for none
     default_rate_per_minute: ClassVar[int | None] = None
 

@@ -25,14 +25,12 @@ from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
-    Retryable,
     TokenCache,
     classify_http,
     retry_after_seconds,
     transport_failure,
 )
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 MAX_BYTES = 20000  # "message too long, exceed 20000 bytes"
 # errcodes of the webhook-style APIs that mean "later": system busy, sending too fast (robot / global QPS)

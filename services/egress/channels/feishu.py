@@ -26,13 +26,11 @@ from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
-    Retryable,
     TokenCache,
     retry_after_seconds,
     transport_failure,
 )
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 # the access token is missing, invalid or expired: fetch a new one and try once more
@@ -165,9 +163,9 @@ class FeishuOutbound(OutboundAdapter):
         if data is not None and data.get("code") == 0 and isinstance(data.get("tenant_access_token"), str):
             expire = data.get("expire")
             return data["tenant_access_token"], float(expire) if isinstance(expire, (int, float)) else 3600.0
-        exc = _fail(resp, data)
-        exc.args = (f"tenant_access_token: {exc}",)
-        raise exc
+        refused = _fail(resp, data)
+        refused.args = (f"tenant_access_token: {refused}",)
+        raise refused
 
     async def _call(self, path: str, params: dict[str, str] | None, body: dict[str, Any]) -> Pushed:
         for attempt in (1, 2):

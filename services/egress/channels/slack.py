@@ -2,7 +2,7 @@
 
 Slack answers HTTP 200 with ``{"ok": false, "error": "..."}`` for most failures and HTTP 429 with
 ``Retry-After`` when rate limited. ``chat.postMessage`` has no idempotency key, so a push that may have
-reached Slack (a read timeout) is never repeated.
+reached Slack (a read timeout, a 2xx answer that cannot be read) is never repeated.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
-    Retryable,
     TokenCache,
     retry_after_seconds,
     transport_failure,
 )
 from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 # errors worth another try; every other `error` is a fault of the request, the token or the channel
 RETRYABLE_ERRORS = {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",
@@ -78,7 +76,10 @@ class SlackOutbound(OutboundAdapter):
         if not isinstance(data, dict):
             if resp.status_code >= 400:
                 raise Permanent(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
-            raise Retryable(f"HTTP {resp.status_code} without a JSON answer", resp.status_code)
+            # a 2xx Slack could not answer readably may still have posted the message (a proxy's page, a
+            # cut-off body): pushing again could show it twice
+            raise Retryable(f"HTTP {resp.status_code} without a JSON answer", resp.status_code,
+                            ambiguous=resp.status_code < 300)
         if data.get("ok") is True:
             ts = data.get("ts")
             return Pushed(http_status=resp.status_code, platform_message_id=ts if isinstance(ts, str) else None)

@@ -24,14 +24,12 @@ from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
-    Retryable,
     TokenCache,
     retry_after_seconds,
     transport_failure,
 )
 from agentbus.services.egress.channels.telegram_markdown import to_markdown_v2
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 MAX_UNITS = 4096  # message text limit, counted here in UTF-16 code units (never more than characters)
 
@@ -60,6 +58,11 @@ def split_text(text: str, limit: int = MAX_UNITS) -> list[str]:
     if rest or not parts:
         parts.append(rest)
     return parts
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """A JSON object of the answer, or an empty one where the API sent something else."""
+    return value if isinstance(value, dict) else {}
 
 
 class _PerSecond:
@@ -157,12 +160,12 @@ class TelegramOutbound(OutboundAdapter):
                     raise Retryable(f"HTTP {resp.status_code}", resp.status_code, retry_after_seconds(resp))
                 raise Permanent(f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code)
             if data.get("ok") is True:
-                result = data.get("result") if isinstance(data.get("result"), dict) else {}
-                mid = result.get("message_id")
+                mid = _dict(data.get("result")).get("message_id")
                 return Pushed(http_status=resp.status_code, platform_message_id=str(mid) if mid is not None else None)
-            code = data.get("error_code") if isinstance(data.get("error_code"), int) else resp.status_code
+            error_code = data.get("error_code")
+            code = error_code if isinstance(error_code, int) else resp.status_code
             desc = str(data.get("description") or "")[:200]
-            params = data.get("parameters") if isinstance(data.get("parameters"), dict) else {}
+            params = _dict(data.get("parameters"))
             if code == 429 or resp.status_code == 429:
                 wait = params.get("retry_after")
                 raise Retryable(f"429: {desc}", 429,

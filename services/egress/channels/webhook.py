@@ -18,12 +18,11 @@ from agentbus.channeltypes import WebhookChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
     TokenCache,
     classify_http,
     transport_failure,
 )
+from agentbus.services.egress.ports import Permanent, Pushed
 
 
 class WebhookOutbound(OutboundAdapter):

@@ -20,14 +20,12 @@ from agentbus.channeltypes.wecom import WeComChannel
 from agentbus.events import ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
-    Permanent,
-    Pushed,
-    Retryable,
     TokenCache,
     classify_http,
     transport_failure,
 )
 from agentbus.services.egress.channels.dingtalk import split_utf8
+from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 TOKEN_ERRCODES = {42001, 40014, 41001}
 RETRY_ERRCODES = {-1: 1.0, 45009: 60.0, 45033: 1.0, 45011: 60.0}

@@ -22,8 +22,9 @@ from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.config import ConfigError, parse_config
 from agentbus.events import Chat, ReplyGeneratedData
 from agentbus.services.egress.channels import ADAPTERS as OUT
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.dingtalk import DingTalkOutbound, split_utf8
+from agentbus.services.egress.ports import Permanent, Retryable
 from agentbus.services.ingress.accept import policy
 from agentbus.services.ingress.channels import ADAPTERS as IN
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected

@@ -22,8 +22,9 @@ from lark_oapi.core.utils import AESCipher
 
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import Chat, ReplyGeneratedData
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.feishu import FeishuOutbound, hook_sign
+from agentbus.services.egress.ports import Permanent, Retryable
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.feishu import FeishuInbound
 from agentbus.services.ingress.channels.feishu_crypto import decrypt

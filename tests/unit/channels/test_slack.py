@@ -17,15 +17,18 @@ from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
 from agentbus.channeltypes.slack import SlackChannel
-from agentbus.events import Chat, ReplyGeneratedData
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.events import Chat, ReplyGenerated, ReplyGeneratedData
+from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.slack import SlackOutbound
 from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
+from agentbus.services.egress.handlers import Egress
+from agentbus.services.egress.ports import Permanent, Retryable
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.slack import SlackInbound, signature
 from agentbus.services.ingress.inbound import Inbound
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.slack import BOT_USER, FakeSlack, app_mention, event_callback, message, new_ts, signed
+from tests.unit.fakes_egress import FakeDeliveryLedger, FakeRateLimiter
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
@@ -273,6 +276,23 @@ async def test_error_model(fake: FakeSlack) -> None:
         with pytest.raises(Permanent, match="invalid_auth"):
             await bad.push(reply(), uuid.uuid4())
     assert not fake.posted
+
+
+async def test_an_unreadable_200_is_ambiguous_and_never_posted_twice(fake: FakeSlack) -> None:
+    # the message was posted but its answer cannot be read: repeating the push could post it twice
+    async with httpx.AsyncClient() as http:
+        out = outbound(fake, http)
+        fake.unreadable = 1
+        with pytest.raises(Retryable) as r:
+            await out.push(reply(), uuid.uuid4())
+        assert r.value.ambiguous and r.value.http_status == 200
+        assert len(fake.posted) == 1
+        fake.unreadable = 1
+        egress = Egress({"sl": out}, FakeDeliveryLedger(), FakeRateLimiter(), attempts=6, backoff_initial_s=0.001)
+        event = ReplyGenerated.new(reply("once"), source="reasoner", tenant="acme", conversation="acme/sl/C0GENERAL1")
+        [done] = await egress.push_reply(event)
+    assert done.data.status == "failed" and done.data.attempts == 1 and "not repeated" in (done.data.error or "")
+    assert [m["text"] for m in fake.posted] == ["你好 &lt;world&gt; &amp; co", "once"]
 
 
 async def test_slack_sdk_web_client_speaks_to_the_fake(fake: FakeSlack) -> None:

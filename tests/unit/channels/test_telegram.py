@@ -18,9 +18,10 @@ from telegram.helpers import escape_markdown
 
 from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import Chat, ReplyGeneratedData
-from agentbus.services.egress.channels.base import Permanent, Retryable, TokenCache
+from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.telegram import TelegramOutbound, split_text
 from agentbus.services.egress.channels.telegram_markdown import escape, escape_code, escape_url, to_markdown_v2
+from agentbus.services.egress.ports import Permanent, Retryable
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.telegram import TelegramInbound
 from agentbus.services.ingress.inbound import Inbound
