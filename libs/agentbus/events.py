@@ -234,6 +234,8 @@ class Replay(Frozen):
     rerun_llm: bool = False
     model: str | None = None
     system_prompt: str | None = None
+    rerun_tools: bool = Field(default=False, description="with rerun_llm: run again the tools without side "
+                              "effects that have no recorded result (side-effecting tools never run in a replay)")
 
 
 class Event(Frozen):

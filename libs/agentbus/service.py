@@ -18,6 +18,7 @@ import structlog
 from starlette.routing import BaseRoute
 
 from agentbus.bus import ConsumerRunner, Handler, Producer
+from agentbus.bus.consumer import GiveUp
 from agentbus.bus.kafka import ensure_topics
 from agentbus.config import ConfigError, PlatformConfig, load_config
 from agentbus.events import Event
@@ -33,6 +34,7 @@ log = structlog.get_logger("agentbus.service")
 @dataclass
 class ServiceParts:
     routes: dict[type[Event], Handler] = field(default_factory=dict)  # the service's event → handler table
+    give_up: dict[type[Event], GiveUp] = field(default_factory=dict)  # published beside a dead letter
     http_routes: list[BaseRoute] = field(default_factory=list)
     checks: dict[str, ReadyCheck] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
@@ -63,7 +65,7 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
     check_contract(service, parts)
     consumer: ConsumerRunner | None = None
     if parts.routes:
-        consumer = ConsumerRunner(settings, service, producer, parts.routes)
+        consumer = ConsumerRunner(settings, service, producer, parts.routes, give_up=parts.give_up)
         await consumer.start()
 
         async def consuming() -> tuple[bool, str]:

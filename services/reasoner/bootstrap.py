@@ -23,6 +23,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
 
     return ServiceParts(
         routes={ContextAssembled: reasoner.answer},
+        give_up={ContextAssembled: reasoner.apologise},
         checks={"database": database},
         on_stop=[llm.aclose, ledger.aclose, pool.close],
     )

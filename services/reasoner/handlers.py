@@ -1,33 +1,49 @@
-"""Reasoner's handler: context.assembled → inference.completed + reply.generated.
+"""Reasoner's handler: context.assembled → tool.called* + inference.completed + reply.generated (+ commands).
 
-An input that already has a finished inference in the ledger is answered from it, with no second LLM call.
+An input that already has a finished inference in the ledger is answered from it, with no second LLM call;
+an unfinished tool loop resumes after its last recorded step (``loop.ToolLoop``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import orjson
 import structlog
 
 from agentbus.bus import PermanentError
 from agentbus.config import Agent, PlatformConfig
 from agentbus.durable import until_recorded
 from agentbus.events import (
+    ContextAssembled,
     Event,
     InferenceCompleted,
     InferenceCompletedDataV2,
     ReplyGenerated,
     ReplyGeneratedData,
+    ToolCalled,
+    ToolCalledData,
     Usage,
 )
-from agentbus.services.reasoner.ledger import Ledger
-from agentbus.services.reasoner.llm import ECHO, ChatClient, Completion, Endpoint
+from agentbus.ids import Step
+from agentbus.replaying import effects_of
+from agentbus.services.reasoner.loop import Answer, ToolLoop, ToolOutcome, recorded_outcomes
+from agentbus.services.reasoner.ports import (
+    ECHO,
+    ChatModel,
+    Completion,
+    Endpoint,
+    InferenceLedger,
+    Record,
+    Toolbox,
+)
 from agentbus.services.reasoner.prompt import build_messages
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
 SOURCE = "reasoner"
+APOLOGY_STEP = "apology"  # the reply said when an answer cannot be made (a different id from the answer's)
 
 
 def resolve_chain(agent: Agent, config: PlatformConfig, settings: Settings) -> list[Endpoint]:
@@ -38,109 +54,128 @@ def resolve_chain(agent: Agent, config: PlatformConfig, settings: Settings) -> l
         elif name == "default":
             if settings.llm_base_url:
                 key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-                chain.append(
-                    Endpoint("default", settings.llm_model or "default", settings.llm_base_url, key,
-                             settings.llm_timeout_s)
-                )
+                chain.append(Endpoint("default", settings.llm_model or "default", settings.llm_base_url, key,
+                                      settings.llm_timeout_s))
             else:
                 chain.append(Endpoint(ECHO, ECHO, None))
         else:
             m = config.model_named(name)
             if m is None:
                 raise PermanentError(f"unknown model {name!r}")
-            chain.append(
-                Endpoint(m.name, m.model, m.base_url, m.api_key.resolve() if m.api_key else None, m.timeout_s,
-                         dict(m.headers))
-            )
+            chain.append(Endpoint(m.name, m.model, m.base_url, m.api_key.resolve() if m.api_key else None,
+                                  m.timeout_s, dict(m.headers), m.max_context_tokens, m.tools))
     return chain
+
+
+def _tool_event(event: ContextAssembled, agent: str, o: ToolOutcome) -> ToolCalled:
+    try:
+        arguments: dict[str, object] | str = orjson.loads(o.call.arguments)
+        if not isinstance(arguments, dict):
+            arguments = o.call.arguments
+    except orjson.JSONDecodeError:
+        arguments = o.call.arguments
+    data = ToolCalledData(agent=agent, step=o.n, call_id=o.call.id, tool=o.call.name, arguments=arguments,
+                          side_effects=o.side_effects, idempotency_key=o.key,
+                          outcome="error" if o.is_error else "ok", result=o.content, reused=o.reused,
+                          latency_ms=o.latency_ms, commands=tuple(c.id for c in o.commands))
+    return event.follow(ToolCalled, data, source=SOURCE, step=f"{ToolCalled.TYPE}:{o.n}:{o.call.id}")
 
 
 @dataclass
 class Reasoner:
     config: PlatformConfig
     settings: Settings
-    ledger: Ledger
-    llm: ChatClient
+    ledger: InferenceLedger
+    llm: ChatModel
+    tools: Toolbox | None = None
+    tool_timeout_s: float = 60.0
 
-    async def answer(self, event: Event) -> Sequence[Event]:
-        previous, recorded = await self.ledger.lookup(event)
-        if previous is not None:
-            return previous
-        ctx = event.data
-        agent = self.config.agent(ctx.agent)
+    def _agent(self, agent_id: str) -> Agent:
+        agent = self.config.agent(agent_id)
         if agent is None:
-            raise PermanentError(f"unknown agent {ctx.agent!r}")
-        replay = event.replay
-        messages = build_messages(agent, ctx, replay.system_prompt if replay is not None else None)
-        # a shadow run never writes the ledger: the live answer stays what it was
-        store = replay is None
-        if ctx.refusal is not None:
-            c = Completion(ctx.refusal, "policy", "agentbus", None, None, "refused", 0.0, 0, ())
-            reused, store = False, False
-        else:
-            found = None if replay is not None and replay.rerun_llm else recorded
-            if found is not None:
-                c, reused = found, True
-            elif replay is not None and not replay.rerun_llm:
-                return await self._no_recorded_inference(event, agent.id)
-            else:
-                chain = resolve_chain(agent, self.config, self.settings)
-                if replay is not None and replay.model:
-                    chain = resolve_chain(agent.model_copy(update={"model": replay.model, "fallback_models": ()}),
-                                          self.config, self.settings)
-                c = await self.llm.complete(
-                    chain, messages, temperature=agent.temperature, max_tokens=agent.max_tokens,
-                )
-                reused = False
-        inference = event.follow(
-            InferenceCompleted,
-            InferenceCompletedDataV2(
-                agent=agent.id,
-                model=c.model,
-                provider=c.provider,
-                models_tried=c.models_tried,
-                attempts=c.attempts,
-                usage=Usage(input_tokens=c.prompt_tokens, output_tokens=c.completion_tokens),
-                finish_reason=c.finish_reason,
-                latency_ms=c.latency_ms,
-                reused=reused,
-                output_text=c.text,
-            ),
-            source=SOURCE,
-            step="inference",
-        )
-        reply = event.follow(
-            ReplyGenerated,
-            ReplyGeneratedData(
-                agent=agent.id,
-                channel=ctx.channel,
-                channel_type=ctx.channel_type,
-                chat=ctx.chat,
-                text=c.text,
-                format=agent.reply_format,
-                model=c.model,
-                reply_route=ctx.reply_route,
-                in_reply_to=ctx.in_reply_to,
-            ),
-            source=SOURCE,
-            step="reply",
-        )
-        outputs = await until_recorded(
-            lambda: self.ledger.record(event, event.id, agent.id, messages, c, [inference, reply], store),
-            what="inference",
-        )
-        log.info("inference_completed", model=c.model, reused=reused, latency_ms=round(c.latency_ms, 1))
-        return outputs
+            raise PermanentError(f"unknown agent {agent_id!r}")
+        return agent
 
-    async def _no_recorded_inference(self, event: Event, agent_id: str) -> list[Event]:
-        failed = event.follow(
-            InferenceCompleted,
-            InferenceCompletedDataV2(
-                agent=agent_id, model="none", provider="agentbus", attempts=0, reused=False, outcome="failed",
-                error="no recorded inference for this input to reuse; replay with --rerun-llm to call the model",
-            ),
-            source=SOURCE,
-            step="inference",
-        )
-        c = Completion("", "none", "agentbus", None, None, None, 0.0, 0, ())
-        return await self.ledger.record(event, event.id, agent_id, [], c, [failed], store_inference=False)
+    async def answer(self, event: ContextAssembled) -> Sequence[Event]:
+        found = await self.ledger.lookup(event)
+        if found.outputs is not None:
+            return found.outputs
+        ctx = event.data
+        agent = self._agent(ctx.agent)
+        fx = effects_of(event)
+        messages = build_messages(agent, ctx, fx.system_prompt)
+        if ctx.refusal is not None:
+            refused = Completion(text=ctx.refusal, model="policy", provider="agentbus", finish_reason="refused",
+                                 latency_ms=0.0, attempts=0)
+            return await self._finish(event, agent, Answer(refused, steps=0, request=messages), reused=False,
+                                      store=False)
+        if found.inference is not None and fx.reuse_inference:
+            done = Answer(found.inference, steps=1 + sum(s.kind == "llm" for s in found.steps), request=messages,
+                          tools=recorded_outcomes(event, found.steps))
+            return await self._finish(event, agent, done, reused=True, store=fx.remember)
+        if not fx.call_llm:
+            return await self._no_recorded_inference(event, agent.id)
+        chain = resolve_chain(agent, self.config, self.settings)
+        if fx.model:
+            chain = resolve_chain(agent.model_copy(update={"model": fx.model, "fallback_models": ()}), self.config,
+                                  self.settings)
+        tools = list(self.tools.for_agent(agent)) if self.tools is not None else []
+        loop = ToolLoop(self.llm, self.ledger, self.tool_timeout_s)
+        done = await loop.run(event, agent, chain, messages, tools, found.steps, fx)
+        if done.stopped:
+            note = f"(I stopped after {done.steps - 1} tool steps, the most I may take for one answer.)"
+            done.completion = replace(done.completion, text=f"{done.completion.text}\n\n{note}".strip())
+        if not done.completion.text.strip():
+            done.completion = replace(done.completion, text=agent.apology)
+        return await self._finish(event, agent, done, reused=False, store=fx.remember)
+
+    async def _finish(self, event: ContextAssembled, agent: Agent, done: Answer, *, reused: bool,
+                      store: bool) -> list[Event]:
+        c = done.completion
+        ctx = event.data
+        tool_events = [_tool_event(event, agent.id, o) for o in done.tools]
+        inference = event.follow(InferenceCompleted, InferenceCompletedDataV2(
+            agent=agent.id, model=c.model, provider=c.provider, models_tried=c.models_tried, attempts=c.attempts,
+            usage=Usage(input_tokens=c.prompt_tokens, output_tokens=c.completion_tokens),
+            finish_reason=c.finish_reason, latency_ms=c.latency_ms, reused=reused, output_text=c.text,
+            steps=done.steps, tool_calls=len(done.tools),
+        ), source=SOURCE, step=Step.INFERENCE)
+        reply = event.follow(ReplyGenerated, ReplyGeneratedData(
+            agent=agent.id, channel=ctx.channel, channel_type=ctx.channel_type, chat=ctx.chat, text=c.text,
+            format=agent.reply_format, model=c.model, reply_route=ctx.reply_route, in_reply_to=ctx.in_reply_to,
+        ), source=SOURCE, step=Step.REPLY)
+        commands = [cmd for o in done.tools for cmd in o.commands]
+        outputs = [*tool_events, inference, reply, *commands]
+        record = Record(event=event, agent=agent.id, request=done.request, completion=c, outputs=outputs,
+                        store_inference=store)
+        recorded = await until_recorded(lambda: self.ledger.record(record), what="inference")
+        log.info("inference_completed", model=c.model, reused=reused, steps=done.steps, tool_calls=len(done.tools),
+                 latency_ms=round(c.latency_ms, 1))
+        return recorded
+
+    async def _no_recorded_inference(self, event: ContextAssembled, agent_id: str) -> list[Event]:
+        failed = event.follow(InferenceCompleted, InferenceCompletedDataV2(
+            agent=agent_id, model="none", provider="agentbus", attempts=0, reused=False, outcome="failed",
+            error="no recorded inference for this input to reuse; replay with --rerun-llm to call the model",
+        ), source=SOURCE, step=Step.INFERENCE)
+        none = Completion(text="", model="none", provider="agentbus", latency_ms=0.0, attempts=0)
+        return await self.ledger.record(Record(event=event, agent=agent_id, request=[], completion=none,
+                                               outputs=[failed], store_inference=False))
+
+    async def apologise(self, event: ContextAssembled, error: BaseException) -> Sequence[Event]:
+        """When the consumer gives up on an input (every model failed, the input is at fault), the chat gets
+        the agent's apology instead of silence; the input itself goes to the dead-letter topic."""
+        agent = self.config.agent(event.data.agent)
+        failed = event.follow(InferenceCompleted, InferenceCompletedDataV2(
+            agent=event.data.agent, model="none", provider="agentbus", attempts=0, outcome="failed",
+            error=f"{type(error).__name__}: {error}"[:500],
+        ), source=SOURCE, step=f"{Step.INFERENCE}:{APOLOGY_STEP}")
+        if agent is None or not effects_of(event).push:
+            return [failed]
+        ctx = event.data
+        reply = event.follow(ReplyGenerated, ReplyGeneratedData(
+            agent=agent.id, channel=ctx.channel, channel_type=ctx.channel_type, chat=ctx.chat, text=agent.apology,
+            format="text", model="none", reply_route=ctx.reply_route, in_reply_to=ctx.in_reply_to,
+        ), source=SOURCE, step=APOLOGY_STEP)
+        log.warning("answer_apologised", error=f"{type(error).__name__}: {error}"[:300])
+        return [failed, reply]

@@ -1,41 +1,42 @@
-"""The inference ledger (schema ``reasoner``): finished inferences keyed by their input event.
+"""The inference ledger (schema ``reasoner``): finished inferences keyed by their input event, and the
+recorded steps of tool loops.
 
 Lookups and records of events handled at the same moment go to PostgreSQL together, one statement for
-all of them (``agentbus.batching.Coalescer``); an event handled alone is a batch of one.
+all of them (``agentbus.batching.Coalescer``); an event handled alone is a batch of one. A lookup brings the
+input's recorded steps along in the same statement, so an agent without tools pays nothing for them.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import coalesced, columns, record_batch, replay_run
-from agentbus.events import Event, parse_event
-from agentbus.services.reasoner.llm import Completion
+from agentbus.events import ContextAssembled, Event, parse_event
+from agentbus.services.reasoner.ports import Completion, Lookup, Record, StepRecord
 
-_Lookup = tuple[list[Event] | None, Completion | None]
-_Record = tuple[Event, uuid.UUID, str, list[dict[str, Any]], Completion, Sequence[Event], bool]
-
-_LOOKUP_COLUMNS = (
-    "i.output_text, i.model, i.provider, i.prompt_tokens, i.completion_tokens, i.finish_reason, "
-    "i.latency_ms, i.attempts, i.models_tried"
-)
+_COMPLETION = ("output_text", "model", "provider", "prompt_tokens", "completion_tokens", "finish_reason",
+               "latency_ms", "attempts", "models_tried")
 
 
-def _completion(r: Sequence[Any]) -> Completion | None:
-    """A finished inference from the nine ``_LOOKUP_COLUMNS``; None where there is none."""
-    return Completion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], tuple(r[8])) if r[0] is not None else None
+def _completion(row: dict[str, Any]) -> Completion | None:
+    """A finished inference from its columns; None where there is none."""
+    if row["output_text"] is None:
+        return None
+    return Completion(text=row["output_text"], model=row["model"], provider=row["provider"],
+                      prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+                      finish_reason=row["finish_reason"], latency_ms=row["latency_ms"], attempts=row["attempts"],
+                      models_tried=tuple(row["models_tried"]))
 
 
-def _inference_row(item: _Record) -> tuple[object, ...]:
-    event, ledger_key, agent, request, c, _, _ = item
+def _inference_row(r: Record) -> tuple[object, ...]:
+    c = r.completion
     # models_tried is an array per row: unnest would flatten an array of arrays, so it goes as jsonb
-    return (ledger_key, event.correlation_id, agent, c.model, c.provider, Jsonb(list(c.models_tried)), c.attempts,
-            Jsonb(request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason, float(c.latency_ms))
+    return (r.event.id, r.event.correlation_id, r.agent, c.model, c.provider, Jsonb(list(c.models_tried)),
+            c.attempts, Jsonb(r.request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason,
+            float(c.latency_ms))
 
 
 class Ledger:
@@ -48,52 +49,40 @@ class Ledger:
         await self._lookups.aclose()
         await self._records.aclose()
 
-    async def lookup(self, event: Event) -> _Lookup:
-        """The outputs recorded for this input (a redelivery), and its finished inference."""
+    async def lookup(self, event: ContextAssembled) -> Lookup:
+        """The outputs recorded for this input (a redelivery), its finished inference, its recorded steps."""
         return await self._lookups(event)
 
-    async def _lookup_many(self, events: list[Event]) -> list[_Lookup]:
+    async def _lookup_many(self, events: list[ContextAssembled]) -> list[Lookup]:
+        cols = ", ".join(f"i.{c}" for c in _COMPLETION)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                f"SELECT q.n, p.outputs, {_LOOKUP_COLUMNS} "
+                f"SELECT q.n, p.outputs, {cols}, s.steps "
                 "FROM unnest(%b::int[], %b::uuid[], %b::text[]) AS q(n, eid, run) "
                 "LEFT JOIN processed_events p ON p.event_id = q.eid AND p.replay_run = q.run "
-                "LEFT JOIN inferences i ON i.input_event_id = q.eid",
+                "LEFT JOIN inferences i ON i.input_event_id = q.eid "
+                "LEFT JOIN LATERAL (SELECT jsonb_agg(jsonb_build_array(n, call_id, kind, data) ORDER BY n, call_id) "
+                "AS steps FROM steps WHERE input_event_id = q.eid) s ON true",
                 (list(range(len(events))), [e.id for e in events], [replay_run(e) for e in events]),
             )
-            rows = await cur.fetchall()
-        found: dict[int, _Lookup] = {
-            r[0]: ([parse_event(o) for o in r[1]] if r[1] is not None else None, _completion(r[2:])) for r in rows
-        }
+            names = [d.name for d in cur.description or ()]
+            rows = [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+        found: dict[int, Lookup] = {}
+        for r in rows:
+            outputs = [parse_event(o) for o in r["outputs"]] if r["outputs"] is not None else None
+            steps = tuple(StepRecord(n=s[0], call_id=s[1], kind=s[2], data=s[3]) for s in r["steps"] or ())
+            found[r["n"]] = Lookup(outputs, _completion(r), steps)
         return [found[n] for n in range(len(events))]
 
-    async def find(self, input_event_id: uuid.UUID) -> Completion | None:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {_LOOKUP_COLUMNS} FROM inferences i WHERE i.input_event_id = %s", (input_event_id,)
-            )
-            r = await cur.fetchone()
-        return None if r is None else _completion(r)
-
-    async def record(
-        self,
-        event: Event,
-        ledger_key: uuid.UUID,
-        agent: str,
-        request: list[dict[str, Any]],
-        c: Completion,
-        outputs: Sequence[Event],
-        store_inference: bool = True,
-    ) -> list[Event]:
+    async def record(self, record: Record) -> list[Event]:
         """The inference and the processed record in one statement; the first writer wins."""
-        return await self._records((event, ledger_key, agent, request, c, outputs, store_inference))
+        return await self._records(record)
 
-    async def _record_many(self, items: list[_Record]) -> list[list[Event]]:
-        rows = [_inference_row(item) for item in items if item[6]]
-        cols = columns(rows, 13)
+    async def _record_many(self, items: list[Record]) -> list[list[Event]]:
+        cols = columns([_inference_row(r) for r in items if r.store_inference], 13)
         async with self._pool.connection() as conn:
             return await record_batch(
-                conn, [(item[0], item[5]) for item in items],
+                conn, [(r.event, r.outputs) for r in items],
                 ("INSERT INTO inferences (input_event_id, correlation_id, agent, model, provider, models_tried, "
                  "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms) "
                  "SELECT k, c, a, m, p, ARRAY(SELECT jsonb_array_elements_text(t)), n, r, o, pt, ct, f, l "
@@ -101,3 +90,13 @@ class Ledger:
                  "%b::jsonb[], %b::text[], %b::int[], %b::int[], %b::text[], %b::float8[]) "
                  "AS u(k, c, a, m, p, t, n, r, o, pt, ct, f, l) ON CONFLICT (input_event_id) DO NOTHING", cols),
             )
+
+    async def record_step(self, event: ContextAssembled, step: StepRecord) -> None:
+        """One step of the input's tool loop; a step already recorded (by an earlier delivery) is kept."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO steps (input_event_id, n, call_id, kind, data) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (event.id, step.n, step.call_id, step.kind, Jsonb(step.data)),
+            )
+

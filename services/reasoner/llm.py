@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -22,25 +21,16 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from agentbus import metrics
 from agentbus.bus.errors import PermanentError, TransientError
 from agentbus.httpclient import async_client
+from agentbus.services.reasoner.ports import ECHO, Completion, Endpoint, ToolCall
 from agentbus.telemetry import tracer
+
+__all__ = ["ECHO", "ChatClient", "Completion", "Endpoint", "UpstreamError", "echo_answer"]
 
 log = structlog.get_logger("agentbus.reasoner")
 
-ECHO = "echo"
 
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str  # the name agents use
-    model: str  # the provider's model id
-    base_url: str | None  # None: the echo model
-    api_key: str | None = None
-    timeout_s: float = 60.0
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def provider(self) -> str:
-        return _provider(self.base_url)
+def provider_of(ep: Endpoint) -> str:
+    return _provider(ep.base_url)
 
 
 @lru_cache(maxsize=256)
@@ -52,23 +42,11 @@ def _provider(base_url: str | None) -> str:
     return httpx.URL(base_url).host or "unknown"
 
 
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    model: str
-    provider: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    finish_reason: str | None
-    latency_ms: float
-    attempts: int
-    models_tried: tuple[str, ...]
-
-
 class UpstreamError(Exception):
-    def __init__(self, status: int | None, message: str) -> None:
+    def __init__(self, status: int | None, message: str, attempts: int = 1) -> None:
         super().__init__(message)
         self.status = status
+        self.attempts = attempts
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -113,7 +91,7 @@ class ChatClient:
 
     async def complete(
         self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], *, temperature: float | None,
-        max_tokens: int | None,
+        max_tokens: int | None, tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
         tried: list[str] = []
         total_attempts = 0
@@ -123,13 +101,12 @@ class ChatClient:
             started = time.perf_counter()
             try:
                 if ep.base_url is None:
-                    text = echo_answer(messages)
                     total_attempts += 1
-                    return Completion(
-                        text, ECHO, ep.provider, None, None, "stop",
-                        (time.perf_counter() - started) * 1000, total_attempts, tuple(tried),
-                    )
-                body, attempts = await self._call(ep, messages, temperature, max_tokens)
+                    return Completion(text=echo_answer(messages), model=ECHO, provider=provider_of(ep),
+                                      finish_reason="stop", latency_ms=(time.perf_counter() - started) * 1000,
+                                      attempts=total_attempts, models_tried=tuple(tried))
+                body, attempts = await self._call(ep, messages, temperature, max_tokens,
+                                                  tools if ep.tools else None)
                 total_attempts += attempts
             except (UpstreamError, httpx.TransportError, ValueError, KeyError) as exc:
                 total_attempts += getattr(exc, "attempts", 1)
@@ -145,16 +122,18 @@ class ChatClient:
                 metrics.child(metrics.LLM_TOKENS, ep.model, "input").inc(usage["prompt_tokens"])
             if usage.get("completion_tokens") is not None:
                 metrics.child(metrics.LLM_TOKENS, ep.model, "output").inc(usage["completion_tokens"])
+            message = choice.get("message") or {}
             return Completion(
-                text=(choice.get("message") or {}).get("content") or "",
+                text=message.get("content") or "",
                 model=body.get("model") or ep.model,
-                provider=ep.provider,
+                provider=provider_of(ep),
                 prompt_tokens=usage.get("prompt_tokens"),
                 completion_tokens=usage.get("completion_tokens"),
                 finish_reason=choice.get("finish_reason"),
                 latency_ms=latency,
                 attempts=total_attempts,
                 models_tried=tuple(tried),
+                tool_calls=_tool_calls(message) if tools else (),
             )
         # every model failed: transient upstream trouble is retried by the consumer; a 4xx is the input's fault
         if last_exc is not None and _retryable(last_exc):
@@ -162,24 +141,28 @@ class ChatClient:
         raise PermanentError(f"all models failed; last: {last_exc}") from last_exc
 
     async def _call(
-        self, ep: Endpoint, messages: list[dict[str, Any]], temperature: float | None, max_tokens: int | None
+        self, ep: Endpoint, messages: list[dict[str, Any]], temperature: float | None, max_tokens: int | None,
+        tools: list[dict[str, Any]] | None,
     ) -> tuple[dict[str, Any], int]:
         payload: dict[str, Any] = {"model": ep.model, "messages": messages}
         if temperature is not None:
             payload["temperature"] = temperature
         if max_tokens is not None:
             payload["max_tokens"] = max_tokens
+        if tools:
+            payload["tools"] = tools
         headers = {"Content-Type": "application/json", **ep.headers}
         if ep.api_key:
             headers["Authorization"] = f"Bearer {ep.api_key}"
-        url = ep.base_url.rstrip("/") + "/chat/completions"  # type: ignore[union-attr]
+        assert ep.base_url is not None  # the echo model is answered in complete()
+        url = ep.base_url.rstrip("/") + "/chat/completions"
         attempts = 0
         async for attempt in AsyncRetrying(stop=self._stop, wait=self._wait, retry=self._retry, reraise=True):
             with attempt:
                 attempts += 1
                 with tracer().start_as_current_span(f"chat {ep.model}", kind=SpanKind.CLIENT) as span:
                     span.set_attribute("gen_ai.operation.name", "chat")
-                    span.set_attribute("gen_ai.system", ep.provider)
+                    span.set_attribute("gen_ai.system", provider_of(ep))
                     span.set_attribute("gen_ai.request.model", ep.model)
                     if temperature is not None:
                         span.set_attribute("gen_ai.request.temperature", temperature)
@@ -193,9 +176,7 @@ class ChatClient:
                         raise
                     if resp.status_code >= 400:
                         span.set_status(Status(StatusCode.ERROR, f"HTTP {resp.status_code}"))
-                        err = UpstreamError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}")
-                        err.attempts = attempts  # type: ignore[attr-defined]
-                        raise err
+                        raise UpstreamError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}", attempts)
                     body = orjson.loads(resp.content)
                     usage = body.get("usage") or {}
                     choice = (body.get("choices") or [{}])[0]
@@ -210,3 +191,13 @@ class ChatClient:
                         raise ValueError("response has no choices")
                     return body, attempts
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _tool_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """The message's tool calls; arguments stay the JSON text the model sent (the loop parses and checks it)."""
+    calls = []
+    for i, c in enumerate(message.get("tool_calls") or ()):
+        fn = c.get("function") or {}
+        calls.append(ToolCall(id=str(c.get("id") or f"call_{i}"), name=str(fn.get("name") or ""),
+                              arguments=str(fn.get("arguments") or "{}")))
+    return tuple(calls)

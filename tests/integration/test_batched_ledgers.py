@@ -24,7 +24,7 @@ from agentbus.events import (
 from agentbus.services.egress.ledger import PgDeliveryLedger
 from agentbus.services.egress.ports import Claim, Outcome
 from agentbus.services.reasoner.ledger import Ledger
-from agentbus.services.reasoner.llm import Completion
+from agentbus.services.reasoner.ports import Completion, Lookup, Record, StepRecord
 from tests.support.db import service_pool
 from tests.support.platform import Infra
 
@@ -76,7 +76,13 @@ def reply_for(ctx: Event, text: str) -> ReplyGenerated:
 
 
 def completion(text: str) -> Completion:
-    return Completion(text, "m", "p", 3, 4, "stop", 12.5, 2, ("first", "m"))
+    return Completion(text=text, model="m", provider="p", prompt_tokens=3, completion_tokens=4, finish_reason="stop",
+                      latency_ms=12.5, attempts=2, models_tried=("first", "m"))
+
+
+def record(e: ContextAssembled, request: list[dict[str, str]], c: Completion, outputs: list[Event],
+           store: bool = True) -> Record:
+    return Record(event=e, agent="assistant", request=request, completion=c, outputs=outputs, store_inference=store)
 
 
 async def test_reasoner_records_and_lookups_of_concurrent_events(reasoner_pool: AsyncConnectionPool) -> None:
@@ -84,17 +90,17 @@ async def test_reasoner_records_and_lookups_of_concurrent_events(reasoner_pool: 
     record_sizes = counted(ledger, "_record_many")
     lookup_sizes = counted(ledger, "_lookup_many")
     events = [context(f"c{i}") for i in range(5)]
-    assert await asyncio.gather(*(ledger.lookup(e) for e in events)) == [(None, None)] * 5
+    assert await asyncio.gather(*(ledger.lookup(e) for e in events)) == [Lookup(None, None)] * 5
     outs = [[reply_for(e, f"answer {i}")] for i, e in enumerate(events)]
     recorded = await asyncio.gather(*(
-        ledger.record(e, e.id, "assistant", [{"role": "user", "content": f"q{i}"}], completion(f"answer {i}"),
-                      outs[i], store_inference=(i != 4))
+        ledger.record(record(e, [{"role": "user", "content": f"q{i}"}], completion(f"answer {i}"), outs[i],
+                             store=(i != 4)))
         for i, e in enumerate(events)
     ))
     assert recorded == outs
     assert record_sizes == [5] and lookup_sizes == [5]
     found = await asyncio.gather(*(ledger.lookup(e) for e in events))
-    for i, (previous, c) in enumerate(found):
+    for i, (previous, c) in enumerate((f.outputs, f.inference) for f in found):
         assert previous == outs[i]
         if i == 4:
             assert c is None  # recorded without an inference (a refusal, say)
@@ -103,11 +109,27 @@ async def test_reasoner_records_and_lookups_of_concurrent_events(reasoner_pool: 
     # a redelivery handled with a new event: the first outputs stand, the new one is recorded
     new = context("c9")
     again = await asyncio.gather(
-        ledger.record(events[0], events[0].id, "assistant", [], completion("other"), [reply_for(events[0], "x")]),
-        ledger.record(new, new.id, "assistant", [], completion("new"), [reply_for(new, "new")]),
+        ledger.record(record(events[0], [], completion("other"), [reply_for(events[0], "x")])),
+        ledger.record(record(new, [], completion("new"), [reply_for(new, "new")])),
     )
     assert again[0] == outs[0] and again[1][0].data.text == "new"
-    assert (await ledger.find(events[0].id)) == completion("answer 0")
+    assert (await ledger.lookup(events[0])).inference == completion("answer 0"), "the first inference stands"
+    await ledger.aclose()
+
+
+async def test_tool_loop_steps_come_back_with_the_lookup_and_the_first_record_stands(
+    reasoner_pool: AsyncConnectionPool,
+) -> None:
+    ledger = Ledger(reasoner_pool)
+    e, other = context("steps"), context("no-steps")
+    model = StepRecord(n=1, call_id="", kind="llm", data={"text": "", "tool_calls": [{"id": "c1"}]})
+    tool = StepRecord(n=1, call_id="c1", kind="tool", data={"tool": "now", "content": "09:00", "commands": []})
+    await ledger.record_step(e, tool)
+    await ledger.record_step(e, model)
+    await ledger.record_step(e, StepRecord(n=1, call_id="c1", kind="tool", data={"content": "a second run"}))
+    found, none = await asyncio.gather(ledger.lookup(e), ledger.lookup(other))
+    assert found.steps == (model, tool), "ordered by step, the first record of a step kept"
+    assert none.steps == () and none.outputs is None
     await ledger.aclose()
 
 

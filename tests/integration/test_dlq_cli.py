@@ -24,6 +24,7 @@ from agentbus.bus.deadletter import dead_letter_event
 from agentbus.bus.kafka import ensure_topics
 from agentbus.cli import dlq
 from agentbus.cli.tools import signed_request
+from agentbus.config import Agent
 from agentbus.events import Chat, Event, MessageReceived, MessageReceivedData, Sender, utcnow
 from agentbus.settings import Settings
 from agentbus.topics import all_topics, topic_for
@@ -198,7 +199,9 @@ async def test_redrive_twice_after_the_cause_is_fixed_pushes_once(
         llm.fail_status = None
     [row] = rows
     assert row["service"] == "reasoner" and "400" in row["error"] and row["attempts"] == 1
-    assert [m for m in sink.received if m["conversation"] == conv] == []
+    # the asker is not left in silence: the agent's apology is pushed, once, beside the dead letter
+    [apology] = await sink.wait_for(lambda m: m["conversation"] == conv)
+    assert apology["text"] == Agent(id="x").apology and len(sink.by_reply[apology["_webhook_id"]]) == 1
     calls_before = calls_answering(llm, text)
 
     for _ in range(2):
@@ -213,6 +216,7 @@ async def test_redrive_twice_after_the_cause_is_fixed_pushes_once(
     assert len(pushes) == 1 and len(sink.by_reply[pushes[0]["_webhook_id"]]) == 1
     assert calls_answering(llm, text) - calls_before == 1, "the second redrive paid for no second LLM call"
     assert [r["id"] for r in await list_json(infra, platform.prefix)] == [row["id"]], "nothing failed again"
+    assert [m["text"] for m in sink.received if m["conversation"] == conv].count(apology["text"]) == 1
     copies = [r for r in await read_topic(infra.bootstrap, topic_for(platform.prefix, "context.assembled"))
               if dict(r.headers).get("redriven-from") == row["id"].encode()]
     assert len(copies) == 2 and copies[0].value == copies[1].value

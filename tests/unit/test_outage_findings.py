@@ -8,10 +8,6 @@ kept in memory. Minimal reproductions with fakes; the ledger write fails once, e
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from typing import Any
-
 import psycopg
 
 from agentbus.config import parse_config
@@ -19,7 +15,6 @@ from agentbus.events import (
     Chat,
     ContextAssembled,
     ContextAssembledData,
-    Event,
     ReplyGenerated,
     ReplyGeneratedData,
     Turn,
@@ -27,52 +22,18 @@ from agentbus.events import (
 )
 from agentbus.services.egress.handlers import Egress
 from agentbus.services.reasoner.handlers import Reasoner
-from agentbus.services.reasoner.llm import Completion, Endpoint
 from agentbus.settings import Settings
 from tests.support.platform import base_config
 from tests.unit.fakes_egress import FakeDeliveryLedger, FakeOutbound, FakeRateLimiter
+from tests.unit.fakes_reasoner import FakeInferenceLedger, ScriptedLLM
 
 OUTAGE = psycopg.OperationalError("terminating connection due to administrator command")
 
 
-class FlakyReasonerLedger:
-    """Keeps inferences like the real ledger; the first ``record`` fails as the database goes away."""
-
-    def __init__(self) -> None:
-        self.inferences: dict[uuid.UUID, Completion] = {}
-        self.processed: dict[uuid.UUID, list[Event]] = {}
-        self.fail_next_record = True
-
-    async def already(self, event: Event) -> list[Event] | None:
-        return self.processed.get(event.id)
-
-    async def find(self, key: uuid.UUID) -> Completion | None:
-        return self.inferences.get(key)
-
-    async def lookup(self, event: Event) -> tuple[list[Event] | None, Completion | None]:
-        return await self.already(event), self.inferences.get(event.id)
-
-    async def record(self, event: Event, key: uuid.UUID, agent: str, request: list[dict[str, Any]], c: Completion,
-                     outputs: Sequence[Event], store_inference: bool = True) -> list[Event]:
-        if self.fail_next_record:
-            self.fail_next_record = False
-            raise OUTAGE
-        self.inferences.setdefault(key, c)
-        return self.processed.setdefault(event.id, list(outputs))
-
-
-class CountingLLM:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def complete(self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], **_: Any) -> Completion:
-        self.calls += 1
-        return Completion("an answer", chain[0].model, "test", 1, 1, "stop", 1.0, 1, (chain[0].name,))
-
-
 async def test_llm_is_not_called_again_when_recording_the_inference_failed() -> None:
-    llm, ledger = CountingLLM(), FlakyReasonerLedger()
-    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)  # type: ignore[arg-type]
+    # keeps inferences like the real ledger; the first record fails as the database goes away
+    llm, ledger = ScriptedLLM(), FakeInferenceLedger(fail_records=[OUTAGE])
+    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)
     e = ContextAssembled.new(
         ContextAssembledData(agent="assistant", channel="acme", channel_type="webhook", chat=Chat(id="c"),
                              trigger="message", input=Turn(role="user", text="hello", at=utcnow())),
@@ -80,7 +41,7 @@ async def test_llm_is_not_called_again_when_recording_the_inference_failed() -> 
     )
     await r.answer(e)  # the failed write is retried on its own, with the answer kept
     await r.answer(e)  # a redelivery finds it recorded
-    assert llm.calls == 1 and not ledger.fail_next_record
+    assert llm.calls == 1 and not ledger.fail_records
 
 
 async def test_reply_is_not_pushed_again_when_recording_the_delivery_failed() -> None:

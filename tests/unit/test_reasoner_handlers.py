@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -11,42 +8,12 @@ import pytest
 
 from agentbus.bus import PermanentError, TransientError
 from agentbus.config import parse_config
-from agentbus.events import Chat, ContextAssembled, ContextAssembledData, Event, Turn, utcnow
+from agentbus.events import Chat, ContextAssembled, ContextAssembledData, Turn, utcnow
 from agentbus.services.reasoner.handlers import Reasoner
-from agentbus.services.reasoner.llm import ChatClient, Completion, Endpoint, UpstreamError
+from agentbus.services.reasoner.llm import ChatClient, Endpoint, UpstreamError
 from agentbus.settings import Settings
 from tests.support.platform import base_config
-
-
-@dataclass
-class FakeLedger:
-    inferences: dict[uuid.UUID, Completion] = field(default_factory=dict)
-    processed: dict[tuple[uuid.UUID, str], list[Event]] = field(default_factory=dict)
-
-    async def already(self, event: Event) -> list[Event] | None:
-        return self.processed.get((event.id, event.replay.run if event.replay else ""))
-
-    async def find(self, key: uuid.UUID) -> Completion | None:
-        return self.inferences.get(key)
-
-    async def lookup(self, event: Event) -> tuple[list[Event] | None, Completion | None]:
-        return await self.already(event), self.inferences.get(event.id)
-
-    async def record(self, event: Event, key: uuid.UUID, agent: str, request: list[dict[str, Any]], c: Completion,
-                     outputs: Sequence[Event], store_inference: bool = True) -> list[Event]:
-        if store_inference:
-            self.inferences.setdefault(key, c)
-        return self.processed.setdefault((event.id, event.replay.run if event.replay else ""), list(outputs))
-
-
-@dataclass
-class ScriptedLLM:
-    calls: int = 0
-
-    async def complete(self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], **_: Any) -> Completion:
-        self.calls += 1
-        return Completion(f"reply to {messages[-1]['content']}", chain[0].model, "test", 3, 4, "stop", 1.0, 1,
-                          (chain[0].name,))
+from tests.unit.fakes_reasoner import FakeInferenceLedger, ScriptedLLM
 
 
 def context(text: str, refusal: str | None = None) -> ContextAssembled:
@@ -59,8 +26,8 @@ def context(text: str, refusal: str | None = None) -> ContextAssembled:
 
 
 async def test_answer_emits_inference_and_reply_and_redelivery_never_calls_twice() -> None:
-    llm, ledger = ScriptedLLM(), FakeLedger()
-    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)  # type: ignore[arg-type]
+    llm, ledger = ScriptedLLM(), FakeInferenceLedger()
+    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)
     e = context("hello")
     inf, reply = await r.answer(e)
     assert inf.TYPE == "inference.completed" and reply.TYPE == "reply.generated"
@@ -75,7 +42,7 @@ async def test_answer_emits_inference_and_reply_and_redelivery_never_calls_twice
 
 async def test_refusal_is_answered_without_the_llm() -> None:
     llm = ScriptedLLM()
-    r = Reasoner(parse_config(base_config()), Settings(), FakeLedger(), llm)  # type: ignore[arg-type]
+    r = Reasoner(parse_config(base_config()), Settings(), FakeInferenceLedger(), llm)
     _, reply = await r.answer(context("let me in", refusal="Not for you, sorry."))
     assert reply.data.text == "Not for you, sorry." and llm.calls == 0
 
@@ -118,8 +85,8 @@ async def test_fallback_chain_and_error_classification(monkeypatch: pytest.Monke
 async def test_replay_reuses_the_ledger_unless_asked_and_never_overwrites_it() -> None:
     from agentbus.events import Replay
 
-    llm, ledger = ScriptedLLM(), FakeLedger()
-    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)  # type: ignore[arg-type]
+    llm, ledger = ScriptedLLM(), FakeInferenceLedger()
+    r = Reasoner(parse_config(base_config()), Settings(), ledger, llm)
     live = context("hello")
     _, live_reply = await r.answer(live)
     reuse = live.model_copy(update={"replay": Replay(run="r1")})

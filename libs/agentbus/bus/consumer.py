@@ -40,6 +40,8 @@ log = structlog.get_logger("agentbus.consumer")
 # a handler takes the typed event of its route (``MessageReceived``, not ``Event``) and returns its outputs
 Handler = Callable[[Any], Awaitable[Sequence[Event]]]
 Routes = Mapping[type[Event], Handler]
+# what a service publishes when it gives up on an event (an apology to the chat), beside its dead letter
+GiveUp = Callable[[Any, BaseException], Awaitable[Sequence[Event]]]
 
 
 def subscriptions(prefix: str, routes: Routes) -> dict[str, Handler]:
@@ -144,11 +146,13 @@ class ConsumerRunner(ConsumerRebalanceListener):
         routes: Routes,
         group_id: str | None = None,
         transient_deadline_s: float = 900.0,
+        give_up: Mapping[type[Event], GiveUp] | None = None,
     ) -> None:
         self._s = settings
         self._service = service
         self._producer = producer
         self._routes = subscriptions(settings.topic_prefix, routes)
+        self._give_up = {cls.TYPE: fn for cls, fn in (give_up or {}).items()}
         self._group = group_id or f"{settings.consumer_group_prefix}.{settings.topic_prefix}.{service}"
         self._transient_deadline_s = transient_deadline_s
         self._consumer: AIOKafkaConsumer | None = None
@@ -362,13 +366,27 @@ class ConsumerRunner(ConsumerRebalanceListener):
             if tries.abandon:
                 raise _Abandon from exc  # leave it uncommitted for the next owner
             metrics.EVENTS_CONSUMED.labels(type=event.TYPE, outcome="dead_lettered").inc()
-            await self._dead_letter(rec, event, exc, attempts=max(tries.at_fault, 1))
+            await self._dead_letter(rec, event, exc, attempts=max(tries.at_fault, 1),
+                                    also=await self._compensation(event, exc))
             return
         metrics.child(metrics.HANDLER_SECONDS, event.TYPE).observe(time.perf_counter() - started)
         metrics.child(metrics.EVENTS_CONSUMED, event.TYPE, "ok").inc()
 
+    async def _compensation(self, event: Event, exc: BaseException) -> Sequence[Event]:
+        """The service's answer to giving up on ``event`` (none if it has none, or if making it fails: the dead
+        letter goes out regardless)."""
+        give_up = self._give_up.get(event.TYPE)
+        if give_up is None:
+            return ()
+        try:
+            return await give_up(event, exc)
+        except Exception as err:  # reported; the dead letter below still keeps the event
+            log.error("give_up_failed", error=f"{type(err).__name__}: {err}"[:300])
+            return ()
+
     async def _dead_letter(
-        self, rec: ConsumerRecord, event: Event | None, exc: BaseException, attempts: int
+        self, rec: ConsumerRecord, event: Event | None, exc: BaseException, attempts: int,
+        also: Sequence[Event] = (),
     ) -> None:
         dle = dead_letter_event(self._service, rec, event, exc, attempts)
         log.error(
@@ -389,7 +407,7 @@ class ConsumerRunner(ConsumerRebalanceListener):
                                                                  max=self._s.retry_max_s),
                                            retry=retry_if_exception_type(Exception), before_sleep=report):
             with attempt:
-                await self._producer.publish([dle])
+                await self._producer.publish([dle, *also])
         metrics.DEAD_LETTERED.labels(type=event.TYPE if event else "unparseable").inc()
 
     # ------------------------------------------------------------------ commits

@@ -14,69 +14,15 @@ Failures the model should hear about (bad arguments, a server that is down, a re
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from agentbus.events import Chat, ContextAssembled, Event
+from agentbus.services.reasoner.ports import Tool, ToolContext, ToolError, ToolResult
 
-C = TypeVar("C", bound=Event)
+__all__ = ["NAME", "Tool", "ToolContext", "ToolError", "ToolResult", "TypedTool"]
+
 NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # what OpenAI-compatible APIs accept as a function name
-
-
-class ToolError(Exception):
-    """A tool call that failed in a way the model is told about (it may correct itself and try again)."""
-
-
-@dataclass(frozen=True)
-class ToolContext:
-    cause: ContextAssembled  # the input the loop answers: tenant, conversation, channel, chat, agent
-    idempotency_key: str  # deterministic per (input, step, call): the same on a redelivery, unique otherwise
-    now: datetime
-    sender: str | None = None
-
-    @property
-    def tenant(self) -> str:
-        return self.cause.tenant
-
-    @property
-    def conversation(self) -> str:
-        return self.cause.conversation
-
-    @property
-    def channel(self) -> str:
-        return self.cause.data.channel
-
-    @property
-    def chat(self) -> Chat:
-        return self.cause.data.chat
-
-    @property
-    def agent(self) -> str:
-        return self.cause.data.agent
-
-    def command(self, cls: type[C], data: Any, name: str = "command") -> C:
-        """A command event caused by this call, with an id derived from the call (the same on a redelivery)."""
-        return self.cause.follow(cls, data, source="reasoner", step=f"{self.idempotency_key}:{name}")
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    content: str  # what the model reads
-    is_error: bool = False
-    commands: Sequence[Any] = field(default_factory=tuple)  # command events to publish with the reply
-
-
-class Tool(Protocol):
-    name: str  # as the model sees it (see NAME)
-    description: str
-    side_effects: bool
-    parameters: dict[str, Any]  # JSON Schema of the arguments object
-
-    async def call(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult: ...
 
 
 A = TypeVar("A", bound=BaseModel)
