@@ -27,9 +27,11 @@ up: $(STAMP) $(if $(TRACING),.venv-tracing/.installed)
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
-## ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear)
+## ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear), then mypy over libs/ and
+## services/ (configuration in pyproject.toml; tools/typecheck.sh explains the tree it checks)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check libs services tests bench chaos
+	VENV=$(abspath $(VENV)) tools/typecheck.sh
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
