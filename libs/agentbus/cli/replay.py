@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from agentbus.events import DeliveryCompleted, Event, InferenceCompleted, Replay, ReplyGenerated
+from agentbus.events import DeliveryCompleted, Event, InferenceCompleted, Replay, ReplyGenerated, ToolCalled
 from agentbus.ids import reply_id, reply_id_of_context
 from agentbus.settings import Settings
 
@@ -39,6 +39,9 @@ def register(app: typer.Typer) -> None:
         rerun_llm: bool = typer.Option(False, "--rerun-llm", help="call the LLM again (default: reuse the ledger)"),
         model: str = typer.Option(None, help="with --rerun-llm: use this model (a name from agentbus.yaml, or echo)"),
         system_prompt: str = typer.Option(None, help="with --rerun-llm: use this system prompt instead"),
+        rerun_tools: bool = typer.Option(False, "--rerun-tools", help="with --rerun-llm: run again the tools "
+                                         "without side effects that have no recorded result (tools with side "
+                                         "effects never run in a replay)"),
         run_id: str = typer.Option(None, help="name of the run (default: a new one)"),
         limit: int = typer.Option(1000, help="replay at most this many events"),
         timeout: float = typer.Option(120.0, help="seconds to wait for the replayed replies"),
@@ -50,10 +53,10 @@ def register(app: typer.Typer) -> None:
 
         if stage not in ENTRY:
             raise typer.BadParameter(f"--from must be one of {', '.join(ENTRY)}")
-        if (model or system_prompt) and not rerun_llm:
-            raise typer.BadParameter("--model and --system-prompt need --rerun-llm")
+        if (model or system_prompt or rerun_tools) and not rerun_llm:
+            raise typer.BadParameter("--model, --system-prompt and --rerun-tools need --rerun-llm")
         run = Replay(run=run_id or f"replay-{uuid.uuid4().hex[:8]}", rerun_llm=rerun_llm, model=model,
-                     system_prompt=system_prompt)
+                     system_prompt=system_prompt, rerun_tools=rerun_tools)
         code = asyncio.run(_replay(Settings(), ENTRY[stage], run, parse_when(since), parse_when(until), tenant,
                                    conversation, correlation, limit, timeout, dry_run, as_json))
         raise typer.Exit(code)
@@ -69,7 +72,8 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
     console = Console(highlight=False, stderr=as_json)
     entry_topic = topic_for(s.topic_prefix, entry_type)
     reply_topic = topic_for(s.topic_prefix, "reply.generated")
-    result_topics = [reply_topic, topic_for(s.topic_prefix, "delivery.completed"),
+    tool_topic = topic_for(s.topic_prefix, ToolCalled.TYPE)
+    result_topics = [reply_topic, topic_for(s.topic_prefix, "delivery.completed"), tool_topic,
                      *topics_of_type(s.topic_prefix, "inference.completed")]
     selected = [lg.event for lg in await read(
         s, [entry_topic],
@@ -80,6 +84,9 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
         console.print("nothing to replay: no live events match")
         return 1
     originals = {lg.event.id: lg.event for lg in await read(s, [reply_topic], lambda e: e.replay is None)}
+    original_tools: dict[uuid.UUID, list[ToolCalled]] = {}
+    for lg in await read(s, [tool_topic], lambda e: e.replay is None):
+        _add_tool(original_tools, lg.event)
     if dry_run:
         for e in selected:
             console.print(f"would replay {e.TYPE} {e.id} {e.conversation} at {e.occurred_at:%Y-%m-%d %H:%M:%S}")
@@ -91,6 +98,7 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
     replayed: dict[uuid.UUID, Event] = {}
     failed: dict[uuid.UUID, str] = {}
     deliveries: dict[uuid.UUID, str] = {}
+    replayed_tools: dict[uuid.UUID, list[ToolCalled]] = {}
     t0 = time.monotonic()
     try:
         with Progress(console=console, transient=as_json) as progress:
@@ -111,6 +119,8 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
                     e = lg.event
                     if isinstance(e, ReplyGenerated) and e.id in wanted:
                         replayed[e.id] = e
+                    elif isinstance(e, ToolCalled):
+                        _add_tool(replayed_tools, e)
                     elif isinstance(e, DeliveryCompleted):
                         deliveries[e.data.reply_id] = e.data.status
                     elif (isinstance(e, InferenceCompleted) and e.data.outcome == "failed"
@@ -140,6 +150,8 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
             "replayed_model": new.data.model if new else None, "replayed": new.data.text if new else None,
             "changed": (orig.data.text != new.data.text) if orig and new else None,
             "delivery": deliveries.get(rid), "error": failed.get(rid),
+            "original_tools": [_tool_line(t) for t in original_tools.get(rid, [])],
+            "replayed_tools": [_tool_line(t) for t in replayed_tools.get(rid, [])],
         })
     pushed = [r for r in rows if r["delivery"] not in (None, "suppressed")]
     report = {"run": run.run, "rerun_llm": run.rerun_llm, "model": run.model, "selected": len(selected),
@@ -153,8 +165,10 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
         for col in ("conversation", "original", "replayed", "changed"):
             table.add_column(col, overflow="fold")
         for r in rows:
-            table.add_row(r["conversation"], f"[{r['original_model']}] {r['original'] or '—'}"[:300],
-                          f"[{r['replayed_model']}] {r['replayed'] or r['error'] or '—'}"[:300],
+            table.add_row(r["conversation"],
+                          _with_tools(f"[{r['original_model']}] {r['original'] or '—'}"[:300], r["original_tools"]),
+                          _with_tools(f"[{r['replayed_model']}] {r['replayed'] or r['error'] or '—'}"[:300],
+                                      r["replayed_tools"]),
                           {True: "yes", False: "no", None: "?"}[r["changed"]])
         console.print(table)
         console.print(f"{report['replayed']}/{report['selected']} replayed, {report['changed']} changed, "
@@ -162,3 +176,20 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
                       f"(replayed replies are never pushed), {report['seconds']} s")
     complete = len(replayed) + len(failed) == len(wanted)
     return 0 if complete and not pushed else 1
+
+
+def _add_tool(by_reply: dict[uuid.UUID, list[ToolCalled]], e: Event) -> None:
+    if isinstance(e, ToolCalled) and e.causation_id is not None:
+        by_reply.setdefault(reply_id_of_context(e.causation_id), []).append(e)
+
+
+def _tool_line(t: ToolCalled) -> str:
+    """One tool call of an answer: step, tool, arguments, outcome and the start of its result."""
+    d = t.data
+    args = json.dumps(d.arguments, ensure_ascii=False) if isinstance(d.arguments, dict) else d.arguments
+    how = "reused" if d.reused else f"{d.latency_ms:.0f} ms"
+    return f"{d.step}. {d.tool}({args[:80]}) → {d.outcome} ({how}): {' '.join(d.result.split())[:80]}"
+
+
+def _with_tools(text: str, tools: list[str]) -> str:
+    return text if not tools else text + "\n" + "\n".join(f"  ⚙ {t}" for t in tools)
