@@ -102,6 +102,22 @@ class McpServer(Strict):
         return self
 
 
+class HttpTool(Strict):
+    """A tool that calls one of the company's own HTTP APIs (a ticket system, an order service): the model's
+    arguments are POSTed as JSON, the answer's text is what the model reads. Side-effecting calls carry an
+    ``Idempotency-Key`` header that is the same when a step is retried, so the API can apply it once."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, EnvRef | str] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    side_effects: bool = True
+    timeout_s: float = Field(default=15.0, gt=0, le=300)
+    max_bytes: int = Field(default=200_000, gt=0, le=10_000_000)
+
+
 class Job(Strict):
     id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,126}$")
     cron: str | None = None
@@ -136,6 +152,7 @@ class PlatformConfig(BaseModel):
     channels: tuple[Any, ...] = ()
     jobs: tuple[Job, ...] = ()
     mcp_servers: tuple[McpServer, ...] = ()
+    http_tools: tuple[HttpTool, ...] = ()
 
     # indexes by id, built once the configuration is validated (``_index``)
     _channels: dict[str, ChannelBase] = PrivateAttr(default_factory=dict)
@@ -229,6 +246,7 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
     dupes("channels", [c.id for c in cfg.channels])
     dupes("jobs", [j.id for j in cfg.jobs])
     dupes("mcp_servers", [s.name for s in cfg.mcp_servers])
+    dupes("http_tools", [t.name for t in cfg.http_tools])
     servers = {s.name for s in cfg.mcp_servers}
     for i, a in enumerate(cfg.agents):
         for j, tool in enumerate(a.tools):
