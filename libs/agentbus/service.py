@@ -132,4 +132,8 @@ def run(service: str) -> None:
     bootstrap: Bootstrap = importlib.import_module(f"agentbus.services.{service}.bootstrap").bootstrap
     import uvloop
 
-    uvloop.run(serve(service, bootstrap, settings, config))
+    try:
+        uvloop.run(serve(service, bootstrap, settings, config))
+    except ConfigError as err:  # found while wiring (a tool an agent names that no source provides, say)
+        print(f"agentbus {service}: {settings.config_file}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,29 +1,47 @@
-"""Wiring of the reasoner: ledger, LLM client, topic → handler table."""
+"""Wiring of the reasoner: ledger, LLM client, the agents' tools, topic → handler table."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
+
 from agentbus.bus import Producer
-from agentbus.config import PlatformConfig
+from agentbus.config import ConfigError, PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import ContextAssembled
+from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
 from agentbus.services.reasoner.handlers import Reasoner
 from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.llm import ChatClient
+from agentbus.services.reasoner.ports import Tool
+from agentbus.services.reasoner.tools.http_action import HttpActionTool
+from agentbus.services.reasoner.tools.plugins import load_plugins
+from agentbus.services.reasoner.tools.registry import ToolRegistry, builtin_tools
 from agentbus.settings import Settings
+
+log = structlog.get_logger("agentbus.reasoner")
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "reasoner", Path(__file__).parent / "migrations")
     llm = ChatClient(settings.llm_attempts, settings.llm_max_connections)
     ledger = Ledger(pool)
-    reasoner = Reasoner(config, settings, ledger, llm)
+    tool_http = async_client(timeout=30.0, max_connections=64)
+    builtins: list[Tool] = [*builtin_tools(), *(HttpActionTool(t, tool_http) for t in config.http_tools)]
+    plugins = load_plugins(reserved=[t.name for t in builtins])
+    for problem in plugins.problems:  # a bad plugin is named and left out; the other tools still load
+        log.error("tool_plugin_refused", problem=problem)
+    registry = ToolRegistry(builtins, (), plugins.tools)
+    problems = registry.validate(config)
+    if problems:
+        raise ConfigError("invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
+    reasoner = Reasoner(config, settings, ledger, llm, registry)
 
     return ServiceParts(
         routes={ContextAssembled: reasoner.answer},
         give_up={ContextAssembled: reasoner.apologise},
         checks={"database": database},
-        on_stop=[llm.aclose, ledger.aclose, pool.close],
+        on_stop=[llm.aclose, tool_http.aclose, ledger.aclose, pool.close],
     )

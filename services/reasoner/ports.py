@@ -150,10 +150,20 @@ class ToolResult:
 
 
 class Tool(Protocol):
-    name: str  # as the model sees it: [a-zA-Z0-9_-]{1,64}
-    description: str
-    side_effects: bool
-    parameters: dict[str, Any]  # JSON Schema of the arguments object
+    """Read-only members, so that a plain attribute, a class variable (``TypedTool``) and a property all
+    satisfy it."""
+
+    @property
+    def name(self) -> str: ...  # as the model sees it: [a-zA-Z0-9_-]{1,64}
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def side_effects(self) -> bool: ...
+
+    @property
+    def parameters(self) -> dict[str, Any]: ...  # JSON Schema of the arguments object
 
     async def call(self, arguments: dict[str, Any], ctx: ToolContext) -> ToolResult: ...
 
