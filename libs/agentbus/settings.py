@@ -95,6 +95,8 @@ class Settings(BaseSettings):
 
     # scheduler
     scheduler_tick_s: float = 1.0
+    # the scheduler's admin HTTP, where the agent's schedule tool lists jobs (empty: its default port on loopback)
+    scheduler_url: str | None = None
 
     # the deployment's name (dev, staging, production): on every span and log line
     environment: str = "dev"
