@@ -109,6 +109,23 @@ class Recall(Frozen):
     role: Literal["user", "assistant", "system"] = "user"
     at: datetime | None = None
     conversation: str | None = None
+    kind: Literal["turn", "fact"] = Field(
+        default="turn", description="a turn of a conversation, or a fact someone asked the agent to remember")
+
+
+class MemoryCommand(Frozen):
+    """Command: remember a fact, or forget what is like a query (the agent's ``memory`` tool asks for both).
+
+    Forgetting deletes every memory of the scope at least ``min_score`` alike (cosine) to ``text``: the
+    default is high so that "forget my locker number" does not take unrelated memories with it."""
+
+    action: Literal["remember", "forget"]
+    text: str = Field(min_length=1, max_length=4000,
+                      description="remember: the fact, as a sentence; forget: what to forget, as a query")
+    subject: str | None = Field(default=None, description="who the fact is about (the sender's id when known)")
+    min_score: float = Field(default=0.85, ge=0.0, le=1.0,
+                             description="forget: the least cosine similarity to the query of what is deleted")
+    requested_by: str = "api"
 
 
 class ContextAssembledData(Frozen):
@@ -343,6 +360,16 @@ class ContextAssembled(Event):
     data: ContextAssembledData
 
 
+class MemoryRequested(Event):
+    """memory.requested v1: a command to remember a fact or to forget memories like a query."""
+
+    TYPE: ClassVar[str] = "memory.requested"
+    VERSION: ClassVar[int] = 1
+    type: Literal["memory.requested"]
+    version: Literal[1]
+    data: MemoryCommand
+
+
 class InferenceCompletedV1(Event):
     """inference.completed v1 (superseded by v2; upcast on read)."""
 
@@ -421,6 +448,7 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         InferenceCompleted,
         ReplyGenerated,
         ToolCalled,
+        MemoryRequested,
         DeliveryCompleted,
         DeadLettered,
     )

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     push_timeout_s: float = 15.0
     push_attempts: int = 6
 
+    # memory's admin HTTP, which the reasoner's memory tool searches (empty: memory's default port on loopback)
+    memory_url: str | None = None
+
     # telemetry
     otlp_endpoint: str | None = None
     log_level: str = "info"

@@ -11,12 +11,15 @@ from psycopg_pool import AsyncConnectionPool
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
-from agentbus.events import JobTriggered, MessageReceived, ReplyGenerated
+from agentbus.events import JobTriggered, MemoryRequested, MessageReceived, ReplyGenerated
 from agentbus.service import ServiceParts
+from agentbus.services.memory.commandlog import PgCommandLog
+from agentbus.services.memory.commands import MemoryCommands
 from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.ports import Embedder, VectorStore
+from agentbus.services.memory.routes import recall_routes
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
 
@@ -40,13 +43,16 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     store = PgTurnStore(pool)
     on_stop += [store.aclose, pool.close]  # the pool last: the vector index and the store flush through it
     memory = Memory(config, store, embedder, vectors)
+    commands = MemoryCommands(embedder, vectors, PgCommandLog(pool))
 
     return ServiceParts(
         routes={
             MessageReceived: memory.assemble_context,
             JobTriggered: memory.assemble_context,
             ReplyGenerated: memory.remember_reply,
+            MemoryRequested: commands.apply,
         },
+        http_routes=recall_routes(config, embedder, vectors),
         checks={"database": database},
         on_stop=on_stop,
     )

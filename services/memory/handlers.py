@@ -24,7 +24,7 @@ from agentbus.events import (
 )
 from agentbus.ids import Step
 from agentbus.replaying import effects_of
-from agentbus.services.memory.ports import Embedder, TurnStore, VectorStore
+from agentbus.services.memory.ports import Embedder, Scope, TurnStore, VectorStore
 
 log = structlog.get_logger("agentbus.memory")
 SOURCE = "memory"
@@ -106,7 +106,7 @@ class Memory:
         if k > 0:
             recalls = [
                 r
-                for r in await self.vectors.search(vector, event.tenant, k, exclude=event.id)
+                for r in await self.vectors.search(vector, Scope.of(event), k, exclude=event.id)
                 if r.score >= agent.memory.recall_min_score
             ]
         if not effects_of(event).remember:
@@ -121,7 +121,8 @@ class Memory:
     def _index(self, event: Event, turn: Turn, vector: list[float]) -> Awaitable[None]:
         """The write that makes the turn searchable."""
         assert self.vectors is not None
-        return self.vectors.upsert(event.id, vector, event.tenant, event.conversation, turn.role, turn.text, turn.at)
+        return self.vectors.upsert(event.id, vector, Scope.of(event), event.conversation, turn.role, turn.text,
+                                   turn.at)
 
     async def assemble_context(self, event: MessageReceived | JobTriggered) -> Sequence[Event]:
         """message.received / job.triggered → context.assembled."""

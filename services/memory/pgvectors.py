@@ -12,7 +12,9 @@ point to SQLite one by one; profiled under load, that was about half of memory's
 
 Replicas: each replica indexes what it writes at once and picks up what the others wrote at most
 ``refresh_s`` later, before a search (rows are read back ``_SEQ_MARGIN`` sequence numbers, since
-sequence numbers of concurrent transactions become visible out of order).
+sequence numbers of concurrent transactions become visible out of order). Forgetting deletes the rows and
+leaves a tombstone per id numbered from the same sequence, so the same refresh drops them from the other
+replicas' matrices; the tombstone also keeps a redelivered write from bringing a forgotten vector back.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from threadpoolctl import threadpool_limits
 from agentbus.batching import MicroBatcher
 from agentbus.db import columns
 from agentbus.events import Recall
+from agentbus.services.memory.ports import Kind, Scope
 
 _SEQ_MARGIN = 4096
-_Row = tuple[uuid.UUID, str, str, str, datetime, np.ndarray]
-_Upsert = tuple[_Row, str]  # a row and its tenant
+_SCAN = 4096  # rows read per statement when forgetting (the whole tenant is compared, not only the ring)
+_Meta = tuple[uuid.UUID, str, str, str, datetime, Kind]  # id, conversation, role, text, at, kind
+_Row = tuple[uuid.UUID, str, str, str, datetime, Kind, np.ndarray]
+_Upsert = tuple[_Row, str, str | None]  # a row, its tenant and its subject
+_COLUMNS = "seq, id, conversation, role, text, at, kind, embedding"
 _Search = tuple[np.ndarray, int, uuid.UUID | None]  # a unit query vector, the limit, the id to leave out
 
 
@@ -44,8 +50,9 @@ class _TenantIndex:
     capacity: int
     dim: int
     matrix: np.ndarray = field(init=False)
-    meta: list[tuple[uuid.UUID, str, str, str, datetime] | None] = field(init=False)
+    meta: list[_Meta | None] = field(init=False)
     slots: dict[uuid.UUID, int] = field(default_factory=dict)
+    dead: set[int] = field(default_factory=set)  # slots whose vector was forgotten (until the ring reuses them)
     count: int = 0  # vectors ever added (the next slot is count % capacity)
     seq: int = 0  # highest database sequence number seen
     recent: dict[uuid.UUID, int] = field(default_factory=dict)  # ids read within the margin, and their seq
@@ -56,7 +63,7 @@ class _TenantIndex:
         self.meta = [None] * self.matrix.shape[0]
 
     def add(self, row: _Row) -> None:
-        point_id, conversation, role, text, at, vector = row
+        point_id, conversation, role, text, at, kind, vector = row
         if point_id in self.slots:
             return
         slot = self.count % self.capacity
@@ -70,9 +77,22 @@ class _TenantIndex:
         if old is not None:
             self.slots.pop(old[0], None)
         self.matrix[slot] = vector
-        self.meta[slot] = (point_id, conversation, role, text, at)
+        self.meta[slot] = (point_id, conversation, role, text, at, kind)
         self.slots[point_id] = slot
+        self.dead.discard(slot)
         self.count += 1
+
+    def remove(self, point_id: uuid.UUID) -> None:
+        slot = self.slots.pop(point_id, None)
+        if slot is None:
+            return
+        self.matrix[slot] = 0.0
+        self.meta[slot] = None
+        self.dead.add(slot)
+
+    @property
+    def size(self) -> int:
+        return min(self.count, self.capacity) - len(self.dead)
 
     def search(self, queries: np.ndarray, asks: list[tuple[int, uuid.UUID | None]]) -> list[list[Recall]]:
         """Several searches in one pass over the matrix (``queries`` row i answers ``asks[i]``: limit, exclude).
@@ -83,6 +103,8 @@ class _TenantIndex:
         # (rows x dim) @ (dim x queries): for a few queries this runs about twice as fast as the transposed
         # product, which BLAS treats as a skinny matrix-matrix product
         all_scores = np.ascontiguousarray((self.matrix[:n] @ queries.T).T)
+        if self.dead:  # forgotten slots never take a place in the best k
+            all_scores[:, list(self.dead)] = -np.inf
         for row, (_, exclude) in enumerate(asks):
             if exclude is not None and (slot := self.slots.get(exclude)) is not None:
                 all_scores[row, slot] = -np.inf
@@ -99,8 +121,9 @@ class _TenantIndex:
                 score = float(scores[i])
                 if meta is None or score == -np.inf:
                     continue
-                _, conversation, role, text, at = meta
-                found.append(Recall(text=text, score=score, role=role, at=at, conversation=conversation))
+                _, conversation, role, text, at, kind = meta
+                found.append(Recall(text=text, score=score, role=role, at=at, conversation=conversation,
+                                    kind=kind))
             out.append(found)
         return out
 
@@ -138,7 +161,7 @@ class PgVectorIndex:
 
     def size(self, tenant: str) -> int:
         idx = self._tenants.get(tenant)
-        return 0 if idx is None else min(idx.count, idx.capacity)
+        return 0 if idx is None else idx.size
 
     async def _index(self, tenant: str) -> _TenantIndex:
         """The tenant's index, loaded on first use and refreshed with other replicas' writes."""
@@ -153,20 +176,30 @@ class PgVectorIndex:
             async with self._pool.connection() as conn:
                 if idx is None:
                     cur = await conn.execute(
-                        "SELECT seq, id, conversation, role, text, at, embedding FROM vectors WHERE tenant = %s "
-                        "ORDER BY seq DESC LIMIT %s", (tenant, self._cap))
+                        f"SELECT {_COLUMNS} FROM vectors WHERE tenant = %s ORDER BY seq DESC LIMIT %s",
+                        (tenant, self._cap))
                     rows = list(reversed(await cur.fetchall()))
+                    gone: list[tuple[int, uuid.UUID]] = []  # a fresh load reads no deleted row
                     idx = _TenantIndex(self._cap, self._dim)
                 else:
+                    since = (tenant, idx.seq - _SEQ_MARGIN, self._writer)
                     cur = await conn.execute(
-                        "SELECT seq, id, conversation, role, text, at, embedding FROM vectors WHERE tenant = %s "
-                        "AND seq > %s AND writer <> %s ORDER BY seq", (tenant, idx.seq - _SEQ_MARGIN, self._writer))
+                        f"SELECT {_COLUMNS} FROM vectors WHERE tenant = %s AND seq > %s AND writer <> %s "
+                        "ORDER BY seq", since)
                     rows = await cur.fetchall()
-            for seq, point_id, conversation, role, text, at, blob in rows:
+                    # read after the rows: a row deleted meanwhile is added, then removed here
+                    cur = await conn.execute(
+                        "SELECT seq, id FROM vector_deletions WHERE tenant = %s AND seq > %s AND writer <> %s",
+                        since)
+                    gone = await cur.fetchall()
+            for seq, point_id, conversation, role, text, at, kind, blob in rows:
                 if point_id in idx.recent:  # read again inside the margin (and maybe evicted since): once only
                     continue
                 idx.recent[point_id] = seq
-                idx.add((point_id, conversation, role, text, at, np.frombuffer(blob, dtype=np.float32)))
+                idx.add((point_id, conversation, role, text, at, kind, np.frombuffer(blob, dtype=np.float32)))
+                idx.seq = max(idx.seq, seq)
+            for seq, point_id in gone:  # removing twice (read again inside the margin) is harmless
+                idx.remove(point_id)
                 idx.seq = max(idx.seq, seq)
             floor = idx.seq - _SEQ_MARGIN
             idx.recent = {k: v for k, v in idx.recent.items() if v > floor}
@@ -175,11 +208,11 @@ class PgVectorIndex:
             return idx
 
     async def search(
-        self, vector: list[float], tenant: str, limit: int, exclude: uuid.UUID | None
+        self, vector: list[float], scope: Scope, limit: int, exclude: uuid.UUID | None
     ) -> list[Recall]:
         """Searches of a tenant issued in the same turn of the event loop are answered together."""
-        await self._index(tenant)
-        [found] = await self._searches.submit(tenant, [(_unit(vector), limit, exclude)])
+        await self._index(scope.tenant)
+        [found] = await self._searches.submit(scope.tenant, [(_unit(vector), limit, exclude)])
         return found
 
     async def _answer(self, tenant: str, asks: list[_Search]) -> list[list[Recall]]:
@@ -187,31 +220,73 @@ class PgVectorIndex:
         return idx.search(np.stack([q for q, _, _ in asks]), [(k, x) for _, k, x in asks])
 
     async def upsert(
-        self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
-        text: str, at: datetime,
+        self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
+        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
     ) -> None:
         """Durable in PostgreSQL, then searchable. Written with the upserts made in the same turn of the event
         loop (no timer: the handler writes the vector beside the turn's record, so a wait here is latency)."""
-        await self._upserts.submit("", [((point_id, conversation, role, text, at, _unit(vector)), tenant)])
+        row = (point_id, conversation, role, text, at, kind, _unit(vector))
+        await self._upserts.submit("", [(row, scope.tenant, subject)])
 
     async def _write(self, _: str, batch: list[_Upsert]) -> list[None]:
-        cols = columns([(point_id, tenant, conversation, role, text, at, vec.tobytes())
-                        for (point_id, conversation, role, text, at, vec), tenant in batch], 7)
+        cols = columns([(point_id, tenant, conversation, role, text, at, vec.tobytes(), kind, subject)
+                        for (point_id, conversation, role, text, at, kind, vec), tenant, subject in batch], 9)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, writer) "
-                "SELECT i, t, c, r, x, a, e, %s FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], "
-                "%b::text[], %b::timestamptz[], %b::bytea[]) AS u(i, t, c, r, x, a, e) "
-                "ON CONFLICT (id) DO NOTHING RETURNING seq, id",
-                (self._writer, *cols),
+                "WITH u AS (SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                "%b::timestamptz[], %b::bytea[], %b::text[], %b::text[]) AS u(i, t, c, r, x, a, e, k, s)), "
+                "ins AS (INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, kind, subject, "
+                "writer) SELECT i, t, c, r, x, a, e, k, s, %s FROM u "
+                "WHERE NOT EXISTS (SELECT 1 FROM vector_deletions d WHERE d.id = u.i) "
+                "ON CONFLICT (id) DO NOTHING RETURNING seq, id) "
+                "SELECT seq, id, false FROM ins UNION ALL "
+                "SELECT NULL, d.id, true FROM vector_deletions d JOIN u ON d.id = u.i",
+                (*cols, self._writer),
             )
-            seqs = {point_id: seq for seq, point_id in await cur.fetchall()}
-        for row, tenant in batch:
+            results = await cur.fetchall()
+        seqs = {point_id: seq for seq, point_id, forgotten in results if not forgotten}
+        forgotten = {point_id for _, point_id, was in results if was}
+        for row, tenant, _subject in batch:
             idx = self._tenants.get(tenant)
-            if idx is not None:  # a tenant not loaded yet reads its rows from the table when first searched
+            # a tenant not loaded yet reads its rows from the table when first searched; a forgotten id stays so
+            if idx is not None and row[0] not in forgotten:
                 idx.add(row)
                 idx.seq = max(idx.seq, seqs.get(row[0], 0))
         return [None] * len(batch)
+
+    async def forget(self, vector: list[float], scope: Scope, min_score: float) -> list[uuid.UUID]:
+        """Compares the query with every row of the tenant in the table (the ring holds only the newest), then
+        deletes the matches and leaves their tombstones in one statement, under the tenant's lock so that a
+        refresh in flight cannot add a deleted row back to this replica's matrix."""
+        query = _unit(vector)
+        doomed: list[uuid.UUID] = []
+        after = -1
+        async with self._pool.connection() as conn:
+            while True:
+                cur = await conn.execute(
+                    "SELECT seq, id, embedding FROM vectors WHERE tenant = %s AND seq > %s ORDER BY seq LIMIT %s",
+                    (scope.tenant, after, _SCAN))
+                rows = await cur.fetchall()
+                if rows:
+                    scores = np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows]) @ query
+                    doomed += [rows[i][1] for i in np.flatnonzero(scores >= min_score).tolist()]
+                    after = rows[-1][0]
+                if len(rows) < _SCAN:
+                    break
+            if not doomed:
+                return []
+            async with self._locks.setdefault(scope.tenant, asyncio.Lock()):
+                cur = await conn.execute(
+                    "WITH gone AS (DELETE FROM vectors WHERE tenant = %s AND id = ANY(%s) RETURNING id) "
+                    "INSERT INTO vector_deletions (id, tenant, writer) SELECT id, %s, %s FROM gone "
+                    "ON CONFLICT (id) DO NOTHING RETURNING id",
+                    (scope.tenant, doomed, scope.tenant, self._writer))
+                deleted = [r[0] for r in await cur.fetchall()]
+                idx = self._tenants.get(scope.tenant)
+                if idx is not None:
+                    for point_id in deleted:
+                        idx.remove(point_id)
+        return deleted
 
     async def aclose(self) -> None:
         await self._searches.aclose()

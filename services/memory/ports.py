@@ -9,10 +9,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
-from agentbus.events import Event, Recall, Turn
+from agentbus.events import Event, MemoryRequested, Recall, Turn
+
+Kind = Literal["turn", "fact"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose memories a search, a write or a deletion may touch. Today a tenant's; per-user memory narrows
+    it with a field here, which every adapter then filters on, so no signature has to change."""
+
+    tenant: str
+
+    @classmethod
+    def of(cls, event: Event) -> Scope:
+        return cls(tenant=event.tenant)
 
 
 class Embedder(Protocol):
@@ -21,13 +36,31 @@ class Embedder(Protocol):
 
 class VectorStore(Protocol):
     async def search(
-        self, vector: list[float], tenant: str, limit: int, exclude: uuid.UUID | None
+        self, vector: list[float], scope: Scope, limit: int, exclude: uuid.UUID | None
     ) -> list[Recall]: ...
 
     async def upsert(
-        self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
-        text: str, at: datetime,
-    ) -> None: ...
+        self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
+        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
+    ) -> None:
+        """Idempotent by ``point_id``; an id forgotten before is never written again (a redelivered turn
+        must not bring back what someone asked to forget)."""
+        ...
+
+    async def forget(self, vector: list[float], scope: Scope, min_score: float) -> list[uuid.UUID]:
+        """Delete every vector of the scope whose cosine similarity to ``vector`` is at least ``min_score``
+        (all of them, not only the newest a search sees), everywhere it is searched; returns their ids."""
+        ...
+
+
+class CommandLog(Protocol):
+    """The record of applied ``memory.requested`` commands, which is also their processed-events record."""
+
+    async def applied(self, event: Event) -> bool: ...
+
+    async def record(self, event: MemoryRequested, deleted: Sequence[uuid.UUID]) -> None:
+        """Record the command as applied (and what it deleted), with its processed record, both or neither."""
+        ...
 
 
 class TurnStore(Protocol):

@@ -17,6 +17,9 @@ from qdrant_client import AsyncQdrantClient, models
 
 from agentbus.batching import MicroBatcher
 from agentbus.events import Recall
+from agentbus.services.memory.ports import Kind, Scope
+
+_PAGE = 256  # matches deleted per round when forgetting
 
 
 class QdrantStore:
@@ -60,9 +63,9 @@ class QdrantStore:
         return name
 
     async def search(
-        self, vector: list[float], tenant: str, limit: int, exclude: uuid.UUID | None
+        self, vector: list[float], scope: Scope, limit: int, exclude: uuid.UUID | None
     ) -> list[Recall]:
-        name = await self._ensure(tenant)
+        name = await self._ensure(scope.tenant)
         res = await self._c.query_points(name, query=vector, limit=limit + (1 if exclude else 0), with_payload=True)
         out = []
         for p in res.points:
@@ -76,26 +79,43 @@ class QdrantStore:
                     role=pl.get("role", "user"),
                     at=pl.get("at"),
                     conversation=pl.get("conversation"),
+                    kind=pl.get("kind", "turn"),
                 )
             )
         return out[:limit]
 
     async def upsert(
-        self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
-        text: str, at: datetime,
+        self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
+        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
     ) -> None:
-        name = await self._ensure(tenant)
+        """Qdrant keeps no tombstones: a turn redelivered after it was forgotten would be written again. The
+        window is short (a redelivery comes before the turn's offset is committed, a forget after the
+        answer), and the processed record keeps a remember command from being applied twice."""
+        name = await self._ensure(scope.tenant)
         point = models.PointStruct(
             id=str(point_id),
             vector=vector,
-            payload={"tenant": tenant, "conversation": conversation, "role": role, "text": text,
-                     "at": at.isoformat()},
+            payload={"tenant": scope.tenant, "conversation": conversation, "role": role, "text": text,
+                     "at": at.isoformat(), "kind": kind, "subject": subject},
         )
         await self._batches.submit(name, [point])  # durable (as Qdrant makes it) before the event counts
 
     async def _write(self, name: str, points: list[models.PointStruct]) -> list[None]:
         await self._c.upsert(name, points=points)
         return [None] * len(points)
+
+    async def forget(self, vector: list[float], scope: Scope, min_score: float) -> list[uuid.UUID]:
+        """Rounds of "the next matches above the threshold, then delete them" until none is left."""
+        name = await self._ensure(scope.tenant)
+        deleted: list[uuid.UUID] = []
+        while True:
+            res = await self._c.query_points(name, query=vector, limit=_PAGE, score_threshold=min_score,
+                                             with_payload=False)
+            ids = [p.id for p in res.points]
+            if not ids:
+                return deleted
+            await self._c.delete(name, points_selector=models.PointIdsList(points=ids), wait=True)
+            deleted += [uuid.UUID(str(i)) for i in ids]
 
     async def aclose(self) -> None:
         await self._batches.aclose()

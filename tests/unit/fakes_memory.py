@@ -3,12 +3,14 @@ tests assert on state, and ``test_ports_memory`` checks them against the ports s
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agentbus.events import Event, Recall, Turn
+from agentbus.events import Event, MemoryRequested, Recall, Turn
+from agentbus.services.memory.ports import Kind, Scope
 
 
 @dataclass
@@ -50,16 +52,50 @@ class Point:
     conversation: str
     role: str
     text: str
+    vector: tuple[float, ...] = ()
+    kind: Kind = "turn"
+    subject: str | None = None
+    at: datetime | None = None
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    norm = math.hypot(*a) * math.hypot(*b)
+    return sum(x * y for x, y in zip(a, b, strict=True)) / norm if norm else 0.0
 
 
 @dataclass
 class FakeVectors:
+    """Search answers every point of the tenant with score 0.9 (handler tests check who sees what, not the
+    ranking); forget compares for real, as the threshold is what its tests are about."""
+
     points: dict[uuid.UUID, Point] = field(default_factory=dict)
+    forgotten: set[uuid.UUID] = field(default_factory=set)
 
-    async def search(self, vector: list[float], tenant: str, limit: int, exclude: uuid.UUID | None) -> list[Recall]:
-        hits = [p for pid, p in self.points.items() if p.tenant == tenant and pid != exclude]
-        return [Recall(text=p.text, score=0.9, role=p.role) for p in hits[:limit]]
+    async def search(self, vector: list[float], scope: Scope, limit: int, exclude: uuid.UUID | None) -> list[Recall]:
+        hits = [p for pid, p in self.points.items() if p.tenant == scope.tenant and pid != exclude]
+        return [Recall(text=p.text, score=0.9, role=p.role, kind=p.kind, at=p.at) for p in hits[:limit]]
 
-    async def upsert(self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
-                     text: str, at: datetime) -> None:
-        self.points[point_id] = Point(tenant, conversation, role, text)
+    async def upsert(self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
+                     text: str, at: datetime, kind: Kind = "turn", subject: str | None = None) -> None:
+        if point_id not in self.forgotten:
+            self.points[point_id] = Point(scope.tenant, conversation, role, text, tuple(vector), kind,
+                                           subject, at)
+
+    async def forget(self, vector: list[float], scope: Scope, min_score: float) -> list[uuid.UUID]:
+        gone = [pid for pid, p in self.points.items()
+                if p.tenant == scope.tenant and cosine(p.vector, vector) >= min_score]
+        for pid in gone:
+            del self.points[pid]
+        self.forgotten.update(gone)
+        return gone
+
+
+@dataclass
+class FakeCommandLog:
+    applied_commands: dict[uuid.UUID, list[uuid.UUID]] = field(default_factory=dict)  # command id → deleted ids
+
+    async def applied(self, event: Event) -> bool:
+        return event.id in self.applied_commands
+
+    async def record(self, event: MemoryRequested, deleted: Sequence[uuid.UUID]) -> None:
+        self.applied_commands.setdefault(event.id, list(deleted))

@@ -22,6 +22,7 @@ from agentbus.events import (
 )
 from agentbus.ids import Step, derive_id
 from agentbus.services.memory.handlers import Memory
+from agentbus.services.memory.ports import Kind, Scope
 from tests.support.platform import base_config
 from tests.unit.fakes_memory import FakeEmbedder, FakeTurnStore, FakeVectors
 
@@ -119,13 +120,13 @@ class FlakyVectors(FakeVectors):
         super().__init__()
         self.failures = failures
 
-    async def upsert(self, point_id: uuid.UUID, vector: list[float], tenant: str, conversation: str, role: str,
-                     text: str, at: datetime) -> None:
+    async def upsert(self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
+                     text: str, at: datetime, kind: Kind = "turn", subject: str | None = None) -> None:
         await asyncio.sleep(0.01)
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("vector store unavailable")
-        await super().upsert(point_id, vector, tenant, conversation, role, text, at)
+        await super().upsert(point_id, vector, scope, conversation, role, text, at, kind, subject)
 
 
 async def test_a_failed_vector_write_fails_the_event_and_its_retry_writes_it() -> None:

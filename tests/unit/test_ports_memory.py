@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.pgvectors import PgVectorIndex
-from agentbus.services.memory.ports import Embedder, TurnStore, VectorStore
+from agentbus.services.memory.ports import CommandLog, Embedder, TurnStore, VectorStore
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.services.memory.vectors import QdrantStore
 from tests.support.ports import assert_implements
-from tests.unit.fakes_memory import FakeEmbedder, FakeTurnStore, FakeVectors
+from tests.unit.fakes_memory import FakeCommandLog, FakeEmbedder, FakeTurnStore, FakeVectors
 
 
 @pytest.mark.parametrize(
@@ -24,6 +25,8 @@ from tests.unit.fakes_memory import FakeEmbedder, FakeTurnStore, FakeVectors
         (FakeTurnStore, TurnStore),
         (FakeVectors, VectorStore),
         (FakeEmbedder, Embedder),
+        (PgCommandLog, CommandLog),
+        (FakeCommandLog, CommandLog),
     ],
     ids=lambda c: c.__name__,
 )

@@ -1,5 +1,6 @@
 """The Qdrant vector store (production's) through qdrant-client's in-process mode, which serves the same API
-as a Qdrant server: per-tenant collections, batched upserts, ranked recall without the asking turn."""
+as a Qdrant server: per-tenant collections, batched upserts, ranked recall without the asking turn, and
+forgetting what is alike above a threshold, in one tenant only."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+from agentbus.services.memory.ports import Scope
 from agentbus.services.memory.vectors import QdrantStore
+
+ACME, GLOBEX = Scope("acme"), Scope("globex")
 
 
 async def test_recall_per_tenant_ranked_without_the_asking_turn() -> None:
@@ -16,13 +20,33 @@ async def test_recall_per_tenant_ranked_without_the_asking_turn() -> None:
     now = datetime.now(UTC)
     asking = uuid.uuid4()
     await asyncio.gather(
-        store.upsert(uuid.uuid4(), [1.0, 0.0, 0.0, 0.0], "acme", "acme/c", "user", "exact", now),
-        store.upsert(uuid.uuid4(), [1.0, 1.0, 0.0, 0.0], "acme", "acme/c", "assistant", "diagonal", now),
-        store.upsert(asking, [2.0, 0.0, 0.0, 0.0], "acme", "acme/c", "user", "the question", now),
-        store.upsert(uuid.uuid4(), [1.0, 0.0, 0.0, 0.0], "globex", "globex/c", "user", "globex secret", now),
+        store.upsert(uuid.uuid4(), [1.0, 0.0, 0.0, 0.0], ACME, "acme/c", "user", "exact", now),
+        store.upsert(uuid.uuid4(), [1.0, 1.0, 0.0, 0.0], ACME, "acme/c", "assistant", "diagonal", now),
+        store.upsert(asking, [2.0, 0.0, 0.0, 0.0], ACME, "acme/c", "user", "the question", now),
+        store.upsert(uuid.uuid4(), [1.0, 0.0, 0.0, 0.0], GLOBEX, "globex/c", "user", "globex secret", now),
     )
-    found = await store.search([1.0, 0.0, 0.0, 0.0], "acme", 2, exclude=asking)
+    found = await store.search([1.0, 0.0, 0.0, 0.0], ACME, 2, exclude=asking)
     assert [r.text for r in found] == ["exact", "diagonal"]
     assert found[1].role == "assistant" and found[1].conversation == "acme/c"
-    assert [r.text for r in await store.search([1.0, 0.0, 0.0, 0.0], "globex", 5, None)] == ["globex secret"]
+    assert [r.text for r in await store.search([1.0, 0.0, 0.0, 0.0], GLOBEX, 5, None)] == ["globex secret"]
+    await store.aclose()
+
+
+async def test_forget_deletes_only_what_is_alike_above_the_threshold_in_the_tenant() -> None:
+    store = QdrantStore.connect(None, None, None, "test_forget", 4)
+    now = datetime.now(UTC)
+    locker, near, far, other = (uuid.uuid4() for _ in range(4))
+    await asyncio.gather(
+        store.upsert(locker, [1.0, 0.0, 0.0, 0.0], ACME, "acme/c", "user", "my locker is 12", now, "fact", "u1"),
+        store.upsert(near, [0.95, 0.05, 0.0, 0.0], ACME, "acme/c", "user", "locker 12, level 2", now),
+        store.upsert(far, [0.0, 1.0, 0.0, 0.0], ACME, "acme/c", "user", "the offsite is in May", now),
+        store.upsert(other, [1.0, 0.0, 0.0, 0.0], GLOBEX, "globex/c", "user", "globex locker", now),
+    )
+    [top] = await store.search([1.0, 0.0, 0.0, 0.0], ACME, 1, None)
+    assert (top.text, top.kind) == ("my locker is 12", "fact")
+    assert sorted(await store.forget([1.0, 0.0, 0.0, 0.0], ACME, 0.9)) == sorted([locker, near])
+    assert [r.text for r in await store.search([1.0, 0.0, 0.0, 0.0], ACME, 5, None)] == ["the offsite is in May"]
+    [kept] = await store.search([1.0, 0.0, 0.0, 0.0], GLOBEX, 5, None)
+    assert kept.text == "globex locker" and kept.kind == "turn"
+    assert await store.forget([1.0, 0.0, 0.0, 0.0], ACME, 0.9) == []
     await store.aclose()

@@ -19,7 +19,7 @@ def _filled(n: int, dim: int, capacity: int, seed: int = 7) -> tuple[_TenantInde
     vectors = np.stack([_unit(v) for v in rng.normal(size=(n, dim)).astype(np.float32)])
     at = datetime(2026, 1, 1, tzinfo=UTC)
     for i, (point_id, v) in enumerate(zip(ids, vectors, strict=True)):
-        idx.add((point_id, f"c{i}", "user", f"text {i}", at, v))
+        idx.add((point_id, f"c{i}", "user", f"text {i}", at, "turn", v))
     return idx, ids, vectors
 
 
@@ -51,3 +51,16 @@ def test_only_the_ring_is_searched_after_the_cap() -> None:
     [found] = idx.search(q[None, :], [(10, None)])
     assert sorted(r.text for r in found) == sorted(f"text {i}" for i in range(20, 30))
     assert [r.text for r in found] == _expected(vectors, ids, q, 10, None, first=20)
+
+
+def test_a_removed_vector_is_never_found_and_takes_no_place_in_the_best_k() -> None:
+    idx, ids, vectors = _filled(20, 8, capacity=50)
+    q = vectors[3]
+    idx.remove(ids[3])
+    idx.remove(ids[3])  # a tombstone read twice
+    [found] = idx.search(q[None, :], [(19, None)])
+    assert "text 3" not in [r.text for r in found] and len(found) == 19
+    assert idx.size == 19
+    kept = [i for i in range(20) if i != 3]
+    assert [r.text for r in found] == [t for t in _expected(vectors, ids, q, 20, None) if t != "text 3"]
+    assert sorted(int(r.text.split()[1]) for r in found) == kept

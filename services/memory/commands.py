@@ -1,0 +1,57 @@
+"""Memory's handler of ``memory.requested``: remember a fact, or forget the memories like a query.
+
+A fact is a memory like a turn (embedded and indexed, so recall finds it beside what was said), kept under
+the command's id, so a command applied twice writes it once. A forget deletes every memory of the scope at
+least ``min_score`` alike to its query, everywhere recall searches, and says what it deleted.
+
+The command log is read first and written last, with the processed record in the same statement: a
+redelivery after it changes nothing; one before it (effect done, record not yet written) does the effect
+again, which is harmless: the fact's id is the command's, and a forget repeated finds only what matches now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from agentbus.bus import PermanentError
+from agentbus.events import Event, MemoryRequested
+from agentbus.replaying import effects_of
+from agentbus.services.memory.handlers import KIND
+from agentbus.services.memory.ports import CommandLog, Embedder, Scope, VectorStore
+
+log = structlog.get_logger("agentbus.memory")
+
+
+@dataclass
+class MemoryCommands:
+    embedder: Embedder | None
+    vectors: VectorStore | None
+    commands: CommandLog
+
+    async def apply(self, event: MemoryRequested) -> Sequence[Event]:
+        """memory.requested → a fact remembered, or memories forgotten (no output)."""
+        cmd = event.data
+        if not effects_of(event).remember:  # a shadow run must not change what live conversations remember
+            log.info("memory_command_not_applied", action=cmd.action, reason="replayed")
+            return []
+        if await self.commands.applied(event):
+            log.info("memory_command_not_applied", action=cmd.action, reason="applied before")
+            return []
+        if self.embedder is None or self.vectors is None:  # dead-lettered: redrive it once memory is on
+            raise PermanentError("semantic memory is off (no embeddings endpoint configured)")
+        [vector] = await self.embedder.embed([cmd.text], KIND)
+        scope = Scope.of(event)
+        deleted = []
+        if cmd.action == "remember":
+            await self.vectors.upsert(event.id, vector, scope, event.conversation, "user", cmd.text,
+                                      event.occurred_at, kind="fact", subject=cmd.subject)
+            log.info("fact_remembered", fact_id=str(event.id), subject=cmd.subject, requested_by=cmd.requested_by)
+        else:
+            deleted = await self.vectors.forget(vector, scope, cmd.min_score)
+            log.info("memories_forgotten", count=len(deleted), ids=[str(i) for i in deleted],
+                     min_score=cmd.min_score, requested_by=cmd.requested_by)
+        await self.commands.record(event, deleted)
+        return []

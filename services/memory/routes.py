@@ -1,0 +1,69 @@
+"""Memory's admin HTTP: ``POST /v1/recall``, the semantic search behind the agent's ``memory`` tool.
+
+Read-only, so it may be served over HTTP (writes are ``memory.requested`` commands on the bus). It searches
+what context assembly recalls from: the same embeddings, the same vector store, the same scope.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentbus.config import PlatformConfig
+from agentbus.events import Recall
+from agentbus.http import error
+from agentbus.services.memory.handlers import KIND
+from agentbus.services.memory.ports import Embedder, Scope, VectorStore
+
+log = structlog.get_logger("agentbus.memory")
+MAX_BODY = 64 * 1024
+
+
+class RecallQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    text: str = Field(min_length=1, max_length=4000)
+    limit: int = Field(default=5, ge=1, le=50)
+
+
+def match_json(r: Recall) -> dict[str, Any]:
+    return {"text": r.text, "role": r.role, "kind": r.kind, "at": r.at.isoformat() if r.at else None,
+            "score": round(r.score, 4), "conversation": r.conversation}
+
+
+def _reason(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors())
+
+
+def recall_routes(config: PlatformConfig, embedder: Embedder | None, vectors: VectorStore | None) -> list[BaseRoute]:
+    tenants = {t.id for t in config.tenants}
+
+    async def recall(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return error(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            query = RecallQuery.model_validate_json(body)
+        except ValidationError as err:
+            if any(e["type"] == "json_invalid" for e in err.errors()):
+                return error(400, "body is not valid JSON")
+            return error(422, _reason(err))
+        if query.tenant not in tenants:
+            return error(404, f"unknown tenant {query.tenant!r}")
+        if embedder is None or vectors is None:
+            return error(503, "semantic memory is off (no embeddings endpoint configured)")
+        try:
+            [vector] = await embedder.embed([query.text], KIND)
+            found = await vectors.search(vector, Scope(tenant=query.tenant), query.limit, None)
+        except Exception as exc:  # the embeddings server or the vector store is away: say so, the caller retries
+            log.warning("recall_failed", tenant=query.tenant, error=f"{type(exc).__name__}: {exc}"[:300])
+            return error(503, f"memory search unavailable: {type(exc).__name__}")
+        return JSONResponse({"matches": [match_json(r) for r in found]})
+
+    return [Route("/v1/recall", recall, methods=["POST"])]
