@@ -1,6 +1,15 @@
 """The reasoner's row of the event map (see ``agentbus.asyncapi``; checked against the handler table at start)."""
 
-from agentbus.events import ContextAssembled, Event, InferenceCompleted, ReplyGenerated, ToolCalled
+from agentbus.events import (
+    ContextAssembled,
+    Event,
+    InferenceCompleted,
+    JobRequested,
+    MemoryRequested,
+    ReplyGenerated,
+    ToolCalled,
+)
 
 SUBSCRIBES: tuple[type[Event], ...] = (ContextAssembled,)
-PUBLISHES: tuple[type[Event], ...] = (InferenceCompleted, ToolCalled, ReplyGenerated)
+# the commands are those the agent's tools ask for (schedule, memory), published with the reply
+PUBLISHES: tuple[type[Event], ...] = (InferenceCompleted, ToolCalled, ReplyGenerated, JobRequested, MemoryRequested)
