@@ -4,7 +4,7 @@ service sends and receives each, generated from the services' contracts into ``s
 The contracts are the ones the services run with: ``serve`` refuses to start a service whose handler table
 differs from its contract's ``SUBSCRIBES``, and the end-to-end test checks every event's source against
 ``PUBLISHES``. Besides the five services, every consuming service sends dead letters, and the command line
-sends the events of replays (message, job, context) and redrives (any topic).
+sends the events of replays (message, job, context), job commands and redrives (any topic).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from agentbus.settings import SERVICES
 
 CLI = "cli"
 CLI_SENDS = {("message.received", 1), ("job.triggered", 1), ("context.assembled", 1)}  # replay entry points
+CLI_COMMANDS = {("job.requested", 2)}  # agentbus jobs create|pause|resume|cancel
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def document() -> dict[str, Any]:
             op(c.service, "send", dead, f"{c.service} dead-letters an event it gave up on")
     for key in sorted(CLI_SENDS):
         op(CLI, "send", key, "agentbus replay publishes the entry events of a shadow run (envelope `replay` set)")
+    for key in sorted(CLI_COMMANDS):
+        op(CLI, "send", key, "agentbus jobs publishes job commands (acks=all)")
     return {
         "asyncapi": "3.0.0",
         "info": {

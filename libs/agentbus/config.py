@@ -12,10 +12,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from agentbus.channeltypes import CHANNEL_TYPES, ChannelBase, EnvRef
 from agentbus.channeltypes.base import Strict
+from agentbus.jobs import JOB_ID_PATTERN
+from agentbus.schedules import ScheduleError, check_cron, parse_at, period, zone
 
 
 class ConfigError(Exception):
@@ -119,7 +131,10 @@ class HttpTool(Strict):
 
 
 class Job(Strict):
-    id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,126}$")
+    """A scheduled job of agentbus.yaml; its schedule is checked as the scheduler will read it, so a job
+    that passes start-up can always be scheduled (``agentbus.schedules``)."""
+
+    id: str = Field(pattern=JOB_ID_PATTERN)
     cron: str | None = None
     every_s: float | None = Field(default=None, gt=0)
     at: str | None = None
@@ -131,17 +146,55 @@ class Job(Strict):
     prompt: str
     reply_route: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("at", mode="before")
+    @classmethod
+    def _yaml_datetime(cls, value: Any) -> Any:
+        """An unquoted YAML timestamp is read as a datetime: take it as the ISO-8601 text it was."""
+        from datetime import date
+
+        return value.isoformat() if isinstance(value, date) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        _checked(zone, value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            _checked(check_cron, value)
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str | None) -> str | None:
+        if value is not None:
+            _checked(lambda v: parse_at(v, "UTC"), value)  # the instant's validity does not depend on the zone
+        return value
+
+    @field_validator("every_s")
+    @classmethod
+    def _every(cls, value: float | None) -> float | None:
+        if value is not None:
+            _checked(lambda v: period(str(v)), value)
+        return value
+
     @model_validator(mode="after")
     def _one_schedule(self) -> Job:
         given = [k for k in ("cron", "every_s", "at") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("exactly one of cron, every_s, at must be set")
-        if self.cron is not None:
-            from croniter import croniter
-
-            if not croniter.is_valid(self.cron):
-                raise ValueError(f"invalid cron expression {self.cron!r}")
         return self
+
+
+def _checked(check: Callable[[Any], object], value: Any) -> None:
+    """Run a check of ``agentbus.schedules``; its message becomes the key's (without pydantic's prefix)."""
+    try:
+        check(value)
+    except ScheduleError as err:
+        raise PydanticCustomError("schedule", "{reason}", {"reason": str(err)}) from None
 
 
 class PlatformConfig(BaseModel):

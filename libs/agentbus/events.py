@@ -85,6 +85,27 @@ class CreateJob(Frozen):
     requested_by: str = "api"
 
 
+JobAction = Literal["create", "update", "pause", "resume", "cancel"]
+
+
+class JobCommand(Frozen):
+    """Command (job.requested v2): create, update, pause, resume or cancel a scheduled job.
+
+    create/update carry the whole job (schedule, channel, chat, prompt); the others name the job only.
+    Commands apply in the order they were issued (the envelope's ``occurred_at``); a cancelled job stays
+    cancelled (a tombstone), so an old command redriven later changes nothing."""
+
+    job_id: str
+    action: JobAction
+    schedule: Schedule | None = None
+    agent: str | None = None
+    channel: str | None = None
+    chat: Chat | None = None
+    prompt: str | None = None
+    reply_route: dict[str, Any] = Field(default_factory=dict)
+    requested_by: str = Field(description='who asked: "agent:<id>", "cli", "api"')
+
+
 class JobTriggeredData(Frozen):
     job_id: str
     due_at: datetime
@@ -330,14 +351,31 @@ class MessageReceived(Event):
     data: MessageReceivedData
 
 
-class JobRequested(Event):
-    """job.requested v1: a command to create or delete a scheduled job."""
+class JobRequestedV1(Event):
+    """job.requested v1 (superseded by v2; upcast on read): create or delete a scheduled job."""
 
     TYPE: ClassVar[str] = "job.requested"
     VERSION: ClassVar[int] = 1
     type: Literal["job.requested"]
     version: Literal[1]
     data: CreateJob
+
+
+class JobRequested(Event):
+    """job.requested v2: a command to create, update, pause, resume or cancel a scheduled job."""
+
+    TYPE: ClassVar[str] = "job.requested"
+    VERSION: ClassVar[int] = 2
+    type: Literal["job.requested"]
+    version: Literal[2]
+    data: JobCommand
+
+
+def _job_requested_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 → v2: ``delete`` is now ``cancel`` (a tombstone), and who asked is always said."""
+    action = data.get("action") or "create"
+    return {**data, "action": "cancel" if action == "delete" else action,
+            "requested_by": data.get("requested_by") or "api"}
 
 
 class JobTriggered(Event):
@@ -442,6 +480,7 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
     for c in (
         MessageReceived,
         InferenceCompletedV1,
+        JobRequestedV1,
         JobRequested,
         JobTriggered,
         ContextAssembled,
@@ -460,6 +499,7 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 # how the payload of (type, version N) becomes that of version N+1; a breaking change adds one here
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("inference.completed", 1): _inference_v1_to_v2,
+    ("job.requested", 1): _job_requested_v1_to_v2,
 }
 LATEST: dict[str, int] = {}
 for _type, _version in CATALOGUE:

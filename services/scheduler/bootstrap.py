@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobRequested
 from agentbus.service import ServiceParts
 from agentbus.services.scheduler.handlers import Scheduler
+from agentbus.services.scheduler.routes import job_routes
 from agentbus.services.scheduler.store import PgJobStore
 from agentbus.settings import Settings
 
@@ -24,14 +21,9 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     scheduler = Scheduler(config, store, producer, settings.scheduler_tick_s)
     await scheduler.sync_yaml_jobs()
 
-    async def jobs(_: Request) -> JSONResponse:
-        rows = await store.list_jobs()
-        return JSONResponse({"jobs": [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-                                      for r in rows]})
-
     return ServiceParts(
         routes={JobRequested: scheduler.apply_command},
-        http_routes=[Route("/v1/jobs", jobs, methods=["GET"])],
+        http_routes=job_routes(store),
         checks={"database": database},
         background=[scheduler.run],
         on_stop=[pool.close],

@@ -1,4 +1,4 @@
-"""Scheduler's work: apply job commands, fire due jobs, publish firings."""
+"""Scheduler's work: apply job commands, sync agentbus.yaml's jobs, fire due jobs, publish firings."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import structlog
 from agentbus.bus import PermanentError
 from agentbus.config import Job, PlatformConfig
 from agentbus.events import Event, JobRequested
+from agentbus.jobs import STORES_JOB, JobCommandError, check_command
 from agentbus.replaying import effects_of
-from agentbus.services.scheduler.ports import JobSpec, JobStore, Publisher, ScheduleKind
+from agentbus.schedules import ScheduleKind
+from agentbus.services.scheduler.ports import JobChange, JobSpec, JobStore, Publisher
 
 log = structlog.get_logger("agentbus.scheduler")
 
@@ -41,6 +43,25 @@ def yaml_job(job: Job, config: PlatformConfig) -> JobSpec:
     )
 
 
+def command_job(event: JobRequested, config: PlatformConfig) -> JobSpec:
+    """The job a create/update command stores; refused unless its channel is one of the command's tenant."""
+    cmd = event.data
+    assert cmd.schedule is not None and cmd.chat is not None and cmd.prompt  # check_command() said so
+    channel = config.channel(cmd.channel or "")
+    if channel is None:
+        raise PermanentError(f"channel: unknown channel {cmd.channel!r}")
+    if channel.tenant != event.tenant:
+        raise PermanentError("channel: a job may only post into a channel of its own tenant")
+    agent = cmd.agent or channel.agent
+    if config.agent(agent) is None:
+        raise PermanentError(f"agent: unknown agent {agent!r}")
+    return JobSpec(
+        job_id=cmd.job_id, source="api", kind=cmd.schedule.kind, expr=cmd.schedule.expr,
+        timezone=cmd.schedule.timezone, tenant=channel.tenant, agent=agent, channel=channel.id,
+        chat_id=cmd.chat.id, chat_type=cmd.chat.type, prompt=cmd.prompt, reply_route=cmd.reply_route,
+    )
+
+
 @dataclass
 class Scheduler:
     config: PlatformConfig
@@ -49,37 +70,35 @@ class Scheduler:
     tick_s: float = 1.0
 
     async def sync_yaml_jobs(self) -> None:
-        now = datetime.now(UTC)
-        for job in self.config.jobs:
-            await self.store.upsert(yaml_job(job, self.config), now)
-        await self.store.disable_missing_yaml([j.id for j in self.config.jobs])
-        log.info("jobs_synced", count=len(self.config.jobs))
+        """Store agentbus.yaml's jobs; one cancelled by command stays cancelled (rename it to start anew)."""
+        jobs = [yaml_job(job, self.config) for job in self.config.jobs]
+        for job_id in await self.store.sync_yaml(jobs, datetime.now(UTC)):
+            log.warning("yaml_job_stays_cancelled", job_id=job_id)
+        log.info("jobs_synced", count=len(jobs))
 
     async def apply_command(self, event: JobRequested) -> Sequence[Event]:
-        """job.requested: create or delete a job (idempotent). A command of a shadow run changes no job."""
+        """job.requested: create, update, pause, resume or cancel a job, once per command, in the order the
+        commands were issued. A command of a shadow run changes no job; a bad one is refused, changing nothing."""
         cmd = event.data
         if not effects_of(event).remember:
             log.info("job_command_not_applied", job_id=cmd.job_id, reason="replayed")
             return []
-        if cmd.action == "delete":
-            await self.store.delete(cmd.job_id)
+        try:
+            check_command(cmd)
+        except JobCommandError as err:
+            raise PermanentError(str(err)) from None
+        spec = command_job(event, self.config) if cmd.action in STORES_JOB else None
+        change = JobChange(job_id=cmd.job_id, action=cmd.action, tenant=event.tenant, issued_at=event.occurred_at,
+                           requested_by=cmd.requested_by, spec=spec)
+        outcome = await self.store.apply_command(event, change, datetime.now(UTC))
+        if outcome == "foreign":
+            raise PermanentError(f"job_id: job {cmd.job_id!r} belongs to another tenant")
+        if outcome == "yaml":
+            raise PermanentError(f"job_id: job {cmd.job_id!r} is defined in agentbus.yaml; change it there")
+        if outcome == "applied":
+            log.info("job_command_applied", job_id=cmd.job_id, action=cmd.action, requested_by=cmd.requested_by)
         else:
-            if cmd.schedule is None or cmd.channel is None or cmd.chat is None or not cmd.prompt:
-                raise PermanentError("create needs schedule, channel, chat and prompt")
-            channel = self.config.channel(cmd.channel)
-            if channel is None:
-                raise PermanentError(f"unknown channel {cmd.channel!r}")
-            if channel.tenant != event.tenant:
-                raise PermanentError("a job may only post into a channel of its own tenant")
-            job = JobSpec(
-                job_id=cmd.job_id, source="api", kind=cmd.schedule.kind, expr=cmd.schedule.expr,
-                timezone=cmd.schedule.timezone, tenant=channel.tenant, agent=cmd.agent or channel.agent,
-                channel=channel.id, chat_id=cmd.chat.id, chat_type=cmd.chat.type, prompt=cmd.prompt,
-                reply_route=cmd.reply_route,
-            )
-            await self.store.upsert(job, datetime.now(UTC))
-        await self.store.record_command(event)
-        log.info("job_command_applied", job_id=cmd.job_id, action=cmd.action)
+            log.info("job_command_ignored", job_id=cmd.job_id, action=cmd.action, reason=outcome)
         return []
 
     async def tick(self) -> int:

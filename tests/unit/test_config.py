@@ -30,6 +30,12 @@ def test_sample_config_loads() -> None:
         (lambda c: c["channels"][0].pop("secret"), "channels[0].secret"),
         (lambda c: c["jobs"][0].update(cron="every tuesday"), "jobs[0]"),
         (lambda c: c["jobs"][0].update(channel="nope"), "jobs[0].channel: unknown channel 'nope'"),
+        (lambda c: c["jobs"][0].update(timezone="Mars/Base"), "jobs[0].timezone: unknown time zone 'Mars/Base'"),
+        (lambda c: c["jobs"][0].update(cron=None, at="not-a-date"),
+         "jobs[0].at: not an ISO-8601 date and time: 'not-a-date'"),
+        (lambda c: c["jobs"][0].update(cron="0 0 31 2 *"), "jobs[0].cron: cron expression '0 0 31 2 *' never matches"),
+        (lambda c: c["jobs"][0].update(cron=None, every_s=0), "jobs[0].every_s"),
+        (lambda c: c["jobs"][0].update(cron=None, every_s=float("inf")), "jobs[0].every_s: the period must be"),
         (lambda c: c["agents"][0]["memory"].update(history_turns=-1), "agents[0].memory.history_turns"),
         (lambda c: c["tenants"].append({"id": "demo"}), "tenants[2].id: duplicate id 'demo'"),
         (lambda c: c.update(surprise=1), "surprise"),
@@ -41,6 +47,11 @@ def test_config_errors_name_the_key(mutate, key: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(c, "agentbus.yaml")
     assert key in str(err.value)
+
+
+def test_an_unquoted_yaml_timestamp_is_an_at_schedule() -> None:
+    c = yaml.safe_load(SAMPLE.read_text().replace('cron: "0 9 * * 1-5"', "at: 2026-05-01T09:00:00"))
+    assert parse_config(c).jobs[0].at == "2026-05-01T09:00:00"
 
 
 def test_missing_env_credential_is_named(monkeypatch: pytest.MonkeyPatch) -> None:

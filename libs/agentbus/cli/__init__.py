@@ -1,4 +1,4 @@
-"""The ``agentbus`` command: run the stack, run one service, send a signed message, export schemas."""
+"""The ``agentbus`` command: run the stack, run one service, send a signed message, export schemas, jobs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import typer
 
 from agentbus.cli.admin import register as register_admin
 from agentbus.cli.dlq import register as register_dlq
+from agentbus.cli.jobs import register as register_jobs
 from agentbus.cli.observe import register as register_observe
 from agentbus.cli.stackcmds import register as register_stack
 from agentbus.cli.tools import register as register_tools
@@ -16,6 +17,7 @@ register_tools(app)
 register_admin(app)
 register_dlq(app)
 register_observe(app)
+register_jobs(app)
 
 
 def main() -> None:
