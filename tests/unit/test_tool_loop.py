@@ -14,9 +14,9 @@ from agentbus.events import (
     Chat,
     ContextAssembled,
     ContextAssembledData,
-    CreateJob,
     Event,
     InferenceCompleted,
+    JobCommand,
     JobRequested,
     Replay,
     ReplyGenerated,
@@ -188,7 +188,8 @@ async def test_command_events_of_a_tool_go_out_with_the_reply_once() -> None:
         return ToolResult("scheduled", commands=[job_command])
 
     e = context("remind me")
-    job_command = e.follow(JobRequested, CreateJob(job_id="j1", action="delete"), source="reasoner",
+    job_command = e.follow(JobRequested, JobCommand(job_id="j1", action="cancel", requested_by="agent:assistant"),
+                           source="reasoner",
                            step=f"{tool_call_key(e.id, 1, 'call_0')}:job")
     tool = RecordingTool(name="send", side_effects=True, answer=schedule)
     r, ledger = reasoner(ScriptedLLM(lambda m: text("ok") if m[-1]["role"] == "tool" else asks(("send", {"q": 1}))),
