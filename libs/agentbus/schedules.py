@@ -105,3 +105,39 @@ def check_schedule(kind: str, expr: str, tz: str) -> None:
         period(expr)
     else:
         raise ScheduleError("kind", f"unknown schedule kind {kind!r} (one of {', '.join(KINDS)})")
+
+
+# when a job is next due. Cron expressions are wall-clock times, iterated on the naive local clock and
+# resolved to instants as ``wall_to_utc`` says: croniter's own time-zone handling fires a daily 02:30 job
+# twice when clocks go back (once at 02:30 summer time, again at 02:30 winter time); iterating the wall
+# clock fires it once.
+
+
+def next_cron(expr: str, tz: str, after: datetime) -> datetime:
+    """The first instant strictly after ``after`` at which the wall clock in ``tz`` matches ``expr``."""
+    z = zone(tz)
+    it = croniter(expr, after.astimezone(z).replace(tzinfo=None))
+    for _ in range(10_000):  # more than one candidate only around a change of the clocks
+        due = wall_to_utc(it.get_next(datetime), z)
+        if due > after:
+            return due
+    raise ValueError(f"cron {expr!r} in {tz!r} has no due time after {after.isoformat()}")  # pragma: no cover
+
+
+def next_due(kind: str, expr: str, tz: str, after: datetime) -> datetime | None:
+    """The first due time strictly after ``after`` (UTC-aware), or None when the job is finished."""
+    if kind == "cron":
+        return next_cron(expr, tz, after)
+    if kind == "at":
+        at = parse_at(expr, tz)
+        return at if at > after else None
+    if kind == "every":
+        return after + period(expr)
+    raise ValueError(f"unknown schedule kind {kind!r}")
+
+
+def first_due(kind: str, expr: str, tz: str, now: datetime) -> datetime | None:
+    """The first due time of a new (or rescheduled) job: an ``at`` already past fires once, now."""
+    if kind == "at":
+        return parse_at(expr, tz)
+    return next_due(kind, expr, tz, now)

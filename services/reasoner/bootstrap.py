@@ -20,6 +20,7 @@ from agentbus.services.reasoner.tools.http_action import HttpActionTool
 from agentbus.services.reasoner.tools.memory import MemoryTool, memory_url
 from agentbus.services.reasoner.tools.plugins import load_plugins
 from agentbus.services.reasoner.tools.registry import ToolRegistry, builtin_tools
+from agentbus.services.reasoner.tools.schedule import ScheduleTool, scheduler_url
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
@@ -30,8 +31,9 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     llm = ChatClient(settings.llm_attempts, settings.llm_max_connections)
     ledger = Ledger(pool)
     tool_http = async_client(timeout=30.0, max_connections=64)
-    memory = MemoryTool(memory_url(settings))
-    builtins: list[Tool] = [*builtin_tools(), memory, *(HttpActionTool(t, tool_http) for t in config.http_tools)]
+    memory, schedule = MemoryTool(memory_url(settings)), ScheduleTool(scheduler_url(settings))
+    builtins: list[Tool] = [*builtin_tools(), memory, schedule,
+                            *(HttpActionTool(t, tool_http) for t in config.http_tools)]
     plugins = load_plugins(reserved=[t.name for t in builtins])
     for problem in plugins.problems:  # a bad plugin is named and left out; the other tools still load
         log.error("tool_plugin_refused", problem=problem)
@@ -45,5 +47,5 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         routes={ContextAssembled: reasoner.answer},
         give_up={ContextAssembled: reasoner.apologise},
         checks={"database": database},
-        on_stop=[llm.aclose, tool_http.aclose, memory.aclose, ledger.aclose, pool.close],
+        on_stop=[llm.aclose, tool_http.aclose, memory.aclose, schedule.aclose, ledger.aclose, pool.close],
     )

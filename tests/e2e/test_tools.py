@@ -61,6 +61,11 @@ def script(body: dict[str, Any]) -> dict[str, Any]:
     if last["role"] == "tool":
         results = [m["content"] for m in body["messages"] if m["role"] == "tool"]
         return {"content": "done: " + " | ".join(results)}
+    if "remind me in 5 seconds" in last["content"]:
+        return {"tool_calls": [tool_call("schedule", {"action": "create", "in_seconds": 5,
+                                                      "prompt": "Time to remind the user: stand up"}, "call_s")]}
+    if last["content"].startswith("Time to remind the user"):
+        return {"content": "Reminder: stand up!"}
     if "ticket" in last["content"]:
         return {"tool_calls": [tool_call("tickets", {"title": "printer on fire"}, "call_t"),
                                tool_call("now", {"timezone": "Asia/Shanghai"}, "call_n")]}
@@ -70,7 +75,7 @@ def script(body: dict[str, Any]) -> dict[str, Any]:
 def tools_config(sink: WebhookSink, llm: FakeLLM, api: TicketApi) -> dict[str, Any]:
     assert sink.server is not None
     cfg = base_config(sink.server.url, llm.base_url)
-    cfg["agents"][0]["tools"] = ["tickets", "now"]
+    cfg["agents"][0]["tools"] = ["tickets", "now", "schedule"]
     cfg["http_tools"] = [{"name": "tickets", "description": "open a ticket in the help desk", "url": api.url,
                           "parameters": {"type": "object", "properties": {"title": {"type": "string"}},
                                          "required": ["title"]}}]
@@ -94,8 +99,7 @@ async def llm() -> AsyncIterator[FakeLLM]:
 
 @pytest.fixture(scope="module")
 async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink, api: TicketApi) -> AsyncIterator[Platform]:
-    async with run_platform(infra, tools_config(sink, llm, api),
-                            services=("ingress", "memory", "reasoner", "egress")) as p:
+    async with run_platform(infra, tools_config(sink, llm, api)) as p:
         yield p
 
 
@@ -111,7 +115,7 @@ async def test_a_message_makes_the_agent_call_tools_and_answer_with_their_result
     [push] = await sink.wait_for(lambda m: m["conversation"] == conv)
     assert push["text"].startswith("done: ") and '"ticket":"T-' in push["text"] and "Asia/Shanghai" in push["text"]
     offered = {t["function"]["name"] for t in llm.calls[0]["tools"]}
-    assert offered == {"tickets", "now"}
+    assert offered == {"tickets", "now", "schedule"}
     [(key, sent)] = [(k, b) for k, b in api.requests if b["context"]["conversation"].endswith(conv)]
     assert sent["arguments"] == {"title": "printer on fire"} and sent["context"]["tenant"] == "acme"
     s = Settings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=platform.prefix)
@@ -126,6 +130,28 @@ async def test_a_message_makes_the_agent_call_tools_and_answer_with_their_result
     assert by_tool["tickets"].data.side_effects and by_tool["tickets"].data.idempotency_key == key
     assert not by_tool["now"].data.side_effects and by_tool["now"].data.outcome == "ok"
     assert all(e.correlation_id == uuid.UUID(r.headers["x-agentbus-event-id"]) for e in events)
+
+
+async def test_remind_me_in_5_seconds_makes_a_job_and_then_the_reminder_in_the_same_chat(
+    platform: Platform, sink: WebhookSink
+) -> None:
+    conv = f"remind-{uuid.uuid4().hex[:6]}"
+    body, headers = signed_request(secret_for("acme"), {"conversation": conv, "sender": {"id": "u2"},
+                                                        "text": "remind me in 5 seconds to stand up"})
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{platform.ingress_url}/v1/webhooks/acme", content=body, headers=headers)
+        assert r.status_code == 202, r.text
+        [ack] = await sink.wait_for(lambda m: m["conversation"] == conv)
+        assert ack["text"].startswith("done: created job job-")
+        job_id = ack["text"].split("created job ")[1].split(" ")[0]
+        jobs = (await c.get(f"{platform.url_of('scheduler')}/v1/jobs",
+                            params={"tenant": "acme", "channel": "acme", "chat": conv})).json()["jobs"]
+        assert [(j["job_id"], j["schedule"]["kind"], j["requested_by"]) for j in jobs] == [
+            (job_id, "at", "agent:assistant")]
+    reminder = await sink.wait_for(lambda m: m["conversation"] == conv and m["text"] == "Reminder: stand up!",
+                                   timeout=60)
+    assert len(reminder) == 1
+    assert len([m for m in sink.received if m["conversation"] == conv]) == 2, "the ack and one reminder"
 
 
 async def test_an_agent_naming_a_tool_nobody_provides_is_refused_at_start_naming_the_key(
