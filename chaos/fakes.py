@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +25,41 @@ from agentbus.stack.inbox import PushVerifier
 LLMMode = Literal["ok", "fail", "timeout"]
 
 
+def uses_tool(text: str, every: int) -> bool:
+    """Whether the message ``text`` is answered through the side-effecting tool (the same on every call)."""
+    return every > 0 and zlib.crc32(text.encode()) % every == 0
+
+
+@dataclass
+class ChaosEffects:
+    """The company API behind the agent's side-effecting ``effect`` tool. It records every request with its
+    Idempotency-Key, applying each key once (as an API honouring the header does), so the run can tell a
+    repeated request (same key: harmless) from a repeated effect (the same message acted on under two keys)."""
+
+    requests: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # text → keys, raw
+    _http: LoopbackServer | None = None
+
+    async def start(self) -> ChaosEffects:
+        async def effect(request: Request) -> Response:
+            body = orjson.loads(await request.body())
+            key = request.headers.get("idempotency-key", "")
+            self.requests[str(body["arguments"].get("text"))].append(key)
+            return JSONResponse({"applied": True, "key": key})
+
+        self._http = LoopbackServer([Route("/effects", effect, methods=["POST"])])
+        await self._http.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._http is not None
+        return self._http.url + "/effects"
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.stop()
+
+
 @dataclass
 class ChaosLLM:
     """``POST /v1/chat/completions`` answering ``answer: <last user message>`` after a short random delay.
@@ -36,7 +72,9 @@ class ChaosLLM:
     delay_s: tuple[float, float] = (0.02, 0.15)
     hang_s: float = 5.0
     mode: LLMMode = "ok"
+    tools_every: int = 3  # one message in this many is answered through a side-effecting tool call first
     served: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    tool_steps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))  # step-1 completions
     failed: int = 0
     requests: int = 0
     _http: LoopbackServer | None = None
@@ -55,6 +93,19 @@ class ChaosLLM:
                 return JSONResponse({"error": {"message": "injected timeout"}}, status_code=504)
             await asyncio.sleep(random.uniform(*self.delay_s))
             last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+            offered = {t["function"]["name"] for t in body.get("tools") or ()}
+            answered = any(m["role"] == "tool" for m in body["messages"])
+            if "effect" in offered and not answered and uses_tool(last, self.tools_every):
+                self.tool_steps[last].append(time.monotonic())
+                call = {"id": "call_1", "type": "function",
+                        "function": {"name": "effect", "arguments": orjson.dumps({"text": last}).decode()}}
+                return JSONResponse({
+                    "id": f"chatcmpl-{self.requests}", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model", "fake"),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                                 "finish_reason": "tool_calls"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 0},
+                })
             self.served[last].append(time.monotonic())
             text = f"answer: {last}"
             return JSONResponse({

@@ -6,6 +6,9 @@
 - duplicated pushes: raw 2xx-answered push requests beyond the first per webhook-id (a receiver that
   de-duplicates by webhook-id, as Standard Webhooks asks, would still show one message);
 - duplicated LLM calls: completions served beyond the first for the same input message;
+- tool effects: a third of the messages are answered through a side-effecting tool; a repeated effect is one
+  message acted on under two idempotency keys (a decision made twice), a repeated request one key sent again
+  (the reasoner killed between the call and its record; the API applies it once);
 - out of order: replies that arrived after a reply to a later message of the same conversation;
 - recovery: from a fault's end to the first reply pushed for a message sent (and accepted) after that end.
 """
@@ -18,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos.fakes import ChaosLLM, ChaosSink
+from chaos.fakes import ChaosEffects, ChaosLLM, ChaosSink, uses_tool
 from chaos.faults import Fault
 from chaos.load import Message
 
@@ -52,6 +55,10 @@ class Result:
     wrong_replies: int
     duplicated_llm_calls: int
     llm_requests_failed: int
+    tool_messages: int  # accepted messages answered through the side-effecting tool
+    repeated_tool_effects: int  # messages acted on under more than one idempotency key (a decision run twice)
+    repeated_tool_requests: int  # requests beyond the first with a key already seen (the API applies them once)
+    duplicated_tool_step_llm_calls: int  # model calls that asked for the tool, beyond the first per message
     out_of_order: int
     delivery_failed: int
     max_recovery_s: float | None
@@ -71,7 +78,8 @@ class Result:
         """Lost, duplicated (as the chat sees it) and out-of-order must be zero. A push repeated with the same
         webhook-id after egress was SIGKILLed between the platform's answer and the ledger write is shown as
         a raw repeat: the receiver de-duplicates it by webhook-id, as Standard Webhooks asks it to."""
-        return self.lost == 0 and self.duplicated_replies_in_chat == 0 and self.out_of_order == 0
+        return (self.lost == 0 and self.duplicated_replies_in_chat == 0 and self.out_of_order == 0
+                and self.repeated_tool_effects == 0)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -123,7 +131,7 @@ def handler_errors(log_dir: Path) -> dict[str, int]:
 def compute(
     messages: list[Message], conversations: int, sink: ChaosSink, llm: ChaosLLM, dead_letters: list[Any],
     delivery_failed: int, faults: list[Fault], t0: float, load_s: float, drain_s: float, total_s: float,
-    log_dir: Path | None = None,
+    log_dir: Path | None = None, effects: ChaosEffects | None = None,
 ) -> Result:
     by_id = {m.webhook_id: m for m in messages}
     accepted = [m for m in messages if m.accepted_at is not None]
@@ -167,6 +175,12 @@ def compute(
     dup_llm_examples = [{"input": t, "completions": len(ts), "at_s": [round(x - t0, 2) for x in ts],
                          "during": nearest_fault(ts[-1], faults)}
                         for t, ts in llm.served.items() if t in texts and len(ts) > 1]
+
+    tool_texts = {m.text for m in accepted if uses_tool(m.text, llm.tools_every)} if effects is not None else set()
+    effect_keys = effects.requests if effects is not None else {}
+    repeated_effects = sum(1 for t in tool_texts if len(set(effect_keys.get(t, ()))) > 1)
+    repeated_requests = sum(len(ks) - len(set(ks)) for t, ks in effect_keys.items() if t in tool_texts)
+    dup_tool_llm = sum(len(ts) - 1 for t, ts in llm.tool_steps.items() if t in tool_texts and len(ts) > 1)
 
     ooo = 0
     ooo_examples: list[dict[str, Any]] = []
@@ -212,6 +226,10 @@ def compute(
         wrong_replies=wrong,
         duplicated_llm_calls=dup_llm,
         llm_requests_failed=llm.failed,
+        tool_messages=len(tool_texts),
+        repeated_tool_effects=repeated_effects,
+        repeated_tool_requests=repeated_requests,
+        duplicated_tool_step_llm_calls=dup_tool_llm,
         out_of_order=ooo,
         delivery_failed=delivery_failed,
         max_recovery_s=max(recoveries) if recoveries else None,
@@ -254,6 +272,11 @@ def render(r: Result) -> None:
         ("  replies pushed more than once (distinct webhook-ids)", r.replies_pushed_more_than_once, ""),
         ("out-of-order replies within a conversation", r.out_of_order, mark(r.out_of_order > 0)),
         ("duplicated LLM calls (completions beyond the first per input)", r.duplicated_llm_calls, ""),
+        ("messages answered through a side-effecting tool", r.tool_messages, ""),
+        ("  repeated tool effects (one message acted on under two keys)", r.repeated_tool_effects,
+         mark(r.repeated_tool_effects > 0)),
+        ("  repeated tool requests, same Idempotency-Key (the API applies once)", r.repeated_tool_requests, ""),
+        ("  repeated model calls that asked for the tool", r.duplicated_tool_step_llm_calls, ""),
         ("dead-lettered (accepted messages) / dead-letter records", f"{r.dead_lettered} / {r.dead_letter_records}",
          ""),
         ("deliveries recorded as failed", r.delivery_failed, ""),

@@ -13,7 +13,7 @@ from agentbus.cli.dlq import read_dead_letters, read_topic
 from agentbus.events import parse_event
 from agentbus.settings import Settings
 from agentbus.topics import topic_for
-from chaos.fakes import ChaosLLM, ChaosSink
+from chaos.fakes import ChaosEffects, ChaosLLM, ChaosSink
 from chaos.faults import Fault, Injector, run_faults
 from chaos.load import Load, plan
 from chaos.report import Result, compute, first_deliveries, recovery_after
@@ -63,10 +63,14 @@ class Options:
     embeddings: bool = False  # semantic memory: CPU-bound on 2 cores, and beside the point of this run
 
 
-def chaos_config(sink_url: str, llm_url: str, llm_timeout_s: float) -> dict[str, Any]:
+def chaos_config(sink_url: str, llm_url: str, llm_timeout_s: float, effects_url: str) -> dict[str, Any]:
     config = base_config(sink_url, llm_url, tenants=tuple(CHANNELS))
     for m in config["models"]:
         m["timeout_s"] = llm_timeout_s
+    # a side-effecting tool: some messages are answered through it (the reasoner may be killed mid-loop)
+    config["agents"][0]["tools"] = ["effect"]
+    config["http_tools"] = [{"name": "effect", "description": "act on the message", "url": effects_url,
+                             "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}]
     return config
 
 
@@ -86,9 +90,10 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
     secrets = {c: secret_for(c) for c in CHANNELS}
     llm = await ChaosLLM(hang_s=opts.llm_timeout_s + 1.0).start()
     sink = await ChaosSink(secrets).start()
+    effects = await ChaosEffects().start()
     t0 = time.monotonic()
     try:
-        config = chaos_config(sink.url, llm.base_url, opts.llm_timeout_s)
+        config = chaos_config(sink.url, llm.base_url, opts.llm_timeout_s, effects.url)
         env = {} if opts.embeddings else {"AGENTBUS_EMBEDDINGS_URL": ""}
         async with run_platform(infra, config, env=env, partitions=opts.partitions) as platform:
             settings = Settings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=platform.prefix)
@@ -124,10 +129,11 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
         total = time.monotonic() - t0
         print(f"[chaos] service logs: {log_dir}", flush=True)
         return compute(messages, opts.conversations, sink, llm, [d.event for d in dead], failed, faults, t0,
-                       load_s, drain_s, total, log_dir)
+                       load_s, drain_s, total, log_dir, effects)
     finally:
         await llm.stop()
         await sink.stop()
+        await effects.stop()
 
 
 async def _drain(settings: Settings, messages: list[Any], sink: ChaosSink, timeout_s: float) -> list[Any]:

@@ -31,6 +31,7 @@ async def test_nothing_lost_duplicated_or_reordered_under_faults(infra: Infra) -
     assert r.out_of_order == 0, r.out_of_order_examples
     assert r.wrong_replies == 0 and r.unexpected_pushes == 0
     assert r.delivered + r.dead_lettered == r.accepted
+    assert r.tool_messages > 50 and r.repeated_tool_effects == 0, "a side-effecting tool acts once per decision"
     # recovery is measured with messages sent after the fault; on a busy machine the last fault may end
     # too close to the end of the load for that, so only faults that ended well before it must show one
     measurable = [f for f in r.faults if f.started_s is not None and f.duration_s is not None
