@@ -43,6 +43,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-traced", action="store_true",
                     help="skip the pipeline run with every span recorded and exported over OTLP")
     ap.add_argument("--stall-s", type=float, default=60.0, help="give up waiting after this long without a push")
+    ap.add_argument("--no-tools", action="store_true", help="skip the pipeline run with one tool call per message")
     ap.add_argument("--soak", action="store_true", help="run the soak instead of the scenarios")
     ap.add_argument("--soak-messages", type=int, default=1_000_000)
     ap.add_argument("--soak-rate", type=float, default=20.0)
@@ -95,6 +96,8 @@ async def run_scenarios(bench: Bench, a: argparse.Namespace, opts: Options) -> l
             step(await sc.pipeline(bench, opts, "closed", semantic=False))
         if not a.no_traced:
             step(await sc.pipeline(bench, opts, "closed", traced=True))
+        if not a.no_tools:
+            step(await sc.pipeline(bench, opts, "closed", tools=True))
     if "slow-llm" in wanted:
         step(await sc.slow_llm(bench, opts, semantic=a.slow_semantic))
     if "embedded" in wanted:

@@ -89,12 +89,24 @@ async def start_llm(port: int, delay_s: float, out: Path | None) -> None:
         req = orjson.loads(body)
         messages = req["messages"]
         last = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+        if req.get("tools") and messages[-1]["role"] != "tool":  # the tools scenario: one tool call first
+            stats["in_flight"] -= 1
+            stats["tool_calls"] = stats.get("tool_calls", 0) + 1
+            call = {"id": "call_1", "type": "function", "function": {"name": req["tools"][0]["function"]["name"],
+                                                                      "arguments": "{}"}}
+            return 200, orjson.dumps({
+                "id": f"chatcmpl-{stats['requests']}", "object": "chat.completion", "created": int(time.time()),
+                "model": req.get("model", "fake"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                             "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 0},
+            }), OK
         text = REPLY_PREFIX + last
         out = orjson.dumps({
             "id": f"chatcmpl-{stats['requests']}", "object": "chat.completion", "created": int(time.time()),
             "model": req.get("model", "fake"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": sum(len(m["content"]) // 4 for m in messages),
+            "usage": {"prompt_tokens": sum(len(m.get("content") or "") // 4 for m in messages),
                       "completion_tokens": len(text) // 4, "total_tokens": 0},
         })
         ended = time.monotonic()

@@ -93,11 +93,11 @@ def secret_for(name: str) -> str:
     return "whsec_" + base64.b64encode(f"bench-secret-{name}-0123456789".encode()).decode()
 
 
-def pipeline_config(sink_url: str, llm_url: str, semantic: bool = True) -> dict[str, Any]:
+def pipeline_config(sink_url: str, llm_url: str, semantic: bool = True, tools: bool = False) -> dict[str, Any]:
     return {
         "tenants": [{"id": t} for t in TENANTS],
         "agents": [{"id": "assistant", "system_prompt": "You are a helpful assistant. Answer briefly.",
-                    "model": "fake",
+                    "model": "fake", "tools": ["now"] if tools else [],
                     "memory": {"history_turns": 10, "recall_top_k": 3, "semantic": semantic}}],
         "models": [{"name": "fake", "base_url": llm_url, "model": "fake-model", "timeout_s": 30}],
         "channels": [{"id": t, "type": "webhook", "tenant": t, "agent": "assistant",
@@ -195,19 +195,22 @@ async def with_fakes(bench: Bench, opts: Options, delay_s: float = 0.0) -> tuple
 
 
 async def pipeline(bench: Bench, opts: Options, mode: str, semantic: bool = True,
-                   traced: bool = False) -> dict[str, Any]:
+                   traced: bool = False, tools: bool = False) -> dict[str, Any]:
     """The pipeline scenario; ``traced`` points every service at an OTLP endpoint (a peer standing in for
-    Jaeger), so every span is recorded and exported, as in a deployment with tracing on."""
+    Jaeger), so every span is recorded and exported, as in a deployment with tracing on; ``tools`` makes the
+    model call one instant tool (the built-in ``now``) before it answers: two model calls, one tool step
+    recorded, one tool.called event per message."""
     sink, llm, emb = await with_fakes(bench, opts)
     env = {"AGENTBUS_EMBEDDINGS_URL": emb.url + "/v1", "AGENTBUS_EMBEDDINGS_DIM": str(opts.dim)}
     traces = None
     if traced:
         traces = await bench.start_peer("traces", "traces", record=False)
         env["AGENTBUS_OTLP_ENDPOINT"] = traces.url
-    platform = await bench.start_platform(pipeline_config(sink.url, llm.url + "/v1", semantic), env)
+    platform = await bench.start_platform(pipeline_config(sink.url, llm.url + "/v1", semantic, tools), env)
     try:
         load = Load(opts.messages, opts.conversations, mode, opts.rate, opts.concurrency)
-        name = f"pipeline-{mode}" + ("" if semantic else "-nosemantic") + ("-traced" if traced else "")
+        name = (f"pipeline-{mode}" + ("" if semantic else "-nosemantic") + ("-traced" if traced else "")
+                + ("-tools" if tools else ""))
         r = await measured(bench, name, platform, [(t, secret_for(t)) for t in TENANTS], load, opts, llm, emb)
         if traces is not None:
             await asyncio.sleep(1.5)  # the services export their spans in the background, once a second
