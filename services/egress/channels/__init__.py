@@ -10,9 +10,8 @@ from agentbus.services.egress.channels.telegram import TelegramOutbound
 from agentbus.services.egress.channels.webhook import WebhookOutbound
 from agentbus.services.egress.channels.wecom import WeComOutbound
 
-ADAPTERS: dict[str, type[OutboundAdapter]] = {WebhookOutbound.type: WebhookOutbound}
-ADAPTERS[FeishuOutbound.type] = FeishuOutbound
-ADAPTERS[DingTalkOutbound.type] = DingTalkOutbound
-ADAPTERS[SlackOutbound.type] = SlackOutbound
-ADAPTERS[WeComOutbound.type] = WeComOutbound
-ADAPTERS[TelegramOutbound.type] = TelegramOutbound
+ADAPTERS: dict[str, type[OutboundAdapter]] = {
+    cls.type: cls
+    for cls in (WebhookOutbound, FeishuOutbound, DingTalkOutbound,
+                SlackOutbound, WeComOutbound, TelegramOutbound)
+}

@@ -10,9 +10,8 @@ from agentbus.services.ingress.channels.telegram import TelegramInbound
 from agentbus.services.ingress.channels.webhook import WebhookInbound
 from agentbus.services.ingress.channels.wecom import WeComInbound
 
-ADAPTERS: dict[str, type[InboundAdapter]] = {WebhookInbound.type: WebhookInbound}
-ADAPTERS[FeishuInbound.type] = FeishuInbound
-ADAPTERS[DingTalkInbound.type] = DingTalkInbound
-ADAPTERS[SlackInbound.type] = SlackInbound
-ADAPTERS[WeComInbound.type] = WeComInbound
-ADAPTERS[TelegramInbound.type] = TelegramInbound
+ADAPTERS: dict[str, type[InboundAdapter]] = {
+    cls.type: cls
+    for cls in (WebhookInbound, FeishuInbound, DingTalkInbound,
+                SlackInbound, WeComInbound, TelegramInbound)
+}
