@@ -8,6 +8,8 @@ completed result kept in memory, until it succeeds (or the deadline passes, whic
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -34,8 +36,16 @@ async def until_recorded(
         log.warning("record_retry", what=what, error=f"{type(exc).__name__}: {exc}"[:300],
                     delay_s=round(rs.upcoming_sleep, 2))
 
+    try:  # the first write outside tenacity: it nearly always succeeds, and a retry loop costs ~40 us to set up
+        return await write()
+    except Exception as exc:
+        if not _worth_retrying(exc):
+            raise
+        delay = initial_s * (0.5 + random.random())
+        log.warning("record_retry", what=what, error=f"{type(exc).__name__}: {exc}"[:300], delay_s=round(delay, 2))
+    await asyncio.sleep(delay)
     async for attempt in AsyncRetrying(retry=retry_if_exception(_worth_retrying), stop=stop_after_delay(deadline_s),
-                                       wait=jittered(initial_s, max_s), before_sleep=report, reraise=True):
+                                       wait=jittered(initial_s * 2, max_s), before_sleep=report, reraise=True):
         with attempt:
             return await write()
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover

@@ -9,6 +9,7 @@ is retried (see ``errors``), then dead-lettered with the error, and only then co
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import weakref
 from collections import deque
@@ -100,7 +101,10 @@ class _Tries:
     transient: bool = False
 
     def stop(self, rs: RetryCallState) -> bool:
-        exc = failure(rs)
+        return self.decide(failure(rs))
+
+    def decide(self, exc: BaseException) -> bool:
+        """Whether to stop trying after this failure (to dead-letter it, or, shutting down, to abandon it)."""
         r = self.runner
         now = time.monotonic()
         self.first_failure = self.first_failure or now
@@ -118,11 +122,13 @@ class _Tries:
         return give_up
 
     def report(self, rs: RetryCallState) -> None:
-        exc = failure(rs)
+        self.reported(failure(rs), rs.upcoming_sleep)
+
+    def reported(self, exc: BaseException, delay_s: float) -> None:
         kind = "transient" if self.transient else "error"
         metrics.RETRIES.labels(type=self.event_type, kind=kind).inc()
         log.warning("handler_retry", kind=kind, attempt=self.at_fault, error=f"{type(exc).__name__}: {exc}"[:500],
-                    delay_s=round(rs.upcoming_sleep, 3))
+                    delay_s=round(delay_s, 3))
 
 
 _LIVE: weakref.WeakSet[ConsumerRunner] = weakref.WeakSet()
@@ -167,6 +173,8 @@ class ConsumerRunner(ConsumerRebalanceListener):
         self._budget = RetryBudget(settings.retry_budget_per_minute)
         self._commit_lock = asyncio.Lock()
         self._wait = jittered(settings.retry_initial_s, settings.retry_max_s)
+        # the waits of tries 3, 4, ... (the first retry waits ``_wait.nominal(1)`` before tenacity takes over)
+        self._later_wait = jittered(settings.retry_initial_s * 2, settings.retry_max_s)
         self.assigned = False
         self.started = False
         _LIVE.add(self)
@@ -347,22 +355,46 @@ class ConsumerRunner(ConsumerRebalanceListener):
         finally:
             otel_context.detach(token)
 
+    async def _attempt(self, event: Event, handler: Handler) -> float:
+        """One try: the handler, then its outputs published (acks=all); returns when it started."""
+        started = time.perf_counter()
+        try:
+            await self._producer.publish(await handler(event))
+        except Exception:
+            metrics.child(metrics.HANDLER_SECONDS, event.TYPE).observe(time.perf_counter() - started)
+            raise
+        return started
+
     async def _run_with_retries(self, rec: ConsumerRecord, event: Event, handler: Handler) -> None:
         tries = _Tries(self, event.TYPE)
         try:
-            async for attempt in AsyncRetrying(stop=tries.stop, wait=self._wait, before_sleep=tries.report,
-                                               retry=retry_if_exception_type(Exception), reraise=True):
-                with attempt:
-                    started = time.perf_counter()
-                    try:
-                        outputs = await handler(event)
-                        await self._producer.publish(outputs)
-                    except Exception:
-                        metrics.child(metrics.HANDLER_SECONDS, event.TYPE).observe(time.perf_counter() - started)
-                        raise
+            # the first try outside tenacity: nearly every event succeeds at once, and an AsyncRetrying per
+            # event cost about 40 us of CPU per hop (measured); a failure continues on tenacity below
+            started = await self._attempt(event, handler)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # tenacity stopped: abandoned (shutting down) or dead-lettered, never swallowed
+        except Exception as first:
+            await self._retry(rec, event, handler, tries, first)
+            return
+        metrics.child(metrics.HANDLER_SECONDS, event.TYPE).observe(time.perf_counter() - started)
+        metrics.child(metrics.EVENTS_CONSUMED, event.TYPE, "ok").inc()
+
+    async def _retry(self, rec: ConsumerRecord, event: Event, handler: Handler, tries: _Tries,
+                     first: Exception) -> None:
+        """After the first try failed: the same stop rule decides, and tenacity runs the tries after it."""
+        try:
+            if tries.decide(first):
+                raise first
+            delay = self._wait.nominal(1) * (0.5 + random.random())
+            tries.reported(first, delay)
+            await asyncio.sleep(delay)
+            async for attempt in AsyncRetrying(stop=tries.stop, wait=self._later_wait, before_sleep=tries.report,
+                                               retry=retry_if_exception_type(Exception), reraise=True):
+                with attempt:
+                    started = await self._attempt(event, handler)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # stopped: abandoned (shutting down) or dead-lettered, never swallowed
             if tries.abandon:
                 raise _Abandon from exc  # leave it uncommitted for the next owner
             metrics.EVENTS_CONSUMED.labels(type=event.TYPE, outcome="dead_lettered").inc()
