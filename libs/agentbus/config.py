@@ -265,7 +265,8 @@ def parse_config(raw: dict[str, Any], source: str = "agentbus.yaml") -> Platform
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: top level must be a mapping")
     CHANNEL_TAGS.clear()
-    CHANNEL_TAGS.update(t.model_fields["type"].annotation.__args__[0] for t in CHANNEL_TYPES)  # type: ignore[union-attr]
+    CHANNEL_TAGS.update(t.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]  # a Literal
+                        for t in CHANNEL_TYPES)
     channels_raw = raw.get("channels") or []
     if not isinstance(channels_raw, list):
         raise ConfigError(f"{source}: channels: must be a list")

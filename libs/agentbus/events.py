@@ -537,7 +537,7 @@ def parse_event(raw: bytes | str | dict[str, Any], upcast: bool = True) -> Event
     if not isinstance(obj, dict):
         raise UnknownEvent("an event is a JSON object")
     key = (obj.get("type"), obj.get("version"))
-    cls = CATALOGUE.get(key)  # type: ignore[arg-type]
+    cls = CATALOGUE.get(key)  # type: ignore[arg-type]  # unvalidated JSON: any key may come; a miss is refused
     if cls is None:
         raise UnknownEvent(f"unknown event type/version {key!r}")
     event = cls.model_validate(obj)

@@ -126,7 +126,7 @@ class _Client(httpx.AsyncClient):
     def cookies(self, _: Any) -> None:
         return None
 
-    async def request(  # type: ignore[override]
+    async def request(  # type: ignore[override]  # answers with a lighter response on the direct path
         self,
         method: str,
         url: httpx.URL | str,
@@ -157,7 +157,7 @@ class _Client(httpx.AsyncClient):
         assert isinstance(url, str)  # ``plain`` above
         target = self._target(url)
         with _mapped():
-            async with self._transport.session().request(  # type: ignore[attr-defined]
+            async with self._transport.session().request(  # type: ignore[attr-defined]  # httpx-aiohttp's own
                 method, target, data=content, params=params, headers=sent, timeout=self._aiohttp_timeout(timeout),
                 allow_redirects=False,
             ) as resp:

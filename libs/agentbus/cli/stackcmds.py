@@ -6,10 +6,15 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from agentbus.settings import SERVICES
+
+if TYPE_CHECKING:  # the stack is imported when a command runs (it pulls in the embedded engines)
+    from agentbus.config import PlatformConfig
+    from agentbus.stack.stack import Stack
 
 
 def default_config() -> Path:
@@ -61,7 +66,7 @@ def register(app: typer.Typer) -> None:
         asyncio.run(_up(cfg_path, cfg, home, inbox_port, restart, tracing))
 
 
-async def _up(cfg_path: Path, cfg: object, home: Path, inbox_port: int, restart: bool, tracing: bool) -> None:
+async def _up(cfg_path: Path, cfg: PlatformConfig, home: Path, inbox_port: int, restart: bool, tracing: bool) -> None:
     from agentbus.http import server
     from agentbus.stack.inbox import inbox_app
     from agentbus.stack.stack import Stack
@@ -73,7 +78,7 @@ async def _up(cfg_path: Path, cfg: object, home: Path, inbox_port: int, restart:
         loop.add_signal_handler(sig, stop.set)
     inbox_task = None
     if inbox_port:
-        srv = server(inbox_app(cfg, printer=lambda s: print(f"{'inbox':>9} | {s}", flush=True)),  # type: ignore[arg-type]
+        srv = server(inbox_app(cfg, printer=lambda s: print(f"{'inbox':>9} | {s}", flush=True)),
                      "127.0.0.1", inbox_port)
         inbox_task = asyncio.create_task(srv.serve())
     print(f"agentbus: starting the embedded stack in {home}/ with {cfg_path}", flush=True)
@@ -94,7 +99,8 @@ async def _up(cfg_path: Path, cfg: object, home: Path, inbox_port: int, restart:
             if restart:
                 for name, proc in list(stack.procs.items()):
                     if not proc.alive and not stop.is_set():
-                        print(f"agentbus: {name} exited with code {proc.process.returncode}; restarting",  # type: ignore[union-attr]
+                        code = proc.process.returncode if proc.process is not None else None
+                        print(f"agentbus: {name} exited with code {code}; restarting",
                               flush=True)
                         await asyncio.sleep(1)
                         try:
@@ -110,18 +116,18 @@ async def _up(cfg_path: Path, cfg: object, home: Path, inbox_port: int, restart:
         print("agentbus: stopped", flush=True)
 
 
-def _banner(stack: object, elapsed: float, inbox_port: int) -> None:
-    ingress = stack.ingress_url()  # type: ignore[attr-defined]
+def _banner(stack: Stack, elapsed: float, inbox_port: int) -> None:
+    ingress = stack.ingress_url()
     lines = [
         "",
         f"agentbus is ready in {elapsed:.1f}s",
         f"  ingress:  {ingress}   (webhooks: {ingress}/v1/webhooks/<channel>)",
-        "  services: " + ", ".join(f"{n} :{p}" for n, p in stack.ports.services.items()),  # type: ignore[attr-defined]
+        "  services: " + ", ".join(f"{n} :{p}" for n, p in stack.ports.services.items()),
     ]
     if inbox_port:
         lines.append(f"  inbox:    http://127.0.0.1:{inbox_port}/replies   (pushes of the webhook channel land here)")
-    if stack.tracing:  # type: ignore[attr-defined]
-        lines.append(f"  traces:   http://127.0.0.1:{stack.ports.tracing}   (trace viewer; OTLP received there)")  # type: ignore[attr-defined]
+    if stack.tracing:
+        lines.append(f"  traces:   http://127.0.0.1:{stack.ports.tracing}   (trace viewer; OTLP received there)")
     lines += [
         "",
         "Send a first message (signed for you) and wait for the answer:",

@@ -70,7 +70,7 @@ class Proc:
                 stdout=direct if direct is not None else asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
-                **self.run_as,  # type: ignore[arg-type]
+                **self.run_as,  # type: ignore[arg-type]  # user/group/extra_groups, typed apart in the stub
                 start_new_session=True,  # Ctrl-C reaches the supervisor only; it stops children in order
             )
         finally:
