@@ -17,6 +17,7 @@ from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.llm import ChatClient
 from agentbus.services.reasoner.ports import Tool
 from agentbus.services.reasoner.tools.http_action import HttpActionTool
+from agentbus.services.reasoner.tools.mcp import McpSource
 from agentbus.services.reasoner.tools.memory import MemoryTool, memory_url
 from agentbus.services.reasoner.tools.plugins import load_plugins
 from agentbus.services.reasoner.tools.registry import ToolRegistry, builtin_tools
@@ -37,7 +38,13 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     plugins = load_plugins(reserved=[t.name for t in builtins])
     for problem in plugins.problems:  # a bad plugin is named and left out; the other tools still load
         log.error("tool_plugin_refused", problem=problem)
-    registry = ToolRegistry(builtins, (), plugins.tools)
+    # MCP servers: connected now (a server that is down is not fatal: its tools error until it is back)
+    sources = [McpSource(server) for server in config.mcp_servers]
+    for source in sources:
+        await source.start()
+        state = source.state()
+        log.info("mcp_server", server=state.server, up=state.up, tools=state.tools, error=state.error)
+    registry = ToolRegistry(builtins, sources, plugins.tools)
     problems = registry.validate(config)
     if problems:
         raise ConfigError("invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
@@ -47,5 +54,6 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         routes={ContextAssembled: reasoner.answer},
         give_up={ContextAssembled: reasoner.apologise},
         checks={"database": database},
-        on_stop=[llm.aclose, tool_http.aclose, memory.aclose, schedule.aclose, ledger.aclose, pool.close],
+        on_stop=[*(s.aclose for s in sources), llm.aclose, tool_http.aclose, memory.aclose, schedule.aclose,
+                 ledger.aclose, pool.close],
     )
