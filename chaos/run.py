@@ -63,10 +63,12 @@ class Options:
     embeddings: bool = False  # semantic memory: CPU-bound on 2 cores, and beside the point of this run
 
 
-def chaos_config(sink_url: str, llm_url: str, llm_timeout_s: float, effects_url: str) -> dict[str, Any]:
+def chaos_config(sink_url: str, llm_url: str, llm_timeout_s: float, effects_url: str | None = None) -> dict[str, Any]:
     config = base_config(sink_url, llm_url, tenants=tuple(CHANNELS))
     for m in config["models"]:
         m["timeout_s"] = llm_timeout_s
+    if effects_url is None:
+        return config
     # a side-effecting tool: some messages are answered through it (the reasoner may be killed mid-loop)
     config["agents"][0]["tools"] = ["effect"]
     config["http_tools"] = [{"name": "effect", "description": "act on the message", "url": effects_url,
