@@ -44,10 +44,12 @@ class Ledger:
         self._pool = pool
         self._lookups = coalesced(self._lookup_many)
         self._records = coalesced(self._record_many)
+        self._steps = coalesced(self._record_steps)
 
     async def aclose(self) -> None:
         await self._lookups.aclose()
         await self._records.aclose()
+        await self._steps.aclose()
 
     async def lookup(self, event: ContextAssembled) -> Lookup:
         """The outputs recorded for this input (a redelivery), its finished inference, its recorded steps."""
@@ -92,11 +94,17 @@ class Ledger:
             )
 
     async def record_step(self, event: ContextAssembled, step: StepRecord) -> None:
-        """One step of the input's tool loop; a step already recorded (by an earlier delivery) is kept."""
+        """One step of the input's tool loop; a step already recorded (by an earlier delivery) is kept. Steps
+        recorded at the same moment (parallel tool calls, other conversations) share one statement."""
+        await self._steps((event, step))
+
+    async def _record_steps(self, items: list[tuple[ContextAssembled, StepRecord]]) -> list[None]:
+        rows = [(e.id, s.n, s.call_id, s.kind, Jsonb(s.data)) for e, s in items]
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO steps (input_event_id, n, call_id, kind, data) VALUES (%s, %s, %s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (event.id, step.n, step.call_id, step.kind, Jsonb(step.data)),
+                "INSERT INTO steps (input_event_id, n, call_id, kind, data) SELECT * FROM unnest(%b::uuid[], "
+                "%b::int[], %b::text[], %b::text[], %b::jsonb[]) ON CONFLICT DO NOTHING",
+                columns(rows, 5),
             )
+        return [None] * len(items)
 

@@ -144,8 +144,11 @@ async def test_remind_me_in_5_seconds_makes_a_job_and_then_the_reminder_in_the_s
         [ack] = await sink.wait_for(lambda m: m["conversation"] == conv)
         assert ack["text"].startswith("done: created job job-")
         job_id = ack["text"].split("created job ")[1].split(" ")[0]
-        jobs = (await c.get(f"{platform.url_of('scheduler')}/v1/jobs",
-                            params={"tenant": "acme", "channel": "acme", "chat": conv})).json()["jobs"]
+        # the command goes out with the reply: the scheduler may apply it a moment after the ack is pushed
+        async with asyncio.timeout(20):
+            while not (jobs := (await c.get(f"{platform.url_of('scheduler')}/v1/jobs", params={
+                    "tenant": "acme", "channel": "acme", "chat": conv})).json()["jobs"]):
+                await asyncio.sleep(0.2)
         assert [(j["job_id"], j["schedule"]["kind"], j["requested_by"]) for j in jobs] == [
             (job_id, "at", "agent:assistant")]
     reminder = await sink.wait_for(lambda m: m["conversation"] == conv and m["text"] == "Reminder: stand up!",
