@@ -116,15 +116,16 @@ class Coalescer(Generic[T, R]):
         self._many = many
         self._alone_if = alone_if
         self._span = span
-        self._batcher: MicroBatcher[tuple[T, Context], R | _Failed] = MicroBatcher(self._run, max_batch, 0.0)
+        self._batcher: MicroBatcher[tuple[T, Context | None], R | _Failed] = MicroBatcher(self._run, max_batch, 0.0)
 
     async def __call__(self, item: T) -> R:
-        [result] = await self._batcher.submit("", [(item, otel_context.get_current())])
+        ctx = otel_context.get_current() if self._span is not None else None
+        [result] = await self._batcher.submit("", [(item, ctx)])
         if isinstance(result, _Failed):
             raise result.exc
         return result
 
-    async def _call(self, asks: list[tuple[T, Context]]) -> Sequence[R | Exception]:
+    async def _call(self, asks: list[tuple[T, Context | None]]) -> Sequence[R | Exception]:
         items = [item for item, _ in asks]
         if self._span is None:
             return await self._many(items)
@@ -135,7 +136,7 @@ class Coalescer(Generic[T, R]):
             span.set_attribute("db.operation.batch.size", len(items))
             return await self._many(items)
 
-    async def _run(self, _: str, asks: list[tuple[T, Context]]) -> list[R | _Failed]:
+    async def _run(self, _: str, asks: list[tuple[T, Context | None]]) -> list[R | _Failed]:
         try:
             answered = await self._call(asks)
         except Exception as exc:  # tried alone below if an item may be at fault, else everyone's error

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from agentbus.batching import Coalescer, Span
 from agentbus.events import Event, parse_event
 from agentbus.settings import Settings
+from agentbus.telemetry import exporting
 
 log = structlog.get_logger("agentbus.db")
 
@@ -183,8 +184,12 @@ def coalesced(
 ) -> Coalescer[T, R]:
     """A ``Coalescer`` of statements: a failed batch is tried item by item only when an item may be at fault.
 
-    Each batch is a database span named for what it does (``Ledger._lookup_many`` → ``postgresql
-    ledger.lookup_many``), in the trace of the first event it serves and linked to the others'."""
+    When traces are exported, each batch is a database span named for what it does (``Ledger._lookup_many``
+    → ``postgresql ledger.lookup_many``), in the trace of the first event it serves and linked to the
+    others'. Without an exporter no span is made: nothing would read it (unlike the spans whose ids go into
+    log lines and event headers), and capturing every caller's context cost about 3 us per item."""
+    if not exporting():
+        return Coalescer(many, max_batch, alone_if=item_may_be_at_fault)
     owner, _, what = many.__qualname__.rpartition(".")
     name = f"postgresql {owner.lower()}.{what.lstrip('_')}" if owner else f"postgresql {what.lstrip('_')}"
     span = Span(name, {"db.system.name": "postgresql", "db.operation.name": what.lstrip("_")})

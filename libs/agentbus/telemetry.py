@@ -54,6 +54,11 @@ def make_provider(service: str, otlp_endpoint: str | None, environment: str = "d
     return provider
 
 
+def exporting() -> bool:
+    """Whether this process's spans are recorded and exported (an OTLP endpoint is configured)."""
+    return _provider is not None and _provider.sampler is not ALWAYS_OFF
+
+
 def shutdown_tracing() -> None:
     if _provider is not None:
         _provider.shutdown()

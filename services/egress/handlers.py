@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,18 +80,32 @@ class Egress:
             return isinstance(exc, Retryable) and (idempotent or not exc.ambiguous)
 
         def report(rs: RetryCallState) -> None:
-            log.warning("push_retry", channel=d.channel, attempt=rs.attempt_number, error=str(failure(rs)),
+            log.warning("push_retry", channel=d.channel, attempt=attempts, error=str(failure(rs)),
                         wait_s=round(rs.upcoming_sleep, 2))
 
+        async def once() -> Pushed:
+            nonlocal attempts
+            attempts += 1
+            await self.limiter.acquire(target, adapter.rate_for(d))
+            return await self._push(adapter, event, attempts)
+
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.attempts), wait=PushWait(self.backoff_initial_s, self.backoff_max_s),
-                retry=retry_if_exception(worth_repeating), before_sleep=report, reraise=True,
-            ):
-                with attempt:
-                    attempts += 1
-                    await self.limiter.acquire(target, adapter.rate_for(d))
-                    pushed = await self._push(adapter, event, attempts)
+            try:  # the first try outside tenacity: an AsyncRetrying per push cost ~40 us of CPU (measured)
+                pushed = await once()
+            except Retryable as first:
+                if not worth_repeating(first) or self.attempts <= 1:
+                    raise
+                wait = min(first.retry_after if first.retry_after is not None
+                           else self.backoff_initial_s * (0.5 + random.random()), RETRY_AFTER_CAP_S)
+                log.warning("push_retry", channel=d.channel, attempt=attempts, error=str(first), wait_s=round(wait, 2))
+                await asyncio.sleep(wait)
+                async for attempt in AsyncRetrying(  # tries 2..attempts, their waits doubling on from the first's
+                    stop=stop_after_attempt(self.attempts - 1),
+                    wait=PushWait(self.backoff_initial_s * 2, self.backoff_max_s),
+                    retry=retry_if_exception(worth_repeating), before_sleep=report, reraise=True,
+                ):
+                    with attempt:
+                        pushed = await once()
         except Permanent as exc:
             return await self._finish(event, target, Outcome("failed", attempts, exc.http_status, str(exc)),
                                       started, claim)
