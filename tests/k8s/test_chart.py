@@ -468,3 +468,16 @@ def test_notes_tell_the_next_steps(helm: Helm) -> None:
     assert "ab-agentbus-init" in notes and "24 partitions" in notes
     assert "http://jaeger-collector.observability.svc:4318" in notes
     assert "WARNING" not in notes
+
+
+def test_the_reasoners_tools_reach_memory_and_the_scheduler_through_their_services(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    (c,) = containers(one(default_docs, "Deployment", "reasoner"))
+    env = env_of(c)
+    for name, var in (("memory", "AGENTBUS_MEMORY_URL"), ("scheduler", "AGENTBUS_SCHEDULER_URL")):
+        svc = one(default_docs, "Service", name)
+        assert env[var]["value"] == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
+    for other in ("ingress", "memory", "scheduler", "egress"):
+        (oc,) = containers(one(default_docs, "Deployment", other))
+        assert "AGENTBUS_MEMORY_URL" not in env_of(oc)

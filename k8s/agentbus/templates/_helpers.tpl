@@ -161,6 +161,13 @@ Where things are comes in as plain values; every credential comes from a Secret 
 - name: AGENTBUS_SHUTDOWN_GRACE_S
   value: {{ $v.shutdownGraceSeconds | quote }}
 {{- end }}
+{{- if eq $c "reasoner" }}
+{{- /* the admin endpoints the agent's memory and schedule tools read */}}
+- name: AGENTBUS_MEMORY_URL
+  value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "memory")) $v.services.memory.port | quote }}
+- name: AGENTBUS_SCHEDULER_URL
+  value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "scheduler")) $v.services.scheduler.port | quote }}
+{{- end }}
 - name: AGENTBUS_KAFKA_BOOTSTRAP_SERVERS
   value: {{ $v.kafka.bootstrapServers | quote }}
 - name: AGENTBUS_KAFKA_SECURITY_PROTOCOL
