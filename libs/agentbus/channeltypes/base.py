@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
@@ -30,6 +31,11 @@ class EnvRef(Strict):
 class ChannelBase(Strict):
     id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
     type: str
+    # how events arrive: the platform calls our webhook URL, or ingress holds an outbound long connection
+    # (DingTalk Stream, Feishu long connection, Slack Socket Mode, Telegram getUpdates) and needs no public URL
+    mode: Literal["webhook", "stream"] = "webhook"
+    # whether the platform offers a long connection (set by the channel types that do)
+    stream_capable: ClassVar[bool] = False
     tenant: str
     agent: str
     # group chats: answer only when the bot is mentioned
@@ -39,3 +45,9 @@ class ChannelBase(Strict):
     refusal_text: str = "Sorry, I am not able to help you here. Please ask an administrator for access."
     # outbound pushes per target per minute (None: the channel type's documented default)
     rate_limit_per_minute: int | None = None
+
+    @model_validator(mode="after")
+    def _mode_supported(self) -> ChannelBase:
+        if self.mode == "stream" and not self.stream_capable:
+            raise ValueError(f"channel type {self.type!r} has no long-connection mode: use mode: webhook")
+        return self

@@ -3,7 +3,7 @@ or the robot OpenAPI), the optional encrypted HTTP event callback, and custom gr
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -19,6 +19,7 @@ class DingTalkCustomRobot(Strict):
 
 class DingTalkChannel(ChannelBase):
     type: Literal["dingtalk"]
+    stream_capable: ClassVar[bool] = True
     # the app's credentials (AppKey = Client ID, AppSecret = Client Secret): verify robot messages, get tokens
     app_key: EnvRef | None = None
     app_secret: EnvRef | None = None

@@ -6,7 +6,7 @@ Feishu (China) and Lark (international) are the same platform on two hosts, chos
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -22,6 +22,7 @@ class FeishuBotWebhook(Strict):
 
 class FeishuChannel(ChannelBase):
     type: Literal["feishu"]
+    stream_capable: ClassVar[bool] = True
     api_base: str = Field(default="https://open.feishu.cn", pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$")
     # app credentials: tenant_access_token for the IM API
     app_id: EnvRef | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -11,6 +11,7 @@ from agentbus.channeltypes.base import ChannelBase, EnvRef
 
 class SlackChannel(ChannelBase):
     type: Literal["slack"]
+    stream_capable: ClassVar[bool] = True
     api_base: str = Field(default="https://slack.com/api", pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$")
     signing_secret: EnvRef  # Basic Information → App Credentials → Signing Secret
     bot_token: EnvRef  # OAuth & Permissions → Bot User OAuth Token (xoxb-...)
