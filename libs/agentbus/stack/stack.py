@@ -71,6 +71,7 @@ class Stack:
     tracing: bool = False
     services: tuple[str, ...] = SERVICES
     procs: dict[str, Proc] = field(default_factory=dict)
+    replica_ports: dict[str, int] = field(default_factory=dict)
     infra: list[Proc] = field(default_factory=list)
     service_env: dict[str, str] = field(default_factory=dict)
 
@@ -173,8 +174,9 @@ class Stack:
         finally:
             await admin.close()
 
-    def service_proc(self, name: str) -> Proc:
-        port = self.ports.services[name]
+    def service_proc(self, name: str, replica: str | None = None, port: int | None = None) -> Proc:
+        """The process of service ``name``; a ``replica`` name (with its own ``port``) runs one more of it."""
+        port = port if port is not None else self.ports.services[name]
         env = {
             **self.env,
             **self.service_env,
@@ -187,7 +189,7 @@ class Stack:
         if name != "memory":
             env.pop("AGENTBUS_QDRANT_PATH", None)
         return Proc(
-            name,
+            name if replica is None else f"{name}-{replica}",
             [sys.executable, "-m", "agentbus.cli", "run", name],
             env=env,
             ready=partial(service_ready, port, name),
@@ -200,6 +202,17 @@ class Stack:
         proc = self.service_proc(name)
         await proc.start()
         self.procs[name] = proc
+        await proc.wait_ready(timeout)
+        return proc
+
+    async def start_replica(self, name: str, replica: str, timeout: float = 90) -> Proc:
+        """One more process of service ``name`` (another replica in the same consumer group), on a free port;
+        it is in ``procs`` as ``<name>-<replica>`` and its admin port is ``replica_ports[<name>-<replica>]``."""
+        port = free_port()
+        proc = self.service_proc(name, replica, port)
+        await proc.start()
+        self.procs[proc.name] = proc
+        self.replica_ports[proc.name] = port
         await proc.wait_ready(timeout)
         return proc
 
