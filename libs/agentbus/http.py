@@ -22,7 +22,11 @@ def error(status: int, reason: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": reason, **extra}, status_code=status)
 
 
-def admin_app(service: str, checks: dict[str, ReadyCheck], routes: Sequence[BaseRoute] = ()) -> Starlette:
+def admin_app(service: str, checks: dict[str, ReadyCheck], routes: Sequence[BaseRoute] = (),
+              details: dict[str, Callable[[], Any]] | None = None) -> Starlette:
+    """``details`` are shown in /readyz beside the checks without deciding readiness (the state of each long
+    connection: a replica whose platform connection is down still serves every webhook)."""
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"service": service, "status": "alive"})
 
@@ -36,7 +40,10 @@ def admin_app(service: str, checks: dict[str, ReadyCheck], routes: Sequence[Base
                 good, detail = False, f"{type(exc).__name__}: {exc}"
             results[name] = {"ok": good, "detail": detail}
             ok = ok and good
-        return JSONResponse({"service": service, "ready": ok, "checks": results}, status_code=200 if ok else 503)
+        body: dict[str, Any] = {"service": service, "ready": ok, "checks": results}
+        for key, describe in (details or {}).items():
+            body[key] = describe()
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -35,6 +35,20 @@ LLM_TOKENS = Counter("agentbus_llm_tokens_total", "LLM tokens, by model and dire
 DELIVERIES = Counter(
     "agentbus_deliveries_total", "Pushes to chat platforms, by channel and outcome", ["channel", "outcome"]
 )
+CONNECTION_UP = Gauge(
+    "agentbus_channel_connection_up",
+    "Long connections to platforms: 1 while this replica's connection of the channel is up (summed over the "
+    "replicas, 1 is healthy and 0 is a channel nobody receives)",
+    ["channel"],
+)
+CONNECTION_HELD = Gauge(
+    "agentbus_channel_connection_held", "1 while this replica holds the channel's long-connection lease", ["channel"]
+)
+RECONNECTS = Counter("agentbus_channel_reconnects_total", "Long-connection sessions that ended", ["channel"])
+STREAM_EVENTS = Counter(
+    "agentbus_channel_stream_events_total", "Platform events received over long connections, by outcome",
+    ["channel", "outcome"],
+)
 DLQ_SIZE = Gauge("agentbus_dlq_size", "Records in the dead-letter topic (all time; redriven ones included)")
 
 

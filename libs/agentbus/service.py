@@ -39,6 +39,7 @@ class ServiceParts:
     checks: dict[str, ReadyCheck] = field(default_factory=dict)
     on_stop: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
     background: list[Callable[[], Coroutine[Any, Any, Any]]] = field(default_factory=list)
+    details: dict[str, Callable[[], Any]] = field(default_factory=dict)  # shown in /readyz, not deciding it
 
 
 def check_contract(service: str, parts: ServiceParts) -> None:
@@ -73,7 +74,7 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
 
         parts.checks = {"consumer": consuming, **parts.checks}
 
-    app = admin_app(service, parts.checks, parts.http_routes)
+    app = admin_app(service, parts.checks, parts.http_routes, parts.details)
     srv = server(app, settings.http_host, settings.port_for(service))
 
     stop = asyncio.Event()

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     http_port: int | None = None
     max_body_bytes: int = 1_048_576
     ingress_publish_timeout_s: float = 10.0
+    # long connections (channels in mode: stream): a replica holds a channel's connection under a lease in
+    # PostgreSQL, renewed every third of this; another replica takes the connection over once it expires
+    ingress_lease_ttl_s: float = 10.0
+    # reconnecting a dropped connection: exponential backoff from 0.5 s up to this, with jitter
+    ingress_reconnect_max_s: float = 30.0
     push_timeout_s: float = 15.0
     push_attempts: int = 6
 

@@ -12,6 +12,9 @@ from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
 from agentbus.services.ingress.dedupe import PgDedupe
+from agentbus.services.ingress.longconn.lease import PgLeases
+from agentbus.services.ingress.longconn.supervisor import describe, replica_name
+from agentbus.services.ingress.longconn.wiring import supervisors
 from agentbus.services.ingress.routes import webhook_routes
 from agentbus.settings import Settings
 
@@ -54,9 +57,22 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         except Exception as exc:  # the gauge stops moving; the service itself is unaffected
             structlog.get_logger("agentbus.ingress").warning("dlq_size_unavailable", error=str(exc)[:200])
 
-    return ServiceParts(
-        http_routes=webhook_routes(build_adapters(config), acceptor, settings.max_body_bytes),
+    adapters = build_adapters(config)
+    parts = ServiceParts(
+        http_routes=webhook_routes(adapters, acceptor, settings.max_body_bytes),
         checks={"database": database},
         on_stop=[dedupe.aclose, pool.close],
         background=[watch_dead_letters],
     )
+    if any(a.channel.mode == "stream" for a in adapters.values()):
+        from agentbus.httpclient import async_client
+
+        # long polls (Telegram) hold a request for up to a minute: per-request timeouts say how long
+        http = async_client(timeout=30.0, max_connections=64)
+        sups = supervisors(adapters, acceptor, PgLeases(pool), replica_name(), http,
+                           settings.ingress_lease_ttl_s, settings.ingress_reconnect_max_s)
+        parts.background += [s.run for s in sups]
+        parts.on_stop.insert(0, http.aclose)
+        parts.details["connections"] = lambda: {
+            s.channel: describe(s.state, s.connection.channel.type) for s in sups}
+    return parts

@@ -31,3 +31,21 @@ class DedupeStore(Protocol):
 
 class Publisher(Protocol):
     async def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class LeaseUnavailable(Exception):
+    """The lease store could not answer in time (its holder keeps the lease only until it expires)."""
+
+
+class Leases(Protocol):
+    """Who holds each long connection: at most one replica per channel at a time."""
+
+    async def acquire(self, channel: str, holder: str, ttl_s: float) -> str:
+        """Take or renew the lease when it is free, expired or ours; returns the holder after the call
+        (``holder`` itself when it is ours). Raises ``LeaseUnavailable``."""
+        ...
+
+    async def release(self, channel: str, holder: str) -> None:
+        """Give a held lease up at once (graceful shutdown), so another replica need not wait for expiry."""
+        ...
+

@@ -57,6 +57,8 @@ def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_
         adapter = adapters.get(channel_id)
         if adapter is None:
             return error(404, f"unknown channel {channel_id[:100]!r}")
+        if adapter.channel.mode == "stream":
+            return error(409, "this channel receives its events over its long connection (mode: stream)")
         if not adapter.accepts_method(request.method):
             return error(405, f"method {request.method} not allowed for this channel")
         try:
@@ -94,7 +96,8 @@ def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_
 
     async def channels(_: Request) -> Response:
         return JSONResponse(
-            {"channels": [{"id": cid, "type": a.channel.type} for cid, a in sorted(adapters.items())]}
+            {"channels": [{"id": cid, "type": a.channel.type, "mode": a.channel.mode}
+                          for cid, a in sorted(adapters.items())]}
         )
 
     return [

@@ -1,4 +1,4 @@
-"""A local Telegram Bot API (``sendMessage``, ``getMe``) and builders of webhook updates.
+"""A local Telegram Bot API (``sendMessage``, ``getMe``, getUpdates in telegram_updates.py), webhook update builders.
 
 ``sendMessage`` is checked as Telegram does: the bot token in the path, the chat (unknown → "chat not
 found", blocked → 403, upgraded to a supergroup → ``migrate_to_chat_id``), ``reply_parameters``, the
@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agentbus.http import LoopbackServer
+from tests.fakes.telegram_updates import UpdateQueue
 
 BOT_ID = 7000000001
 BOT_TOKEN = f"{BOT_ID}:AAFakeTokenForTests_0123456789abcdefgh"
@@ -192,6 +193,7 @@ class FakeTelegram:
     calls: list[float] = field(default_factory=list)  # times of sendMessage calls
     plan: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     server: LoopbackServer | None = None
+    updates: UpdateQueue = field(default_factory=UpdateQueue)  # getUpdates (long polling) and the webhook setting
     _messages: dict[int, set[int]] = field(default_factory=dict)
 
     @property
@@ -203,6 +205,7 @@ class FakeTelegram:
         self.server = LoopbackServer([
             Route("/bot{token}/sendMessage", self._send, methods=["POST"]),
             Route("/bot{token}/getMe", self._get_me, methods=["GET", "POST"]),
+            Route("/bot{token}/{method:str}", self._updates, methods=["GET", "POST"]),
         ])
         await self.server.start()
         return self
@@ -246,6 +249,31 @@ class FakeTelegram:
                     args[k] = v
             return args
         return None
+
+    async def _updates(self, request: Request) -> Response:
+        if request.path_params["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        args = await self._args(request)
+        if args is None:
+            return self._error(400, "Bad Request: invalid request body")
+        args = {**dict(request.query_params), **args}
+        for k in ("offset", "limit", "timeout"):
+            if isinstance(args.get(k), str) and args[k].lstrip("-").isdigit():
+                args[k] = int(args[k])
+        if isinstance(args.get("allowed_updates"), str):
+            args["allowed_updates"] = orjson.loads(args["allowed_updates"])
+        if isinstance(args.get("drop_pending_updates"), str):
+            args["drop_pending_updates"] = args["drop_pending_updates"].lower() == "true"
+        method = request.path_params["method"].lower()
+        if method == "getupdates":
+            return await self.updates.get_updates(args)
+        if method == "setwebhook":
+            return self.updates.set_webhook(args)
+        if method == "deletewebhook":
+            return self.updates.delete_webhook(args)
+        if method == "getwebhookinfo":
+            return self.updates.webhook_info()
+        return self._error(404, "Not Found: method not found")
 
     async def _get_me(self, request: Request) -> Response:
         if request.path_params["token"] != self.token:

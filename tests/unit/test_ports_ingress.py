@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from agentbus.bus import Producer
 from agentbus.services.ingress.dedupe import PgDedupe
-from agentbus.services.ingress.ports import DedupeStore, Publisher
+from agentbus.services.ingress.longconn.lease import PgLeases
+from agentbus.services.ingress.ports import DedupeStore, Leases, Publisher
 from tests.support.ports import assert_implements
-from tests.unit.fakes_ingress import FakeDedupe, FakePublisher
+from tests.unit.fakes_ingress import FakeDedupe, FakeLeases, FakePublisher
 
 
 def test_dedupe_store_implementations() -> None:
@@ -17,3 +18,8 @@ def test_dedupe_store_implementations() -> None:
 def test_publisher_implementations() -> None:
     assert_implements(Producer, Publisher)
     assert_implements(FakePublisher, Publisher)
+
+
+def test_lease_implementations() -> None:
+    assert_implements(PgLeases, Leases)
+    assert_implements(FakeLeases, Leases)

@@ -59,18 +59,23 @@ class TelegramInbound(InboundAdapter):
 
     def __init__(self, channel: TelegramChannel) -> None:
         super().__init__(channel)
-        self._secret = channel.secret_token.value().encode()
+        self._secret = channel.secret_token.value().encode() if channel.secret_token is not None else None
         self._bot_id = bot_id_of(channel.bot_token.value())
         self._username = (channel.bot_username or "").lower()
 
     async def receive(self, request: HttpRequest) -> Inbound:
         given = request.headers.get("x-telegram-bot-api-secret-token")
-        if given is None or not hmac.compare_digest(given.encode("utf-8", "replace"), self._secret):
+        if (self._secret is None or given is None
+                or not hmac.compare_digest(given.encode("utf-8", "replace"), self._secret)):
             raise Rejected(401, "missing or wrong X-Telegram-Bot-Api-Secret-Token")
         try:
             update = orjson.loads(request.body)
         except orjson.JSONDecodeError:
             raise Rejected(400, "malformed JSON body") from None
+        return self.normalise(update)
+
+    def normalise(self, update: Any) -> Inbound:
+        """One update (from a webhook or from getUpdates) as at most one message; ``Rejected`` when malformed."""
         if not isinstance(update, dict):
             raise Rejected(400, "body is not a JSON object")
         update_id = _int(update, "update_id")
@@ -84,6 +89,8 @@ class TelegramInbound(InboundAdapter):
         msg = update[kind]
         if not isinstance(msg, dict):
             raise Rejected(400, f"{kind} is not an object")
+        if kind == "edited_message" and self.channel.edits == "ignore":
+            return Inbound(answer=OK, dedupe_id=dedupe, note="edited message ignored (edits: ignore)")
         return self._message(dedupe, kind, msg)
 
     def _message(self, dedupe: str, kind: str, msg: dict[str, Any]) -> Inbound:

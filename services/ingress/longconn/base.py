@@ -43,6 +43,7 @@ class LinkState:
     reconnects: int = 0
     events: int = 0  # platform events delivered on this replica
     held: bool = False  # this replica holds the channel's lease
+    holder: str = ""  # the replica holding the lease, as last seen ("" while unknown)
 
     def up(self) -> None:
         if not self.connected:

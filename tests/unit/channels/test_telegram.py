@@ -125,9 +125,12 @@ async def test_reply_to_bot_text_mention_and_command_address_the_bot() -> None:
 
 async def test_edited_own_and_other_updates() -> None:
     edited = update("fixed typo", edited=True)
-    m = (await receive(channel(), edited)).message
     assert ptb(edited).edited_message is not None
-    assert m is not None and ":edited:" in m.platform_message_id
+    ignored = await receive(channel(), edited)  # the default: an edit gets no second answer
+    assert ignored.message is None and ignored.answer.status == 200 and ignored.dedupe_id == str(edited["update_id"])
+    assert "edit" in ignored.note
+    m = (await receive(channel(edits="answer"), edited)).message
+    assert m is not None and ":edited:" in m.platform_message_id and m.text == "fixed typo"
     own = update("echo", from_=user(BOT_ID, "Agentbus", BOT_USERNAME, True))
     m2 = (await receive(channel(), own)).message
     assert m2 is not None and m2.from_self
@@ -142,6 +145,19 @@ async def test_edited_own_and_other_updates() -> None:
                        caption_entities=mention_entities(f"@{BOT_USERNAME} what is this?", BOT_USERNAME))
     m3 = (await receive(channel(), captioned)).message
     assert m3 is not None and m3.mentioned_bot and m3.text == "what is this?"
+
+
+def test_secret_token_is_required_in_webhook_mode_only() -> None:
+    with pytest.raises(ValueError, match="secret_token is required"):
+        channel(secret_token=None)
+    polled = channel(secret_token=None, mode="stream")
+    assert polled.mode == "stream" and polled.secret_token is None
+
+
+async def test_a_polling_channel_refuses_webhooks() -> None:
+    with pytest.raises(Rejected) as err:
+        await receive(channel(secret_token=None, mode="stream"), update("hi"), secret="anything")
+    assert err.value.status == 401
 
 
 async def test_secret_token_and_malformed_updates() -> None:
