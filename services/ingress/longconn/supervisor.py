@@ -135,8 +135,9 @@ class Supervisor:
             self.state.down(error)
             self.state.reconnects += 1
             metrics.child(metrics.RECONNECTS, self.channel).inc()
-            attempt = 0 if was_up_long else attempt + 1
-            delay = backoff(attempt - 1 if attempt else 0, self._reconnect_max)
+            attempt = 0 if was_up_long else attempt  # a session that lasted starts the backoff over
+            delay = backoff(attempt, self._reconnect_max)
+            attempt += 1
             log.warning("connection_lost", channel=self.channel, error=error[:300], retry_in_s=round(delay, 2))
             await self._sleep(delay)
 
