@@ -19,7 +19,7 @@ being published) and handled in order by another.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 import orjson
@@ -43,19 +43,16 @@ class SlackSocketMode(LongConnection):
     type = "slack"
     channel: SlackChannel
     adapter: SlackInbound
-    hello_timeout_s: ClassVar[float] = 30.0
+    hello_timeout_s: float = 30.0  # Slack says hello at once; a socket that stays silent is not a session
 
     async def run(self) -> None:
         error: str | None = None
         try:
             url = await self._open_url()
-            async with aiohttp.ClientSession() as session, session.ws_connect(
+            async with aiohttp.ClientSession(trust_env=True) as session, session.ws_connect(
                 url, heartbeat=self.channel.socket_ping_interval_s, autoping=True, max_msg_size=16 * 2**20,
             ) as ws:
                 await self._serve(ws)
-        except asyncio.CancelledError:
-            error = "cancelled"
-            raise
         except aiohttp.WSServerHandshakeError as exc:
             error = f"websocket refused: HTTP {exc.status}"
             raise SessionEnded(error) from exc
