@@ -4,6 +4,11 @@ The signature is ``v0=`` + hex HMAC-SHA256(signing secret, ``v0:<timestamp>:<raw
 than five minutes old are refused. Slack retries an event (``X-Slack-Retry-Num``) until it gets a 2xx, and
 delivers a mention of the bot twice when both ``app_mention`` and ``message.*`` are subscribed (two
 ``event_id``\\ s, one message): both collapse on the message's ``channel:ts``, which is the de-duplication key.
+
+``normalise`` takes the ``event_callback`` JSON itself, so Socket Mode (the same JSON inside an envelope, no
+signature) yields the very same message and key. An edit (subtype ``message_changed``) is dropped unless the
+channel says ``edits: answer``; then the new text is a message of its own, keyed by the original message and
+the edit's ``ts``, so each edit is answered once and the original's answer is not repeated.
 """
 
 from __future__ import annotations
@@ -57,7 +62,8 @@ class SlackInbound(InboundAdapter):
 
     def __init__(self, channel: SlackChannel) -> None:
         super().__init__(channel)
-        self._secret = channel.signing_secret.value()
+        # absent in stream mode, where nothing arrives over HTTP: every request is then refused
+        self._secret = channel.signing_secret.value() if channel.signing_secret is not None else None
 
     async def receive(self, request: HttpRequest) -> Inbound:
         self._verify(request)
@@ -69,12 +75,17 @@ class SlackInbound(InboundAdapter):
             raise Rejected(400, "malformed JSON body") from None
         if not isinstance(body, dict):
             raise Rejected(400, "body is not a JSON object")
-        kind = body.get("type")
-        if kind == "url_verification":
+        if body.get("type") == "url_verification":
             challenge = body.get("challenge")
             if not isinstance(challenge, str) or len(challenge) > 1024:
                 raise Rejected(400, "url_verification without a challenge")
             return Inbound(answer=Answer(200, orjson.dumps({"challenge": challenge})), note="url_verification")
+        return self.normalise(body)
+
+    def normalise(self, body: dict[str, Any]) -> Inbound:
+        """An Events API payload (webhook body or Socket Mode ``events_api`` payload) to at most one message;
+        ``Rejected`` (4xx) when it is malformed."""
+        kind = body.get("type")
         if kind != "event_callback":
             return Inbound(note=f"request type {str(kind)[:40]!r} ignored")
         event_id = _str(body, "event_id")
@@ -84,9 +95,13 @@ class SlackInbound(InboundAdapter):
         etype = event.get("type")
         if etype not in ("message", "app_mention"):
             return Inbound(dedupe_id=event_id, note=f"event type {str(etype)[:40]!r} ignored")
+        if event.get("subtype") == "message_changed":
+            return self._edit(body, event_id, event)
         return self._message(body, event_id, event)
 
     def _verify(self, request: HttpRequest) -> None:
+        if self._secret is None:
+            raise Rejected(401, "this channel has no signing_secret (stream mode): webhook requests are refused")
         h = request.headers
         ts, sig = h.get("x-slack-request-timestamp"), h.get("x-slack-signature")
         if not ts or not sig:
@@ -108,7 +123,24 @@ class SlackInbound(InboundAdapter):
                 return str(auth["user_id"])
         return None
 
-    def _message(self, body: dict[str, Any], event_id: str, event: dict[str, Any]) -> Inbound:
+    def _edit(self, body: dict[str, Any], event_id: str, event: dict[str, Any]) -> Inbound:
+        """An edited message: ignored, or its new text as a new message (``edits: answer``)."""
+        if self.channel.edits == "ignore":
+            return Inbound(dedupe_id=event_id, note="message subtype 'message_changed' ignored (edits: ignore)")
+        inner, previous = event.get("message"), event.get("previous_message")
+        if not isinstance(inner, dict):
+            raise Rejected(400, "message_changed without a message")
+        edited_ts = _str(inner.get("edited"), "ts")
+        if edited_ts is None or not _TS.match(edited_ts):
+            # Slack also sends message_changed when it adds a link preview: the text is what was answered
+            return Inbound(dedupe_id=event_id, note="message_changed without an edit (unfurl) ignored")
+        if isinstance(previous, dict) and previous.get("text") == inner.get("text"):
+            return Inbound(dedupe_id=event_id, note="message_changed with unchanged text ignored")
+        merged = {**inner, "type": "message", "channel": event.get("channel"),
+                  "channel_type": event.get("channel_type")}
+        return self._message(body, event_id, merged, suffix=f":edited:{edited_ts}")
+
+    def _message(self, body: dict[str, Any], event_id: str, event: dict[str, Any], suffix: str = "") -> Inbound:
         subtype = event.get("subtype")
         if subtype is not None and (not isinstance(subtype, str) or subtype not in SERVED_SUBTYPES):
             return Inbound(dedupe_id=event_id, note=f"message subtype {str(subtype)[:40]!r} ignored")
@@ -143,9 +175,9 @@ class SlackInbound(InboundAdapter):
         elif self.channel.reply_in_thread and not direct:
             route["thread_ts"] = ts
         return Inbound(
-            dedupe_id=f"{channel}:{ts}",
+            dedupe_id=f"{channel}:{ts}{suffix}",
             message=InboundMessage(
-                platform_message_id=f"{channel}:{ts}",
+                platform_message_id=f"{channel}:{ts}{suffix}",
                 sender=Sender(id=user or "", is_bot=event.get("bot_id") is not None),
                 chat=Chat(id=channel, type="direct" if direct else "group"),
                 text=clean,
