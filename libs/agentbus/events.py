@@ -161,6 +161,7 @@ class ContextAssembledData(Frozen):
     reply_route: dict[str, Any] = Field(default_factory=dict)
     in_reply_to: str | None = None
     refusal: str | None = Field(default=None, description="answer with this text, without the LLM")
+    asker: Sender | None = Field(default=None, description="who sent the message answered (none for a job)")
 
 
 class InferenceCompletedData(Frozen):
@@ -232,6 +233,8 @@ class ReplyGeneratedData(Frozen):
     model: str
     reply_route: dict[str, Any] = Field(default_factory=dict)
     in_reply_to: str | None = None
+    asker: Sender | None = Field(default=None, description="who sent the message answered: a group reply "
+                                 "addresses them (none for a job's push)")
 
 
 class DeliveryCompletedData(Frozen):

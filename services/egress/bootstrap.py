@@ -1,4 +1,5 @@
-"""Wiring of egress: delivery ledger, one adapter per configured channel, shared HTTP client, rate limiter."""
+"""Wiring of egress: delivery ledger, one adapter per configured channel, shared HTTP client, and the rate
+limiter in PostgreSQL that all replicas share (``TokenBuckets`` is the in-process one unit tests use)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from agentbus.services.egress.channels import ADAPTERS
 from agentbus.services.egress.channels.base import OutboundAdapter, TokenCache
 from agentbus.services.egress.handlers import Egress
 from agentbus.services.egress.ledger import PgDeliveryLedger
-from agentbus.services.egress.ratelimit import TokenBuckets
+from agentbus.services.egress.shared_limits import PgRateLimiter
 from agentbus.settings import Settings
 
 
@@ -34,7 +35,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     pool, database = await service_database(settings, "egress", Path(__file__).parent / "migrations")
     http = async_client(timeout=settings.push_timeout_s, max_connections=512)
     ledger = PgDeliveryLedger(pool)
-    egress = Egress(build_adapters(config, http, TokenCache()), ledger, TokenBuckets(), settings.push_attempts)
+    egress = Egress(build_adapters(config, http, TokenCache()), ledger, PgRateLimiter(pool), settings.push_attempts)
 
     return ServiceParts(
         routes={ReplyGenerated: egress.push_reply},

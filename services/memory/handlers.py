@@ -20,6 +20,7 @@ from agentbus.events import (
     MessageReceived,
     Recall,
     ReplyGenerated,
+    Sender,
     Turn,
 )
 from agentbus.ids import Step
@@ -43,6 +44,7 @@ class Entry:
     reply_route: dict[str, Any]
     in_reply_to: str | None = None  # the platform message answered
     refusal: str | None = None  # the sender may not talk to the agent: answered with this, nothing remembered
+    asker: Sender | None = None  # who sent the message (a group reply addresses them); none for a job
 
 
 def entry_of(event: MessageReceived | JobTriggered) -> Entry:
@@ -56,7 +58,7 @@ def entry_of(event: MessageReceived | JobTriggered) -> Entry:
     return Entry(
         agent=m.agent, channel=m.channel, chat=m.chat, trigger="message", reply_route=m.reply_route,
         turn=Turn(role="user", text=m.text, at=m.received_at, event_id=event.id, sender=m.sender.id),
-        in_reply_to=m.platform_message_id, refusal=m.refusal,
+        in_reply_to=m.platform_message_id, refusal=m.refusal, asker=m.sender,
     )
 
 
@@ -74,6 +76,7 @@ def context_of(event: MessageReceived | JobTriggered, entry: Entry, channel_type
         reply_route=entry.reply_route,
         in_reply_to=entry.in_reply_to,
         refusal=entry.refusal,
+        asker=entry.asker,
     )
     return event.follow(ContextAssembled, data, source=SOURCE, step=Step.CONTEXT)
 

@@ -143,6 +143,7 @@ class Reasoner:
         reply = event.follow(ReplyGenerated, ReplyGeneratedData(
             agent=agent.id, channel=ctx.channel, channel_type=ctx.channel_type, chat=ctx.chat, text=c.text,
             format=agent.reply_format, model=c.model, reply_route=ctx.reply_route, in_reply_to=ctx.in_reply_to,
+            asker=ctx.asker,
         ), source=SOURCE, step=Step.REPLY)
         commands = [cmd for o in done.tools for cmd in o.commands]
         outputs = [*tool_events, inference, reply, *commands]
@@ -176,6 +177,7 @@ class Reasoner:
         reply = event.follow(ReplyGenerated, ReplyGeneratedData(
             agent=agent.id, channel=ctx.channel, channel_type=ctx.channel_type, chat=ctx.chat, text=agent.apology,
             format="text", model="none", reply_route=ctx.reply_route, in_reply_to=ctx.in_reply_to,
+            asker=ctx.asker,
         ), source=SOURCE, step=APOLOGY_STEP)
         log.warning("answer_apologised", error=f"{type(error).__name__}: {error}"[:300])
         return [failed, reply]

@@ -71,7 +71,9 @@ async def test_group_mention_in_reply_out_once(platform: Platform, feishu: FakeF
     assert retry.status_code == 200 and retry.headers["x-agentbus-outcome"] == "duplicate"
     [sent] = await feishu.wait_for(lambda m: word in m["content_json"].get("text", ""))
     assert sent["reply_to"] == ev["event"]["message"]["message_id"]
-    assert sent["content_json"]["text"] == f"answer: 帮我查一下订单 {word}"
+    # a group reply mentions the asker (their open_id, as ingress read it from the event)
+    assert sent["content_json"]["text"] == f'<at user_id="ou_alice"></at> answer: 帮我查一下订单 {word}'
+    assert sent["mentions"] == ["ou_alice"]
     assert len(sent["uuid"]) == 36 and not feishu.rejected
     # a group message without the mention is acknowledged but not answered
     quiet = message_event(token=TOKEN, text=f"just chatting {word}", chat_type="group", chat_id=f"oc_{word}")

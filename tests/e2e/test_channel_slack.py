@@ -66,7 +66,9 @@ async def test_mention_in_threaded_reply_out_once(platform: Platform, slack: Fak
     assert (await post(platform, *signed(SECRET, twin))).headers["x-agentbus-outcome"] == "duplicate"
     [sent] = await slack.wait_for(lambda m: word in m.get("text", ""))
     assert sent["channel"] == "C0GENERAL1" and sent["thread_ts"] == ev["ts"]
-    assert sent["text"] == f"answer: 你好，{word} &amp; &lt;friends&gt;" and sent["mrkdwn"] is False
+    # a reply in a channel mentions the asker first
+    assert sent["text"] == f"<@U0ALICE001> answer: 你好，{word} &amp; &lt;friends&gt;" and sent["mrkdwn"] is False
+    assert sent["mentions"] == ["U0ALICE001"]
     assert not slack.unescaped
 
 

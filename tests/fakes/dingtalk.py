@@ -2,7 +2,10 @@
 
 It checks what the real one checks (token header, ``timestamp``/``sign`` of custom robots within one hour,
 payload shapes, 20 messages per minute per custom robot), counts token fetches, records every message it
-accepted, and can be told to answer the next send calls with a planned failure.
+accepted, and can be told to answer the next send calls with a planned failure. Webhook-style messages may
+carry ``at`` (``atUserIds`` / ``atMobiles`` lists of strings, ``isAtAll``): a malformed one is refused, and a
+message records both the ids it at-mentions and those its text shows as ``@id`` (DingTalk shows only those).
+Every call of a custom robot is timed (``robot_calls``, accepted or not), so a test can check the limit.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class FakeDingTalk:
     _tokens: set[str] = field(default_factory=set)
     _sessions: dict[str, int] = field(default_factory=dict)
     _robot_sends: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    robot_calls: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     # ------------------------------------------------------------------ control
@@ -115,6 +119,21 @@ class FakeDingTalk:
         return JSONResponse(body, status_code=status)
 
     @staticmethod
+    def _at(body: dict[str, Any], text: str) -> dict[str, Any] | None:
+        """What the message's ``at`` mentions, or None when ``at`` is malformed."""
+        at = body.get("at", {})
+        if not isinstance(at, dict) or not isinstance(at.get("isAtAll", False), bool):
+            return None
+        out: dict[str, Any] = {"at_all": at.get("isAtAll", False)}
+        for key, name in (("atUserIds", "at_user_ids"), ("atMobiles", "at_mobiles")):
+            ids = at.get(key, [])
+            if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+                return None
+            out[name] = ids
+        out["shown"] = [i for i in out["at_user_ids"] + out["at_mobiles"] if f"@{i}" in text]
+        return out
+
+    @staticmethod
     def _webhook_message(body: Any) -> tuple[str, str, str | None] | None:
         """(msgtype, text, title) of a webhook-style message, or None when its shape is wrong."""
         if not isinstance(body, dict):
@@ -159,20 +178,23 @@ class FakeDingTalk:
             return self._reject(
                 "session: unknown or expired", 200, {"errcode": 300001, "errmsg": "session过期"}
             )
-        msg = self._webhook_message(_loads(raw))
-        if msg is None:
+        body = _loads(raw)
+        msg = self._webhook_message(body)
+        at = self._at(body, msg[1]) if msg is not None else None
+        if msg is None or at is None:
             return self._reject(
                 "session: bad message shape", 200, {"errcode": 40035, "errmsg": "缺少参数 json"}
             )
         if planned := self._planned():
             return planned
-        self._record("session", raw, msgtype=msg[0], text=msg[1], title=msg[2])
+        self._record("session", raw, msgtype=msg[0], text=msg[1], title=msg[2], **at)
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
     async def _custom_robot(self, request: Request) -> Response:
         raw = await request.body()
         q = request.query_params
         token = q.get("access_token", "")
+        self.robot_calls[token].append(time.time())
         if token not in self.robots:
             return self._reject(
                 "robot: unknown token", 200, {"errcode": 300001, "errmsg": "token is not exist"}
@@ -187,8 +209,10 @@ class FakeDingTalk:
             mac = hmac.new(secret.encode(), f"{stamp}\n{secret}".encode(), hashlib.sha256).digest()
             if not hmac.compare_digest(base64.b64encode(mac).decode(), sign):
                 return self._reject("robot: bad sign", 200, SIGN_NOT_MATCH)
-        msg = self._webhook_message(_loads(raw))
-        if msg is None:
+        body = _loads(raw)
+        msg = self._webhook_message(body)
+        at = self._at(body, msg[1]) if msg is not None else None
+        if msg is None or at is None:
             return self._reject(
                 "robot: bad message shape", 200, {"errcode": 40035, "errmsg": "缺少参数 json"}
             )
@@ -200,7 +224,7 @@ class FakeDingTalk:
             self._robot_sends[token] = recent
             return JSONResponse(TOO_FAST)
         self._robot_sends[token] = [*recent, now]
-        self._record("robot", raw, robot=token, msgtype=msg[0], text=msg[1], title=msg[2])
+        self._record("robot", raw, robot=token, msgtype=msg[0], text=msg[1], title=msg[2], **at)
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
     def _openapi_message(self, request: Request, body: Any) -> tuple[str, str, str | None] | Response:

@@ -2,6 +2,8 @@
 
 It checks what the real one checks (app credentials, the Bearer token, payload shapes, the custom bot's
 signature) and records what it accepted. ``plan`` makes the next send calls fail as the platform does.
+Mentions are read as each message type documents them (``<at user_id="ou_...">`` in text and post, ``<at
+id=ou_...>`` in a card's markdown); a tag in another spelling is refused, so a wrong one cannot pass unseen.
 Also: builders of signed (and optionally encrypted) event subscription requests, as Feishu sends them.
 """
 
@@ -12,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,6 +30,36 @@ from starlette.routing import Route
 from agentbus.http import LoopbackServer
 
 MSG_TYPES = {"text", "post", "interactive", "image", "file", "audio", "media", "sticker", "share_chat"}
+AT_TAG = re.compile(r"<at\b[^>]*>")
+AT_SPELLING = {"text": re.compile(r'<at user_id="([A-Za-z0-9_-]+|all)">'),
+               "post": re.compile(r'<at user_id="([A-Za-z0-9_-]+|all)">'),
+               "interactive": re.compile(r"<at id=([A-Za-z0-9_-]+|all)>")}
+
+
+def mentions(msg_type: str, content: Any) -> list[str] | None:
+    """The ids a message mentions, or None when one of its ``<at>`` tags is spelled wrong for the type."""
+    texts: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("text", "content") and isinstance(v, str):
+                    texts.append(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(content)
+    found: list[str] = []
+    for tag in (t for text in texts for t in AT_TAG.findall(text)):
+        spelled = AT_SPELLING.get(msg_type)
+        hit = spelled.fullmatch(tag) if spelled else None
+        if hit is None:
+            return None
+        found.append(hit.group(1))
+    return found
 
 
 # ---------------------------------------------------------------- requests as Feishu sends them
@@ -215,6 +248,8 @@ class FakeFeishu:
                 return "post content is {locale: {title, content: [[elements]]}}"
         if msg_type == "interactive" and not (isinstance(c, dict) and ("elements" in c or "body" in c or "type" in c)):
             return "interactive content is a card"
+        if mentions(msg_type, c) is None:
+            return "an <at> tag is not spelled as this message type documents"
         u = body.get("uuid")
         if u is not None and (not isinstance(u, str) or len(u) > 50):
             return "uuid is a string of at most 50 characters"
@@ -234,8 +269,10 @@ class FakeFeishu:
         mid = f"om_{uuid.uuid4().hex}"
         if u:
             self._uuids[u] = mid
+        content = orjson.loads(body["content"])
         self.sent.append({**body, "chat_id": chat_id, "reply_to": reply_to, "message_id": mid,
-                          "content_json": orjson.loads(body["content"]), "_at": time.time()})
+                          "content_json": content, "mentions": mentions(body["msg_type"], content),
+                          "_at": time.time()})
         return JSONResponse({"code": 0, "msg": "success", "data": {
             "message_id": mid, "chat_id": chat_id, "msg_type": body["msg_type"], "body": {"content": body["content"]}}})
 
@@ -293,10 +330,11 @@ class FakeFeishu:
                 and isinstance(body["content"].get("post"), dict))
             or (msg_type == "interactive" and isinstance(body.get("card"), dict))
         )
-        if not ok:
+        found = mentions(msg_type, body.get("card") if msg_type == "interactive" else body.get("content"))
+        if not ok or found is None:
             self.rejected.append("hook payload")
             return JSONResponse({"code": 9499, "msg": "Bad Request"})
         if (planned := self._planned()) is not None:
             return planned
-        self.hook_sent.append({**body, "_token": token})
+        self.hook_sent.append({**body, "_token": token, "mentions": found})
         return JSONResponse({"code": 0, "data": {}, "msg": "success"})

@@ -1,7 +1,8 @@
 """A local Slack Web API (``chat.postMessage``) and builders of signed Events API requests.
 
 The fake checks the bot token, the channel (exists, bot is a member), the payload, and records which texts
-carry unescaped control characters (``&``, ``<``, ``>`` outside Slack's markup). ``plan`` makes the next
+carry unescaped control characters (``&``, ``<``, ``>`` outside Slack's markup; a mention is ``<@U...>``, and
+each posted message records whom it mentions). ``plan`` makes the next
 calls fail as Slack does: ``(429, None, {"Retry-After": "3"})`` or ``(200, "channel_not_found", {})``.
 ``unreadable`` posts the next messages but answers them with a 200 nobody can read (a proxy's error page in
 place of Slack's JSON), as happens when something between the two cuts the answer off.
@@ -160,7 +161,8 @@ class FakeSlack:
         if isinstance(text, str) and (_ENTITY.search(text) or re.search(r"[<>]", _MARKUP.sub("", text))):
             self.unescaped.append(text)
         ts = new_ts()
-        self.posted.append({**args, "ts": ts, "_at": time.time()})
+        mentioned = re.findall(r"<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>", str(text or md or ""))
+        self.posted.append({**args, "ts": ts, "mentions": mentioned, "_at": time.time()})
         if self.unreadable:
             self.unreadable -= 1
             return Response(b"<html><body>502 upstream reset</body></html>", status_code=200,

@@ -3,12 +3,16 @@
 It checks what the real one checks (access token, corp id and secret, agent id, payload shape, content
 length in bytes, 20 messages a minute per group robot), emulates ``enable_duplicate_check``, counts token
 fetches, records what it accepted, and can be told to answer the next send calls with a planned errcode.
+Group robot mentions as documented: text takes ``mentioned_list`` / ``mentioned_mobile_list`` (lists of
+strings; a malformed one is refused), markdown has no list and mentions with ``<@userid>`` in the content;
+either way the message records whom it mentions. Every robot call is timed (``robot_calls``, accepted or not).
 Also here: callback requests as WeCom sends them, encrypted and signed with wechatpy's enterprise crypto.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -49,6 +53,7 @@ class FakeWeCom:
     server: LoopbackServer | None = None
     _tokens: set[str] = field(default_factory=set)
     _robot_sends: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    robot_calls: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _recent: dict[tuple[str, str], float] = field(default_factory=dict)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -147,8 +152,22 @@ class FakeWeCom:
         self._arrived.set()
         return JSONResponse(answer)
 
+    @staticmethod
+    def _mentions(kind: str, part: dict[str, Any], content: str) -> list[str] | None:
+        """Whom a robot message mentions, or None when its mention lists are malformed."""
+        if kind == "markdown":
+            return re.findall(r"<@([^<>\s]+)>", content)
+        found: list[str] = []
+        for name in ("mentioned_list", "mentioned_mobile_list"):
+            ids = part.get(name, [])
+            if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+                return None
+            found += ids
+        return found
+
     async def _webhook_send(self, request: Request) -> Response:
         key = request.query_params.get("key", "")
+        self.robot_calls[key].append(time.time())
         if key not in self.robot_keys:
             return self._err("robot: key", {"errcode": 93000, "errmsg": "invalid webhook url"})
         raw = await request.body()
@@ -156,6 +175,10 @@ class FakeWeCom:
         msg = self._content(body if isinstance(body, dict) else {}, {"text": 2048, "markdown": 4096})
         if isinstance(msg, str):
             return self._err(f"robot: {msg}", {"errcode": 40008, "errmsg": msg})
+        assert isinstance(body, dict)
+        mentioned = self._mentions(msg[0], body[msg[0]], msg[1])
+        if mentioned is None:
+            return self._err("robot: mentioned_list", {"errcode": 40058, "errmsg": "invalid mentioned_list"})
         if planned := self._planned():
             return planned
         now = time.time()
@@ -165,7 +188,8 @@ class FakeWeCom:
             return JSONResponse(FREQ)
         self._robot_sends[key] = [*recent, now]
         self.sent.append(
-            {"via": "robot", "raw": raw, "robot": key, "msgtype": msg[0], "text": msg[1], "at": now}
+            {"via": "robot", "raw": raw, "robot": key, "msgtype": msg[0], "text": msg[1], "at": now,
+             "mentioned": mentioned}
         )
         self._arrived.set()
         return JSONResponse({"errcode": 0, "errmsg": "ok"})

@@ -52,6 +52,7 @@ async def test_context_has_history_and_same_tenant_memories_only() -> None:
     assert all("globex" not in r.text for r in ctx.data.memories)
     assert any("blue" in r.text for r in ctx.data.memories)
     assert ctx.causation_id is not None and ctx.correlation_id == ctx.causation_id
+    assert ctx.data.asker == Sender(id="u1")  # the reply can address whoever asked
 
 
 async def test_redelivery_returns_the_same_outputs_and_stores_once() -> None:
@@ -95,6 +96,7 @@ async def test_a_job_firing_is_a_turn_of_the_job() -> None:
     [ctx] = await m.assemble_context(firing)
     assert ctx.id == derive_id(firing.id, Step.CONTEXT)
     assert ctx.data.trigger == "job" and ctx.data.in_reply_to is None and ctx.data.refusal is None
+    assert ctx.data.asker is None  # a job's push addresses nobody
     assert ctx.data.input == Turn(role="user", text="summarise the day", at=due, event_id=firing.id,
                                   sender="job:daily")
     assert ctx.data.reply_route == {"to": "c1"} and ctx.data.chat == Chat(id="c1")

@@ -8,6 +8,7 @@ from agentbus.services.egress.channels import ADAPTERS
 from agentbus.services.egress.ledger import PgDeliveryLedger
 from agentbus.services.egress.ports import DeliveryLedger, Outbound, RateLimiter
 from agentbus.services.egress.ratelimit import TokenBuckets
+from agentbus.services.egress.shared_limits import PgRateLimiter
 from tests.support.ports import assert_implements
 from tests.unit.fakes_egress import FakeDeliveryLedger, FakeOutbound, FakeRateLimiter
 
@@ -19,6 +20,7 @@ def test_delivery_ledger_implementations() -> None:
 
 def test_rate_limiter_implementations() -> None:
     assert_implements(TokenBuckets, RateLimiter)
+    assert_implements(PgRateLimiter, RateLimiter)
     assert_implements(FakeRateLimiter, RateLimiter)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from agentbus.bus import PermanentError, TransientError
 from agentbus.config import parse_config
-from agentbus.events import Chat, ContextAssembled, ContextAssembledData, Turn, utcnow
+from agentbus.events import Chat, ContextAssembled, ContextAssembledData, Sender, Turn, utcnow
 from agentbus.services.reasoner.handlers import Reasoner
 from agentbus.services.reasoner.llm import ChatClient, Endpoint, UpstreamError
 from agentbus.settings import Settings
@@ -20,7 +20,8 @@ def context(text: str, refusal: str | None = None) -> ContextAssembled:
     return ContextAssembled.new(
         ContextAssembledData(agent="assistant", channel="acme", channel_type="webhook", chat=Chat(id="c"),
                              trigger="message", input=Turn(role="user", text=text, at=utcnow()),
-                             history=(Turn(role="user", text="earlier", at=utcnow()),), refusal=refusal),
+                             history=(Turn(role="user", text="earlier", at=utcnow()),), refusal=refusal,
+                             asker=Sender(id="u-7", name="Ana")),
         source="memory", tenant="acme", conversation="acme/acme/c",
     )
 
@@ -32,6 +33,7 @@ async def test_answer_emits_inference_and_reply_and_redelivery_never_calls_twice
     inf, reply = await r.answer(e)
     assert inf.TYPE == "inference.completed" and reply.TYPE == "reply.generated"
     assert reply.data.text == "reply to hello" and inf.data.usage.output_tokens == 4
+    assert reply.data.asker == Sender(id="u-7", name="Ana")  # egress addresses the asker in a group
     again = await r.answer(e)
     assert again == [inf, reply] and llm.calls == 1
     # the outputs were lost (say, a crash before the processed record): the ledger still prevents a call
@@ -44,7 +46,7 @@ async def test_refusal_is_answered_without_the_llm() -> None:
     llm = ScriptedLLM()
     r = Reasoner(parse_config(base_config()), Settings(), FakeInferenceLedger(), llm)
     _, reply = await r.answer(context("let me in", refusal="Not for you, sorry."))
-    assert reply.data.text == "Not for you, sorry." and llm.calls == 0
+    assert reply.data.text == "Not for you, sorry." and llm.calls == 0 and reply.data.asker is not None
 
 
 def _Resp(status: int, body: dict[str, Any]) -> httpx.Response:

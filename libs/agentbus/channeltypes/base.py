@@ -43,6 +43,9 @@ class ChannelBase(Strict):
     # direct messages: when set, only these sender ids are served; others get `refusal_text`
     allowlist: tuple[str, ...] | None = None
     refusal_text: str = "Sorry, I am not able to help you here. Please ask an administrator for access."
+    # group chats: a reply to a person's message addresses them the platform's way (an @-mention, or a reply
+    # to their message); pushes of scheduled jobs have no asker and address nobody
+    mention_asker: bool = True
     # outbound pushes per target per minute (None: the channel type's documented default)
     rate_limit_per_minute: int | None = None
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 import httpx
 
 from agentbus.channeltypes import ChannelBase
-from agentbus.events import ReplyGeneratedData
+from agentbus.events import ReplyGeneratedData, Sender
 from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 
@@ -103,6 +103,13 @@ class OutboundAdapter(ABC):
     def rate_for(self, reply: ReplyGeneratedData) -> int | None:
         """Pushes per minute allowed to this reply's target (a channel may have several kinds of target)."""
         return self.rate_per_minute
+
+    def addressee(self, reply: ReplyGeneratedData) -> Sender | None:
+        """Whom a group reply addresses: the sender of the message answered, when the channel mentions."""
+        asker = reply.asker
+        if not self.channel.mention_asker or reply.chat.type != "group" or asker is None or not asker.id:
+            return None
+        return asker
 
     def is_idempotent(self, reply: ReplyGeneratedData) -> bool:
         """Whether the platform de-duplicates a repeated push of this reply (by our idempotency key)."""

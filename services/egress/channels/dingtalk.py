@@ -6,6 +6,10 @@ scheduled jobs, the app robot sends through ``/v1.0/robot/oToMessages/batchSend`
 listed under ``custom_robots`` go through that robot's webhook (``/robot/send`` with the documented
 ``timestamp``/``sign`` query, 20 messages per minute per robot). Long replies are sent in parts at UTF-8
 character boundaries; a retry resumes after the last part that went through.
+
+In groups the webhook-style sends address the asker as DingTalk documents it: ``at.atUserIds`` with the
+asker's staff id, and ``@<staff id>`` in the text (DingTalk shows the mention only where the text has it).
+The robot OpenAPI's message templates have no mention field, so replies sent through it mention nobody.
 """
 
 from __future__ import annotations
@@ -88,22 +92,31 @@ class DingTalkOutbound(OutboundAdapter):
             chat: (r.access_token.value(), r.secret.value() if r.secret else None)
             for chat, r in channel.custom_robots.items()
         }
+        # the limit is the robot's, whichever chats it serves: they share the first such chat's target
+        first: dict[str, str] = {}
+        self._robot_names = {chat: first.setdefault(token, chat) for chat, (token, _) in self._robots.items()}
         self._api = channel.api_base_url.rstrip("/")
         self._oapi = channel.oapi_base_url.rstrip("/")
         self._progress: OrderedDict[uuid.UUID, int] = OrderedDict()
 
     def target(self, reply: ReplyGeneratedData) -> str:
         if reply.chat.id in self._robots:
-            return f"{self.channel.id}:robot:{reply.chat.id}"
+            return f"{self.channel.id}:robot:{self._robot_names[reply.chat.id]}"
         return f"{self.channel.id}:{reply.chat.id}"
 
+    def _mention(self, reply: ReplyGeneratedData) -> str | None:
+        """The staff id a group reply at-mentions (only staff ids can be; the OpenAPI cannot at all)."""
+        staff = reply.reply_route.get("user_id")
+        return staff if self.addressee(reply) is not None and isinstance(staff, str) and staff else None
+
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
-        parts = split_utf8(reply.text, MAX_BYTES)
+        mention = self._mention(reply)
+        parts = split_utf8(reply.text, MAX_BYTES - (len(mention.encode()) + 3 if mention else 0))
         start = self._progress.get(reply_id, 0)
         pushed = Pushed()
         try:
             for i in range(start, len(parts)):
-                pushed = await self._push_part(reply, parts[i])
+                pushed = await self._push_part(reply, parts[i], mention if i == 0 else None)
                 self._progress[reply_id] = i + 1
                 while len(self._progress) > 10000:
                     self._progress.popitem(last=False)
@@ -113,9 +126,9 @@ class DingTalkOutbound(OutboundAdapter):
         self._progress.pop(reply_id, None)
         return pushed
 
-    async def _push_part(self, reply: ReplyGeneratedData, text: str) -> Pushed:
+    async def _push_part(self, reply: ReplyGeneratedData, text: str, mention: str | None) -> Pushed:
         if reply.chat.id in self._robots:
-            return await self._custom_robot(reply.chat.id, self._webhook_body(reply, text))
+            return await self._custom_robot(reply.chat.id, self._webhook_body(reply, text, mention))
         route = reply.reply_route
         session = route.get("session_webhook")
         expires_ms = route.get("session_webhook_expires_ms")
@@ -127,7 +140,8 @@ class DingTalkOutbound(OutboundAdapter):
             and expires_ms - margin_ms > time.time() * 1000
         ):
             try:
-                return await self._webhook_call(session, self._webhook_body(reply, text), "session webhook")
+                return await self._webhook_call(session, self._webhook_body(reply, text, mention),
+                                                "session webhook")
             except Permanent:
                 if self._app_secret is None:
                     raise
@@ -138,11 +152,17 @@ class DingTalkOutbound(OutboundAdapter):
 
     # ------------------------------------------------------------------ webhook style (session, custom robot)
 
-    def _webhook_body(self, reply: ReplyGeneratedData, text: str) -> bytes:
+    def _webhook_body(self, reply: ReplyGeneratedData, text: str, mention: str | None = None) -> bytes:
+        body: dict[str, Any]
         if reply.format == "markdown":
             title = markdown_title(text, self.channel.markdown_title)
-            return orjson.dumps({"msgtype": "markdown", "markdown": {"title": title, "text": text}})
-        return orjson.dumps({"msgtype": "text", "text": {"content": text}})
+            shown = f"@{mention}\n\n{text}" if mention else text
+            body = {"msgtype": "markdown", "markdown": {"title": title, "text": shown}}
+        else:
+            body = {"msgtype": "text", "text": {"content": f"@{mention} {text}" if mention else text}}
+        if mention:
+            body["at"] = {"atUserIds": [mention], "isAtAll": False}
+        return orjson.dumps(body)
 
     async def _custom_robot(self, chat: str, body: bytes) -> Pushed:
         token, secret = self._robots[chat]

@@ -8,6 +8,9 @@ rejects (expired, revoked) is refreshed and the call made once more. Feishu answ
 
 Custom bot webhook: ``POST /open-apis/bot/v2/hook/<token>`` with ``timestamp`` and
 ``sign`` = base64(HMAC-SHA256(key = timestamp + "\\n" + secret, message = empty)). It has no idempotency key.
+
+A group reply mentions the asker (their open_id) in front of the text: ``<at user_id="ou_...">`` in text and
+post (md) content, ``<at id=ou_...>`` in a card's markdown, as each message type documents it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 import uuid
 from typing import Any
@@ -39,6 +43,7 @@ RATE_CODES = {99991400, 230020, 11232}  # API frequency limit, per-chat send lim
 REPLY_TARGET_GONE = {230011}  # the message to reply to was recalled: send to the chat instead
 SEND_RATE_PER_MINUTE = 300  # "5 QPS per user / per group (shared by the group's bots)"
 HOOK_RATE_PER_MINUTE = 100  # custom bot: 100 per minute, 5 per second
+USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # open_id / user_id: nothing that could break out of the tag
 
 
 def hook_sign(timestamp: int, secret: str) -> str:
@@ -134,13 +139,20 @@ class FeishuOutbound(OutboundAdapter):
         body = {"receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": str(reply_id)}
         return await self._call("/open-apis/im/v1/messages", {"receive_id_type": "chat_id"}, body)
 
+    def _text(self, reply: ReplyGeneratedData, card: bool = False) -> str:
+        """The reply's text, with the asker's mention in front in a group (a card spells it differently)."""
+        asker = self.addressee(reply)
+        if asker is None or not USER_ID.fullmatch(asker.id):
+            return reply.text
+        return f"<at id={asker.id}></at> {reply.text}" if card else f'<at user_id="{asker.id}"></at> {reply.text}'
+
     def _content(self, reply: ReplyGeneratedData) -> tuple[str, str]:
         """(msg_type, content): content is a JSON string, as the IM API wants it."""
         if reply.format != "markdown":
-            return "text", orjson.dumps({"text": reply.text}).decode()
+            return "text", orjson.dumps({"text": self._text(reply)}).decode()
         if self.channel.markdown_as == "interactive":
-            return "interactive", orjson.dumps(self._card(reply.text)).decode()
-        return "post", orjson.dumps({"zh_cn": self._post(reply.text)}).decode()
+            return "interactive", orjson.dumps(self._card(self._text(reply, card=True))).decode()
+        return "post", orjson.dumps({"zh_cn": self._post(self._text(reply))}).decode()
 
     @staticmethod
     def _post(text: str) -> dict[str, Any]:
@@ -201,12 +213,12 @@ class FeishuOutbound(OutboundAdapter):
         token, secret = self._hook
         if reply.format == "markdown":
             body: dict[str, Any] = (
-                {"msg_type": "interactive", "card": self._card(reply.text)}
+                {"msg_type": "interactive", "card": self._card(self._text(reply, card=True))}
                 if self.channel.markdown_as == "interactive"
-                else {"msg_type": "post", "content": {"post": {"zh_cn": self._post(reply.text)}}}
+                else {"msg_type": "post", "content": {"post": {"zh_cn": self._post(self._text(reply))}}}
             )
         else:
-            body = {"msg_type": "text", "content": {"text": reply.text}}
+            body = {"msg_type": "text", "content": {"text": self._text(reply)}}
         if secret is not None:
             ts = int(time.time())
             body = {"timestamp": str(ts), "sign": hook_sign(ts, secret), **body}

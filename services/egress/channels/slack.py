@@ -2,11 +2,13 @@
 
 Slack answers HTTP 200 with ``{"ok": false, "error": "..."}`` for most failures and HTTP 429 with
 ``Retry-After`` when rate limited. ``chat.postMessage`` has no idempotency key, so a push that may have
-reached Slack (a read timeout, a 2xx answer that cannot be read) is never repeated.
+reached Slack (a read timeout, a 2xx answer that cannot be read) is never repeated. A reply in a channel
+starts with ``<@U...>``, the asker's mention, unless the channel's ``mention_asker`` is off.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -29,6 +31,7 @@ RETRYABLE_ERRORS = {"ratelimited", "rate_limited", "internal_error", "fatal_erro
                     "request_timeout", "team_is_restricted_temporarily"}
 MAX_TEXT = 40_000  # Slack truncates longer texts
 MAX_MARKDOWN = 12_000  # markdown_text limit
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")  # a user id as Slack writes it in <@...>
 
 
 class SlackOutbound(OutboundAdapter):
@@ -44,13 +47,15 @@ class SlackOutbound(OutboundAdapter):
     def body(self, reply: ReplyGeneratedData) -> dict[str, Any]:
         route = reply.reply_route
         body: dict[str, Any] = {"channel": route.get("channel") or reply.chat.id}
+        asker = self.addressee(reply)
+        mention = f"<@{asker.id}> " if asker is not None and USER_ID.fullmatch(asker.id) else ""
         if reply.format == "markdown" and self.channel.markdown_as == "markdown_text":
-            body["markdown_text"] = reply.text[:MAX_MARKDOWN]
+            body["markdown_text"] = (mention + reply.text)[:MAX_MARKDOWN]
         elif reply.format == "markdown":
-            body["text"] = to_mrkdwn(reply.text)[:MAX_TEXT]
+            body["text"] = (mention + to_mrkdwn(reply.text))[:MAX_TEXT]
             body["mrkdwn"] = True
         else:
-            body["text"] = escape(reply.text)[:MAX_TEXT]
+            body["text"] = (mention + escape(reply.text))[:MAX_TEXT]
             body["mrkdwn"] = False
         if isinstance(route.get("thread_ts"), str):
             body["thread_ts"] = route["thread_ts"]

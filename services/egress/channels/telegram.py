@@ -6,7 +6,9 @@ MarkdownV2 the API cannot parse is sent again as plain text; other 4xx (chat not
 kicked) are permanent. Texts longer than 4096 characters go out as several messages; which ones already
 went out is remembered, so a retry continues where the last attempt stopped. ``sendMessage`` has no
 idempotency key. Limits: egress keeps each chat to one message a second, a group to about 20 a minute
-(``rate_for``); the 30 a second for the whole bot is kept here.
+(``rate_for``); the 30 a second for the whole bot is kept here. A reply answers the message as a reply to it
+(``reply_to_message``); in groups only when it answers a person's message and ``mention_asker`` is on, which
+is how Telegram addresses the asker.
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ class TelegramOutbound(OutboundAdapter):
         negative = isinstance(chat_id, int) and chat_id < 0 or isinstance(chat_id, str) and chat_id.startswith("-")
         return reply.chat.type == "group" or negative
 
+    def _replies_to_message(self, reply: ReplyGeneratedData) -> bool:
+        if not self.channel.reply_to_message:
+            return False
+        return self.addressee(reply) is not None if reply.chat.type == "group" else True
+
     def messages(self, reply: ReplyGeneratedData) -> list[tuple[str, str | None]]:
         """(text, parse_mode) of each message this reply is sent as."""
         if reply.format == "markdown" and self.channel.markdown_as == "markdown_v2":
@@ -131,7 +138,7 @@ class TelegramOutbound(OutboundAdapter):
                 body["parse_mode"] = mode
             if isinstance(route.get("message_thread_id"), int):
                 body["message_thread_id"] = route["message_thread_id"]
-            if i == 0 and self.channel.reply_to_message and isinstance(route.get("message_id"), int):
+            if i == 0 and self._replies_to_message(reply) and isinstance(route.get("message_id"), int):
                 body["reply_parameters"] = {"message_id": route["message_id"], "allow_sending_without_reply": True}
             pushed = await self._send(body, split_text(reply.text)[0] if mode else None)
             self._progress[reply_id] = i + 1

@@ -5,6 +5,10 @@ The app's access token comes from ``cgi-bin/gettoken`` (corpid + corpsecret), is
 (missing). Errcodes 45009 (api freq out of limit), 45033 and -1 (system busy) are retried; other errcodes are
 permanent. Content longer than WeCom takes (2048 bytes; 4096 for robot markdown) is sent in parts cut between
 characters, and a retry resumes after the last part that went through.
+
+A group robot's reply to a person's message mentions them: ``mentioned_list`` (their userid) for text, and
+``<@userid>`` in the content for markdown, which has no mention list. The limit of 20 a minute is the
+robot's, so chats sharing one robot key share one target.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class WeComOutbound(OutboundAdapter):
         super().__init__(channel, http, tokens)
         self._secret = channel.secret.value() if channel.secret else None
         self._robots = {chat: key.value() for chat, key in channel.group_robots.items()}
+        first: dict[str, str] = {}
+        self._robot_names = {chat: first.setdefault(key, chat) for chat, key in self._robots.items()}
         self._api = channel.api_base_url.rstrip("/")
         self._progress: OrderedDict[uuid.UUID, int] = OrderedDict()
         # WeCom's duplicate check makes a repeated identical message a no-op; robot webhooks have none
@@ -49,17 +55,22 @@ class WeComOutbound(OutboundAdapter):
 
     def target(self, reply: ReplyGeneratedData) -> str:
         if reply.chat.id in self._robots:
-            return f"{self.channel.id}:robot:{reply.chat.id}"
+            return f"{self.channel.id}:robot:{self._robot_names[reply.chat.id]}"
         return f"{self.channel.id}:{reply.chat.id}"
 
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         robot = self._robots.get(reply.chat.id)
+        asker = self.addressee(reply) if robot else None
         limit = ROBOT_MAX_BYTES[reply.format] if robot else APP_MAX_BYTES
+        if asker is not None and reply.format == "markdown":
+            limit -= len(asker.id.encode()) + 4  # "<@userid> " before the first part
         parts = split_utf8(reply.text, limit)
         pushed = Pushed()
         try:
             for i in range(self._progress.get(reply_id, 0), len(parts)):
-                pushed = await (self._robot(robot, reply, parts[i]) if robot else self._app(reply, parts[i]))
+                mention = asker.id if asker is not None and i == 0 else None
+                pushed = await (self._robot(robot, reply, parts[i], mention) if robot
+                                else self._app(reply, parts[i]))
                 self._progress[reply_id] = i + 1
                 while len(self._progress) > 10000:
                     self._progress.popitem(last=False)
@@ -70,9 +81,13 @@ class WeComOutbound(OutboundAdapter):
         return pushed
 
     @staticmethod
-    def _content(reply: ReplyGeneratedData, text: str) -> dict[str, Any]:
-        kind = "markdown" if reply.format == "markdown" else "text"
-        return {"msgtype": kind, kind: {"content": text}}
+    def _content(reply: ReplyGeneratedData, text: str, mention: str | None = None) -> dict[str, Any]:
+        if reply.format == "markdown":
+            return {"msgtype": "markdown", "markdown": {"content": f"<@{mention}> {text}" if mention else text}}
+        content: dict[str, Any] = {"content": text}
+        if mention:
+            content["mentioned_list"] = [mention]
+        return {"msgtype": "text", "text": content}
 
     async def _post(
         self, url: str, params: dict[str, str], body: dict[str, Any]
@@ -103,9 +118,9 @@ class WeComOutbound(OutboundAdapter):
 
     # ------------------------------------------------------------------ group robot
 
-    async def _robot(self, key: str, reply: ReplyGeneratedData, text: str) -> Pushed:
+    async def _robot(self, key: str, reply: ReplyGeneratedData, text: str, mention: str | None) -> Pushed:
         resp, data = await self._post(
-            f"{self._api}/cgi-bin/webhook/send", {"key": key}, self._content(reply, text)
+            f"{self._api}/cgi-bin/webhook/send", {"key": key}, self._content(reply, text, mention)
         )
         self._raise_for(data, resp, "group robot")
         return Pushed(http_status=resp.status_code)

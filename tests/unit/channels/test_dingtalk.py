@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.config import ConfigError, parse_config
-from agentbus.events import Chat, ReplyGeneratedData
+from agentbus.events import Chat, ReplyGeneratedData, Sender
 from agentbus.services.egress.channels import ADAPTERS as OUT
 from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.dingtalk import DingTalkOutbound, split_utf8
@@ -604,3 +604,45 @@ async def test_a_session_webhook_elsewhere_than_dingtalk_is_never_called(
     route = {**direct_route(fake), "session_webhook": "http://127.0.0.1:9/robot/sendBySession?session=x"}
     await adapter(fake, http).push(reply(route=route), uuid.uuid4())
     assert [s["via"] for s in fake.sent] == ["oto"]
+
+
+async def test_group_replies_at_mention_the_asker_unless_turned_off(fake: FakeDingTalk, http: Any) -> None:
+    asker = Sender(id="manager0001", name="张三")
+    group_route = {"conversation_type": "group", "user_id": "manager0001", "robot_code": APP_KEY}
+    answer = reply("收到，马上处理", chat="ops-room", kind="group", route=group_route).model_copy(
+        update={"asker": asker})
+    await adapter(fake, http).push(answer, uuid.uuid4())
+    url, expires = fake.new_session()
+    session = {**group_route, "session_webhook": url, "session_webhook_expires_ms": expires}
+    md = reply("## 结果\n完成", chat="cidGroup02==", kind="group", fmt="markdown", route=session)
+    await adapter(fake, http).push(md.model_copy(update={"asker": asker}), uuid.uuid4())
+    await adapter(fake, http, mention_asker=False).push(answer, uuid.uuid4())
+    await adapter(fake, http).push(answer.model_copy(update={"asker": None}), uuid.uuid4())  # a job: nobody
+    robot, session_md, off, job = fake.sent
+    assert (robot["via"], robot["text"], robot["at_user_ids"], robot["shown"]) == (
+        "robot", "@manager0001 收到，马上处理", ["manager0001"], ["manager0001"])
+    assert orjson.loads(robot["raw"])["at"] == {"atUserIds": ["manager0001"], "isAtAll": False}
+    assert session_md["via"] == "session" and session_md["title"] == "结果"
+    assert session_md["text"] == "@manager0001\n\n## 结果\n完成" and session_md["shown"] == ["manager0001"]
+    for unmentioned in (off, job):
+        assert unmentioned["text"] == "收到，马上处理" and unmentioned["at_user_ids"] == []
+    # direct chats and the OpenAPI (its templates have no mention field) address nobody
+    await adapter(fake, http).push(reply(route=direct_route(fake)).model_copy(update={"asker": asker}), uuid.uuid4())
+    assert fake.sent[-1]["text"] == HELLO and fake.sent[-1]["at_user_ids"] == []
+    assert not fake.rejected
+
+
+async def test_chats_served_by_one_custom_robot_share_its_rate_target(fake: FakeDingTalk, http: Any) -> None:
+    same = {"access_token": {"env": "T_DING_ROBOT", "default": ROBOT_TOKEN}}
+    out = adapter(fake, http, custom_robots={"room-a": same, "room-b": same,
+                                             "room-c": {"access_token": {"env": "T_UNSET", "default": "other"}}})
+    targets = {c: out.target(reply(chat=c, kind="group")) for c in ("room-a", "room-b", "room-c")}
+    assert targets == {"room-a": "ding:robot:room-a", "room-b": "ding:robot:room-a", "room-c": "ding:robot:room-c"}
+
+
+async def test_the_fake_refuses_a_malformed_at(fake: FakeDingTalk, http: Any) -> None:
+    url, _ = fake.new_session()
+    for at in ({"atUserIds": "manager0001"}, {"atUserIds": [1]}, {"isAtAll": "no"}, []):
+        r = await http.post(url, content=orjson.dumps({"msgtype": "text", "text": {"content": "x"}, "at": at}))
+        assert r.json()["errcode"] == 40035
+    assert not fake.sent and len(fake.rejected) == 4

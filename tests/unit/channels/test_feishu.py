@@ -21,7 +21,7 @@ from lark_oapi.core.model import RawRequest
 from lark_oapi.core.utils import AESCipher
 
 from agentbus.channeltypes.feishu import FeishuChannel
-from agentbus.events import Chat, ReplyGeneratedData
+from agentbus.events import Chat, ReplyGeneratedData, Sender
 from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.feishu import FeishuOutbound, hook_sign
 from agentbus.services.egress.ports import Permanent, Retryable
@@ -493,3 +493,35 @@ def test_documented_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(ch, FeishuChannel) and ch.encrypt_key is not None
     FeishuInbound(ch)
     FeishuOutbound(ch, httpx.AsyncClient(), TokenCache())
+
+
+async def test_group_replies_mention_the_asker_as_each_message_type_spells_it(fake: FakeFeishu) -> None:
+    asker = Sender(id="ou_alice")
+    hook = {"bot_webhook": {"token": {"env": "FS_HOOK_UNSET", "default": "hook-open"}}}
+    async with httpx.AsyncClient() as http:
+        out = outbound(fake, http)
+        await out.push(reply("好的").model_copy(update={"asker": asker}), uuid.uuid4())
+        await out.push(reply("**好**", "markdown").model_copy(update={"asker": asker}), uuid.uuid4())
+        card = outbound(fake, http, markdown_as="interactive")
+        await card.push(reply("**卡片**", "markdown").model_copy(update={"asker": asker}), uuid.uuid4())
+        await outbound(fake, http, mention_asker=False).push(reply("关").model_copy(update={"asker": asker}),
+                                                             uuid.uuid4())
+        await out.push(reply("定时"), uuid.uuid4())  # a job's push: no asker
+        await outbound(fake, http, app_id=None, app_secret=None, **hook).push(
+            reply("群机器人", route={}).model_copy(update={"asker": asker}), uuid.uuid4())
+    text, post, as_card, off, job = fake.sent
+    assert text["content_json"] == {"text": '<at user_id="ou_alice"></at> 好的'} and text["mentions"] == ["ou_alice"]
+    assert post["content_json"]["zh_cn"]["content"][0][0]["text"] == '<at user_id="ou_alice"></at> **好**'
+    assert as_card["content_json"]["elements"][0]["content"] == "<at id=ou_alice></at> **卡片**"
+    assert [m["mentions"] for m in (post, as_card, off, job)] == [["ou_alice"], ["ou_alice"], [], []]
+    assert fake.hook_sent[-1]["content"] == {"text": '<at user_id="ou_alice"></at> 群机器人'}
+    assert fake.hook_sent[-1]["mentions"] == ["ou_alice"] and not fake.rejected
+
+
+async def test_the_fake_refuses_a_mention_spelled_for_another_type(fake: FakeFeishu) -> None:
+    async with httpx.AsyncClient() as http:
+        out = outbound(fake, http)
+        wrong = reply().model_copy(update={"text": "<at id=ou_alice></at> card spelling in a text"})
+        with pytest.raises(Permanent):
+            await out.push(wrong, uuid.uuid4())
+    assert not fake.sent and fake.rejected

@@ -17,7 +17,7 @@ from slack_sdk import WebClient
 from slack_sdk.signature import SignatureVerifier
 
 from agentbus.channeltypes.slack import SlackChannel
-from agentbus.events import Chat, ReplyGenerated, ReplyGeneratedData
+from agentbus.events import Chat, ReplyGenerated, ReplyGeneratedData, Sender
 from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.slack import SlackOutbound
 from agentbus.services.egress.channels.slack_mrkdwn import escape, to_mrkdwn
@@ -341,3 +341,21 @@ def test_documented_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(ch, SlackChannel)
     SlackInbound(ch)
     SlackOutbound(ch, httpx.AsyncClient(), TokenCache())
+
+
+async def test_channel_replies_mention_the_asker_unless_turned_off(fake: FakeSlack) -> None:
+    asker = Sender(id="U0ALICE001")
+    async with httpx.AsyncClient() as http:
+        await outbound(fake, http).push(reply().model_copy(update={"asker": asker}), uuid.uuid4())
+        await outbound(fake, http).push(reply("**好**", "markdown").model_copy(update={"asker": asker}),
+                                        uuid.uuid4())
+        await outbound(fake, http, markdown_as="markdown_text").push(
+            reply("**好**", "markdown").model_copy(update={"asker": asker}), uuid.uuid4())
+        await outbound(fake, http, mention_asker=False).push(reply().model_copy(update={"asker": asker}),
+                                                             uuid.uuid4())
+        await outbound(fake, http).push(reply(), uuid.uuid4())  # a job's push: no asker
+    text, mrkdwn, md, off, job = fake.posted
+    assert text["text"] == "<@U0ALICE001> 你好 &lt;world&gt; &amp; co" and text["mentions"] == ["U0ALICE001"]
+    assert mrkdwn["text"] == "<@U0ALICE001> *好*" and md["markdown_text"] == "<@U0ALICE001> **好**"
+    assert [m["mentions"] for m in (mrkdwn, md, off, job)] == [["U0ALICE001"], ["U0ALICE001"], [], []]
+    assert not fake.unescaped

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from telegram.helpers import escape_markdown
 
 from agentbus.channeltypes.telegram import TelegramChannel
-from agentbus.events import Chat, ReplyGeneratedData
+from agentbus.events import Chat, ReplyGeneratedData, Sender
 from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.telegram import TelegramOutbound, split_text
 from agentbus.services.egress.channels.telegram_markdown import escape, escape_code, escape_url, to_markdown_v2
@@ -421,3 +421,18 @@ def test_documented_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(ch, TelegramChannel)
     TelegramInbound(ch)
     TelegramOutbound(ch, httpx.AsyncClient(), TokenCache())
+
+
+async def test_group_replies_answer_the_askers_message_unless_turned_off(fake: FakeTelegram) -> None:
+    asker = Sender(id="1001", name="alice")
+    fake.remember(-100123, 3)
+    asked = reply("好", chat_id=-100123, message_id=3, kind="group").model_copy(update={"asker": asker})
+    async with httpx.AsyncClient() as http:
+        await outbound(fake, http).push(asked, uuid.uuid4())
+        await outbound(fake, http, mention_asker=False).push(asked, uuid.uuid4())
+        await outbound(fake, http).push(asked.model_copy(update={"asker": None}), uuid.uuid4())  # a job's push
+        await outbound(fake, http, mention_asker=False).push(reply("私聊"), uuid.uuid4())  # direct: a reply still
+    addressed, off, job, direct = fake.sent
+    assert addressed["reply_parameters"] == {"message_id": 3, "allow_sending_without_reply": True}
+    assert "reply_parameters" not in off and "reply_parameters" not in job
+    assert direct["reply_parameters"]["message_id"] == 10

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from agentbus.channeltypes.wecom import WeComChannel
 from agentbus.config import parse_config
-from agentbus.events import Chat, ReplyGeneratedData
+from agentbus.events import Chat, ReplyGeneratedData, Sender
 from agentbus.services.egress.channels import ADAPTERS as OUT
 from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.wecom import WeComOutbound
@@ -400,3 +401,33 @@ async def test_any_callback_is_an_inbound_or_a_4xx(
             await inbound.receive(req)
         except Rejected as err:
             assert 400 <= err.status < 500
+
+
+async def test_group_robot_replies_mention_the_asker_unless_turned_off(fake: FakeWeCom, http: Any) -> None:
+    asker = Sender(id="lisi")
+    text = reply("好的", chat="ops-room", kind="group", route={}).model_copy(update={"asker": asker})
+    md = reply("**完成**", chat="ops-room", kind="group", fmt="markdown", route={}).model_copy(update={"asker": asker})
+    await adapter(fake, http).push(text, uuid.uuid4())
+    await adapter(fake, http).push(md, uuid.uuid4())
+    await adapter(fake, http, mention_asker=False).push(text, uuid.uuid4())
+    await adapter(fake, http).push(md.model_copy(update={"asker": None}), uuid.uuid4())  # a job's push
+    t, m, off, job = fake.sent
+    assert (t["text"], t["mentioned"], orjson.loads(t["raw"])["text"]["mentioned_list"]) == ("好的", ["lisi"], ["lisi"])
+    assert (m["text"], m["mentioned"]) == ("<@lisi> **完成**", ["lisi"])
+    assert "mentioned_list" not in orjson.loads(m["raw"])["markdown"]  # markdown has no list: the tag does it
+    assert (off["mentioned"], job["mentioned"], job["text"]) == ([], [], "**完成**")
+    assert not fake.rejected
+
+
+async def test_chats_sharing_a_robot_key_share_its_rate_target(fake: FakeWeCom, http: Any) -> None:
+    key = {"env": "T_WECOM_ROBOT", "default": ROBOT_KEY}
+    out = adapter(fake, http, group_robots={"ops-room": key, "ops-room-2": key})
+    assert out.target(reply(chat="ops-room-2", kind="group")) == "wecom:robot:ops-room"
+
+
+async def test_the_fake_refuses_a_malformed_mentioned_list(fake: FakeWeCom, http: Any) -> None:
+    for bad in ("lisi", [""], [7]):
+        r = await http.post(f"{fake.url}/cgi-bin/webhook/send", params={"key": ROBOT_KEY},
+                            json={"msgtype": "text", "text": {"content": "x", "mentioned_list": bad}})
+        assert r.json()["errcode"] == 40058
+    assert not fake.sent
