@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 from aiohttp import WSMsgType, web
 
@@ -53,6 +54,7 @@ class FakeSlackSocket:
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     port: int = 0
+    web_api: str | None = None  # every other Web API method is forwarded there (the fake Slack of replies)
 
     @property
     def url(self) -> str:
@@ -62,6 +64,7 @@ class FakeSlackSocket:
         app = web.Application()
         app.router.add_post("/api/apps.connections.open", self._open)
         app.router.add_get("/link/", self._link)
+        app.router.add_post("/api/{method}", self._forward)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         self.port = free_port()
@@ -141,6 +144,15 @@ class FakeSlackSocket:
         self.opened += 1
         url = f"ws://127.0.0.1:{self.port}/link/?ticket={ticket}&app_id={APP_ID}"
         return web.json_response({"ok": True, "url": url})
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        """One base URL serves both, as slack.com does: the socket's ``apps.connections.open`` and the rest."""
+        if self.web_api is None:
+            return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        async with httpx.AsyncClient() as c:
+            r = await c.post(f"{self.web_api}/{request.match_info['method']}", content=await request.read(),
+                             headers={k: v for k, v in request.headers.items() if k.lower() != "host"})
+        return web.Response(status=r.status_code, body=r.content, content_type="application/json")
 
     async def _link(self, request: web.Request) -> web.StreamResponse:
         ticket = request.query.get("ticket", "")
