@@ -46,6 +46,44 @@ class Chat(Frozen):
     name: str | None = None
 
 
+class Attachment(Frozen):
+    """A file that came with a message or goes out with a reply, held by reference: the bytes live in the blob
+    store (``ref``) or at a URL, never inside an event."""
+
+    kind: Literal["image", "file", "audio", "video"]
+    name: str | None = None
+    content_type: str | None = None
+    size: int | None = Field(default=None, ge=0, description="bytes")
+    ref: str | None = Field(default=None, description="blob store reference (sha256:<hex>) once stored")
+    url: str | None = Field(default=None, description="outbound only: a URL the platform fetches itself")
+    transcript: str | None = Field(default=None, description="a voice message's text, as the platform recognised it")
+    error: str | None = Field(default=None, description="why the bytes were not stored (too large, refused type, "
+                              "platform error); the model is told an attachment came")
+
+
+class Action(Frozen):
+    """A press of a button of a card the bot sent: it comes back as a message of the same conversation."""
+
+    value: str = Field(description="the button's value, as the reply that carried the card set it")
+    label: str | None = None
+    card_message_id: str | None = Field(default=None, description="the platform's id of the message with the card")
+
+
+class Button(Frozen):
+    label: str = Field(min_length=1, max_length=40)
+    value: str = Field(min_length=1, max_length=200, description="what a press sends back (Action.value)")
+    style: Literal["default", "primary", "danger"] = "default"
+
+
+class Card(Frozen):
+    """A card with buttons, rendered the platform's way (DingTalk ActionCard, Feishu interactive card, Slack
+    Block Kit, Telegram inline keyboard; plain text with numbered choices where there is none)."""
+
+    title: str | None = Field(default=None, max_length=100)
+    text: str = Field(default="", max_length=4000)
+    buttons: tuple[Button, ...] = Field(default=(), max_length=10)
+
+
 class MessageReceivedData(Frozen):
     channel: str = Field(description="channel instance id from agentbus.yaml")
     channel_type: str
@@ -63,6 +101,8 @@ class MessageReceivedData(Frozen):
         description="set by ingress when the sender is not served (allowlist): answered with this text, "
         "no LLM call, not remembered",
     )
+    attachments: tuple[Attachment, ...] = Field(default=(), description="images, files, voice sent with it")
+    action: Action | None = Field(default=None, description="set when the message is a press of a card's button")
 
 
 class Schedule(Frozen):
@@ -122,6 +162,7 @@ class Turn(Frozen):
     at: datetime
     event_id: uuid.UUID | None = None
     sender: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Recall(Frozen):
@@ -223,7 +264,7 @@ class ToolCalledData(Frozen):
     commands: tuple[uuid.UUID, ...] = Field(default=(), description="ids of the command events it asked for")
 
 
-class ReplyGeneratedData(Frozen):
+class ReplyGeneratedDataV1(Frozen):
     agent: str
     channel: str
     channel_type: str
@@ -235,6 +276,30 @@ class ReplyGeneratedData(Frozen):
     in_reply_to: str | None = None
     asker: Sender | None = Field(default=None, description="who sent the message answered: a group reply "
                                  "addresses them (none for a job's push)")
+
+
+class ReplyGeneratedData(ReplyGeneratedDataV1):
+    """v2: a reply may carry a card with buttons and files or images besides its text."""
+
+    card: Card | None = None
+    attachments: tuple[Attachment, ...] = Field(default=(), max_length=10)
+    streamed: bool = Field(default=False, description="reply.progress events streamed parts of it first: the "
+                           "channel edits that message into this final text instead of sending a new one")
+
+
+class ReplyProgressData(Frozen):
+    """The chat shows that the agent works: a typing indicator, or the answer so far in a message edited as it
+    grows. Best effort: a lost progress event costs a typing indicator, never the reply."""
+
+    agent: str
+    channel: str
+    channel_type: str
+    chat: Chat
+    reply_route: dict[str, Any] = Field(default_factory=dict)
+    in_reply_to: str | None = None
+    stage: Literal["working", "partial"]
+    seq: int = Field(ge=0, description="orders the progress of one reply; a lower one than seen is dropped")
+    text: str = Field(default="", description="partial: the answer so far (not a delta)")
 
 
 class DeliveryCompletedData(Frozen):
@@ -438,14 +503,38 @@ def _inference_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class ReplyGenerated(Event):
+class ReplyGeneratedV1(Event):
     """reply.generated v1: the text to push back into the chat."""
 
     TYPE: ClassVar[str] = "reply.generated"
     VERSION: ClassVar[int] = 1
     type: Literal["reply.generated"]
     version: Literal[1]
+    data: ReplyGeneratedDataV1
+
+
+class ReplyGenerated(Event):
+    """reply.generated v2: text, and optionally a card with buttons and attachments."""
+
+    TYPE: ClassVar[str] = "reply.generated"
+    VERSION: ClassVar[int] = 2
+    type: Literal["reply.generated"]
+    version: Literal[2]
     data: ReplyGeneratedData
+
+
+def _reply_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "card": None, "attachments": [], "streamed": False}
+
+
+class ReplyProgress(Event):
+    """reply.progress v1: the agent is working on an answer (typing), or here is the answer so far."""
+
+    TYPE: ClassVar[str] = "reply.progress"
+    VERSION: ClassVar[int] = 1
+    type: Literal["reply.progress"]
+    version: Literal[1]
+    data: ReplyProgressData
 
 
 class ToolCalled(Event):
@@ -488,7 +577,9 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         JobTriggered,
         ContextAssembled,
         InferenceCompleted,
+        ReplyGeneratedV1,
         ReplyGenerated,
+        ReplyProgress,
         ToolCalled,
         MemoryRequested,
         DeliveryCompleted,
@@ -503,6 +594,7 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("inference.completed", 1): _inference_v1_to_v2,
     ("job.requested", 1): _job_requested_v1_to_v2,
+    ("reply.generated", 1): _reply_v1_to_v2,
 }
 LATEST: dict[str, int] = {}
 for _type, _version in CATALOGUE:

@@ -57,7 +57,7 @@ async def test_one_message_is_one_trace_tree(infra: Infra) -> None:
     names = {s.name for s in tree}
     prefix = p.prefix
     for expected in (f"{prefix}.message.received.v1 publish", f"{prefix}.message.received.v1 process",
-                     f"{prefix}.context.assembled.v1 process", f"{prefix}.reply.generated.v1 process",
+                     f"{prefix}.context.assembled.v1 process", f"{prefix}.reply.generated.v2 process",
                      "chat fake-model", "embeddings", "push webhook"):
         assert expected in names, (expected, sorted(names))
     by_id = {s.span_id: s for s in tree}

@@ -37,11 +37,11 @@ def test_a_v1_event_is_read_as_v2() -> None:
 
 def test_compatible_and_incompatible_changes() -> None:
     base = schema_of("reply.generated", 1)
-    data_def = base["$defs"]["ReplyGeneratedData"]
+    data_def = base["$defs"]["ReplyGeneratedDataV1"]
 
     def changed(fn) -> list[str]:  # type: ignore[no-untyped-def]
         new = copy.deepcopy(base)
-        fn(new["$defs"]["ReplyGeneratedData"])
+        fn(new["$defs"]["ReplyGeneratedDataV1"])
         return incompatibilities(base, new)
 
     assert incompatibilities(base, base) == []

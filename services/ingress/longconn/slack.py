@@ -161,7 +161,6 @@ class SlackSocketMode(LongConnection):
             log.warning("slack_event_not_acked", channel=self.channel.id, envelope_id=envelope_id,
                         retry_attempt=frame.get("retry_attempt"), error=str(exc)[:200])
             return False
-        self.state.events += 1
         log.info("slack_event_delivered", channel=self.channel.id, status=outcome.status,
                  retry_attempt=frame.get("retry_attempt"))
         return True
