@@ -32,8 +32,11 @@ class FeishuChannel(ChannelBase):
     encrypt_key: EnvRef | None = None
     # the bot's open_id (ou_...): how a mention of this bot is told from mentions of others
     bot_open_id: str | None = None
-    # signed requests older (or newer) than this are refused as replays; 0 turns the check off
+    # signed requests stamped further in the future than this are refused; 0 turns the check off
     max_clock_skew_s: int = Field(default=300, ge=0)
+    # signed requests older than this are refused. A retry keeps its first attempt's stamp and Feishu retries
+    # for about 7.1 h (15 s, 5 min, 1 h, 6 h), so the default covers the whole schedule; 0 turns it off
+    max_event_age_s: int = Field(default=8 * 3600, ge=0)
     # answer with the reply endpoint (quoting the message) or as a new message in the chat
     reply_mode: Literal["reply", "send"] = "reply"
     # reply endpoint: answer inside a thread (messages already in a thread are always answered there)
@@ -49,6 +52,9 @@ class FeishuChannel(ChannelBase):
             raise ValueError("app_id and app_secret are set together")
         if self.app_id is None and self.bot_webhook is None:
             raise ValueError("set app_id and app_secret (app bot), or bot_webhook (custom bot), or both")
+        if self.mode == "stream" and self.app_id is None:
+            raise ValueError("mode: stream opens the long connection with the app's credentials: set app_id and"
+                             " app_secret")
         return self
 
     @property

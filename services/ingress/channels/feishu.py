@@ -3,7 +3,22 @@
 With an Encrypt Key configured every event is encrypted and signed (``X-Lark-Signature`` over the raw body,
 checked before anything is decrypted); the URL check is answered after its verification token matches.
 Without one, the verification token inside the event is the only proof of origin. Only
-``im.message.receive_v1`` becomes a message; other events are acknowledged and dropped.
+``im.message.receive_v1`` becomes a message; other events are acknowledged and dropped. ``normalise`` is
+the part shared with the long connection (``longconn/feishu.py``), whose events are neither encrypted nor
+signed: the connection itself was opened with the app's credentials.
+
+How old a signed request may be. Feishu's event guide ("接收事件 / 推送周期和频次", event subscription docs
+on open.feishu.cn, quoted at e-com-net.com/article/1680928623508402176.htm) says an event not answered with
+HTTP 200 within 3 s is pushed again after 15 s, 5 min, 1 h and 6 h (at most 4 retries), so duplicates
+arrive for about 7.1 h and are told apart by ``header.event_id``. It documents no freshness window for
+``X-Lark-Request-Timestamp`` and does not say that a retry is signed afresh, and the official SDKs never
+look at the timestamp: lark-oapi (Python) ``EventDispatcherHandler._verify_sign`` and oapi-sdk-go
+``EventDispatcher.VerifySign`` only recompute SHA-256(timestamp + nonce + Encrypt Key + body). An app built
+on them accepts a retry whatever its stamp, so a retry may carry its first attempt's timestamp, and a
+300 s window would refuse it. So a signed request may be ``max_event_age_s`` old (8 h by default: the
+whole retry schedule), and at most ``max_clock_skew_s`` in the future. The signature is still required,
+and a replay inside the window is the same ``event_id``, which ingress publishes once (its
+de-duplication rows do not expire, and message ids are derived from the event id).
 """
 
 from __future__ import annotations
@@ -103,8 +118,17 @@ class FeishuInbound(InboundAdapter):
             return Inbound(answer=Answer(200, orjson.dumps({"challenge": challenge})), note="url_verification")
         if self._key is not None and not signed:
             raise Rejected(401, "missing X-Lark-Signature, X-Lark-Request-Timestamp or X-Lark-Request-Nonce")
-        if not is_v2:
+        return self.normalise(event)
+
+    def normalise(self, event: dict[str, Any]) -> Inbound:
+        """One decrypted, authenticated event (a webhook's, or one from the long connection) as at most one
+        message, its dedupe id ``header.event_id``; ``Rejected`` when malformed."""
+        if event.get("schema") != "2.0":
             return Inbound(answer=OK, note="schema 1.0 events are not handled; subscribe with schema 2.0")
+        header = event.get("header")
+        if not isinstance(header, dict):
+            raise Rejected(400, "event without a header")
+        kind = _str(header, "event_type")
         event_id = _str(header, "event_id")
         if event_id is None or len(event_id) > 128:
             raise Rejected(400, "event without header.event_id")
@@ -125,9 +149,13 @@ class FeishuInbound(InboundAdapter):
             raise Rejected(401, "invalid X-Lark-Signature")
         if not ts.isdigit() or len(ts) > 12:
             raise Rejected(401, "malformed X-Lark-Request-Timestamp")
-        skew = self.channel.max_clock_skew_s
-        if skew and abs(request.received_at - int(ts)) > skew:
-            raise Rejected(401, f"stale timestamp: more than {skew}s from now")
+        # a retry keeps the signature (and timestamp) of its first attempt, up to hours old: see the docstring
+        age, skew = request.received_at - int(ts), self.channel.max_clock_skew_s
+        if skew and -age > skew:
+            raise Rejected(401, f"timestamp more than {skew}s in the future")
+        max_age = self.channel.max_event_age_s
+        if max_age and age > max_age:
+            raise Rejected(401, f"stale timestamp: more than {max_age}s old")
         return True
 
     def _check_token(self, token: str | None) -> None:

@@ -25,12 +25,14 @@ from agentbus.events import Chat, ReplyGeneratedData, Sender
 from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.feishu import FeishuOutbound, hook_sign
 from agentbus.services.egress.ports import Permanent, Retryable
+from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.feishu import FeishuInbound
 from agentbus.services.ingress.channels.feishu_crypto import decrypt
 from agentbus.services.ingress.inbound import Inbound
 from tests.fakes.doc_yaml import doc_config
 from tests.fakes.feishu import FakeFeishu, encrypt, event_request, mention, message_event
+from tests.unit.fakes_ingress import FakeDedupe, FakePublisher
 
 TOKEN = "vt_verification_token_1"
 KEY = "ek_encrypt_key_1"
@@ -197,10 +199,13 @@ async def test_tampered_stale_replayed_and_malformed_requests() -> None:
     assert await status(tampered, headers) == 401
     assert await status(body, {**headers, "x-lark-signature": "0" * 64}) == 401
     assert await status(body, {k: v for k, v in headers.items() if k != "x-lark-signature"}) == 401
-    old = int(time.time()) - 3600
+    old = int(time.time()) - 9 * 3600  # past Feishu's whole retry schedule (about 7.1 h)
     stale_body, stale_headers = event_request(ev, encrypt_key=KEY, timestamp=old)
     with pytest.raises(Rejected, match="stale"):
         await receive(ch, stale_body, stale_headers)
+    future_body, future_headers = event_request(ev, encrypt_key=KEY, timestamp=int(time.time()) + 600)
+    with pytest.raises(Rejected, match="future"):
+        await receive(ch, future_body, future_headers)
     # a replay inside the window is the same platform event: same dedupe id, published once by ingress
     first = await receive(ch, body, headers)
     again = await receive(ch, body, headers)
@@ -216,6 +221,36 @@ async def test_tampered_stale_replayed_and_malformed_requests() -> None:
     # an event for another app's key never gets through
     other_body, other_headers = event_request(ev, encrypt_key="someone else's key")
     assert await status(other_body, other_headers) == 401
+
+
+async def test_a_retry_stamped_hours_ago_is_accepted_once_and_its_signature_still_checked() -> None:
+    """Feishu retries after 15 s, 5 min, 1 h and 6 h; a retry may keep its first attempt's signed timestamp."""
+    ch = channel()
+    acceptor = Acceptor(FakeDedupe(), publisher := FakePublisher())
+    ev = message_event(token=TOKEN, text="重试的消息")
+    first_attempt = int(time.time()) - int(6 * 3600 + 21 * 60 + 15)  # the last retry's distance from the first
+    body, headers = event_request(ev, encrypt_key=KEY, timestamp=first_attempt)
+    seen: list[Any] = []
+    assert sdk_dispatch(body, headers, seen) == 200 and len(seen) == 1  # the SDK accepts it too
+    retry = await receive(ch, body, headers)
+    assert (await acceptor.accept(ch, retry)).status == "published"
+    # the same request once more (a replay, or Feishu's next retry): the same event, not published again
+    again = await receive(ch, body, headers)
+    assert again.dedupe_id == retry.dedupe_id == ev["header"]["event_id"]
+    assert (await acceptor.accept(ch, again)).status == "duplicate"
+    assert len(publisher.published) == 1
+    # an old stamp is no way around the signature
+    forged = {**headers, "x-lark-signature": hashlib.sha256(b"forged").hexdigest()}
+    with pytest.raises(Rejected, match="invalid X-Lark-Signature") as rej:
+        await receive(ch, body, forged)
+    assert rej.value.status == 401
+    unsigned = {k: v for k, v in headers.items() if k != "x-lark-signature"}
+    with pytest.raises(Rejected):
+        await receive(ch, body, unsigned)
+    # an operator can narrow the window again
+    with pytest.raises(Rejected, match="stale"):
+        await receive(channel(max_event_age_s=300), body, headers)
+    assert len(publisher.published) == 1
 
 
 async def test_other_events_and_schema_1_are_acknowledged_without_a_message() -> None:
