@@ -169,7 +169,6 @@ class DingTalkStream(LongConnection):
             log.warning("dingtalk_message_not_acked", channel=self.channel.id, message_id=headers["messageId"],
                         error=str(exc)[:200])
             return None
-        self.state.events += 1
         log.info("dingtalk_message_delivered", channel=self.channel.id, status=outcome.status)
         return _answer(headers, 200, "OK", orjson.dumps({"response": None}).decode())
 
