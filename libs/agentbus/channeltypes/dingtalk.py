@@ -1,5 +1,6 @@
-"""DingTalk: an enterprise-internal app robot (HTTP message receiving, replies through the session webhook
-or the robot OpenAPI), the optional encrypted HTTP event callback, and custom group robots for pushes."""
+"""DingTalk: an enterprise-internal app robot (HTTP message receiving or Stream mode, replies through the
+session webhook or the robot OpenAPI), the optional encrypted HTTP event callback, and custom group robots
+for pushes."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class DingTalkChannel(ChannelBase):
     # a session webhook this close to its expiry is not used any more: the OpenAPI is used instead
     session_webhook_margin_s: int = Field(default=60, ge=0, le=3600)
     markdown_title: str | None = Field(default=None, max_length=64)
+    # stream mode: where ``/v1.0/gateway/connections/open`` is called (default: api_base_url)
+    stream_base_url: str | None = None
+    # stream mode: seconds between our WebSocket pings; a link that answers none within half of it is dropped
+    socket_ping_interval_s: float = Field(default=30.0, gt=0, le=300)
 
     @model_validator(mode="after")
     def _consistent(self) -> DingTalkChannel:
@@ -51,7 +56,13 @@ class DingTalkChannel(ChannelBase):
             raise ValueError("callback_owner_key is needed when there is no app_key")
         if self.app_secret is None and not self.custom_robots:
             raise ValueError("configure app_key/app_secret, custom_robots, or both")
-        for url in (self.api_base_url, self.oapi_base_url):
+        if self.mode == "stream" and self.app_secret is None:
+            raise ValueError("dingtalk channel in stream mode needs app_key and app_secret (Client ID/Secret)")
+        for url in (self.api_base_url, self.oapi_base_url, self.stream_base_url or self.api_base_url):
             if not url.startswith(("https://", "http://")):
                 raise ValueError(f"base URL {url!r} must be http(s)")
         return self
+
+    @property
+    def stream_base(self) -> str:
+        return (self.stream_base_url or self.api_base_url).rstrip("/")

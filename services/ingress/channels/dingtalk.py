@@ -1,4 +1,5 @@
-"""DingTalk inbound: robot messages over HTTP, and the encrypted HTTP event callback.
+"""DingTalk inbound: robot messages over HTTP (or Stream mode, see longconn/dingtalk.py), and the encrypted
+HTTP event callback.
 
 Robot messages carry headers ``timestamp`` (ms) and ``sign`` = Base64(HmacSHA256(appSecret, timestamp + "\\n"
 + appSecret)); DingTalk refuses to be trusted outside one hour, and so do we. The event callback (and a robot
@@ -111,7 +112,12 @@ class DingTalkInbound(InboundAdapter):
         if "encrypt" in body:
             return self._encrypted(request, body)
         self._check_robot_sign(request, required=True)
-        return Inbound(answer=Answer(200, b"{}"), **self._robot_message(body))
+        return self.normalise(body)
+
+    def normalise(self, message: dict[str, Any]) -> Inbound:
+        """A robot message (an HTTP callback body, or the data of a Stream mode robot callback) as at most one
+        message keyed by its ``msgId``; ``Rejected`` (422) when it is malformed."""
+        return Inbound(answer=Answer(200, b"{}"), **self._robot_message(message))
 
     # ------------------------------------------------------------------ robot messages
 
