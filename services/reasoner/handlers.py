@@ -39,6 +39,7 @@ from agentbus.services.reasoner.ports import (
     Toolbox,
 )
 from agentbus.services.reasoner.prompt import build_messages
+from agentbus.services.reasoner.tools.card import reply_parts
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
@@ -140,10 +141,11 @@ class Reasoner:
             finish_reason=c.finish_reason, latency_ms=c.latency_ms, reused=reused, output_text=c.text,
             steps=done.steps, tool_calls=len(done.tools),
         ), source=SOURCE, step=Step.INFERENCE)
+        card, attachments = reply_parts(done.tools)
         reply = event.follow(ReplyGenerated, ReplyGeneratedData(
             agent=agent.id, channel=ctx.channel, channel_type=ctx.channel_type, chat=ctx.chat, text=c.text,
             format=agent.reply_format, model=c.model, reply_route=ctx.reply_route, in_reply_to=ctx.in_reply_to,
-            asker=ctx.asker,
+            asker=ctx.asker, card=card, attachments=attachments,
         ), source=SOURCE, step=Step.REPLY)
         commands = [cmd for o in done.tools for cmd in o.commands]
         outputs = [*tool_events, inference, reply, *commands]
