@@ -76,8 +76,8 @@ class Button(Frozen):
 
 
 class Card(Frozen):
-    """A card with buttons, rendered the platform's way (DingTalk ActionCard, Feishu interactive card, Slack
-    Block Kit, Telegram inline keyboard; plain text with numbered choices where there is none)."""
+    """A card with buttons, for the platform's own form (DingTalk ActionCard, Feishu interactive card, Slack
+    Block Kit, Telegram inline keyboard)."""
 
     title: str | None = Field(default=None, max_length=100)
     text: str = Field(default="", max_length=4000)

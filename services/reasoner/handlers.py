@@ -29,6 +29,7 @@ from agentbus.events import (
 from agentbus.ids import Step
 from agentbus.replaying import effects_of
 from agentbus.services.reasoner.loop import Answer, ToolLoop, ToolOutcome, recorded_outcomes
+from agentbus.services.reasoner.parts import reply_parts
 from agentbus.services.reasoner.ports import (
     ECHO,
     ChatModel,
@@ -39,7 +40,6 @@ from agentbus.services.reasoner.ports import (
     Toolbox,
 )
 from agentbus.services.reasoner.prompt import build_messages
-from agentbus.services.reasoner.tools.card import reply_parts
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")

@@ -71,9 +71,9 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
 
     console = Console(highlight=False, stderr=as_json)
     entry_topic = topic_for(s.topic_prefix, entry_type)
-    reply_topic = topic_for(s.topic_prefix, "reply.generated")
     tool_topic = topic_for(s.topic_prefix, ToolCalled.TYPE)
-    result_topics = [reply_topic, topic_for(s.topic_prefix, "delivery.completed"), tool_topic,
+    result_topics = [*topics_of_type(s.topic_prefix, "reply.generated"),
+                     topic_for(s.topic_prefix, "delivery.completed"), tool_topic,
                      *topics_of_type(s.topic_prefix, "inference.completed")]
     selected = [lg.event for lg in await read(
         s, [entry_topic],
@@ -83,7 +83,8 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
     if not selected:
         console.print("nothing to replay: no live events match")
         return 1
-    originals = {lg.event.id: lg.event for lg in await read(s, [reply_topic], lambda e: e.replay is None)}
+    reply_topics = topics_of_type(s.topic_prefix, "reply.generated")
+    originals = {lg.event.id: lg.event for lg in await read(s, reply_topics, lambda e: e.replay is None)}
     original_tools: dict[uuid.UUID, list[ToolCalled]] = {}
     for lg in await read(s, [tool_topic], lambda e: e.replay is None):
         _add_tool(original_tools, lg.event)
