@@ -36,14 +36,12 @@ class AgentBound(Protocol):
 
 
 def builtin_tools(**http_fetch: Any) -> list[Tool]:
-    """The built-in tools that need nothing but the network: ``now``, ``http_fetch`` (keyword arguments go to
-    ``HttpFetch``), and ``card`` / ``attach`` (parts of the reply). The built-ins that need the service's ports
-    are added by its bootstrap."""
-    from agentbus.services.reasoner.tools.card import AttachTool, CardTool
+    """The built-in tools that need nothing but the network: ``now`` and ``http_fetch`` (keyword arguments
+    go to ``HttpFetch``). The built-ins that need the service's ports are added by its bootstrap."""
     from agentbus.services.reasoner.tools.http_fetch import HttpFetch
     from agentbus.services.reasoner.tools.now import Now
 
-    return [Now(), HttpFetch(**http_fetch), CardTool(), AttachTool()]
+    return [Now(), HttpFetch(**http_fetch)]
 
 
 class ToolRegistry:
