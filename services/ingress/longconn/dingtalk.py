@@ -33,42 +33,26 @@ import structlog
 from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.services.ingress.channels.base import Rejected
 from agentbus.services.ingress.channels.dingtalk import DingTalkInbound
-from agentbus.services.ingress.longconn.base import LongConnection
+from agentbus.services.ingress.longconn.websocket import END, SessionEnded, WebSocketConnection
 
 log = structlog.get_logger("agentbus.ingress.dingtalk")
 
 ROBOT_TOPIC = "/v1.0/im/bot/messages/get"
 JSON = "application/json"
-_END = object()  # queued after the last frame of a session
 
 
-class SessionEnded(ConnectionError):
-    """The WebSocket closed, broke or was refused."""
-
-
-class DingTalkStream(LongConnection):
+class DingTalkStream(WebSocketConnection):
     type = "dingtalk"
     channel: DingTalkChannel
     adapter: DingTalkInbound
 
-    async def run(self) -> None:
-        error: str | None = None
-        try:
-            url = await self._open_url()
-            async with aiohttp.ClientSession(trust_env=True) as session, session.ws_connect(
-                url, heartbeat=self.channel.socket_ping_interval_s, autoping=True, max_msg_size=16 * 2**20,
-            ) as ws:
-                self.state.up()
-                log.info("dingtalk_stream_up", channel=self.channel.id)
-                await self._serve(ws)
-        except aiohttp.WSServerHandshakeError as exc:
-            error = f"websocket refused: HTTP {exc.status}"
-            raise SessionEnded(error) from exc
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self.state.down(error)
+    @property
+    def heartbeat_s(self) -> float:
+        return self.channel.socket_ping_interval_s
+
+    async def _opened(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.state.up()  # DingTalk sends no greeting: the accepted handshake is the session
+        log.info("dingtalk_stream_up", channel=self.channel.id)
 
     async def _open_url(self) -> str:
         key, secret = self.channel.app_key, self.channel.app_secret
@@ -92,18 +76,6 @@ class DingTalkStream(LongConnection):
             raise ConnectionError("connections/open answered without a WebSocket endpoint and ticket")
         return f"{endpoint}?ticket={quote_plus(ticket)}"
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        frames: asyncio.Queue[Any] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(ws, frames))
-        try:
-            await self._handle_all(ws, frames)
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-        failure = None if reader.cancelled() else reader.exception()
-        if failure is not None:
-            raise failure
-
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, frames: asyncio.Queue[Any]) -> None:
         """Read frames until the socket ends or DingTalk says ``disconnect``; pings are answered here."""
         try:
@@ -125,10 +97,10 @@ class DingTalkStream(LongConnection):
                                   aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                     raise SessionEnded(f"websocket closed ({msg.type.name}, code {ws.close_code})")
         finally:
-            frames.put_nowait(_END)
+            frames.put_nowait(END)
 
     async def _handle_all(self, ws: aiohttp.ClientWebSocketResponse, frames: asyncio.Queue[Any]) -> None:
-        while (frame := await frames.get()) is not _END:
+        while (frame := await frames.get()) is not END:
             if ws.closed:  # what was not acknowledged comes again on the next session
                 raise SessionEnded(f"websocket closed (code {ws.close_code})")
             kind, headers = frame.get("type"), frame["headers"]

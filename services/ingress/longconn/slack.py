@@ -28,39 +28,21 @@ import structlog
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.services.ingress.channels.base import Rejected
 from agentbus.services.ingress.channels.slack import SlackInbound
-from agentbus.services.ingress.longconn.base import LongConnection
+from agentbus.services.ingress.longconn.websocket import END, SessionEnded, WebSocketConnection
 
 log = structlog.get_logger("agentbus.ingress.slack")
 
-_END = object()  # queued after the last frame of a session
 
 
-class SessionEnded(ConnectionError):
-    """The WebSocket closed, broke or was refused."""
-
-
-class SlackSocketMode(LongConnection):
+class SlackSocketMode(WebSocketConnection):
     type = "slack"
     channel: SlackChannel
     adapter: SlackInbound
     hello_timeout_s: float = 30.0  # Slack says hello at once; a socket that stays silent is not a session
 
-    async def run(self) -> None:
-        error: str | None = None
-        try:
-            url = await self._open_url()
-            async with aiohttp.ClientSession(trust_env=True) as session, session.ws_connect(
-                url, heartbeat=self.channel.socket_ping_interval_s, autoping=True, max_msg_size=16 * 2**20,
-            ) as ws:
-                await self._serve(ws)
-        except aiohttp.WSServerHandshakeError as exc:
-            error = f"websocket refused: HTTP {exc.status}"
-            raise SessionEnded(error) from exc
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self.state.down(error)
+    @property
+    def heartbeat_s(self) -> float:
+        return self.channel.socket_ping_interval_s
 
     async def _open_url(self) -> str:
         token = self.channel.app_token.value() if self.channel.app_token is not None else ""
@@ -81,18 +63,6 @@ class SlackSocketMode(LongConnection):
         if not isinstance(url, str) or not url.startswith(("wss://", "ws://")):
             raise ConnectionError("apps.connections.open answered without a WebSocket url")
         return url
-
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        frames: asyncio.Queue[Any] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(ws, frames))
-        try:
-            await self._handle_all(ws, frames)
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-        failure = None if reader.cancelled() else reader.exception()
-        if failure is not None:
-            raise failure
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, frames: asyncio.Queue[Any]) -> None:
         """Read frames until the socket ends; ``hello`` must come within ``hello_timeout_s``."""
@@ -122,10 +92,10 @@ class SlackSocketMode(LongConnection):
                 raise
             raise SessionEnded(f"no hello from Slack within {self.hello_timeout_s}s") from None
         finally:
-            frames.put_nowait(_END)
+            frames.put_nowait(END)
 
     async def _handle_all(self, ws: aiohttp.ClientWebSocketResponse, frames: asyncio.Queue[Any]) -> None:
-        while (frame := await frames.get()) is not _END:
+        while (frame := await frames.get()) is not END:
             if ws.closed:  # what was not acknowledged comes again on the next session
                 raise SessionEnded(f"websocket closed (code {ws.close_code})")
             kind = frame.get("type")
