@@ -136,3 +136,15 @@ async def test_a_progress_that_cannot_be_published_never_stops_the_answer() -> N
                           sink=FakeProgressSink(fail=ConnectionError("broker away")))
     [reply] = [o for o in await r.answer(context()) if isinstance(o, ReplyGenerated)]
     assert reply.data.text == "once upon a time there was a broker" and reply.data.streamed is False
+
+
+def test_stream_is_refused_for_a_channel_type_that_cannot_edit_a_message() -> None:
+    raw = base_config()
+    raw["channels"][0]["progress"] = "stream"  # a signed webhook: a push cannot be edited
+    with pytest.raises(Exception, match="cannot edit a sent message"):
+        parse_config(raw)
+    raw["channels"][0]["progress"] = "sometimes"
+    with pytest.raises(Exception, match="progress"):
+        parse_config(raw)
+    assert config("stream").channel("tg").progress == "stream"  # type: ignore[union-attr]
+    assert parse_config(base_config()).channel("acme").progress == "typing"  # type: ignore[union-attr]
