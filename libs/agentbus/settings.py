@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 60.0
     llm_attempts: int = 3
     llm_max_connections: int = 4096
+    # progress: stream: the least seconds between two reply.progress events carrying the answer so far
+    reasoner_stream_interval_s: float = 1.0
 
     # HTTP
     http_host: str = "127.0.0.1"

@@ -10,13 +10,15 @@ import httpx
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
-from agentbus.events import ReplyGenerated
+from agentbus.events import ReplyGenerated, ReplyProgress
 from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
 from agentbus.services.egress.channels import ADAPTERS
 from agentbus.services.egress.channels.base import OutboundAdapter, TokenCache
 from agentbus.services.egress.handlers import Egress
 from agentbus.services.egress.ledger import PgDeliveryLedger
+from agentbus.services.egress.progress import ProgressDisplay
+from agentbus.services.egress.progress_store import PgProgressStore
 from agentbus.services.egress.shared_limits import PgRateLimiter
 from agentbus.settings import Settings
 
@@ -35,10 +37,12 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     pool, database = await service_database(settings, "egress", Path(__file__).parent / "migrations")
     http = async_client(timeout=settings.push_timeout_s, max_connections=512)
     ledger = PgDeliveryLedger(pool)
-    egress = Egress(build_adapters(config, http, TokenCache()), ledger, PgRateLimiter(pool), settings.push_attempts)
+    adapters = build_adapters(config, http, TokenCache())
+    progress = ProgressDisplay(adapters, PgProgressStore(pool))
+    egress = Egress(adapters, ledger, PgRateLimiter(pool), settings.push_attempts, progress=progress)
 
     return ServiceParts(
-        routes={ReplyGenerated: egress.push_reply},
+        routes={ReplyGenerated: egress.push_reply, ReplyProgress: progress.show},
         checks={"database": database},
         on_stop=[http.aclose, ledger.aclose, pool.close],
     )

@@ -22,6 +22,7 @@ from agentbus.retrying import failure, jittered
 from agentbus.services.egress.ports import (
     Claim,
     DeliveryLedger,
+    FinalEdit,
     Outbound,
     Outcome,
     Permanent,
@@ -54,6 +55,7 @@ class Egress:
     attempts: int = 6
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    progress: FinalEdit | None = None  # a reply whose answer was streamed edits that message
 
     async def push_reply(self, event: ReplyGenerated) -> Sequence[Event]:
         d = event.data  # a redelivered reply is recognised by its claim (or its processed record)
@@ -122,12 +124,13 @@ class Egress:
         outcome = Outcome("delivered", attempts, pushed.http_status, platform_message_id=pushed.platform_message_id)
         return await self._finish(event, target, outcome, started, claim)
 
-    @staticmethod
-    async def _push(adapter: Outbound, event: ReplyGenerated, attempt: int) -> Pushed:
+    async def _push(self, adapter: Outbound, event: ReplyGenerated, attempt: int) -> Pushed:
         d = event.data
         with tracer().start_as_current_span(f"push {d.channel_type}", kind=SpanKind.CLIENT) as span:
             span.set_attribute("agentbus.channel", d.channel)
             span.set_attribute("agentbus.attempt", attempt)
+            if self.progress is not None and (edited := await self.progress.final(adapter, d, event.id)) is not None:
+                return edited
             return await adapter.push(d, event.id)
 
     async def _finish(

@@ -112,3 +112,9 @@ class RateLimiter(Protocol):
     async def acquire(self, target: str, per_minute: int | None) -> None:
         """Wait until one more push to ``target`` fits its rate."""
         ...
+
+
+class FinalEdit(Protocol):
+    async def final(self, adapter: Outbound, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed | None:
+        """A streamed reply edited into the message its progress was shown in (None: push it as usual)."""
+        ...

@@ -9,7 +9,7 @@ import structlog
 from agentbus.bus import Producer
 from agentbus.config import ConfigError, PlatformConfig
 from agentbus.db import service_database
-from agentbus.events import ContextAssembled
+from agentbus.events import ContextAssembled, ReplyProgress
 from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
 from agentbus.services.reasoner.handlers import Reasoner
@@ -25,6 +25,16 @@ from agentbus.services.reasoner.tools.schedule import ScheduleTool, scheduler_ur
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
+
+
+class ProducerProgress:
+    """reply.progress straight to the bus, acknowledged before the answer goes on."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+
+    async def publish(self, event: ReplyProgress) -> None:
+        await self._producer.publish([event])
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
@@ -48,7 +58,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     problems = registry.validate(config)
     if problems:
         raise ConfigError("invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
-    reasoner = Reasoner(config, settings, ledger, llm, registry)
+    reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer))
 
     return ServiceParts(
         routes={ContextAssembled: reasoner.answer},

@@ -7,9 +7,11 @@ from agentbus.events import (
     JobRequested,
     MemoryRequested,
     ReplyGenerated,
+    ReplyProgress,
     ToolCalled,
 )
 
 SUBSCRIBES: tuple[type[Event], ...] = (ContextAssembled,)
 # the commands are those the agent's tools ask for (schedule, memory), published with the reply
-PUBLISHES: tuple[type[Event], ...] = (InferenceCompleted, ToolCalled, ReplyGenerated, JobRequested, MemoryRequested)
+PUBLISHES: tuple[type[Event], ...] = (InferenceCompleted, ToolCalled, ReplyGenerated, JobRequested, MemoryRequested,
+                                       ReplyProgress)

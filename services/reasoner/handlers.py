@@ -39,6 +39,7 @@ from agentbus.services.reasoner.ports import (
     Record,
     Toolbox,
 )
+from agentbus.services.reasoner.progress import ProgressSink, Reporter
 from agentbus.services.reasoner.prompt import build_messages
 from agentbus.settings import Settings
 
@@ -90,6 +91,7 @@ class Reasoner:
     llm: ChatModel
     tools: Toolbox | None = None
     tool_timeout_s: float = 60.0
+    progress: ProgressSink | None = None  # where reply.progress goes (published at once, best effort)
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self.config.agent(agent_id)
@@ -121,17 +123,27 @@ class Reasoner:
             chain = resolve_chain(agent.model_copy(update={"model": fx.model, "fallback_models": ()}), self.config,
                                   self.settings)
         tools = list(self.tools.for_agent(agent)) if self.tools is not None else []
-        loop = ToolLoop(self.llm, self.ledger, self.tool_timeout_s)
+        reporter = self._reporter(event, fx.push)
+        loop = ToolLoop(self.llm, self.ledger, self.tool_timeout_s, reporter)
         done = await loop.run(event, agent, chain, messages, tools, found.steps, fx)
         if done.stopped:
             note = f"(I stopped after {done.steps - 1} tool steps, the most I may take for one answer.)"
             done.completion = replace(done.completion, text=f"{done.completion.text}\n\n{note}".strip())
         if not done.completion.text.strip():
             done.completion = replace(done.completion, text=agent.apology)
-        return await self._finish(event, agent, done, reused=False, store=fx.remember)
+        return await self._finish(event, agent, done, reused=False, store=fx.remember,
+                                  streamed=reporter is not None and reporter.streamed)
+
+    def _reporter(self, event: ContextAssembled, push: bool) -> Reporter | None:
+        """Progress for a live answer on a channel that shows it (a replay reaches no chat)."""
+        channel = self.config.channel(event.data.channel)
+        if (self.progress is None or not push or event.data.trigger != "message" or channel is None
+                or channel.progress == "off"):
+            return None
+        return Reporter(event, self.progress, channel.progress, self.settings.reasoner_stream_interval_s)
 
     async def _finish(self, event: ContextAssembled, agent: Agent, done: Answer, *, reused: bool,
-                      store: bool) -> list[Event]:
+                      store: bool, streamed: bool = False) -> list[Event]:
         c = done.completion
         ctx = event.data
         tool_events = [_tool_event(event, agent.id, o) for o in done.tools]
@@ -145,7 +157,7 @@ class Reasoner:
         reply = event.follow(ReplyGenerated, ReplyGeneratedData(
             agent=agent.id, channel=ctx.channel, channel_type=ctx.channel_type, chat=ctx.chat, text=c.text,
             format=agent.reply_format, model=c.model, reply_route=ctx.reply_route, in_reply_to=ctx.in_reply_to,
-            asker=ctx.asker, card=card, attachments=attachments,
+            asker=ctx.asker, card=card, attachments=attachments, streamed=streamed,
         ), source=SOURCE, step=Step.REPLY)
         commands = [cmd for o in done.tools for cmd in o.commands]
         outputs = [*tool_events, inference, reply, *commands]

@@ -21,7 +21,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from agentbus import metrics
 from agentbus.bus.errors import PermanentError, TransientError
 from agentbus.httpclient import async_client
-from agentbus.services.reasoner.ports import ECHO, Completion, Endpoint, ToolCall
+from agentbus.services.reasoner.llm_stream import read_stream
+from agentbus.services.reasoner.ports import ECHO, Completion, Endpoint, OnText, ToolCall
 from agentbus.telemetry import tracer
 
 __all__ = ["ECHO", "ChatClient", "Completion", "Endpoint", "UpstreamError", "echo_answer"]
@@ -91,7 +92,7 @@ class ChatClient:
 
     async def complete(
         self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], *, temperature: float | None,
-        max_tokens: int | None, tools: list[dict[str, Any]] | None = None,
+        max_tokens: int | None, tools: list[dict[str, Any]] | None = None, on_text: OnText | None = None,
     ) -> Completion:
         tried: list[str] = []
         total_attempts = 0
@@ -106,7 +107,7 @@ class ChatClient:
                                       finish_reason="stop", latency_ms=(time.perf_counter() - started) * 1000,
                                       attempts=total_attempts, models_tried=tuple(tried))
                 body, attempts = await self._call(ep, messages, temperature, max_tokens,
-                                                  tools if ep.tools else None)
+                                                  tools if ep.tools else None, on_text)
                 total_attempts += attempts
             except (UpstreamError, httpx.TransportError, ValueError, KeyError) as exc:
                 total_attempts += getattr(exc, "attempts", 1)
@@ -142,7 +143,7 @@ class ChatClient:
 
     async def _call(
         self, ep: Endpoint, messages: list[dict[str, Any]], temperature: float | None, max_tokens: int | None,
-        tools: list[dict[str, Any]] | None,
+        tools: list[dict[str, Any]] | None, on_text: OnText | None = None,
     ) -> tuple[dict[str, Any], int]:
         payload: dict[str, Any] = {"model": ep.model, "messages": messages}
         if temperature is not None:
@@ -151,6 +152,9 @@ class ChatClient:
             payload["max_tokens"] = max_tokens
         if tools:
             payload["tools"] = tools
+        if on_text is not None:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}  # the token counts come in a last chunk
         headers = {"Content-Type": "application/json", **ep.headers}
         if ep.api_key:
             headers["Authorization"] = f"Bearer {ep.api_key}"
@@ -169,15 +173,10 @@ class ChatClient:
                     if max_tokens is not None:
                         span.set_attribute("gen_ai.request.max_tokens", max_tokens)
                     try:
-                        resp = await self._http.post(url, content=orjson.dumps(payload), headers=headers,
-                                                     timeout=ep.timeout_s)
-                    except httpx.TransportError as exc:
+                        body = await self._post(url, payload, headers, ep.timeout_s, attempts, on_text)
+                    except (httpx.TransportError, UpstreamError) as exc:
                         span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                         raise
-                    if resp.status_code >= 400:
-                        span.set_status(Status(StatusCode.ERROR, f"HTTP {resp.status_code}"))
-                        raise UpstreamError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}", attempts)
-                    body = orjson.loads(resp.content)
                     usage = body.get("usage") or {}
                     choice = (body.get("choices") or [{}])[0]
                     span.set_attribute("gen_ai.response.model", body.get("model") or ep.model)
@@ -191,6 +190,22 @@ class ChatClient:
                         raise ValueError("response has no choices")
                     return body, attempts
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(self, url: str, payload: dict[str, Any], headers: dict[str, str], timeout_s: float,
+                    attempts: int, on_text: OnText | None) -> dict[str, Any]:
+        """The completion body: read whole, or folded from the streamed chunks (``llm_stream``)."""
+        content = orjson.dumps(payload)
+        if on_text is None:
+            resp = await self._http.post(url, content=content, headers=headers, timeout=timeout_s)
+            if resp.status_code >= 400:
+                raise UpstreamError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}", attempts)
+            body: dict[str, Any] = orjson.loads(resp.content)
+            return body
+        async with self._http.stream("POST", url, content=content, headers=headers, timeout=timeout_s) as resp:
+            if resp.status_code >= 400:
+                await resp.aread()
+                raise UpstreamError(resp.status_code, f"HTTP {resp.status_code}: {resp.text[:200]}", attempts)
+            return await read_stream(resp, on_text)
 
 
 def _tool_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:

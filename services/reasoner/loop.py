@@ -37,6 +37,7 @@ from agentbus.services.reasoner.ports import (
     ToolContext,
     ToolResult,
 )
+from agentbus.services.reasoner.progress import Reporter
 from agentbus.services.reasoner.prompt import fit, message_tokens
 from agentbus.telemetry import tracer
 
@@ -120,6 +121,7 @@ class ToolLoop:
     llm: ChatModel
     ledger: InferenceLedger
     tool_timeout_s: float = 60.0
+    reporter: Reporter | None = None  # the chat's progress: working before each model call, partials
 
     async def run(self, event: ContextAssembled, agent: Agent, chain: Sequence[Endpoint],
                   messages: list[dict[str, Any]], tools: Sequence[Tool], recorded: Sequence[StepRecord],
@@ -159,8 +161,12 @@ class ToolLoop:
                           steps: dict[tuple[int, str], StepRecord], fx: Effects) -> Completion:
         if fx.remember and (found := steps.get((n, ""))) is not None:
             return replace(_completion_of(found.data), attempts=0, latency_ms=0.0)  # paid for already
+        on_text = None
+        if self.reporter is not None:
+            await self.reporter.working()
+            on_text = self.reporter.partial if self.reporter.streams else None
         c = await self.llm.complete(chain, request, temperature=agent.temperature, max_tokens=agent.max_tokens,
-                                    tools=specs)
+                                    tools=specs, on_text=on_text)
         if c.tool_calls and fx.remember:  # a call that asked for tools is a step to resume after
             record = StepRecord(n=n, call_id="", kind="llm", data=_completion_data(c))
             await until_recorded(lambda: self.ledger.record_step(event, record), what="model step")

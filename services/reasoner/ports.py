@@ -7,7 +7,7 @@ the agent's tools. Nothing here knows HTTP or PostgreSQL; ``llm.py``, ``ledger.p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
@@ -53,11 +53,18 @@ class Completion:
     tool_calls: tuple[ToolCall, ...] = ()
 
 
+# called with the answer so far while a streamed model call runs (the whole text, not a delta)
+OnText = Callable[[str], Awaitable[None]]
+
+
 class ChatModel(Protocol):
     async def complete(
         self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], *, temperature: float | None,
-        max_tokens: int | None, tools: list[dict[str, Any]] | None = None,
-    ) -> Completion: ...
+        max_tokens: int | None, tools: list[dict[str, Any]] | None = None, on_text: OnText | None = None,
+    ) -> Completion:
+        """With ``on_text`` the endpoint is asked to stream, and ``on_text`` hears the text as it grows;
+        the completion returned is the same either way."""
+        ...
 
 
 # ---------------------------------------------------------------- the ledger

@@ -90,6 +90,7 @@ class FakeSlack:
     channels: set[str] = field(default_factory=lambda: {"D0DIRECT01", "C0GENERAL1"})  # the bot is a member
     other_channels: set[str] = field(default_factory=set)  # exist, but the bot is not in them
     posted: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)  # chat.update calls accepted
     calls: int = 0
     unescaped: list[str] = field(default_factory=list)  # texts with raw control characters
     plan: list[tuple[int, str | None, dict[str, str]]] = field(default_factory=list)
@@ -102,7 +103,8 @@ class FakeSlack:
         return self.server.url + "/api"
 
     async def start(self) -> FakeSlack:
-        self.server = LoopbackServer([Route("/api/chat.postMessage", self._post, methods=["POST"])])
+        self.server = LoopbackServer([Route("/api/chat.postMessage", self._post, methods=["POST"]),
+                                      Route("/api/chat.update", self._update, methods=["POST"])])
         await self.server.start()
         return self
 
@@ -119,6 +121,34 @@ class FakeSlack:
             if time.monotonic() > deadline:
                 raise TimeoutError("no matching message reached the fake Slack")
             await asyncio.sleep(0.05)
+
+    def text_of(self, ts: str) -> str | None:
+        """A posted message's text as the channel shows it now (after its updates)."""
+        texts = [m.get("text") or m.get("markdown_text") for m in [*self.posted, *self.updates] if m["ts"] == ts]
+        return texts[-1] if texts else None
+
+    async def _update(self, request: Request) -> Response:
+        """chat.update of one of the bot's messages, by channel and ts (cant_update_message otherwise)."""
+        raw = await request.body()
+        try:
+            args = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return JSONResponse({"ok": False, "error": "invalid_json"})
+        auth = request.headers.get("authorization", "")
+        if not isinstance(args, dict) or auth[7:] not in self.tokens:
+            return JSONResponse({"ok": False, "error": "invalid_auth"})
+        channel, ts = args.get("channel"), args.get("ts")
+        if channel not in self.channels:
+            return JSONResponse({"ok": False, "error": "channel_not_found"})
+        if not any(m["ts"] == ts and m["channel"] == channel for m in self.posted):
+            return JSONResponse({"ok": False, "error": "message_not_found"})
+        text, md = args.get("text"), args.get("markdown_text")
+        if md is not None and (text is not None or args.get("blocks")):
+            return JSONResponse({"ok": False, "error": "markdown_text_conflict"})
+        if not (text or md or args.get("blocks")):
+            return JSONResponse({"ok": False, "error": "no_text"})
+        self.updates.append({**args, "_at": time.time()})
+        return JSONResponse({"ok": True, "channel": channel, "ts": ts, "text": text or md})
 
     async def _post(self, request: Request) -> Response:
         self.calls += 1

@@ -1,4 +1,5 @@
-"""A local Telegram Bot API (``sendMessage``, ``getMe``, getUpdates in telegram_updates.py), webhook update builders.
+"""A local Telegram Bot API (``sendMessage``, ``sendChatAction``, ``editMessageText``, ``getMe``, getUpdates in
+telegram_updates.py), webhook update builders.
 
 ``sendMessage`` is checked as Telegram does: the bot token in the path, the chat (unknown → "chat not
 found", blocked → 403, upgraded to a supergroup → ``migrate_to_chat_id``), ``reply_parameters``, the
@@ -29,6 +30,9 @@ BOT_USERNAME = "agentbus_test_bot"
 RESERVED = set("_*[]()~`>#+-=|{}.!")
 JSON_PARAMS = {"chat_id", "message_thread_id", "reply_parameters", "reply_markup", "entities",
                "link_preview_options", "disable_notification", "protect_content"}
+# sendChatAction's documented actions
+ACTIONS = {"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice",
+           "upload_document", "choose_sticker", "find_location", "record_video_note", "upload_video_note"}
 _update_ids = itertools.count(100_000)
 _message_ids = itertools.count(1)
 
@@ -191,6 +195,8 @@ class FakeTelegram:
     migrated: dict[int, int] = field(default_factory=dict)  # old group id -> supergroup id
     sent: list[dict[str, Any]] = field(default_factory=list)
     calls: list[float] = field(default_factory=list)  # times of sendMessage calls
+    actions: list[dict[str, Any]] = field(default_factory=list)  # sendChatAction calls accepted
+    edits: list[dict[str, Any]] = field(default_factory=list)  # editMessageText calls accepted
     plan: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     server: LoopbackServer | None = None
     updates: UpdateQueue = field(default_factory=UpdateQueue)  # getUpdates (long polling) and the webhook setting
@@ -205,6 +211,8 @@ class FakeTelegram:
         self.server = LoopbackServer([
             Route("/bot{token}/sendMessage", self._send, methods=["POST"]),
             Route("/bot{token}/getMe", self._get_me, methods=["GET", "POST"]),
+            Route("/bot{token}/sendChatAction", self._chat_action, methods=["POST"]),
+            Route("/bot{token}/editMessageText", self._edit, methods=["POST"]),
             Route("/bot{token}/{method:str}", self._updates, methods=["GET", "POST"]),
         ])
         await self.server.start()
@@ -281,6 +289,71 @@ class FakeTelegram:
         return JSONResponse({"ok": True, "result": {**user(BOT_ID, "Agentbus", BOT_USERNAME, True),
                                                      "can_join_groups": True, "can_read_all_group_messages": False,
                                                      "supports_inline_queries": False}})
+
+    def text_of(self, message_id: int) -> str | None:
+        """A sent message's text as the chat shows it now (after its edits)."""
+        sent = [m["plain"] for m in self.sent if m["message_id"] == message_id]
+        edited = [e["plain"] for e in self.edits if e["message_id"] == message_id]
+        return (edited or sent or [None])[-1]
+
+    async def _chat_action(self, request: Request) -> Response:
+        if request.path_params["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        args = await self._args(request)
+        if args is None:
+            return self._error(400, "Bad Request: invalid request body")
+        chat_id = args.get("chat_id")
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
+        if chat_id not in self.chats:
+            return self._error(400, "Bad Request: chat not found")
+        if args.get("action") not in ACTIONS:
+            return self._error(400, "Bad Request: wrong parameter action in request")
+        self.actions.append({**args, "chat_id": chat_id, "_at": time.monotonic()})
+        return JSONResponse({"ok": True, "result": True})
+
+    async def _edit(self, request: Request) -> Response:
+        """editMessageText of one of the bot's messages: checked as sendMessage is, and refused with
+        "message is not modified" when the text and markup are what the message already shows."""
+        if request.path_params["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        args = await self._args(request)
+        if args is None:
+            return self._error(400, "Bad Request: invalid request body")
+        chat_id, mid = args.get("chat_id"), args.get("message_id")
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
+        if isinstance(mid, str) and mid.isdigit():
+            mid = int(mid)
+        if chat_id not in self.chats:
+            return self._error(400, "Bad Request: chat not found")
+        mine = [m for m in self.sent if m["message_id"] == mid and m["chat_id"] == chat_id]
+        if not mine:
+            return self._error(400, "Bad Request: message to edit not found")
+        text = args.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return self._error(400, "Bad Request: message text is empty")
+        plain, entities = text, []
+        if args.get("parse_mode") == "MarkdownV2":
+            try:
+                plain, entities = parse_markdown_v2(text)
+            except ParseError as err:
+                return self._error(400, f"Bad Request: can't parse entities: {err}")
+        elif args.get("parse_mode") is not None:
+            return self._error(400, f"Bad Request: unsupported parse_mode {args['parse_mode']}")
+        if _u16(plain) > 4096:
+            return self._error(400, "Bad Request: MESSAGE_TOO_LONG")
+        before = ([e for e in self.edits if e["message_id"] == mid] or mine)[-1]
+        if before["plain"] == plain and before["entities"] == entities:
+            return self._error(400, "Bad Request: message is not modified: specified new message content and "
+                                    "reply markup are exactly the same as a current content and reply markup "
+                                    "of the message")
+        self.edits.append({**args, "chat_id": chat_id, "message_id": mid, "plain": plain, "entities": entities,
+                           "_at": time.monotonic()})
+        result = {"message_id": mid, "from": user(BOT_ID, "Agentbus", BOT_USERNAME, True),
+                  "chat": chat(chat_id, self.chats[chat_id]), "date": int(time.time()),
+                  "edit_date": int(time.time()), "text": plain}
+        return JSONResponse({"ok": True, "result": result})
 
     async def _send(self, request: Request) -> Response:
         if request.path_params["token"] != self.token:

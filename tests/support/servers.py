@@ -10,13 +10,13 @@ import asyncio
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agentbus.http import LoopbackServer
@@ -73,6 +73,7 @@ class FakeLLM:
 
     reply_prefix: str = "answer: "
     delay_s: float = 0.0
+    stream_delay_s: float = 0.0  # ``stream: true``: the pause before each chunk after the first
     fail_status: int | None = None  # answer every call with this status while set
     script: Script | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -101,6 +102,12 @@ class FakeLLM:
                 last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
                 text = f"{self.reply_prefix}{last}"
                 message, finish = {"role": "assistant", "content": text}, "stop"
+            usage = {"prompt_tokens": sum(len((m.get("content") or "").split()) for m in body["messages"]),
+                     "completion_tokens": len(text.split()), "total_tokens": 0}
+            if body.get("stream") is True:
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                return StreamingResponse(self._chunks(body["model"], message, finish, usage if include_usage
+                                                      else None), media_type="text/event-stream")
             return JSONResponse(
                 {
                     "id": f"chatcmpl-{len(self.calls)}",
@@ -108,14 +115,44 @@ class FakeLLM:
                     "created": int(time.time()),
                     "model": body["model"],
                     "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                    "usage": {"prompt_tokens": sum(len((m.get("content") or "").split()) for m in body["messages"]),
-                              "completion_tokens": len(text.split()), "total_tokens": 0},
+                    "usage": usage,
                 }
             )
 
         self.server = LoopbackServer([Route("/v1/chat/completions", completions, methods=["POST"])])
         await self.server.start()
         return self
+
+    async def _chunks(self, model: str, message: dict[str, Any], finish: str,
+                      usage: dict[str, Any] | None) -> AsyncIterator[bytes]:
+        """The answer as OpenAI streams it: ``chat.completion.chunk`` objects as server-sent events, the role
+        first, the content word by word, each tool call's id and name then its arguments in pieces, the
+        finish reason, the usage (when asked for), ``[DONE]``."""
+        base = {"id": f"chatcmpl-{len(self.calls)}", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": model}
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            c = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            return b"data: " + orjson.dumps(c) + b"\n\n"
+
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        words = re.findall(r"\S+\s*|\s+", message.get("content") or "")
+        deltas += [{"content": w} for w in words]
+        for i, call in enumerate(message.get("tool_calls") or ()):
+            args = call["function"]["arguments"]
+            deltas.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                           "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            half = len(args) // 2
+            deltas += [{"tool_calls": [{"index": i, "function": {"arguments": piece}}]}
+                       for piece in (args[:half], args[half:]) if piece]
+        for n, delta in enumerate(deltas):
+            if n and self.stream_delay_s:
+                await asyncio.sleep(self.stream_delay_s)
+            yield chunk(delta)
+        yield chunk({}, finish)
+        if usage is not None:
+            yield b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
 
     @property
     def base_url(self) -> str:

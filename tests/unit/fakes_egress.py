@@ -10,9 +10,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentbus.events import Event, ReplyGenerated, ReplyGeneratedData
 from agentbus.services.egress.ports import Claim, Outcome, Pushed
+from agentbus.services.egress.progress import Applied
 
 
 def _run(event: Event) -> str:
@@ -95,3 +97,29 @@ class FakeRateLimiter:
     async def acquire(self, target: str, per_minute: int | None) -> None:
         self.acquired.append((target, per_minute))
         self.journal.append("acquire")
+
+
+@dataclass
+class FakeProgressStore:
+    """progress_messages in memory, with the store's rules: a higher seq only, nothing after finish."""
+
+    rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    async def advance(self, channel: str, in_reply_to: str, seq: int) -> Applied | None:
+        row = self.rows.get((channel, in_reply_to))
+        if row is None:
+            self.rows[(channel, in_reply_to)] = {"seq": seq, "message_id": None, "finished": False}
+            return Applied(None)
+        if row["finished"] or row["seq"] >= seq:
+            return None
+        row["seq"] = seq
+        return Applied(row["message_id"])
+
+    async def set_message(self, channel: str, in_reply_to: str, message_id: str) -> None:
+        row = self.rows[(channel, in_reply_to)]
+        row["message_id"] = row["message_id"] or message_id
+
+    async def finish(self, channel: str, in_reply_to: str) -> str | None:
+        row = self.rows.setdefault((channel, in_reply_to), {"seq": 0, "message_id": None, "finished": False})
+        row["finished"] = True
+        return row["message_id"]

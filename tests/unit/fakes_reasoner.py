@@ -13,6 +13,7 @@ from agentbus.services.reasoner.ports import (
     Completion,
     Endpoint,
     Lookup,
+    OnText,
     Record,
     StepRecord,
     Tool,
@@ -59,20 +60,28 @@ class ScriptedLLM:
     calls: int = 0
     requests: list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None]] = field(default_factory=list)
     fail: BaseException | None = None
+    streamed: list[bool] = field(default_factory=list)  # per call: whether it was asked to stream
 
     async def complete(
         self, chain: Sequence[Endpoint], messages: list[dict[str, Any]], *, temperature: float | None,
-        max_tokens: int | None, tools: list[dict[str, Any]] | None = None,
+        max_tokens: int | None, tools: list[dict[str, Any]] | None = None, on_text: OnText | None = None,
     ) -> Completion:
         self.calls += 1
         self.requests.append((list(messages), tools))
+        self.streamed.append(on_text is not None)
         if self.fail is not None:
             raise self.fail
         if self.script is not None:
-            return self.script(messages)
-        return Completion(text=f"reply to {messages[-1]['content']}", model=chain[0].model, provider="test",
-                          prompt_tokens=3, completion_tokens=4, finish_reason="stop", latency_ms=1.0,
-                          models_tried=(chain[0].name,))
+            c = self.script(messages)
+        else:
+            c = Completion(text=f"reply to {messages[-1]['content']}", model=chain[0].model, provider="test",
+                           prompt_tokens=3, completion_tokens=4, finish_reason="stop", latency_ms=1.0,
+                           models_tried=(chain[0].name,))
+        if on_text is not None:  # as a streamed call does: the text word by word, growing
+            words = c.text.split(" ")
+            for i in range(1, len(words) + 1):
+                await on_text(" ".join(words[:i]))
+        return c
 
 
 def asks(*calls: tuple[str, dict[str, Any]]) -> Completion:
@@ -111,3 +120,16 @@ class FakeToolbox:
 
     def for_agent(self, agent: Agent) -> Sequence[Tool]:
         return [t for t in self.tools if t.name in agent.tools]
+
+
+@dataclass
+class FakeProgressSink:
+    """Records the reply.progress events the reasoner publishes; ``fail`` makes every publish raise."""
+
+    events: list[Event] = field(default_factory=list)
+    fail: BaseException | None = None
+
+    async def publish(self, event: Event) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.events.append(event)

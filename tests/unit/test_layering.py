@@ -18,7 +18,7 @@ SERVICES = ROOT / "services"
 HANDLERS = {
     "ingress": ("accept.py", {"ports", "inbound"}),
     "memory": ("handlers.py", {"ports"}),
-    "reasoner": ("handlers.py", {"ports", "prompt", "loop", "parts"}),
+    "reasoner": ("handlers.py", {"ports", "prompt", "loop", "parts", "progress"}),
     "scheduler": ("handlers.py", {"ports", "schedule"}),
     "egress": ("handlers.py", {"ports"}),
 }

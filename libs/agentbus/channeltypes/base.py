@@ -48,9 +48,15 @@ class ChannelBase(Strict):
     mention_asker: bool = True
     # outbound pushes per target per minute (None: the channel type's documented default)
     rate_limit_per_minute: int | None = None
+    # while the agent works: nothing, the platform's typing indicator, or the answer streamed into a message
+    # edited as it grows (only where the platform lets a bot edit its message: ``editable``)
+    progress: Literal["off", "typing", "stream"] = "typing"
+    editable: ClassVar[bool] = False
 
     @model_validator(mode="after")
     def _mode_supported(self) -> ChannelBase:
         if self.mode == "stream" and not self.stream_capable:
             raise ValueError(f"channel type {self.type!r} has no long-connection mode: use mode: webhook")
+        if self.progress == "stream" and not self.editable:
+            raise ValueError(f"channel type {self.type!r} cannot edit a sent message: use progress: typing or off")
         return self

@@ -12,6 +12,7 @@ from agentbus.channeltypes.base import ChannelBase, EnvRef
 class SlackChannel(ChannelBase):
     type: Literal["slack"]
     stream_capable: ClassVar[bool] = True
+    editable: ClassVar[bool] = True  # progress: stream (editMessageText / chat.update)
     api_base: str = Field(default="https://slack.com/api", pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$")
     # Basic Information → App Credentials → Signing Secret (webhook mode: every request is signed with it)
     signing_secret: EnvRef | None = None

@@ -12,6 +12,7 @@ from agentbus.channeltypes.base import ChannelBase, EnvRef
 class TelegramChannel(ChannelBase):
     type: Literal["telegram"]
     stream_capable: ClassVar[bool] = True
+    editable: ClassVar[bool] = True  # progress: stream (editMessageText / chat.update)
     api_base: str = Field(default="https://api.telegram.org", pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$")
     bot_token: EnvRef  # from @BotFather: "<bot id>:<secret>"
     # the secret_token given to setWebhook, echoed in X-Telegram-Bot-Api-Secret-Token (1-256 of A-Z a-z 0-9 _ -);

@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from agentbus.channeltypes.slack import SlackChannel
-from agentbus.events import ReplyGeneratedData
+from agentbus.events import ReplyGeneratedData, ReplyProgressData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
@@ -62,10 +62,13 @@ class SlackOutbound(OutboundAdapter):
         return body
 
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
+        return await self._call("chat.postMessage", self.body(reply))
+
+    async def _call(self, method: str, body: dict[str, Any]) -> Pushed:
         try:
             resp = await self.http.post(
-                f"{self.channel.base}/chat.postMessage",
-                content=orjson.dumps(self.body(reply)),
+                f"{self.channel.base}/{method}",
+                content=orjson.dumps(body),
                 headers={"authorization": f"Bearer {self._token}", "content-type": "application/json; charset=utf-8"},
             )
         except httpx.TransportError as exc:
@@ -92,3 +95,29 @@ class SlackOutbound(OutboundAdapter):
         if error in RETRYABLE_ERRORS:
             raise Retryable(error, resp.status_code, retry_after_seconds(resp))
         raise Permanent(error, resp.status_code)
+
+    # ---------------------------------------------------------------- progress (see egress.progress)
+    # Slack has no typing indicator for bots: progress: typing shows nothing, progress: stream posts the
+    # answer so far and edits it with chat.update.
+
+    def _where(self, reply: ReplyGeneratedData | ReplyProgressData) -> str:
+        return str(reply.reply_route.get("channel") or reply.chat.id)
+
+    async def post_partial(self, progress: ReplyProgressData) -> str:
+        body: dict[str, Any] = {"channel": self._where(progress), "text": escape(progress.text)[:MAX_TEXT],
+                                "mrkdwn": False}
+        if isinstance(progress.reply_route.get("thread_ts"), str):
+            body["thread_ts"] = progress.reply_route["thread_ts"]
+        pushed = await self._call("chat.postMessage", body)
+        if pushed.platform_message_id is None:
+            raise Permanent("chat.postMessage answered without a ts")
+        return pushed.platform_message_id
+
+    async def edit_partial(self, progress: ReplyProgressData, message_id: str) -> None:
+        await self._call("chat.update", {"channel": self._where(progress), "ts": message_id,
+                                         "text": escape(progress.text)[:MAX_TEXT]})
+
+    async def edit_final(self, reply: ReplyGeneratedData, message_id: str) -> Pushed:
+        body = {k: v for k, v in self.body(reply).items() if k not in ("thread_ts", "mrkdwn")}
+        pushed = await self._call("chat.update", {**body, "ts": message_id})
+        return Pushed(pushed.http_status, message_id)

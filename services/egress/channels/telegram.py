@@ -23,7 +23,7 @@ import httpx
 import orjson
 
 from agentbus.channeltypes.telegram import TelegramChannel
-from agentbus.events import ReplyGeneratedData
+from agentbus.events import ReplyGeneratedData, ReplyProgressData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
@@ -94,7 +94,7 @@ class TelegramOutbound(OutboundAdapter):
 
     def __init__(self, channel: TelegramChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
         super().__init__(channel, http, tokens)
-        self._url = f"{channel.base}/bot{channel.bot_token.value()}/sendMessage"
+        self._api = f"{channel.base}/bot{channel.bot_token.value()}/"
         self._overall = _PerSecond(channel.global_rate_per_second)
         self._progress: OrderedDict[uuid.UUID, int] = OrderedDict()  # parts already sent, per reply
         self._migrated: dict[int, int] = {}  # group id -> the supergroup it became
@@ -148,13 +148,13 @@ class TelegramOutbound(OutboundAdapter):
         self._progress.pop(reply_id, None)
         return pushed
 
-    async def _send(self, body: dict[str, Any], plain: str | None) -> Pushed:
-        """One message; ``plain`` is sent instead if the API cannot parse the MarkdownV2 text."""
+    async def _send(self, body: dict[str, Any], plain: str | None, method: str = "sendMessage") -> Pushed:
+        """One message (or ``method`` call); ``plain`` is sent instead if the API cannot parse MarkdownV2."""
         migrated = False
         while True:
             await self._overall.acquire()
             try:
-                resp = await self.http.post(self._url, content=orjson.dumps(body),
+                resp = await self.http.post(self._api + method, content=orjson.dumps(body),
                                             headers={"content-type": "application/json"})
             except httpx.TransportError as exc:
                 raise transport_failure(exc) from exc
@@ -190,3 +190,66 @@ class TelegramOutbound(OutboundAdapter):
                 plain = None
                 continue
             raise Permanent(f"{code}: {desc}", resp.status_code)
+
+    # ---------------------------------------------------------------- progress (see egress.progress)
+
+    def _chat_of(self, route: dict[str, Any], chat_id: Any) -> Any:
+        chat_id = route.get("chat_id", chat_id)
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
+        return self._migrated.get(chat_id, chat_id) if isinstance(chat_id, int) else chat_id
+
+    async def typing(self, progress: ReplyProgressData) -> None:
+        """sendChatAction ``typing``: shown for five seconds or until the bot's next message."""
+        body: dict[str, Any] = {"chat_id": self._chat_of(progress.reply_route, progress.chat.id), "action": "typing"}
+        if isinstance(progress.reply_route.get("message_thread_id"), int):
+            body["message_thread_id"] = progress.reply_route["message_thread_id"]
+        await self._send(body, None, "sendChatAction")
+
+    async def post_partial(self, progress: ReplyProgressData) -> str:
+        """The answer so far as a new message (plain text: half an answer's markdown may not parse)."""
+        route = progress.reply_route
+        body: dict[str, Any] = {"chat_id": self._chat_of(route, progress.chat.id), "text": _tail(progress.text)}
+        if isinstance(route.get("message_thread_id"), int):
+            body["message_thread_id"] = route["message_thread_id"]
+        addresses = progress.chat.type != "group" or self.channel.mention_asker
+        if self.channel.reply_to_message and addresses and isinstance(route.get("message_id"), int):
+            body["reply_parameters"] = {"message_id": route["message_id"], "allow_sending_without_reply": True}
+        pushed = await self._send(body, None)
+        if pushed.platform_message_id is None:
+            raise Permanent("sendMessage answered without a message_id")
+        return pushed.platform_message_id
+
+    async def edit_partial(self, progress: ReplyProgressData, message_id: str) -> None:
+        await self._edit(progress.reply_route, progress.chat.id, message_id, _tail(progress.text), None, None)
+
+    async def edit_final(self, reply: ReplyGeneratedData, message_id: str) -> Pushed:
+        """The streamed message becomes the reply's first message; the rest of a long reply follows it."""
+        (text, mode), *rest = self.messages(reply)
+        pushed = await self._edit(reply.reply_route, reply.chat.id, message_id, text, mode,
+                                  split_text(reply.text)[0] if mode else None)
+        chat_id = self._chat_of(reply.reply_route, reply.chat.id)
+        for more, more_mode in rest:
+            await self._send({"chat_id": chat_id, "text": more, **({"parse_mode": more_mode} if more_mode else {})},
+                             None)
+        return pushed
+
+    async def _edit(self, route: dict[str, Any], chat_id: Any, message_id: str, text: str, mode: str | None,
+                    plain: str | None) -> Pushed:
+        body: dict[str, Any] = {"chat_id": self._chat_of(route, chat_id), "message_id": int(message_id), "text": text}
+        if mode:
+            body["parse_mode"] = mode
+        try:
+            await self._send(body, plain, "editMessageText")
+        except Permanent as exc:
+            if "message is not modified" not in str(exc):  # the same text again (a repeated edit) is done
+                raise
+        return Pushed(http_status=200, platform_message_id=message_id)
+
+
+def _tail(text: str) -> str:
+    """A partial that outgrew one message shows its last 4096 units (the final reply is split properly)."""
+    if _units(text) <= MAX_UNITS:
+        return text
+    parts = split_text(text, MAX_UNITS - 1)
+    return "…" + parts[-1]

@@ -1,0 +1,114 @@
+"""reply.progress shown in the chat: a typing indicator, or the answer so far in a message edited as it grows.
+
+Best effort by contract: one attempt, never a retry, never a dead letter; whatever goes wrong is logged and
+the event is done (a lost progress costs an indicator, never the reply). A progress older than one already
+applied for the same message, or arriving after its reply went out, is dropped (the store decides, in one
+statement). With ``progress: stream`` the first partial sends a message and its platform id is kept; later
+partials edit it, and the final reply (``streamed``) edits it into the final text instead of sending a new
+one. A reply whose stream left no message is sent as usual.
+
+Which channels can do what is told by the methods their adapters have: ``typing`` (Telegram's
+sendChatAction), ``post_partial`` / ``edit_partial`` / ``edit_final`` (Telegram editMessageText, Slack
+chat.update). Slack bots have no typing indicator, so ``progress: typing`` shows nothing there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import structlog
+
+from agentbus.events import Event, ReplyGeneratedData, ReplyProgress, ReplyProgressData
+from agentbus.replaying import effects_of
+from agentbus.services.egress.channels.base import OutboundAdapter
+from agentbus.services.egress.ports import Outbound, Pushed
+
+log = structlog.get_logger("agentbus.egress")
+TIMEOUT_S = 10.0  # one progress call may take this long; a slower platform just misses it
+
+
+@dataclass(frozen=True)
+class Applied:
+    message_id: str | None  # the message a stream is edited in, once its first partial sent one
+
+
+class ProgressStore(Protocol):
+    async def advance(self, channel: str, in_reply_to: str, seq: int) -> Applied | None:
+        """Applied when ``seq`` is the highest yet and the reply has not gone out; None: drop it."""
+        ...
+
+    async def set_message(self, channel: str, in_reply_to: str, message_id: str) -> None: ...
+
+    async def finish(self, channel: str, in_reply_to: str) -> str | None:
+        """The reply goes out: no more progress; the streamed message's id, if one was sent."""
+        ...
+
+
+@runtime_checkable
+class Typing(Protocol):
+    async def typing(self, progress: ReplyProgressData) -> None: ...
+
+
+@runtime_checkable
+class Editing(Protocol):
+    async def post_partial(self, progress: ReplyProgressData) -> str: ...
+
+    async def edit_partial(self, progress: ReplyProgressData, message_id: str) -> None: ...
+
+    async def edit_final(self, reply: ReplyGeneratedData, message_id: str) -> Pushed: ...
+
+
+@dataclass
+class ProgressDisplay:
+    adapters: Mapping[str, OutboundAdapter]
+    store: ProgressStore
+
+    async def show(self, event: ReplyProgress) -> Sequence[Event]:
+        d = event.data
+        adapter = self.adapters.get(d.channel)
+        if adapter is None or d.in_reply_to is None or not effects_of(event).push:
+            return []
+        mode = adapter.channel.progress
+        if mode == "off" or (d.stage == "partial" and (mode != "stream" or not isinstance(adapter, Editing))):
+            return []
+        try:
+            await asyncio.wait_for(self._apply(adapter, d), TIMEOUT_S)
+        except Exception as exc:  # best effort: logged, never retried or dead-lettered
+            log.warning("progress_not_shown", channel=d.channel, stage=d.stage, seq=d.seq,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+        return []
+
+    async def _apply(self, adapter: OutboundAdapter, d: ReplyProgressData) -> None:
+        assert d.in_reply_to is not None  # show() checked
+        applied = await self.store.advance(d.channel, d.in_reply_to, d.seq)
+        if applied is None:
+            log.info("progress_dropped", channel=d.channel, stage=d.stage, seq=d.seq)
+            return
+        if d.stage == "working":
+            if isinstance(adapter, Typing):
+                await adapter.typing(d)
+            return
+        assert isinstance(adapter, Editing)  # show() checked
+        if applied.message_id is not None:
+            await adapter.edit_partial(d, applied.message_id)
+        else:
+            message_id = await adapter.post_partial(d)
+            await self.store.set_message(d.channel, d.in_reply_to, message_id)
+        log.info("progress_shown", channel=d.channel, stage=d.stage, seq=d.seq)
+
+    async def final(self, adapter: Outbound, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed | None:
+        """The reply edited into its streamed message (None: push it as usual). Ends the reply's progress."""
+        if not isinstance(adapter, OutboundAdapter) or adapter.channel.progress == "off" or reply.in_reply_to is None:
+            return None
+        try:
+            message_id = await self.store.finish(reply.channel, reply.in_reply_to)
+        except Exception as exc:  # the reply goes out regardless; only its progress bookkeeping is lost
+            log.warning("progress_not_finished", channel=reply.channel, error=f"{type(exc).__name__}: {exc}"[:300])
+            return None
+        if not reply.streamed or message_id is None or not isinstance(adapter, Editing):
+            return None
+        return await adapter.edit_final(reply, message_id)
