@@ -28,6 +28,7 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict)
     max_context_tokens: int | None = None
     tools: bool = True  # whether the endpoint accepts OpenAI `tools`
+    vision: bool = False  # whether the endpoint accepts image_url parts
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,12 @@ class Completion:
     attempts: int = 1
     models_tried: tuple[str, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()
+
+
+class BlobReader(Protocol):
+    """The shared blob store, read side: the bytes of an image sent to the bot, by reference."""
+
+    async def get(self, ref: str) -> tuple[bytes, str] | None: ...
 
 
 class ChatModel(Protocol):
