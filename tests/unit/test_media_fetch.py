@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
+from agentbus.blobs import ref_of
 from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.channeltypes.telegram import TelegramChannel
-from agentbus.blobs import ref_of
 from agentbus.httpclient import async_client
 from agentbus.services.ingress.bootstrap import media_fetchers
 from agentbus.services.ingress.inbound import MediaItem
