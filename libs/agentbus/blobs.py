@@ -61,6 +61,6 @@ async def open_blob_store(settings: Settings, max_size: int = 4) -> tuple[PgBlob
     from agentbus.db import migrate, open_pool, schema_name
 
     schema = schema_name(SCHEMA, settings)
-    pool = await open_pool(settings, schema, max_size=max_size)
+    pool = await open_pool(settings, schema, max_size=max(max_size, settings.db_pool_min))
     await migrate(pool, schema, MIGRATIONS)
     return PgBlobStore(pool), pool
