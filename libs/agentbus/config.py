@@ -89,6 +89,8 @@ class Model(Strict):
                                            "budget: the oldest history goes first, never the system prompt "
                                            "or the question")
     tools: bool = Field(default=True, description="whether the endpoint accepts OpenAI `tools`")
+    vision: bool = Field(default=False, description="accepts image_url parts: images sent to the bot are given "
+                         "to it (other models are told an attachment came)")
 
 
 class McpServer(Strict):

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 import structlog
 
 from agentbus.channeltypes import ChannelBase
-from agentbus.events import MessageReceived, MessageReceivedData
+from agentbus.events import Attachment, MessageReceived, MessageReceivedData
 from agentbus.ids import conversation_key, message_id
 from agentbus.services.ingress.inbound import Inbound, InboundMessage
-from agentbus.services.ingress.ports import DedupeStore, DedupeUnavailable, Publisher
+from agentbus.services.ingress.ports import DedupeStore, DedupeUnavailable, MediaDownloads, Publisher
 
 log = structlog.get_logger("agentbus.ingress")
 
@@ -43,8 +43,10 @@ def policy(channel: ChannelBase, msg: InboundMessage) -> tuple[str | None, str |
 
 
 class Acceptor:
-    def __init__(self, dedupe: DedupeStore, producer: Publisher, publish_timeout_s: float = 10.0) -> None:
+    def __init__(self, dedupe: DedupeStore, producer: Publisher, publish_timeout_s: float = 10.0,
+                 media: MediaDownloads | None = None) -> None:
         self._dedupe = dedupe
+        self._media = media
         self._producer = producer
         self._publish_timeout_s = publish_timeout_s
 
@@ -64,6 +66,11 @@ class Acceptor:
         except DedupeUnavailable as exc:
             # the table only saves work: the event id is deterministic, so a repeat is ignored downstream
             log.warning("dedupe_unavailable", channel=channel.id, error=str(exc)[:200])
+        # only a new message is downloaded (a retry the table caught costs nothing); a failed download marks
+        # the attachment and the message goes on
+        attachments: tuple[Attachment, ...] = ()
+        if msg.attachments and self._media is not None and refusal is None:
+            attachments = await self._media.download(channel, msg.attachments)
         event = MessageReceived.new(
             MessageReceivedData(
                 channel=channel.id,
@@ -78,6 +85,7 @@ class Acceptor:
                 reply_route=msg.reply_route,
                 received_at=datetime.now(UTC),
                 refusal=refusal,
+                attachments=attachments,
             ),
             id=event_id,
             source="ingress",
@@ -90,5 +98,5 @@ class Acceptor:
             await self._dedupe.record(channel.id, dedupe_id, event_id)
         except DedupeUnavailable as exc:
             log.warning("dedupe_record_failed", channel=channel.id, error=str(exc)[:200])
-        log.info("message_accepted", channel=channel.id, refused=refusal is not None)
+        log.info("message_accepted", channel=channel.id, refused=refusal is not None, attachments=len(attachments))
         return Outcome("published", event_id)

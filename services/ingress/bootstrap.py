@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agentbus.blobs import open_blob_store
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
+from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.channels import ADAPTERS
@@ -15,8 +17,17 @@ from agentbus.services.ingress.dedupe import PgDedupe
 from agentbus.services.ingress.longconn.lease import PgLeases
 from agentbus.services.ingress.longconn.supervisor import describe, replica_name
 from agentbus.services.ingress.longconn.wiring import supervisors
+from agentbus.services.ingress.media import Fetcher, MediaDownloader
+from agentbus.services.ingress.media_dingtalk import fetch as dingtalk_fetch
+from agentbus.services.ingress.media_feishu import fetch as feishu_fetch
+from agentbus.services.ingress.media_slack import fetch as slack_fetch
+from agentbus.services.ingress.media_telegram import fetch as telegram_fetch
 from agentbus.services.ingress.routes import webhook_routes
 from agentbus.settings import Settings
+
+
+def media_fetchers() -> dict[str, Fetcher]:
+    return {"telegram": telegram_fetch, "slack": slack_fetch, "feishu": feishu_fetch, "dingtalk": dingtalk_fetch}
 
 
 def build_adapters(config: PlatformConfig) -> dict[str, InboundAdapter]:
@@ -36,7 +47,11 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         settings, "ingress", Path(__file__).parent / "migrations", synchronous_commit=False
     )
     dedupe = PgDedupe(pool)
-    acceptor = Acceptor(dedupe, producer, settings.ingress_publish_timeout_s)
+    blobs, blob_pool = await open_blob_store(settings)
+    # downloads follow the platform's redirects (Slack, DingTalk hand out signed URLs on other hosts)
+    media_http = async_client(timeout=30.0, max_connections=32, follow_redirects=True)
+    media = MediaDownloader(blobs, media_http, media_fetchers())
+    acceptor = Acceptor(dedupe, producer, settings.ingress_publish_timeout_s, media)
 
     async def watch_dead_letters() -> None:
         """Count the dead-letter topic's records into a gauge (ingress is the operator-facing service).
@@ -61,12 +76,10 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     parts = ServiceParts(
         http_routes=webhook_routes(adapters, acceptor, settings.max_body_bytes),
         checks={"database": database},
-        on_stop=[dedupe.aclose, pool.close],
+        on_stop=[dedupe.aclose, media_http.aclose, blob_pool.close, pool.close],
         background=[watch_dead_letters],
     )
     if any(a.channel.mode == "stream" for a in adapters.values()):
-        from agentbus.httpclient import async_client
-
         # long polls (Telegram) hold a request for up to a minute: per-request timeouts say how long
         http = async_client(timeout=30.0, max_connections=64)
         sups = supervisors(adapters, acceptor, PgLeases(pool), replica_name(), http,

@@ -7,7 +7,7 @@ publish) depends on what every channel produces, not on any one channel's module
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from agentbus.events import Chat, Sender
 
@@ -22,6 +22,20 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class MediaItem:
+    """An attachment as the platform announced it: what it says it is, and how to fetch it (``source`` holds
+    the platform's locator: a Telegram file_id, a Slack download URL, a Feishu file_key, a DingTalk
+    downloadCode). Ingress downloads it before publishing; the event only ever holds the blob reference."""
+
+    kind: Literal["image", "file", "audio", "video"]
+    source: dict[str, Any]
+    name: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    transcript: str | None = None  # a voice message's text, where the platform recognised it
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     platform_message_id: str
     sender: Sender
@@ -31,6 +45,7 @@ class InboundMessage:
     mentioned_bot: bool = False
     reply_route: dict[str, Any] = field(default_factory=dict)
     from_self: bool = False  # the bot's own message echoed back: ignored
+    attachments: tuple[MediaItem, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Protocol
 
-from agentbus.events import Event
+from agentbus.channeltypes import ChannelBase
+from agentbus.events import Attachment, Event
+from agentbus.services.ingress.inbound import MediaItem
 
 
 class DedupeUnavailable(Exception):
@@ -31,6 +33,13 @@ class DedupeStore(Protocol):
 
 class Publisher(Protocol):
     async def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class MediaDownloads(Protocol):
+    async def download(self, channel: ChannelBase, items: Sequence[MediaItem]) -> tuple[Attachment, ...]:
+        """Fetch and store each item; never raises: an item that cannot be had gets ``error`` set, so the
+        message is still published and answered."""
+        ...
 
 
 class LeaseUnavailable(Exception):

@@ -57,7 +57,8 @@ def entry_of(event: MessageReceived | JobTriggered) -> Entry:
     m = event.data
     return Entry(
         agent=m.agent, channel=m.channel, chat=m.chat, trigger="message", reply_route=m.reply_route,
-        turn=Turn(role="user", text=m.text, at=m.received_at, event_id=event.id, sender=m.sender.id),
+        turn=Turn(role="user", text=m.text, at=m.received_at, event_id=event.id, sender=m.sender.id,
+                  attachments=m.attachments),
         in_reply_to=m.platform_message_id, refusal=m.refusal, asker=m.sender,
     )
 
@@ -100,7 +101,7 @@ class Memory:
 
         Turns are compared with turns (a symmetric task), so one embedding per turn serves both the
         search and the index, as E5's guidance has it for similarity (both sides with the query prefix)."""
-        if not self._semantic(agent):
+        if not self._semantic(agent) or not turn.text.strip():  # an image alone has no words to recall by
             return [], None
         assert self.embedder is not None and self.vectors is not None
         [vector] = await self.embedder.embed([turn.text], KIND)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import structlog
 
+from agentbus.blobs import open_blob_store
 from agentbus.bus import Producer
 from agentbus.config import ConfigError, PlatformConfig
 from agentbus.db import service_database
@@ -58,12 +59,13 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     problems = registry.validate(config)
     if problems:
         raise ConfigError("invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
-    reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer))
+    blobs, blob_pool = await open_blob_store(settings)
+    reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer), blobs=blobs)
 
     return ServiceParts(
         routes={ContextAssembled: reasoner.answer},
         give_up={ContextAssembled: reasoner.apologise},
         checks={"database": database},
         on_stop=[*(s.aclose for s in sources), llm.aclose, tool_http.aclose, memory.aclose, schedule.aclose,
-                 ledger.aclose, pool.close],
+                 ledger.aclose, blob_pool.close, pool.close],
     )

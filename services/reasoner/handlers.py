@@ -32,6 +32,7 @@ from agentbus.services.reasoner.loop import Answer, ToolLoop, ToolOutcome, recor
 from agentbus.services.reasoner.parts import reply_parts
 from agentbus.services.reasoner.ports import (
     ECHO,
+    BlobReader,
     ChatModel,
     Completion,
     Endpoint,
@@ -40,7 +41,7 @@ from agentbus.services.reasoner.ports import (
     Toolbox,
 )
 from agentbus.services.reasoner.progress import ProgressSink, Reporter
-from agentbus.services.reasoner.prompt import build_messages
+from agentbus.services.reasoner.prompt import Images, build_messages, wants_image, without_image_data
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
@@ -65,7 +66,7 @@ def resolve_chain(agent: Agent, config: PlatformConfig, settings: Settings) -> l
             if m is None:
                 raise PermanentError(f"unknown model {name!r}")
             chain.append(Endpoint(m.name, m.model, m.base_url, m.api_key.resolve() if m.api_key else None,
-                                  m.timeout_s, dict(m.headers), m.max_context_tokens, m.tools))
+                                  m.timeout_s, dict(m.headers), m.max_context_tokens, m.tools, m.vision))
     return chain
 
 
@@ -92,6 +93,22 @@ class Reasoner:
     tools: Toolbox | None = None
     tool_timeout_s: float = 60.0
     progress: ProgressSink | None = None  # where reply.progress goes (published at once, best effort)
+    blobs: BlobReader | None = None
+
+    async def _images(self, event: ContextAssembled, chain: Sequence[Endpoint]) -> Images:
+        """The images of the question, read from the blob store, when every model of the chain accepts them
+        (a fallback without vision would refuse image parts); a blob that is gone leaves a note."""
+        wanted = [a.ref for a in event.data.input.attachments if wants_image(a) and a.ref]
+        if not wanted or self.blobs is None or not chain or not all(e.vision for e in chain):
+            return {}
+        images: dict[str, tuple[bytes, str]] = {}
+        for ref in dict.fromkeys(wanted):
+            found = await self.blobs.get(ref)
+            if found is None:
+                log.warning("image_blob_missing", ref=ref[:20])
+            else:
+                images[ref] = found
+        return images
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self.config.agent(agent_id)
@@ -122,6 +139,9 @@ class Reasoner:
         if fx.model:
             chain = resolve_chain(agent.model_copy(update={"model": fx.model, "fallback_models": ()}), self.config,
                                   self.settings)
+        images = await self._images(event, chain)
+        if images:
+            messages = build_messages(agent, ctx, fx.system_prompt, images)
         tools = list(self.tools.for_agent(agent)) if self.tools is not None else []
         reporter = self._reporter(event, fx.push)
         loop = ToolLoop(self.llm, self.ledger, self.tool_timeout_s, reporter)
@@ -161,7 +181,8 @@ class Reasoner:
         ), source=SOURCE, step=Step.REPLY)
         commands = [cmd for o in done.tools for cmd in o.commands]
         outputs = [*tool_events, inference, reply, *commands]
-        record = Record(event=event, agent=agent.id, request=done.request, completion=c, outputs=outputs,
+        record = Record(event=event, agent=agent.id, request=without_image_data(done.request), completion=c,
+                        outputs=outputs,
                         store_inference=store)
         recorded = await until_recorded(lambda: self.ledger.record(record), what="inference")
         log.info("inference_completed", model=c.model, reused=reused, steps=done.steps, tool_calls=len(done.tools),

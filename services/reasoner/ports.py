@@ -28,6 +28,7 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict)
     max_context_tokens: int | None = None
     tools: bool = True  # whether the endpoint accepts OpenAI `tools`
+    vision: bool = False  # whether the endpoint accepts image_url parts
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class Completion:
 
 # called with the answer so far while a streamed model call runs (the whole text, not a delta)
 OnText = Callable[[str], Awaitable[None]]
+
+
+class BlobReader(Protocol):
+    """The shared blob store, read side: the bytes of an image sent to the bot, by reference."""
+
+    async def get(self, ref: str) -> tuple[bytes, str] | None: ...
 
 
 class ChatModel(Protocol):

@@ -1,21 +1,77 @@
-"""From assembled context to the chat messages an OpenAI-compatible model receives."""
+"""From assembled context to the chat messages an OpenAI-compatible model receives.
+
+Images sent to the bot reach a model that accepts them (``vision``) as OpenAI ``image_url`` parts with the
+bytes inline (a data URL: the model's endpoint cannot reach our blob store); every other attachment, and every
+image for a model without vision, is a one-line note, so the model knows something came and can say so.
+"""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
 from typing import Any
 
 from agentbus.config import Agent
-from agentbus.events import ContextAssembledData
+from agentbus.events import Attachment, ContextAssembledData, Turn
+
+IMAGE_TOKENS = 765  # what a 1024x1024 image costs at OpenAI's "high" detail: a budget estimate, not a price
+Images = Mapping[str, tuple[bytes, str]]  # blob ref -> (bytes, content type)
 
 
-def build_messages(agent: Agent, ctx: ContextAssembledData, system_prompt: str | None = None) -> list[dict[str, Any]]:
+def attachment_note(a: Attachment, said: str = "") -> str:
+    bits = [a.name or a.kind, a.content_type or "unknown type"]
+    if a.size is not None:
+        bits.append(f"{a.size} bytes")
+    note = "[attachment: " + ", ".join(bits)
+    if a.transcript and a.transcript.strip() != said.strip():
+        note += f"; transcript: {a.transcript}"
+    if a.error:
+        note += f"; not available: {a.error}"
+    return note + "]"
+
+
+def wants_image(a: Attachment) -> bool:
+    return a.kind == "image" and a.ref is not None and (a.content_type or "").startswith("image/")
+
+
+def user_content(turn: Turn, images: Images | None = None) -> str | list[dict[str, Any]]:
+    """The text of a turn with a note per attachment; with ``images`` (a vision model), parts with the images."""
+    shown = [a for a in turn.attachments if images and a.ref in images and wants_image(a)]
+    notes = [attachment_note(a, turn.text) for a in turn.attachments if a not in shown]
+    text = "\n".join(x for x in (turn.text, *notes) if x)
+    if not shown:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    for a in shown:
+        assert images is not None and a.ref is not None
+        data, ctype = images[a.ref]
+        url = f"data:{ctype};base64,{base64.b64encode(data).decode()}"
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
+
+
+def without_image_data(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as the ledger keeps them: an image's bytes are already in the blob store."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            content = [{"type": "image_url", "image_url": {"url": p["image_url"]["url"].split(",", 1)[0] + ",..."}}
+                       if p.get("type") == "image_url" else p for p in content]
+            m = {**m, "content": content}
+        out.append(m)
+    return out
+
+
+def build_messages(agent: Agent, ctx: ContextAssembledData, system_prompt: str | None = None,
+                   images: Images | None = None) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt or agent.system_prompt}]
     if ctx.memories:
         notes = "\n".join(f"- ({m.role}) {m.text}" for m in ctx.memories)
         messages.append({"role": "system", "content": f"Relevant memories from earlier conversations:\n{notes}"})
     for t in ctx.history:
         messages.append({"role": "assistant" if t.role == "assistant" else "user", "content": t.text})
-    messages.append({"role": "user", "content": ctx.input.text})
+    messages.append({"role": "user", "content": user_content(ctx.input, images)})
     return messages
 
 
@@ -29,6 +85,10 @@ def estimate_tokens(text: str) -> int:
 def message_tokens(m: dict[str, Any]) -> int:
     content = m.get("content")
     text = content if isinstance(content, str) else ""
+    if isinstance(content, list):
+        text = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+        n_images = sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+        return 4 + estimate_tokens(text) + IMAGE_TOKENS * n_images
     calls = "".join(c["function"]["name"] + c["function"]["arguments"] for c in m.get("tool_calls") or ())
     return 4 + estimate_tokens(text) + estimate_tokens(calls)
 

@@ -57,6 +57,14 @@ class FakeDingTalk:
     _robot_sends: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     robot_calls: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # downloadCode -> (bytes, content type)
+    _media_urls: dict[str, str] = field(default_factory=dict)  # path of a download URL -> downloadCode
+
+    def add_media(self, data: bytes, content_type: str) -> str:
+        """A file a robot message carries: returns its downloadCode."""
+        code = "mIofN681YE3f/+m+NntqpT" + uuid.uuid4().hex
+        self.media[code] = (data, content_type)
+        return code
 
     # ------------------------------------------------------------------ control
 
@@ -170,6 +178,28 @@ class FakeDingTalk:
         token = uuid.uuid4().hex
         self._tokens.add(token)
         return JSONResponse({"accessToken": token, "expireIn": self.token_ttl})
+
+    async def _file_url(self, request: Request) -> Response:
+        """downloadCode + robotCode -> a short-lived downloadUrl (on the object store, no token needed)."""
+        if request.headers.get("x-acs-dingtalk-access-token") not in self._tokens:
+            return self._reject("files: invalid token", 400, INVALID_TOKEN)
+        body = orjson.loads(await request.body())
+        if not isinstance(body, dict) or body.get("robotCode") != self.app_key:
+            return self._reject("files: robotCode", 400, {"code": "invalidParameter", "message": "robotCode"})
+        code = body.get("downloadCode")
+        if code not in self.media:
+            return self._reject("files: downloadCode", 400,
+                                {"code": "unknownError", "message": "downloadCode is invalid or expired"})
+        key = uuid.uuid4().hex
+        self._media_urls[key] = code
+        return JSONResponse({"downloadUrl": f"{self.url}/oss/{key}?Expires=3600&Signature=x"})
+
+    async def _oss(self, request: Request) -> Response:
+        code = self._media_urls.get(request.path_params["key"])
+        if code is None:
+            return Response(b"<Error><Code>NoSuchKey</Code></Error>", status_code=404, media_type="application/xml")
+        data, ctype = self.media[code]
+        return Response(data, media_type=ctype)
 
     async def _by_session(self, request: Request) -> Response:
         raw = await request.body()
@@ -294,6 +324,8 @@ class FakeDingTalk:
         self.server = LoopbackServer(
             [
                 Route("/v1.0/oauth2/accessToken", self._access_token, methods=["POST"]),
+                Route("/v1.0/robot/messageFiles/download", self._file_url, methods=["POST"]),
+                Route("/oss/{key}", self._oss, methods=["GET"]),
                 Route("/v1.0/robot/oToMessages/batchSend", self._batch_send, methods=["POST"]),
                 Route("/v1.0/robot/groupMessages/send", self._group_send, methods=["POST"]),
                 Route("/robot/sendBySession", self._by_session, methods=["POST"]),

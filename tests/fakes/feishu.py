@@ -163,6 +163,8 @@ class FakeFeishu:
     server: LoopbackServer | None = None
     _tokens: dict[str, str] = field(default_factory=dict)  # valid token -> app_id
     _uuids: dict[str, str] = field(default_factory=dict)  # uuid -> message id
+    # (message_id, file_key) -> (bytes, content type, "image" or "file": the type the resource is asked as)
+    resources: dict[tuple[str, str], tuple[bytes, str, str]] = field(default_factory=dict)
 
     async def wait_for(self, predicate: Any, timeout: float = 30.0, hook: bool = False) -> list[dict[str, Any]]:
         """Messages (custom bot pushes with ``hook``) matching ``predicate``, once there is at least one."""
@@ -189,6 +191,7 @@ class FakeFeishu:
             Route("/open-apis/im/v1/messages", self._create, methods=["POST"]),
             Route("/open-apis/im/v1/messages/{message_id}/reply", self._reply, methods=["POST"]),
             Route("/open-apis/bot/v2/hook/{token}", self._hook, methods=["POST"]),
+            Route("/open-apis/im/v1/messages/{message_id}/resources/{file_key}", self._resource, methods=["GET"]),
         ])
         await self.server.start()
         return self
@@ -221,6 +224,19 @@ class FakeFeishu:
         token = f"t-{uuid.uuid4().hex}"
         self._tokens[token] = app_id
         return JSONResponse({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": self.expire})
+
+    async def _resource(self, request: Request) -> Response:
+        """GET a message's image or file: bytes on success, ``{"code", "msg"}`` JSON on error."""
+        refused = self._auth(request)
+        if refused is not None:
+            return refused
+        kind = request.query_params.get("type")
+        if kind not in ("image", "file"):
+            return _err(234001, "Invalid request param.")
+        found = self.resources.get((request.path_params["message_id"], request.path_params["file_key"]))
+        if found is None or found[2] != kind:
+            return _err(234003, "File not in msg.", status=404 if found is None else 400)
+        return Response(found[0], media_type=found[1])
 
     def _auth(self, request: Request) -> Response | None:
         auth = request.headers.get("authorization", "")

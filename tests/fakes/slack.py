@@ -14,6 +14,7 @@ import asyncio
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,7 +22,7 @@ from urllib.parse import parse_qsl
 import orjson
 from slack_sdk.signature import SignatureVerifier
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agentbus.http import LoopbackServer
@@ -96,15 +97,30 @@ class FakeSlack:
     plan: list[tuple[int, str | None, dict[str, str]]] = field(default_factory=list)
     unreadable: int = 0  # how many of the next messages posted get an answer that is not JSON
     server: LoopbackServer | None = None
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # download path -> (bytes, mimetype)
+    chunked_files: bool = False  # serve files without a Content-Length (chunked), as a proxy may
 
     @property
     def url(self) -> str:
         assert self.server is not None
         return self.server.url + "/api"
 
+    def add_file(self, data: bytes, name: str, mimetype: str, declared_size: int | None = None) -> dict[str, Any]:
+        """A file shared in a message: the ``files[]`` entry of the event, its bytes behind url_private_download."""
+        assert self.server is not None
+        fid = "F" + uuid.uuid4().hex[:10].upper()
+        path = f"/files-pri/T0TEAM0001-{fid}/download/{name}"
+        self.files[path] = (data, mimetype)
+        return {"id": fid, "created": int(time.time()), "name": name, "title": name, "mimetype": mimetype,
+                "filetype": name.rsplit(".", 1)[-1], "user": "U0ALICE001", "mode": "hosted", "is_external": False,
+                "size": len(data) if declared_size is None else declared_size,
+                "url_private": self.server.url + path.replace("/download/", "/"),
+                "url_private_download": self.server.url + path}
+
     async def start(self) -> FakeSlack:
         self.server = LoopbackServer([Route("/api/chat.postMessage", self._post, methods=["POST"]),
-                                      Route("/api/chat.update", self._update, methods=["POST"])])
+                                      Route("/api/chat.update", self._update, methods=["POST"]),
+                                      Route("/files-pri/{rest:path}", self._file, methods=["GET"])])
         await self.server.start()
         return self
 
@@ -149,6 +165,24 @@ class FakeSlack:
             return JSONResponse({"ok": False, "error": "no_text"})
         self.updates.append({**args, "_at": time.time()})
         return JSONResponse({"ok": True, "channel": channel, "ts": ts, "text": text or md})
+
+    async def _file(self, request: Request) -> Response:
+        """Slack's file host: without a valid bot token it answers 200 with its sign-in page, not an error."""
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
+            return Response(b"<!DOCTYPE html><html><title>Slack</title>sign in</html>", media_type="text/html")
+        found = self.files.get(request.url.path)
+        if found is None:
+            return Response(b"file not found", status_code=404, media_type="text/plain")
+        if self.chunked_files:
+            data = found[0]
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for i in range(0, len(data), 256):
+                    yield data[i:i + 256]
+
+            return StreamingResponse(chunks(), media_type=found[1])
+        return Response(found[0], media_type=found[1])
 
     async def _post(self, request: Request) -> Response:
         self.calls += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -201,6 +202,14 @@ class FakeTelegram:
     server: LoopbackServer | None = None
     updates: UpdateQueue = field(default_factory=UpdateQueue)  # getUpdates (long polling) and the webhook setting
     _messages: dict[int, set[int]] = field(default_factory=dict)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # file_id -> (file_path, bytes)
+    file_downloads: int = 0
+
+    def add_file(self, data: bytes, path: str = "photos/file_0.jpg") -> str:
+        """A file the bot may fetch (getFile, then /file/bot<token>/<file_path>); returns its file_id."""
+        file_id = f"AgACAgIAAxkBAAI{uuid.uuid4().hex}"
+        self.files[file_id] = (path, data)
+        return file_id
 
     @property
     def url(self) -> str:
@@ -213,6 +222,8 @@ class FakeTelegram:
             Route("/bot{token}/getMe", self._get_me, methods=["GET", "POST"]),
             Route("/bot{token}/sendChatAction", self._chat_action, methods=["POST"]),
             Route("/bot{token}/editMessageText", self._edit, methods=["POST"]),
+            Route("/bot{token}/getFile", self._get_file, methods=["GET", "POST"]),
+            Route("/file/bot{token}/{path:path}", self._download, methods=["GET"]),
             Route("/bot{token}/{method:str}", self._updates, methods=["GET", "POST"]),
         ])
         await self.server.start()
@@ -282,6 +293,27 @@ class FakeTelegram:
         if method == "getwebhookinfo":
             return self.updates.webhook_info()
         return self._error(404, "Not Found: method not found")
+
+    async def _get_file(self, request: Request) -> Response:
+        if request.path_params["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        args = {**dict(request.query_params), **(await self._args(request) or {})}
+        found = self.files.get(str(args.get("file_id")))
+        if found is None:
+            return self._error(400, "Bad Request: invalid file_id")
+        file_id = str(args["file_id"])
+        return JSONResponse({"ok": True, "result": {"file_id": file_id, "file_unique_id": file_id[-16:],
+                                                     "file_size": len(found[1]), "file_path": found[0]}})
+
+    async def _download(self, request: Request) -> Response:
+        """The file server: bytes as application/octet-stream, whatever they are (as Telegram serves them)."""
+        if request.path_params["token"] != self.token:
+            return Response(b"Unauthorized", status_code=401)
+        for path, data in self.files.values():
+            if path == request.path_params["path"]:
+                self.file_downloads += 1
+                return Response(data, media_type="application/octet-stream")
+        return JSONResponse({"ok": False, "error_code": 404, "description": "Not Found"}, status_code=404)
 
     async def _get_me(self, request: Request) -> Response:
         if request.path_params["token"] != self.token:

@@ -65,6 +65,29 @@ def tool_call(name: str, arguments: dict[str, Any], call_id: str) -> dict[str, A
 Script = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+def content_parts_problem(body: dict[str, Any]) -> str | None:
+    """What an OpenAI endpoint refuses in content parts: unknown part types, an image without a URL."""
+    for m in body["messages"]:
+        content = m.get("content")
+        if not isinstance(content, list):
+            continue
+        for p in content:
+            kind = p.get("type") if isinstance(p, dict) else None
+            if kind == "text" and isinstance(p.get("text"), str):
+                continue
+            url = (p.get("image_url") or {}).get("url") if kind == "image_url" else None
+            if not isinstance(url, str) or not url.startswith(("data:image/", "https://", "http://")):
+                return f"invalid content part: {str(p)[:80]}"
+    return None
+
+
+def content_text(content: Any) -> str:
+    """A message's text: the string, or the text parts of OpenAI content parts (images have none)."""
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return content or ""
+
+
 @dataclass
 class FakeLLM:
     """OpenAI-compatible ``POST /v1/chat/completions``. Answers ``reply_prefix + last user message``, or what
@@ -86,7 +109,7 @@ class FakeLLM:
             body = orjson.loads(await request.body())
             if not isinstance(body.get("messages"), list) or not body.get("model"):
                 return JSONResponse({"error": {"message": "model and messages are required"}}, status_code=400)
-            problem = tool_protocol_problem(body)
+            problem = tool_protocol_problem(body) or content_parts_problem(body)
             if problem is not None:
                 return JSONResponse({"error": {"message": problem, "type": "invalid_request_error"}}, status_code=400)
             self.calls.append(body)
@@ -99,10 +122,10 @@ class FakeLLM:
                 text = message.get("content") or ""
                 finish = "tool_calls" if message.get("tool_calls") else "stop"
             else:
-                last = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+                last = content_text([m for m in body["messages"] if m["role"] == "user"][-1]["content"])
                 text = f"{self.reply_prefix}{last}"
                 message, finish = {"role": "assistant", "content": text}, "stop"
-            usage = {"prompt_tokens": sum(len((m.get("content") or "").split()) for m in body["messages"]),
+            usage = {"prompt_tokens": sum(len(content_text(m.get("content")).split()) for m in body["messages"]),
                      "completion_tokens": len(text.split()), "total_tokens": 0}
             if body.get("stream") is True:
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -161,7 +184,12 @@ class FakeLLM:
 
     def calls_with(self, text: str) -> list[dict[str, Any]]:
         return [c for c in self.calls
-                if any(text in (m.get("content") or "") for m in c["messages"] if m["role"] == "user")]
+                if any(text in content_text(m.get("content")) for m in c["messages"] if m["role"] == "user")]
+
+    def images(self) -> list[str]:
+        """The ``image_url`` URLs of every user message received, in order."""
+        return [p["image_url"]["url"] for c in self.calls for m in c["messages"] if m["role"] == "user"
+                and isinstance(m.get("content"), list) for p in m["content"] if p.get("type") == "image_url"]
 
     async def stop(self) -> None:
         if self.server is not None:

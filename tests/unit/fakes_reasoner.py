@@ -33,6 +33,7 @@ class FakeInferenceLedger:
     processed: dict[tuple[uuid.UUID, str], list[Event]] = field(default_factory=dict)
     steps: dict[uuid.UUID, dict[tuple[int, str], StepRecord]] = field(default_factory=dict)
     fail_records: list[BaseException] = field(default_factory=list)  # raised by the next records, in order
+    records: list[Record] = field(default_factory=list)  # every record written, as the ledger got it
 
     async def lookup(self, event: ContextAssembled) -> Lookup:
         steps = tuple(v for _, v in sorted(self.steps.get(event.id, {}).items()))
@@ -41,6 +42,7 @@ class FakeInferenceLedger:
     async def record(self, record: Record) -> list[Event]:
         if self.fail_records:
             raise self.fail_records.pop(0)
+        self.records.append(record)
         if record.store_inference:
             self.inferences.setdefault(record.event.id, record.completion)
         return self.processed.setdefault((record.event.id, _run(record.event)), list(record.outputs))

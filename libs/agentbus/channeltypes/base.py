@@ -7,6 +7,12 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+DEFAULT_MEDIA_TYPES = (
+    "image/*", "audio/*", "text/*", "application/pdf", "application/msword", "application/vnd.ms-excel",
+    "application/vnd.ms-powerpoint", "application/vnd.openxmlformats-officedocument.*", "application/rtf",
+    "application/json",
+)
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,6 +58,12 @@ class ChannelBase(Strict):
     # edited as it grows (only where the platform lets a bot edit its message: ``editable``)
     progress: Literal["off", "typing", "stream"] = "typing"
     editable: ClassVar[bool] = False
+    # media sent to the bot: downloaded through the platform's API before the message is published, at most
+    # this many bytes each, within this many seconds, and only of these content types ("type/*" matches a
+    # family); anything else is published with the attachment's error set, never dropped
+    media_max_bytes: int = Field(default=20 * 1024 * 1024, ge=0)
+    media_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    media_types: tuple[str, ...] = DEFAULT_MEDIA_TYPES
 
     @model_validator(mode="after")
     def _mode_supported(self) -> ChannelBase:

@@ -24,7 +24,7 @@ from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.channels.callback_crypto import CallbackCrypto, CryptoError
-from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage, MediaItem
 
 
 def robot_sign(timestamp: str, app_secret: str) -> str:
@@ -72,6 +72,34 @@ def message_text(m: RobotMessage) -> str | None:
         value = m.content.get("recognition")
         return value if isinstance(value, str) else None
     return None
+
+
+def media_of(m: RobotMessage, robot_code: str | None) -> tuple[MediaItem, ...]:
+    """Pictures, files, voice and video (``content.downloadCode``) and the pictures of rich text; a voice
+    message's ``recognition`` is its transcript (and its text)."""
+    c = m.content or {}
+
+    def item(kind: Any, code: Any, name: Any = None, transcript: Any = None) -> MediaItem | None:
+        if not isinstance(code, str) or not code:
+            return None
+        return MediaItem(kind=kind, source={"download_code": code, "robot_code": robot_code},
+                         name=name if isinstance(name, str) else None,
+                         transcript=transcript if isinstance(transcript, str) and transcript else None)
+
+    found: list[MediaItem | None] = []
+    if m.msgtype == "picture":
+        found.append(item("image", c.get("downloadCode") or c.get("pictureDownloadCode")))
+    elif m.msgtype == "file":
+        found.append(item("file", c.get("downloadCode"), c.get("fileName")))
+    elif m.msgtype == "audio":
+        found.append(item("audio", c.get("downloadCode"), None, c.get("recognition")))
+    elif m.msgtype == "video":
+        found.append(item("video", c.get("downloadCode")))
+    elif m.msgtype == "richText" and isinstance(c.get("richText"), list):
+        for part in c["richText"]:
+            if isinstance(part, dict) and "text" not in part:
+                found.append(item("image", part.get("downloadCode") or part.get("pictureDownloadCode")))
+    return tuple(f for f in found if f is not None)[:10]
 
 
 def _fresh(stamp: str, now: float, window_s: int, what: str) -> None:
@@ -142,7 +170,8 @@ class DingTalkInbound(InboundAdapter):
             where = ".".join(str(p) for p in first["loc"]) or "body"
             raise Rejected(422, f"invalid robot message: {where}: {first['msg']}") from None
         text = message_text(m)
-        if text is None or not text.strip():
+        media = media_of(m, m.robotCode or self._robot_code)
+        if (text is None or not text.strip()) and not media:
             return {"dedupe_id": m.msgId, "note": f"{m.msgtype} message without text: not handled"}
         group = m.conversationType == "2"
         route: dict[str, Any] = {"conversation_type": "group" if group else "direct"}
@@ -166,11 +195,12 @@ class DingTalkInbound(InboundAdapter):
                 platform_message_id=m.msgId,
                 sender=Sender(id=m.senderStaffId or m.senderId, name=m.senderNick),
                 chat=Chat(id=m.conversationId, type="group" if group else "direct", name=m.conversationTitle),
-                text=text.strip(),
+                text=(text or "").strip(),
                 mentions=tuple(x for x in mentions if x),
                 mentioned_bot=m.isInAtList or not group,
                 reply_route=route,
                 from_self=bot is not None and m.senderId == bot,
+                attachments=media,
             ),
         }
 

@@ -33,7 +33,7 @@ from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.channels.feishu_crypto import DecryptError, decrypt, signature_ok
-from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage, MediaItem
 
 MESSAGE_EVENT = "im.message.receive_v1"
 OK = Answer(200, b'{"msg":"success"}')
@@ -76,6 +76,44 @@ def _flatten_post(content: dict[str, Any]) -> str:
                 parts.append(str(el.get("user_id") or el.get("user_name") or ""))
         lines.append("".join(parts))
     return "\n".join(lines)
+
+
+def media_of(msg: dict[str, Any], message_id: str) -> tuple[MediaItem, ...]:
+    """Images, files, voice and video of a message (``image_key`` / ``file_key`` in its content, and the
+    images of a rich-text post), fetched later as resources of the message. Feishu gives voice no text."""
+    kind = _str(msg, "message_type")
+    raw = msg.get("content")
+    if kind not in ("image", "file", "audio", "media", "post") or not isinstance(raw, str):
+        return ()
+    try:
+        content = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ()
+    if not isinstance(content, dict):
+        return ()
+
+    def item(k: Any, key: str | None, name: str | None = None, ctype: str | None = None) -> MediaItem | None:
+        return MediaItem(kind=k, source={"message_id": message_id, "file_key": key}, name=name,
+                         content_type=ctype) if key else None
+
+    found: list[MediaItem | None] = []
+    if kind == "image":
+        found.append(item("image", _str(content, "image_key")))
+    elif kind == "file":
+        found.append(item("file", _str(content, "file_key"), _str(content, "file_name")))
+    elif kind == "audio":
+        found.append(item("audio", _str(content, "file_key"), None, "audio/opus"))
+    elif kind == "media":
+        found.append(item("video", _str(content, "file_key"), _str(content, "file_name"), "video/mp4"))
+    else:
+        body = content if "content" in content else next(
+            (v for v in content.values() if isinstance(v, dict) and "content" in v), {})
+        paragraphs = body.get("content")
+        for para in paragraphs if isinstance(paragraphs, list) else []:
+            for el in para if isinstance(para, list) else []:
+                if isinstance(el, dict) and el.get("tag") == "img":
+                    found.append(item("image", _str(el, "image_key")))
+    return tuple(f for f in found if f is not None)[:10]
 
 
 class FeishuInbound(InboundAdapter):
@@ -181,8 +219,10 @@ class FeishuInbound(InboundAdapter):
         if sender_type != "user" and (bot is None or open_id != bot):
             return Inbound(answer=OK, dedupe_id=event_id, note=f"message sent by a {sender_type[:16]}")
         text = self._text(msg)
-        if text is None:
+        media = media_of(msg, message_id)
+        if text is None and not media:
             return Inbound(answer=OK, dedupe_id=event_id, note=f"message type {_str(msg, 'message_type')!r} ignored")
+        text = text or ""
         mentions: list[str] = []
         mentioned_bot = False
         raw_mentions = msg.get("mentions")
@@ -200,7 +240,7 @@ class FeishuInbound(InboundAdapter):
             else:
                 text = text.replace(m["key"], f"@{m.get('name') or m_open}")
         text = text.strip()
-        if not text:
+        if not text and not media:
             return Inbound(answer=OK, dedupe_id=event_id, note="empty message")
         chat_type = "direct" if _str(msg, "chat_type") == "p2p" else "group"
         route = {"chat_id": chat_id, "message_id": message_id}
@@ -219,6 +259,7 @@ class FeishuInbound(InboundAdapter):
                 mentioned_bot=mentioned_bot or chat_type == "direct",
                 reply_route=route,
                 from_self=bool(bot) and open_id == bot,
+                attachments=media,
             ),
         )
 

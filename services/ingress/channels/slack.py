@@ -23,7 +23,7 @@ import orjson
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
-from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage, MediaItem
 
 MENTION = re.compile(r"<@([UW][A-Z0-9]{1,40})(?:\|([^>]*))?>")
 SERVED_SUBTYPES = {None, "thread_broadcast", "file_share"}
@@ -54,6 +54,26 @@ def _plain(text: str) -> str:
 def _str(d: Any, key: str) -> str | None:
     v = d.get(key) if isinstance(d, dict) else None
     return v if isinstance(v, str) and v else None
+
+
+def files_of(event: dict[str, Any]) -> tuple[MediaItem, ...]:
+    """The files shared with a message (``files[]``), fetched later from ``url_private_download``; files Slack
+    withholds (``mode`` tombstone or hidden_by_limit) have no URL and are skipped."""
+    out = []
+    files = event.get("files")
+    for f in files if isinstance(files, list) else []:
+        if not isinstance(f, dict) or f.get("mode") in ("tombstone", "hidden_by_limit"):
+            continue
+        url = _str(f, "url_private_download") or _str(f, "url_private")
+        if url is None:
+            continue
+        mime = _str(f, "mimetype")
+        family = (mime or "").split("/")[0]
+        kind: Any = family if family in ("image", "audio", "video") else "file"
+        size = f.get("size")
+        out.append(MediaItem(kind=kind, source={"url": url}, name=_str(f, "name"), content_type=mime,
+                             size=size if isinstance(size, int) and size >= 0 else None))
+    return tuple(out[:10])
 
 
 class SlackInbound(InboundAdapter):
@@ -154,15 +174,18 @@ class SlackInbound(InboundAdapter):
             else:
                 return Inbound(dedupe_id=event_id, note="message from a bot")
         text = event.get("text")
+        files = files_of(event)
         if not isinstance(text, str):
-            return Inbound(dedupe_id=event_id, note="message without text")
+            if not files:
+                return Inbound(dedupe_id=event_id, note="message without text")
+            text = ""
         mentions = tuple(dict.fromkeys(m.group(1) for m in MENTION.finditer(text)))
 
         def mention(m: re.Match[str]) -> str:
             return "" if m.group(1) == bot else f"@{m.group(2) or m.group(1)}"
 
         clean = _plain(MENTION.sub(mention, text)).strip()
-        if not clean:
+        if not clean and not files:
             return Inbound(dedupe_id=event_id, note="empty message")
         ctype = event.get("channel_type")
         direct = ctype == "im" or (ctype is None and channel.startswith("D"))
@@ -185,5 +208,6 @@ class SlackInbound(InboundAdapter):
                 mentioned_bot=direct or event.get("type") == "app_mention" or (bot is not None and bot in mentions),
                 reply_route=route,
                 from_self=bool(user) and user == bot,
+                attachments=files,
             ),
         )

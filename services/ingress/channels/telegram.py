@@ -16,7 +16,7 @@ import orjson
 from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
-from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage, MediaItem
 
 OK = Answer(200, b'{"ok":true}')
 
@@ -51,6 +51,33 @@ def _cut(text: str, spans: list[tuple[int, int]]) -> str:
     for start, end in sorted(spans, reverse=True):
         units = units[:start * 2] + units[end * 2:]
     return units.decode("utf-16-le", errors="replace")
+
+
+def _file(d: Any, kind: Any, content_type: str | None = None) -> MediaItem | None:
+    if not isinstance(d, dict) or not isinstance(d.get("file_id"), str) or not d["file_id"]:
+        return None
+    mime = d.get("mime_type") if isinstance(d.get("mime_type"), str) else content_type
+    name = d.get("file_name") if isinstance(d.get("file_name"), str) else None
+    if kind == "file" and mime and mime.startswith("image/"):
+        kind = "image"
+    return MediaItem(kind=kind, source={"file_id": d["file_id"]}, name=name, content_type=mime,
+                     size=_int(d, "file_size"))
+
+
+def attachments_of(msg: dict[str, Any]) -> tuple[MediaItem, ...]:
+    """A photo (its largest size), a document, a voice note, an audio file or a video of one message. Telegram
+    gives no recognised text for voice notes: the model is told one came."""
+    found: list[MediaItem | None] = []
+    sizes = msg.get("photo")
+    if isinstance(sizes, list) and sizes:
+        best = max((p for p in sizes if isinstance(p, dict)),
+                   key=lambda p: (_int(p, "width") or 0) * (_int(p, "height") or 0), default=None)
+        found.append(_file(best, "image", "image/jpeg"))
+    found.append(_file(msg.get("document"), "file"))
+    found.append(_file(msg.get("voice"), "audio", "audio/ogg"))
+    found.append(_file(msg.get("audio"), "audio"))
+    found.append(_file(msg.get("video"), "video", "video/mp4"))
+    return tuple(f for f in found if f is not None)
 
 
 class TelegramInbound(InboundAdapter):
@@ -105,8 +132,11 @@ class TelegramInbound(InboundAdapter):
         if sender_id is None or not isinstance(sender, dict):
             return Inbound(answer=OK, dedupe_id=dedupe, note="message without a sender")
         text = msg.get("text") if isinstance(msg.get("text"), str) else msg.get("caption")
+        media = attachments_of(msg)
         if not isinstance(text, str) or not text.strip():
-            return Inbound(answer=OK, dedupe_id=dedupe, note="message without text")
+            if not media:
+                return Inbound(answer=OK, dedupe_id=dedupe, note="message without text")
+            text = ""
         entities = msg.get("entities") if "text" in msg else msg.get("caption_entities")
         addressed, cut, mentions = False, [], []
         for start, end, e, covered in _entity_spans(text, entities):
@@ -132,7 +162,7 @@ class TelegramInbound(InboundAdapter):
         if replied_to_bot and self.channel.reply_to_bot_is_mention:
             addressed = True
         clean = re.sub(r"[ \t]{2,}", " ", _cut(text, cut)).strip()
-        if not clean:
+        if not clean and not media:
             return Inbound(answer=OK, dedupe_id=dedupe, note="empty message")
         direct = ctype == "private"
         route: dict[str, Any] = {"chat_id": chat_id, "message_id": message_id}
@@ -156,5 +186,6 @@ class TelegramInbound(InboundAdapter):
                 mentioned_bot=direct or addressed,
                 reply_route=route,
                 from_self=self._bot_id is not None and sender_id == self._bot_id,
+                attachments=media,
             ),
         )

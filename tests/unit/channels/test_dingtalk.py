@@ -157,21 +157,30 @@ async def test_allowlist_refuses_other_direct_senders() -> None:
     assert policy(ch, inbound.message) == (None, ch.refusal_text)
 
 
-async def test_rich_text_and_recognised_voice_are_read_other_types_are_not() -> None:
+async def test_rich_text_voice_and_pictures_are_read_other_types_are_not() -> None:
     rich = robot_message("", msgtype="richText")
-    rich["content"] = {"richText": [{"text": "第一段"}, {"downloadCode": "x"}, {"text": "第二段"}]}
-    assert (
-        await receive(request(orjson.dumps(rich), robot_headers(APP_SECRET)))
-    ).message.text == "第一段第二段"
+    rich["content"] = {"richText": [{"text": "第一段"}, {"type": "picture", "downloadCode": "x"}, {"text": "第二段"}]}
+    got = (await receive(request(orjson.dumps(rich), robot_headers(APP_SECRET)))).message
+    assert got.text == "第一段第二段"
+    assert [(a.kind, a.source["download_code"]) for a in got.attachments] == [("image", "x")]
     voice = robot_message("", msgtype="audio")
     voice["content"] = {"duration": 3, "downloadCode": "d", "recognition": "语音转文字"}
-    assert (
-        await receive(request(orjson.dumps(voice), robot_headers(APP_SECRET)))
-    ).message.text == "语音转文字"
+    heard = (await receive(request(orjson.dumps(voice), robot_headers(APP_SECRET)))).message
+    assert heard.text == "语音转文字"
+    assert [(a.kind, a.transcript) for a in heard.attachments] == [("audio", "语音转文字")]
     picture = robot_message("", msgtype="picture")
-    picture["content"] = {"downloadCode": "d"}
-    ignored = await receive(request(orjson.dumps(picture), robot_headers(APP_SECRET)))
-    assert ignored.message is None and "picture" in ignored.note and ignored.answer.status == 200
+    picture["content"] = {"downloadCode": "pic-code", "pictureDownloadCode": "other"}
+    seen = (await receive(request(orjson.dumps(picture), robot_headers(APP_SECRET)))).message
+    assert seen.text == "" and [(a.kind, a.source["download_code"], a.source["robot_code"])
+                                for a in seen.attachments] == [("image", "pic-code", "dingappkey0001")]
+    document = robot_message("", msgtype="file")
+    document["content"] = {"downloadCode": "f1", "fileName": "报告.pdf"}
+    [doc] = (await receive(request(orjson.dumps(document), robot_headers(APP_SECRET)))).message.attachments
+    assert (doc.kind, doc.name) == ("file", "报告.pdf")
+    card = robot_message("", msgtype="interactiveCard")
+    card["content"] = {}
+    ignored = await receive(request(orjson.dumps(card), robot_headers(APP_SECRET)))
+    assert ignored.message is None and "interactiveCard" in ignored.note and ignored.answer.status == 200
 
 
 async def test_foreign_session_webhook_is_not_kept() -> None:

@@ -150,9 +150,9 @@ async def test_post_is_flattened_and_unsupported_types_are_acknowledged() -> Non
                        chat_type="group", mentions=[mention("@_user_1", BOT, "助手", "bot")])
     m = (await receive(channel(), *event_request(ev, encrypt_key=KEY))).message
     assert m is not None and m.text == "周报\n第一行\n链接" and m.mentioned_bot
-    img = message_event(token=TOKEN, text="", message_type="image", content='{"image_key":"img_1"}')
-    inbound = await receive(channel(), *event_request(img, encrypt_key=KEY))
-    assert inbound.message is None and inbound.dedupe_id == img["header"]["event_id"]
+    sticker = message_event(token=TOKEN, text="", message_type="sticker", content='{"file_key":"st_1"}')
+    inbound = await receive(channel(), *event_request(sticker, encrypt_key=KEY))
+    assert inbound.message is None and inbound.dedupe_id == sticker["header"]["event_id"]
 
 
 async def test_url_verification_plain_and_encrypted() -> None:

@@ -137,7 +137,8 @@ async def test_edited_own_and_other_updates() -> None:
     for upd in ({"update_id": 9, "callback_query": {"id": "1"}},
                 {"update_id": 10,
                  "channel_post": {"message_id": 1, "chat": chat(-1001, "channel"), "date": 1, "text": "x"}},
-                update(None, photo=[{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]),
+                update(None, sticker={"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1,
+                                      "is_animated": False, "is_video": False, "type": "regular"}),
                 update("x", chat_=chat(-1001, "channel"))):
         inbound = await receive(channel(), upd)
         assert inbound.message is None and inbound.answer.status == 200 and inbound.dedupe_id == str(upd["update_id"])
