@@ -20,6 +20,7 @@ from agentbus.events import (
     MessageReceived,
     Recall,
     ReplyGenerated,
+    ReplyGeneratedData,
     Sender,
     Turn,
 )
@@ -162,7 +163,7 @@ class Memory:
         if not effects_of(event).remember:  # a shadow run must not change what live conversations remember
             return []
         d = event.data
-        turn = Turn(role="assistant", text=d.text, at=event.occurred_at, event_id=event.id, sender=d.agent)
+        turn = Turn(role="assistant", text=_with_parts(d), at=event.occurred_at, event_id=event.id, sender=d.agent)
         agent = self.config.agent(d.agent)
         index: Awaitable[None] | None = None
         if self._semantic(agent):
@@ -171,6 +172,18 @@ class Memory:
             index = self._index(event, turn, vector)
         await _together(self.store.remember(event, turn, []), index)
         return []
+
+
+def _with_parts(d: ReplyGeneratedData) -> str:
+    """The assistant turn as the next model call should read it: a card's buttons and the files sent are part
+    of what the agent said (a press comes back as the button's value, which means something only beside them)."""
+    notes = []
+    if d.card is not None and d.card.buttons:
+        offered = "; ".join(f"{b.label} = {b.value}" for b in d.card.buttons)
+        said = " ".join(x for x in (d.card.title, d.card.text if d.card.text != d.text else None) if x)
+        notes.append(f"[card{': ' + said if said else ''} with buttons {offered}]")
+    notes.extend(f"[sent {a.kind} {a.name or a.url}]" for a in d.attachments)
+    return "\n".join([d.text, *notes]) if notes else d.text
 
 
 async def _together(record: Awaitable[list[Event]], index: Awaitable[None] | None) -> list[Event]:

@@ -8,6 +8,9 @@ import pytest
 
 from agentbus.config import parse_config
 from agentbus.events import (
+    Attachment,
+    Button,
+    Card,
     Chat,
     JobTriggered,
     JobTriggeredData,
@@ -113,6 +116,20 @@ async def test_assistant_replies_are_remembered_but_replayed_ones_are_not() -> N
     replayed = live.model_copy(update={"replay": Replay(run="run-1")})
     await m.remember_reply(replayed)
     assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["hello there"]
+
+
+async def test_a_reply_turn_keeps_the_card_buttons_and_files_it_offered() -> None:
+    m, store, _ = memory()
+    cause = message("acme", "c1", "deploy?")
+    data = ReplyGeneratedData(
+        agent="assistant", channel="acme", channel_type="webhook", chat=Chat(id="c1"), text="Release 1.4 is ready.",
+        model="echo", card=Card(title="Deploy", buttons=(Button(label="Yes", value="deploy 1.4"),
+                                                          Button(label="Later", value="later"))),
+        attachments=(Attachment(kind="file", url="https://example.com/notes.pdf", name="notes.pdf"),))
+    await m.remember_reply(cause.follow(ReplyGenerated, data, source="reasoner", step=Step.REPLY))
+    [(_, turn)] = store.turns["acme/acme/c1"]
+    assert turn.text == ("Release 1.4 is ready.\n[card: Deploy with buttons Yes = deploy 1.4; Later = later]\n"
+                         "[sent file notes.pdf]")
 
 
 class FlakyVectors(FakeVectors):
