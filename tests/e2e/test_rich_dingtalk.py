@@ -3,7 +3,6 @@ button (the person's client sends the button's link content as their message) is
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.test_rich_webhook import card_plugin, model
+from tests.e2e.test_rich_webhook import model
 from tests.fakes.dingtalk import FakeDingTalk, robot_headers, robot_message
 from tests.support.platform import Infra, Platform, run_platform
 from tests.support.servers import FakeLLM
@@ -50,8 +49,7 @@ async def platform(infra: Infra, llm: FakeLLM, ding: FakeDingTalk) -> AsyncItera
                       "api_base_url": ding.url, "oapi_base_url": ding.url}],
         "jobs": [],
     }
-    path = os.pathsep.join(p for p in (card_plugin(), os.environ.get("PYTHONPATH")) if p)
-    async with run_platform(infra, config, env={"PYTHONPATH": path}) as p:
+    async with run_platform(infra, config) as p:
         yield p
 
 

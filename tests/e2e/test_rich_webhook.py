@@ -1,18 +1,11 @@
 """A card end to end on the generic webhook: the model's card and image reach the receiver in the signed push,
 and a press of a button comes back signed as a message of the same chat, answered once, also when redelivered.
-
-The reasoner does not offer the ``card`` and ``attach`` tools to agents by itself yet, so this test installs
-them the way any tool plugin is installed: an ``agentbus.tools`` entry point (a ``.dist-info`` folder on the
-services' ``PYTHONPATH``) naming the very classes the reasoner ships.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,18 +36,6 @@ def model(body: dict[str, Any]) -> dict[str, Any]:
     return {"content": f"answer: {said}"}
 
 
-def card_plugin() -> str:
-    """A folder holding an installed distribution's metadata whose entry points are the card tools."""
-    root = Path(tempfile.mkdtemp(prefix="agentbus-card-tools-"))
-    info = root / "agentbus_card_tools-0.0.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: agentbus-card-tools\nVersion: 0.0.0\n")
-    (info / "entry_points.txt").write_text(
-        "[agentbus.tools]\n"
-        "card = agentbus.services.reasoner.tools.card:CardTool\n"
-        "attach = agentbus.services.reasoner.tools.card:AttachTool\n")
-    return str(root)
-
 
 @pytest.fixture(scope="module")
 async def llm() -> AsyncIterator[FakeLLM]:
@@ -68,8 +49,7 @@ async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink) -> AsyncIterat
     assert sink.server is not None
     config = base_config(sink.server.url, llm.base_url)
     config["agents"][0]["tools"] = ["card", "attach"]
-    path = os.pathsep.join(p for p in (card_plugin(), os.environ.get("PYTHONPATH")) if p)
-    async with run_platform(infra, config, env={"PYTHONPATH": path}) as p:
+    async with run_platform(infra, config) as p:
         yield p
 
 
