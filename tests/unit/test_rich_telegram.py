@@ -35,7 +35,8 @@ from tests.fakes.telegram_rich import callback_query
 
 SECRET = "tg-Secret_token-0123456789"
 CARD = Card(title="Deploy v2?", text="The build passed.", buttons=(
-    Button(label="Ship it", value="deploy v2", style="primary"), Button(label="Cancel", value="cancel", style="danger")))
+    Button(label="Ship it", value="deploy v2", style="primary"),
+    Button(label="Cancel", value="cancel", style="danger")))
 BOT = user(BOT_ID, "Agentbus", BOT_USERNAME, True)
 
 
