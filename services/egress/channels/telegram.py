@@ -8,7 +8,8 @@ went out is remembered, so a retry continues where the last attempt stopped. ``s
 idempotency key. Limits: egress keeps each chat to one message a second, a group to about 20 a minute
 (``rate_for``); the 30 a second for the whole bot is kept here. A reply answers the message as a reply to it
 (``reply_to_message``); in groups only when it answers a person's message and ``mention_asker`` is on, which
-is how Telegram addresses the asker.
+is how Telegram addresses the asker. A card is an inline keyboard on the last text message, attachments
+follow the text (``telegram_parts``); they count as parts of the reply, so a retry resumes after them too.
 """
 
 from __future__ import annotations
