@@ -236,3 +236,14 @@ async def test_socket_mode_interactive_envelope_is_acked_after_delivery(fake: Fa
     [inbound] = got
     assert inbound.message is not None and inbound.message.text == "deploy v2"
     assert inbound.message.action is not None and inbound.message.action.card_message_id == card["ts"]
+
+
+async def test_a_streamed_reply_becomes_the_card_on_its_final_update(fake: FakeSlack) -> None:
+    async with httpx.AsyncClient() as http:
+        out = SlackOutbound(channel(api_base=fake.url), http, TokenCache())
+        ts = (await out._call("chat.postMessage", {"channel": "C0GENERAL1", "text": "Ready"})).platform_message_id
+        assert ts is not None
+        pushed = await out.edit_final(reply(card=CARD), ts)
+    [update] = fake.updates
+    assert pushed.platform_message_id == ts and update["ts"] == ts
+    assert not blocks_problems(update["blocks"]) and update["blocks"][-1]["type"] == "actions"

@@ -223,3 +223,18 @@ async def test_polling_asks_for_presses_and_answers_them_after_delivery(fake: Fa
     assert answered_before == [0] and [a["callback_query_id"] for a in fake.answered] == [upd["callback_query"]["id"]]
     m = delivered[0].message
     assert m is not None and m.action is not None and m.action.label == "Yes" and m.text == "yes"
+
+
+async def test_a_streamed_reply_gets_its_keyboard_and_files_when_it_is_final(fake: FakeTelegram) -> None:
+    async with httpx.AsyncClient() as http:
+        out = TelegramOutbound(channel(api_base=fake.url), http, TokenCache())
+        await out.push(reply("Ready"), uuid.uuid4())  # the streamed message, as post_partial left it
+        [partial] = fake.sent
+        r = reply(card=CARD, attachments=(Attachment(kind="file", url="https://cdn.example.com/r.pdf", name="r"),))
+        pushed = await out.edit_final(r, str(partial["message_id"]))
+    [edit] = fake.edits
+    assert pushed.platform_message_id == str(partial["message_id"])
+    assert edit["plain"] == "Ready to deploy.\n\nDeploy v2?\n\nThe build passed."
+    keys = [b["callback_data"] for row in edit["reply_markup"]["inline_keyboard"] for b in row]
+    assert keys == ["deploy v2", "cancel"]
+    assert [(m["kind"], m["document"]) for m in fake.media] == [("document", "https://cdn.example.com/r.pdf")]
