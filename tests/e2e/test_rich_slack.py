@@ -12,7 +12,7 @@ from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, ImageBlo
 
 from tests.fakes.slack import BOT_USER, FakeSlack, app_mention, event_callback, signed
 from tests.fakes.slack_interactive import block_actions, blocks_problems, signed_form
-from tests.support.card_plugin import card_script, card_tools_env
+from tests.support.card_model import card_script
 from tests.support.platform import Infra, Platform, run_platform
 from tests.support.servers import FakeLLM
 
@@ -50,7 +50,7 @@ async def platform(infra: Infra, slack: FakeSlack, llm: FakeLLM) -> AsyncIterato
                       "signing_secret": {"env": "E2E_SL_RICH_SECRET", "default": SECRET},
                       "bot_token": {"env": "E2E_SL_RICH_TOKEN", "default": BOT_TOKEN}, "reply_in_thread": True}],
     }
-    async with run_platform(infra, config, env=card_tools_env()) as p:
+    async with run_platform(infra, config) as p:
         yield p
 
 

@@ -14,7 +14,7 @@ import telegram
 
 from tests.fakes.telegram import BOT_ID, BOT_TOKEN, BOT_USERNAME, FakeTelegram, chat, mention_entities, update, user
 from tests.fakes.telegram_rich import callback_query
-from tests.support.card_plugin import card_script, card_tools_env
+from tests.support.card_model import card_script
 from tests.support.platform import Infra, Platform, run_platform
 from tests.support.servers import FakeLLM
 
@@ -52,7 +52,7 @@ async def platform(infra: Infra, tg: FakeTelegram, llm: FakeLLM) -> AsyncIterato
                       "secret_token": {"env": "E2E_TG_RICH_SECRET", "default": SECRET},
                       "bot_username": BOT_USERNAME}],
     }
-    async with run_platform(infra, config, env=card_tools_env()) as p:
+    async with run_platform(infra, config) as p:
         yield p
 
 
