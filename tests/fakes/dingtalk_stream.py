@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from agentbus.stack.procs import free_port
+from tests.fakes.ws_gateway import GatewayServer
 
 ROBOT_TOPIC = "/v1.0/im/bot/messages/get"
 APP_ID = "fake-app-id-0001"
@@ -56,7 +56,7 @@ class Link:
 
 
 @dataclass
-class FakeDingTalkStream:
+class FakeDingTalkStream(GatewayServer):
     client_id: str = "dingappkey0001"
     client_secret: str = "app-secret-0001"
     open_status: int | None = None  # the open call answers this status (e.g. 503) instead of a ticket
@@ -80,30 +80,10 @@ class FakeDingTalkStream:
         app = web.Application()
         app.router.add_post("/v1.0/gateway/connections/open", self._open)
         app.router.add_get("/connect", self._connect)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await self._serve(app)
         return self
 
-    async def stop(self) -> None:
-        for link in self.links:
-            if not link.ws.closed:
-                await link.ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
     # ------------------------------------------------------------ what tests do
-
-    async def wait(self, predicate: Any, timeout: float = 30.0) -> None:
-        """Until ``predicate()`` holds (re-checked whenever the gateway's state changes)."""
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
-
-    async def wait_link(self, n: int = 1) -> Link:
-        """The ``n``-th WebSocket session, once it is open."""
-        await self.wait(lambda: len(self.links) >= n)
-        return self.links[n - 1]
 
     def answer_to(self, message_id: str) -> dict[str, Any] | None:
         return next((a for a in self.answers if a.get("headers", {}).get("messageId") == message_id), None)
@@ -139,17 +119,8 @@ class FakeDingTalkStream:
         """The graceful ``disconnect``: the client should finish what it read and close."""
         return await self.push("SYSTEM", "disconnect", {"reason": reason}, link)
 
-    async def send_raw(self, text: str, link: Link | None = None) -> None:
-        await (link or self.links[-1]).ws.send_str(text)
-
     async def ws_ping(self, data: bytes, link: Link | None = None) -> None:
         await (link or self.links[-1]).ws.ping(data)
-
-    def drop(self, link: Link | None = None) -> None:
-        """Cut the TCP connection without a close frame (a gateway restart, a NAT timeout)."""
-        transport = (link or self.links[-1]).request.transport
-        assert transport is not None
-        transport.abort()
 
     # ------------------------------------------------------------ the wire
 
@@ -158,10 +129,6 @@ class FakeDingTalkStream:
         return {"specVersion": "1.0", "type": kind, "data": data,
                 "headers": {"appId": APP_ID, "connectionId": link.connection_id, "contentType": "application/json",
                             "messageId": _message_id(), "time": _now_ms(), "topic": topic}}
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     async def _open(self, request: web.Request) -> web.Response:
         try:

@@ -23,7 +23,7 @@ import httpx
 import orjson
 from aiohttp import WSMsgType, web
 
-from agentbus.stack.procs import free_port
+from tests.fakes.ws_gateway import GatewayServer
 
 APP_ID = "A0APP00001"
 
@@ -41,7 +41,7 @@ class Link:
 
 
 @dataclass
-class FakeSlackSocket:
+class FakeSlackSocket(GatewayServer):
     app_tokens: set[str]
     open_error: str | None = None  # apps.connections.open answers {"ok": false, "error": ...}
     refuse_socket: bool = False  # the WebSocket upgrade is refused (HTTP 401), as for a stale ticket
@@ -65,30 +65,10 @@ class FakeSlackSocket:
         app.router.add_post("/api/apps.connections.open", self._open)
         app.router.add_get("/link/", self._link)
         app.router.add_post("/api/{method}", self._forward)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await self._serve(app)
         return self
 
-    async def stop(self) -> None:
-        for link in self.links:
-            if not link.ws.closed:
-                await link.ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
     # ------------------------------------------------------------ what tests do
-
-    async def wait(self, predicate: Any, timeout: float = 30.0) -> None:
-        """Until ``predicate()`` holds (re-checked whenever the gateway's state changes)."""
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
-
-    async def wait_link(self, n: int = 1) -> Link:
-        """The ``n``-th WebSocket session, once it is open."""
-        await self.wait(lambda: len(self.links) >= n)
-        return self.links[n - 1]
 
     def acked(self, envelope_id: str) -> bool:
         return any(a.get("envelope_id") == envelope_id for a in self.acks)
@@ -105,9 +85,6 @@ class FakeSlackSocket:
         await target.ws.send_str(orjson.dumps(envelope).decode())
         return envelope_id
 
-    async def send_raw(self, text: str, link: Link | None = None) -> None:
-        await (link or self.links[-1]).ws.send_str(text)
-
     async def disconnect(self, reason: str = "refresh_requested", link: Link | None = None) -> None:
         """Slack's request that the client goes away (it opens a new connection first, then closes this one)."""
         frame = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake-1"}}
@@ -116,17 +93,7 @@ class FakeSlackSocket:
     async def ping(self, data: bytes = b"keepalive", link: Link | None = None) -> None:
         await (link or self.links[-1]).ws.ping(data)
 
-    def drop(self, link: Link | None = None) -> None:
-        """Cut the TCP connection without a close frame (a load balancer restart, a NAT timeout)."""
-        transport = (link or self.links[-1]).request.transport
-        assert transport is not None
-        transport.abort()
-
     # ------------------------------------------------------------ the wire
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     async def _open(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")

@@ -7,8 +7,7 @@ import asyncio
 import json
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from dingtalk_stream.stream import DingTalkStreamClient
 from pydantic import ValidationError
 
 from agentbus.channeltypes.dingtalk import DingTalkChannel
-from agentbus.services.ingress.accept import Outcome
 from agentbus.services.ingress.channels.base import HttpRequest
 from agentbus.services.ingress.channels.dingtalk import DingTalkInbound
 from agentbus.services.ingress.inbound import Inbound
@@ -30,6 +28,7 @@ from agentbus.services.ingress.longconn.base import LinkState
 from agentbus.services.ingress.longconn.dingtalk import DingTalkStream, SessionEnded
 from tests.fakes.dingtalk import robot_headers, robot_message
 from tests.fakes.dingtalk_stream import ROBOT_TOPIC, FakeDingTalkStream
+from tests.support.longconn import Recorder, finished
 
 KEY, SECRET = "dingappkey0001", "app-secret-0001"
 
@@ -44,23 +43,6 @@ def channel(fake: FakeDingTalkStream | None = None, **over: Any) -> DingTalkChan
     raw.update(over)
     return DingTalkChannel.model_validate(raw)
 
-
-class Recorder:
-    """A ``deliver`` that records what it got; ``fail`` makes the next calls raise; ``during`` runs inside."""
-
-    def __init__(self) -> None:
-        self.got: list[Inbound] = []
-        self.fail = 0
-        self.during: Callable[[Inbound], Awaitable[None]] | None = None
-
-    async def __call__(self, inbound: Inbound) -> Outcome:
-        if self.during is not None:
-            await self.during(inbound)
-        if self.fail:
-            self.fail -= 1
-            raise ConnectionError("broker unavailable")
-        self.got.append(inbound)
-        return Outcome("published", uuid.uuid4())
 
 
 @pytest.fixture
@@ -80,12 +62,6 @@ def connection(ch: DingTalkChannel, deliver: Recorder, http: httpx.AsyncClient) 
     state = LinkState()
     return DingTalkStream(ch, DingTalkInbound(ch), deliver, http, state), state
 
-
-async def finished(task: asyncio.Task[None]) -> BaseException | None:
-    """How ``run`` ended: None when it returned, else its exception."""
-    await asyncio.wait({task}, timeout=30)
-    assert task.done(), "run did not end"
-    return task.exception()
 
 
 # ---------------------------------------------------------------- the fake is faithful

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from agentbus.channeltypes.slack import SlackChannel
-from agentbus.services.ingress.accept import Outcome
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.slack import SlackInbound
 from agentbus.services.ingress.inbound import Inbound
@@ -30,6 +29,7 @@ from agentbus.services.ingress.longconn.base import LinkState
 from agentbus.services.ingress.longconn.slack import SessionEnded, SlackSocketMode
 from tests.fakes.slack import BOT_USER, app_mention, event_callback, message, signed
 from tests.fakes.slack_socket import FakeSlackSocket
+from tests.support.longconn import Recorder, finished
 
 APP_TOKEN = "xapp-1-A0APP00001-1234567890123-0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 BOT_TOKEN = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
@@ -46,23 +46,6 @@ def channel(fake: FakeSlackSocket | None = None, **over: Any) -> SlackChannel:
     raw.update(over)
     return SlackChannel.model_validate(raw)
 
-
-class Recorder:
-    """A ``deliver`` that records what it got; ``fail`` makes the next calls raise; ``during`` runs inside."""
-
-    def __init__(self) -> None:
-        self.got: list[Inbound] = []
-        self.fail = 0
-        self.during: Callable[[Inbound], Awaitable[None]] | None = None
-
-    async def __call__(self, inbound: Inbound) -> Outcome:
-        if self.during is not None:
-            await self.during(inbound)
-        if self.fail:
-            self.fail -= 1
-            raise ConnectionError("broker unavailable")
-        self.got.append(inbound)
-        return Outcome("published", uuid.uuid4())
 
 
 @pytest.fixture
@@ -82,12 +65,6 @@ def connection(ch: SlackChannel, deliver: Recorder, http: httpx.AsyncClient) -> 
     state = LinkState()
     return SlackSocketMode(ch, SlackInbound(ch), deliver, http, state), state
 
-
-async def finished(task: asyncio.Task[None]) -> BaseException | None:
-    """How ``run`` ended: None when it returned, else its exception."""
-    await asyncio.wait({task}, timeout=30)
-    assert task.done(), "run did not end"
-    return task.exception()
 
 
 # ---------------------------------------------------------------- the fake is faithful
