@@ -86,6 +86,7 @@ class Acceptor:
                 received_at=datetime.now(UTC),
                 refusal=refusal,
                 attachments=attachments,
+                action=msg.action,
             ),
             id=event_id,
             source="ingress",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentbus.events import Chat, Sender
+from agentbus.events import Action, Chat, Sender
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class InboundMessage:
     reply_route: dict[str, Any] = field(default_factory=dict)
     from_self: bool = False  # the bot's own message echoed back: ignored
     attachments: tuple[MediaItem, ...] = ()
+    action: Action | None = None  # a press of a button of the bot's card: ``text`` is the button's value
 
 
 @dataclass(frozen=True)

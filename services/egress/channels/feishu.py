@@ -21,19 +21,30 @@ import hmac
 import re
 import time
 import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
+import structlog
 
 from agentbus.channeltypes.feishu import FeishuChannel
-from agentbus.events import ReplyGeneratedData
+from agentbus.events import Attachment, ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
     retry_after_seconds,
     transport_failure,
 )
+from agentbus.services.egress.channels.feishu_parts import (
+    ImageFailed,
+    card_json,
+    card_markdown,
+    fetch_image,
+    upload_image,
+)
+from agentbus.services.egress.channels.parts_text import text_with_parts
 from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
@@ -43,6 +54,7 @@ RATE_CODES = {99991400, 230020, 11232}  # API frequency limit, per-chat send lim
 REPLY_TARGET_GONE = {230011}  # the message to reply to was recalled: send to the chat instead
 SEND_RATE_PER_MINUTE = 300  # "5 QPS per user / per group (shared by the group's bots)"
 HOOK_RATE_PER_MINUTE = 100  # custom bot: 100 per minute, 5 per second
+log = structlog.get_logger("agentbus.egress")
 USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # open_id / user_id: nothing that could break out of the tag
 
 
@@ -90,14 +102,29 @@ class _ReplyTargetGone(Permanent):
     pass
 
 
+@dataclass
+class _Plan:
+    """The messages one reply goes out as (msg_type, content, uuid), and how many went out already."""
+
+    messages: list[tuple[str, str, str]]
+    done: int = 0
+    first: Pushed | None = None
+
+    @property
+    def has_main(self) -> bool:
+        return bool(self.messages) and self.messages[0][0] != "image"
+
+
 class FeishuOutbound(OutboundAdapter):
     type = "feishu"
     idempotent = True
     default_rate_per_minute = SEND_RATE_PER_MINUTE
     channel: FeishuChannel
+    fetch_schemes: tuple[str, ...] = ("https",)  # where images are downloaded from (outbound URLs are https)
 
     def __init__(self, channel: FeishuChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
         super().__init__(channel, http, tokens)
+        self._plans: OrderedDict[uuid.UUID, _Plan] = OrderedDict()
         self._app = (
             (channel.app_id.value(), channel.app_secret.value()) if channel.app_id and channel.app_secret else None
         )
@@ -123,12 +150,18 @@ class FeishuOutbound(OutboundAdapter):
 
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         if self._via_hook(reply):
-            return await self._push_hook(reply)
+            return await self._push_hook(self._parts_as_text(reply))
+        if reply.card is not None or reply.attachments:
+            return await self._push_parts(reply, reply_id)
         msg_type, content = self._content(reply)
+        return await self._send(reply, msg_type, content, str(reply_id))
+
+    async def _send(self, reply: ReplyGeneratedData, msg_type: str, content: str, uid: str) -> Pushed:
+        """One message, answering the message asked about (reply mode) or sent to the chat."""
         route = reply.reply_route
         message_id = route.get("message_id") if self.channel.reply_mode == "reply" else None
         if isinstance(message_id, str) and message_id:
-            body: dict[str, Any] = {"msg_type": msg_type, "content": content, "uuid": str(reply_id)}
+            body: dict[str, Any] = {"msg_type": msg_type, "content": content, "uuid": uid}
             if self.channel.reply_in_thread or route.get("thread_id"):
                 body["reply_in_thread"] = True
             try:
@@ -136,8 +169,81 @@ class FeishuOutbound(OutboundAdapter):
             except _ReplyTargetGone:
                 pass
         chat_id = route.get("chat_id") or reply.chat.id
-        body = {"receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": str(reply_id)}
+        body = {"receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": uid}
         return await self._call("/open-apis/im/v1/messages", {"receive_id_type": "chat_id"}, body)
+
+    @staticmethod
+    def _parts_as_text(reply: ReplyGeneratedData) -> ReplyGeneratedData:
+        """The custom bot webhook cannot receive presses nor upload images: its card and files as text."""
+        if reply.card is None and not reply.attachments:
+            return reply
+        return reply.model_copy(update={"text": text_with_parts(reply), "card": None, "attachments": ()})
+
+    async def _push_parts(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
+        """The card (or text) message, then one message per uploaded image. The messages are planned once
+        (the images uploaded then), and which went out is remembered, so a retry sends only the rest; each
+        has its own ``uuid`` besides, which Feishu de-duplicates."""
+        plan = self._plans.get(reply_id)
+        if plan is None:
+            plan = self._plans[reply_id] = _Plan(await self._messages(reply, reply_id))
+            while len(self._plans) > 10_000:
+                self._plans.popitem(last=False)
+        for i in range(plan.done, len(plan.messages)):
+            msg_type, content, uid = plan.messages[i]
+            try:
+                pushed = await self._send(reply, msg_type, content, uid)
+            except Permanent as exc:
+                if i == 0 and plan.has_main:
+                    raise
+                log.warning("feishu_image_refused", channel=self.channel.id, reason=str(exc)[:200])
+                pushed = Pushed()
+            if i == 0:
+                plan.first = pushed
+            plan.done = i + 1
+        self._plans.pop(reply_id, None)
+        return plan.first or Pushed()
+
+    async def _messages(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> list[tuple[str, str, str]]:
+        keys: dict[int, str] = {}
+        for i, a in enumerate(reply.attachments):
+            if a.kind == "image" and a.url:
+                try:
+                    keys[i] = await self._image_key(a)
+                except ImageFailed as exc:
+                    log.warning("feishu_image_as_link", channel=self.channel.id, reason=str(exc)[:200])
+        rest = tuple(a for i, a in enumerate(reply.attachments) if i not in keys)
+        out: list[tuple[str, str, str]] = []
+        if reply.card is not None:
+            md = text_with_parts(reply.model_copy(update={
+                "text": card_markdown(reply.text, reply.card), "card": None, "attachments": rest}))
+            md = self._text(reply.model_copy(update={"text": md}), card=True)
+            thread = reply.reply_route.get("thread_id")
+            card = card_json(reply.card, md, reply.chat.type, thread if isinstance(thread, str) else None)
+            out.append(("interactive", orjson.dumps(card).decode(), str(reply_id)))
+        else:
+            text = text_with_parts(reply.model_copy(update={"attachments": rest}))
+            if text:
+                out.append((*self._content(reply.model_copy(update={"text": text, "attachments": ()})), str(reply_id)))
+        for i in sorted(keys):
+            image = orjson.dumps({"image_key": keys[i]}).decode()
+            out.append(("image", image, str(uuid.uuid5(reply_id, f"image:{i}"))))
+        if not out:
+            raise Permanent("the reply has no text and no part that can be sent")
+        return out
+
+    async def _image_key(self, a: Attachment) -> str:
+        data, ctype = await fetch_image(self.http, a, self.fetch_schemes)
+        name = a.name or "image"
+        for attempt in (1, 2):
+            token = await self.tokens.get(self._token_key, self._fetch_token)
+            key, code = await upload_image(self.http, self.channel.base, token, name, data, ctype)
+            if key is not None:
+                return key
+            if code in TOKEN_CODES and attempt == 1:
+                self.tokens.invalidate(self._token_key)
+                continue
+            raise ImageFailed(f"upload refused: code {code}")
+        raise AssertionError("unreachable")
 
     def _text(self, reply: ReplyGeneratedData, card: bool = False) -> str:
         """The reply's text, with the asker's mention in front in a group (a card spells it differently)."""
