@@ -24,7 +24,8 @@ from agentbus.events import Action, Attachment, Button, Card, Chat, ReplyGenerat
 from agentbus.http import LoopbackServer
 from agentbus.services.egress.channels.base import TokenCache
 from agentbus.services.egress.channels.feishu import FeishuOutbound
-from agentbus.services.egress.ports import Retryable
+from agentbus.services.egress.channels.feishu_parts import ImageFailed, fetch_image
+from agentbus.services.egress.ports import Permanent, Retryable
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.channels.base import Rejected
 from agentbus.services.ingress.channels.feishu import FeishuInbound
@@ -94,7 +95,7 @@ async def images() -> AsyncIterator[str]:
 
 def outbound(fake: FakeFeishu, http: httpx.AsyncClient, **over: Any) -> FeishuOutbound:
     out = FeishuOutbound(channel(api_base=fake.url, **over), http, TokenCache())
-    out.fetch_schemes = ("http",)  # the test's image server is plain http on loopback
+    out.fetch_schemes, out.fetch_public_only = ("http",), False  # the test's image server: http on loopback
     return out
 
 
@@ -135,12 +136,21 @@ async def test_images_are_uploaded_others_become_link_lines(fake: FakeFeishu, im
     assert not fake.rejected
 
 
-async def test_an_https_only_adapter_refuses_other_urls_and_keeps_the_link(fake: FakeFeishu, images: str) -> None:
+async def test_only_https_urls_of_public_hosts_are_fetched(fake: FakeFeishu, images: str) -> None:
+    local = images.replace("http://", "https://")
     async with httpx.AsyncClient() as http:
         out = FeishuOutbound(channel(api_base=fake.url), http, TokenCache())
-        await out.push(reply(CARD, (Attachment(kind="image", url=images + "cat.png", name="cat.png"),)), uuid.uuid4())
+        await out.push(reply(CARD, (Attachment(kind="image", url=images + "cat.png", name="cat.png"),
+                                    Attachment(kind="image", url=local + "cat.png", name="local.png"),
+                                    Attachment(kind="image", url="https://[::ffff:10.0.0.1]/a.png", name="v6.png"))),
+                       uuid.uuid4())
+        with pytest.raises(ImageFailed, match="not public"):
+            await fetch_image(http, Attachment(kind="image", url=local + "cat.png"), ("https",))
+        with pytest.raises(ImageFailed, match="not a https URL"):
+            await fetch_image(http, Attachment(kind="image", url=images + "cat.png"), ("https",))
     [sent] = fake.sent
-    assert f"cat.png: {images}cat.png" in sent["content_json"]["body"]["elements"][0]["content"]
+    text = sent["content_json"]["body"]["elements"][0]["content"]
+    assert f"cat.png: {images}cat.png\nlocal.png: {local}cat.png\nv6.png: https://[::ffff:10.0.0.1]/a.png" in text
     assert not fake.images
 
 
@@ -304,3 +314,30 @@ async def test_a_press_over_the_long_connection_is_answered_with_its_toast(kind:
     assert got.message is not None and got.message.text == "deploy 1.4" and got.dedupe_id == ev["header"]["event_id"]
     assert ack.message_id == frame_id and ack.code == 200
     assert ack.data == {"toast": {"type": "info", "content": "✓ Deploy"}}
+
+
+async def test_an_image_message_refused_for_good_does_not_fail_the_delivered_reply(fake: FakeFeishu,
+                                                                                   images: str) -> None:
+    async with httpx.AsyncClient() as http:
+        fake.plan = [None, (400, 230001, "invalid request parameter", {})]
+        pushed = await outbound(fake, http).push(reply(attachments=(
+            Attachment(kind="image", url=images + "cat.png"),)), uuid.uuid4())
+    [text] = fake.sent
+    assert text["msg_type"] == "text" and pushed.platform_message_id == text["message_id"]
+
+
+async def test_a_reply_of_images_only_goes_out_as_images(fake: FakeFeishu, images: str) -> None:
+    only = reply(attachments=(Attachment(kind="image", url=images + "cat.png"),)).model_copy(update={"text": ""})
+    async with httpx.AsyncClient() as http:
+        pushed = await outbound(fake, http).push(only, uuid.uuid4())
+    [image] = fake.sent
+    assert image["msg_type"] == "image" and pushed.platform_message_id == image["message_id"]
+
+
+async def test_a_reply_of_images_all_refused_is_not_reported_delivered(fake: FakeFeishu, images: str) -> None:
+    only = reply(attachments=(Attachment(kind="image", url=images + "cat.png"),)).model_copy(update={"text": ""})
+    async with httpx.AsyncClient() as http:
+        fake.plan = [(400, 230001, "invalid request parameter", {})]
+        with pytest.raises(Permanent, match="no message of the reply"):
+            await outbound(fake, http).push(only, uuid.uuid4())
+    assert not fake.sent

@@ -22,7 +22,6 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -39,9 +38,11 @@ from agentbus.services.egress.channels.base import (
 )
 from agentbus.services.egress.channels.feishu_parts import (
     ImageFailed,
+    Plan,
     card_json,
     card_markdown,
     fetch_image,
+    parts_as_text,
     upload_image,
 )
 from agentbus.services.egress.channels.parts_text import text_with_parts
@@ -102,29 +103,17 @@ class _ReplyTargetGone(Permanent):
     pass
 
 
-@dataclass
-class _Plan:
-    """The messages one reply goes out as (msg_type, content, uuid), and how many went out already."""
-
-    messages: list[tuple[str, str, str]]
-    done: int = 0
-    first: Pushed | None = None
-
-    @property
-    def has_main(self) -> bool:
-        return bool(self.messages) and self.messages[0][0] != "image"
-
-
 class FeishuOutbound(OutboundAdapter):
     type = "feishu"
     idempotent = True
     default_rate_per_minute = SEND_RATE_PER_MINUTE
     channel: FeishuChannel
     fetch_schemes: tuple[str, ...] = ("https",)  # where images are downloaded from (outbound URLs are https)
+    fetch_public_only = True  # and only from hosts whose addresses are all public
 
     def __init__(self, channel: FeishuChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
         super().__init__(channel, http, tokens)
-        self._plans: OrderedDict[uuid.UUID, _Plan] = OrderedDict()
+        self._plans: OrderedDict[uuid.UUID, Plan] = OrderedDict()
         self._app = (
             (channel.app_id.value(), channel.app_secret.value()) if channel.app_id and channel.app_secret else None
         )
@@ -150,7 +139,7 @@ class FeishuOutbound(OutboundAdapter):
 
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         if self._via_hook(reply):
-            return await self._push_hook(self._parts_as_text(reply))
+            return await self._push_hook(parts_as_text(reply))
         if reply.card is not None or reply.attachments:
             return await self._push_parts(reply, reply_id)
         msg_type, content = self._content(reply)
@@ -172,36 +161,31 @@ class FeishuOutbound(OutboundAdapter):
         body = {"receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": uid}
         return await self._call("/open-apis/im/v1/messages", {"receive_id_type": "chat_id"}, body)
 
-    @staticmethod
-    def _parts_as_text(reply: ReplyGeneratedData) -> ReplyGeneratedData:
-        """The custom bot webhook cannot receive presses nor upload images: its card and files as text."""
-        if reply.card is None and not reply.attachments:
-            return reply
-        return reply.model_copy(update={"text": text_with_parts(reply), "card": None, "attachments": ()})
-
     async def _push_parts(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         """The card (or text) message, then one message per uploaded image. The messages are planned once
         (the images uploaded then), and which went out is remembered, so a retry sends only the rest; each
         has its own ``uuid`` besides, which Feishu de-duplicates."""
+        last: Exception | None = None
         plan = self._plans.get(reply_id)
         if plan is None:
-            plan = self._plans[reply_id] = _Plan(await self._messages(reply, reply_id))
+            plan = self._plans[reply_id] = Plan(await self._messages(reply, reply_id))
             while len(self._plans) > 10_000:
                 self._plans.popitem(last=False)
         for i in range(plan.done, len(plan.messages)):
             msg_type, content, uid = plan.messages[i]
             try:
                 pushed = await self._send(reply, msg_type, content, uid)
+                plan.first = plan.first or pushed
             except Permanent as exc:
                 if i == 0 and plan.has_main:
                     raise
                 log.warning("feishu_image_refused", channel=self.channel.id, reason=str(exc)[:200])
-                pushed = Pushed()
-            if i == 0:
-                plan.first = pushed
+                last = exc
             plan.done = i + 1
         self._plans.pop(reply_id, None)
-        return plan.first or Pushed()
+        if plan.first is None:  # only images, and every one refused: the reply did not arrive
+            raise Permanent(f"no message of the reply was accepted: {last}")
+        return plan.first
 
     async def _messages(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> list[tuple[str, str, str]]:
         keys: dict[int, str] = {}
@@ -232,7 +216,7 @@ class FeishuOutbound(OutboundAdapter):
         return out
 
     async def _image_key(self, a: Attachment) -> str:
-        data, ctype = await fetch_image(self.http, a, self.fetch_schemes)
+        data, ctype = await fetch_image(self.http, a, self.fetch_schemes, self.fetch_public_only)
         name = a.name or "image"
         for attempt in (1, 2):
             token = await self.tokens.get(self._token_key, self._fetch_token)

@@ -15,12 +15,18 @@ line in the text (``parts_text``), never the reply.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
-from agentbus.events import Attachment, Card
+from agentbus.events import Attachment, Card, ReplyGeneratedData
+from agentbus.services.egress.channels.parts_text import text_with_parts
+from agentbus.services.egress.ports import Pushed
 
 IMAGES_PATH = "/open-apis/im/v1/images"
 MAX_IMAGE_BYTES = 10 * 2**20  # "the image may not exceed 10 MB"
@@ -29,8 +35,28 @@ IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp"
                "image/vnd.microsoft.icon", "image/heic"}  # the formats the upload accepts
 
 
+@dataclass
+class Plan:
+    """The messages one reply goes out as (msg_type, content, uuid), and how many went out already."""
+
+    messages: list[tuple[str, str, str]]
+    done: int = 0
+    first: Pushed | None = None
+
+    @property
+    def has_main(self) -> bool:
+        return bool(self.messages) and self.messages[0][0] != "image"
+
+
 class ImageFailed(Exception):
     """An image that cannot go out as an image (it goes out as a link line)."""
+
+
+def parts_as_text(reply: ReplyGeneratedData) -> ReplyGeneratedData:
+    """For the custom bot webhook, which can neither receive presses nor send images: the parts as text."""
+    if reply.card is None and not reply.attachments:
+        return reply
+    return reply.model_copy(update={"text": text_with_parts(reply), "card": None, "attachments": ()})
 
 
 def button_value(value: str, label: str, chat_type: str, thread_id: str | None) -> dict[str, str]:
@@ -67,12 +93,31 @@ def card_markdown(reply_text: str, card: Card) -> str:
     return "\n\n".join(blocks)
 
 
-async def fetch_image(http: httpx.AsyncClient, a: Attachment, schemes: tuple[str, ...],
+async def _public(url: httpx.URL) -> None:
+    """Refuse a host that resolves to any address that is not public: the URL is the model's choice, and
+    egress sits inside the network (a check of the names, not a pinned connection: see the docs)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or 443, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ImageFailed(f"cannot resolve the host: {exc}") from None
+    for info in infos:
+        addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not addr.is_global or addr.is_multicast:
+            raise ImageFailed("the URL's host has an address that is not public")
+
+
+async def fetch_image(http: httpx.AsyncClient, a: Attachment, schemes: tuple[str, ...], public_only: bool = True,
                       limit: int = MAX_IMAGE_BYTES) -> tuple[bytes, str]:
     """(bytes, content type) of an image attachment's URL; ``ImageFailed`` for anything else."""
     url = a.url or ""
     if not url.startswith(tuple(f"{s}://" for s in schemes)):
         raise ImageFailed(f"not a {'/'.join(schemes)} URL")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise ImageFailed("malformed URL") from None
+    if public_only:
+        await _public(parsed)
     try:
         async with http.stream("GET", url, timeout=FETCH_TIMEOUT_S, follow_redirects=False) as resp:
             if resp.status_code != 200:
