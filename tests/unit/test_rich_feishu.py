@@ -341,3 +341,45 @@ async def test_a_reply_of_images_all_refused_is_not_reported_delivered(fake: Fak
         with pytest.raises(Permanent, match="no message of the reply"):
             await outbound(fake, http).push(only, uuid.uuid4())
     assert not fake.sent
+
+
+async def test_lark_oapis_own_client_answers_a_press_as_ours_does() -> None:
+    """The SDK's ws client with a card action handler answers the press with ``data`` = base64 of the toast:
+    the answer the fake reads, and the one ours is checked against above."""
+    import threading
+
+    import lark_oapi.ws.client as sdk_ws
+
+    gateway = await FakeFeishuGateway({STREAM_APP: STREAM_SECRET}).start()
+    seen: list[Any] = []
+
+    def on_press(data: Any) -> P2Response:
+        seen.append(data)
+        return P2Response({"toast": {"type": "info", "content": "✓ Deploy"}})
+
+    handler = lark.EventDispatcherHandler.builder("", "").register_p2_card_action_trigger(on_press).build()
+    client = lark.ws.Client(STREAM_APP, STREAM_SECRET, event_handler=handler, domain=gateway.url,
+                            auto_reconnect=False, log_level=lark.LogLevel.ERROR)
+    sdk_loop = sdk_ws.loop
+
+    def serve() -> None:
+        try:
+            client.start()
+        except RuntimeError:  # the loop stopped: how the test ends it
+            pass
+        sdk_loop.run_until_complete(client._disconnect())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        await gateway.wait_connected()
+        ev = press_event(token="unused")
+        await gateway.push(ev)
+        [ack] = await gateway.wait_acks(1)
+    finally:
+        sdk_loop.call_soon_threadsafe(sdk_loop.stop)
+        await asyncio.to_thread(thread.join, 30)
+        await gateway.stop()
+    [sdk] = seen
+    assert sdk.event.action.value == ev["event"]["action"]["value"] and sdk.event.operator.open_id == "ou_bob"
+    assert ack.code == 200 and ack.data == {"toast": {"type": "info", "content": "✓ Deploy"}}

@@ -9,6 +9,9 @@ rejects (expired, revoked) is refreshed and the call made once more. Feishu answ
 Custom bot webhook: ``POST /open-apis/bot/v2/hook/<token>`` with ``timestamp`` and
 ``sign`` = base64(HMAC-SHA256(key = timestamp + "\\n" + secret, message = empty)). It has no idempotency key.
 
+A reply with a card or attachments goes out as a card JSON 2.0 (or the text) and one message per image
+(``feishu_parts.py``); which of these messages went out is remembered, so a retry sends only the rest.
+
 A group reply mentions the asker (their open_id) in front of the text: ``<at user_id="ou_...">`` in text and
 post (md) content, ``<at id=ou_...>`` in a card's markdown, as each message type documents it.
 """
@@ -33,9 +36,9 @@ from agentbus.events import Attachment, ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
-    retry_after_seconds,
     transport_failure,
 )
+from agentbus.services.egress.channels.feishu_answers import code_of, failure_of, json_of
 from agentbus.services.egress.channels.feishu_parts import (
     ImageFailed,
     Plan,
@@ -51,7 +54,6 @@ from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 # the access token is missing, invalid or expired: fetch a new one and try once more
 TOKEN_CODES = {99991661, 99991663, 99991664, 99991665, 99991668}
-RATE_CODES = {99991400, 230020, 11232}  # API frequency limit, per-chat send limit, custom bot limit
 REPLY_TARGET_GONE = {230011}  # the message to reply to was recalled: send to the chat instead
 SEND_RATE_PER_MINUTE = 300  # "5 QPS per user / per group (shared by the group's bots)"
 HOOK_RATE_PER_MINUTE = 100  # custom bot: 100 per minute, 5 per second
@@ -62,41 +64,6 @@ USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # open_id / user_id: nothing that 
 def hook_sign(timestamp: int, secret: str) -> str:
     key = f"{timestamp}\n{secret}".encode()
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
-
-
-def _json(resp: httpx.Response) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(resp.content)
-    except orjson.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _rate_wait(resp: httpx.Response) -> float | None:
-    reset = resp.headers.get("x-ogw-ratelimit-reset")
-    if reset:
-        try:
-            return max(float(reset), 0.0)
-        except ValueError:
-            pass
-    return retry_after_seconds(resp)
-
-
-def _code(data: dict[str, Any] | None) -> int | None:
-    code = data.get("code", data.get("StatusCode")) if data else None
-    return code if isinstance(code, int) and not isinstance(code, bool) else None
-
-
-def _fail(resp: httpx.Response, data: dict[str, Any] | None) -> Exception:
-    """The exception for a failed answer (not raised here, so callers can decide)."""
-    code = _code(data)
-    msg = str((data or {}).get("msg", (data or {}).get("StatusMessage", "")))[:200]
-    what = f"HTTP {resp.status_code}, code {code}: {msg}" if data else f"HTTP {resp.status_code}: {resp.text[:200]}"
-    if resp.status_code == 429 or code in RATE_CODES:
-        return Retryable(f"rate limited: {what}", resp.status_code, _rate_wait(resp))
-    if resp.status_code >= 500 or resp.status_code in (408, 425) or data is None:
-        return Retryable(what, resp.status_code, retry_after_seconds(resp))
-    return Permanent(what, resp.status_code)
 
 
 class _ReplyTargetGone(Permanent):
@@ -261,11 +228,11 @@ class FeishuOutbound(OutboundAdapter):
             )
         except httpx.TransportError as exc:
             raise Retryable(f"tenant_access_token: {type(exc).__name__}: {exc}") from exc
-        data = _json(resp)
+        data = json_of(resp)
         if data is not None and data.get("code") == 0 and isinstance(data.get("tenant_access_token"), str):
             expire = data.get("expire")
             return data["tenant_access_token"], float(expire) if isinstance(expire, (int, float)) else 3600.0
-        refused = _fail(resp, data)
+        refused = failure_of(resp, data)
         refused.args = (f"tenant_access_token: {refused}",)
         raise refused
 
@@ -281,8 +248,8 @@ class FeishuOutbound(OutboundAdapter):
                 )
             except httpx.TransportError as exc:
                 raise transport_failure(exc) from exc
-            data = _json(resp)
-            code = _code(data)
+            data = json_of(resp)
+            code = code_of(data)
             if resp.status_code < 300 and code == 0:
                 payload = (data or {}).get("data")
                 msg_id = payload.get("message_id") if isinstance(payload, dict) else None
@@ -294,7 +261,7 @@ class FeishuOutbound(OutboundAdapter):
                 raise Permanent(f"access token rejected after a refresh: code {code}", resp.status_code)
             if code in REPLY_TARGET_GONE:
                 raise _ReplyTargetGone(f"code {code}: the message to reply to is gone", resp.status_code)
-            raise _fail(resp, data)
+            raise failure_of(resp, data)
         raise AssertionError("unreachable")
 
     async def _push_hook(self, reply: ReplyGeneratedData) -> Pushed:
@@ -320,7 +287,7 @@ class FeishuOutbound(OutboundAdapter):
             )
         except httpx.TransportError as exc:
             raise transport_failure(exc) from exc
-        data = _json(resp)
-        if resp.status_code < 300 and _code(data) == 0:
+        data = json_of(resp)
+        if resp.status_code < 300 and code_of(data) == 0:
             return Pushed(http_status=resp.status_code)
-        raise _fail(resp, data)
+        raise failure_of(resp, data)
