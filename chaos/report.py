@@ -24,6 +24,7 @@ from typing import Any
 from chaos.fakes import ChaosEffects, ChaosLLM, ChaosSink, uses_tool
 from chaos.faults import Fault
 from chaos.load import Message
+from chaos.longconn import LcResult
 
 
 @dataclass
@@ -72,14 +73,17 @@ class Result:
     dead_letter_examples: list[dict[str, Any]] = field(default_factory=list)
     duplicated_llm_examples: list[dict[str, Any]] = field(default_factory=list)
     handler_errors: dict[str, int] = field(default_factory=dict)  # non-transient handler failures, from the logs
+    long_connection: LcResult | None = None  # the Telegram channel in mode: stream, counted from its raw log
 
     @property
     def ok(self) -> bool:
         """Lost, duplicated (as the chat sees it) and out-of-order must be zero. A push repeated with the same
         webhook-id after egress was SIGKILLed between the platform's answer and the ledger write is shown as
         a raw repeat: the receiver de-duplicates it by webhook-id, as Standard Webhooks asks it to."""
+        lc = self.long_connection
+        lc_ok = lc is None or (lc.lost == 0 and lc.duplicated == 0 and lc.out_of_order == 0 and lc.wrong == 0)
         return (self.lost == 0 and self.duplicated_replies_in_chat == 0 and self.out_of_order == 0
-                and self.repeated_tool_effects == 0)
+                and self.repeated_tool_effects == 0 and lc_ok)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -286,6 +290,15 @@ def render(r: Result) -> None:
         ("max time to recover after a fault", f"{r.max_recovery_s:.1f}s" if r.max_recovery_s is not None else "n/a",
          ""),
     ]
+    lc = r.long_connection
+    if lc is not None:
+        rows += [
+            ("long connection (Telegram getUpdates): messages / confirmed by offset", f"{lc.messages} / {lc.confirmed}",
+             ""),
+            ("  answered / lost (unanswered)", f"{lc.answered} / {lc.lost}", mark(lc.lost > 0)),
+            ("  duplicated answers (sendMessage beyond the first)", lc.duplicated, mark(lc.duplicated > 0)),
+            ("  out of order / wrong text", f"{lc.out_of_order} / {lc.wrong}", mark(lc.out_of_order + lc.wrong > 0)),
+        ]
     for name, value, m in rows:
         t.add_row(name, str(value), m)
     console = Console(width=120)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +13,12 @@ from agentbus.cli.dlq import read_dead_letters, read_topic
 from agentbus.events import parse_event
 from agentbus.settings import Settings
 from agentbus.topics import topic_for
+from chaos import longconn
 from chaos.fakes import ChaosEffects, ChaosLLM, ChaosSink
 from chaos.faults import Fault, Injector, run_faults
 from chaos.load import Load, plan
 from chaos.report import Result, compute, first_deliveries, recovery_after
+from tests.fakes.telegram import FakeTelegram
 from tests.support.platform import Infra, base_config, run_platform, secret_for
 
 CHANNELS = ["acme", "globex"]
@@ -37,13 +39,15 @@ def slice_plan(i: Injector) -> list[Fault]:
     # the reasoner, not egress: a SIGKILL of egress between a push and its ledger update repeats that push
     # (same webhook-id; pinned by tests/chaos/test_interrupted_push.py), which would make the slice's
     # "no duplicated push" check depend on timing. The full plan kills every service and counts it.
-    return [i.kill_service("reasoner"), i.llm_window("fail", 6), i.throttle_window(5)]
+    # ingress too: it holds the Telegram channel's long connection, and a webhook sender retries with the
+    # same webhook-id, so its SIGKILL is counted exactly
+    return [i.kill_service("ingress"), i.kill_service("reasoner"), i.llm_window("fail", 6), i.throttle_window(5)]
 
 
 PLANS: dict[str, tuple[Callable[[Injector], list[Fault]], float]] = {
     # plan name → (faults, seconds over which the load is spread: long enough to cover the faults)
     "full": (full_plan, 200.0),
-    "slice": (slice_plan, 45.0),
+    "slice": (slice_plan, 60.0),
 }
 
 
@@ -61,6 +65,10 @@ class Options:
     partitions: int = 3
     llm_timeout_s: float = 2.0
     embeddings: bool = False  # semantic memory: CPU-bound on 2 cores, and beside the point of this run
+    # a Telegram channel in mode: stream beside the webhook channels (0: none)
+    longconn_messages: int = 300
+    longconn_conversations: int = 30
+    lease_ttl_s: float = 3.0  # how soon a restarted ingress may take the connection over
 
 
 def chaos_config(sink_url: str, llm_url: str, llm_timeout_s: float, effects_url: str | None = None) -> dict[str, Any]:
@@ -93,26 +101,34 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
     llm = await ChaosLLM(hang_s=opts.llm_timeout_s + 1.0).start()
     sink = await ChaosSink(secrets).start()
     effects = await ChaosEffects().start()
+    tg = await FakeTelegram().start()
     t0 = time.monotonic()
     try:
         config = chaos_config(sink.url, llm.base_url, opts.llm_timeout_s, effects.url)
-        env = {} if opts.embeddings else {"AGENTBUS_EMBEDDINGS_URL": ""}
+        if opts.longconn_messages:
+            config["channels"].append(longconn.channel_config(tg, CHANNELS[0]))
+        env = {"AGENTBUS_INGRESS_LEASE_TTL_S": str(opts.lease_ttl_s)}
+        if not opts.embeddings:
+            env["AGENTBUS_EMBEDDINGS_URL"] = ""
         async with run_platform(infra, config, env=env, partitions=opts.partitions) as platform:
             settings = Settings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=platform.prefix)
             load = Load(platform.ingress_url, secrets, plan(opts.conversations, opts.messages, CHANNELS, run_id),
                         duration)
             messages = load.messages
+            tg_load = longconn.TelegramLoad(tg, longconn.plan(opts.longconn_conversations, opts.longconn_messages,
+                                                              run_id) if opts.longconn_messages else [], duration)
             injector = Injector(platform.stack, infra.stack, llm, sink)
             faults = make_faults(injector)
 
             def recovered(end: float) -> bool:
                 return recovery_after(end, messages, first_deliveries(sink)) is not None
 
-            print(f"[chaos] {len(messages)} messages over {opts.conversations} conversations, spread over "
-                  f"{duration:.0f}s; {len(faults)} faults", flush=True)
+            print(f"[chaos] {len(messages)} messages over {opts.conversations} conversations, and "
+                  f"{len(tg_load.messages)} over a Telegram long connection, spread over {duration:.0f}s; "
+                  f"{len(faults)} faults", flush=True)
             t0 = time.monotonic()
             stop = asyncio.Event()
-            load_task = asyncio.create_task(load.run())
+            load_task = asyncio.create_task(_both(load.run(), tg_load.run()))
             fault_task = asyncio.create_task(
                 run_faults(faults, opts.first_fault_s, opts.gap_s, recovered, opts.recovery_wait_s, stop,
                            load_task.done))
@@ -122,7 +138,8 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
                 print(f"[chaos] warning: the load ended ({load_s:.0f}s) before the faults; later recoveries are "
                       "not measurable (spread the load over more time: --duration)", flush=True)
             await fault_task
-            dead = await _drain(settings, messages, sink, opts.drain_timeout_s)
+            dead = await _drain(settings, messages, sink, opts.drain_timeout_s,
+                                lambda: longconn.pending(tg, tg_load.messages))
             await asyncio.sleep(opts.settle_s)  # late duplicates, if any, have their chance to show up
             dead = await read_dead_letters(settings, timeout_s=60)
             drain_s = time.monotonic() - t0 - load_s
@@ -130,16 +147,26 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
             log_dir = platform.stack.home.resolve() / "logs"
         total = time.monotonic() - t0
         print(f"[chaos] service logs: {log_dir}", flush=True)
-        return compute(messages, opts.conversations, sink, llm, [d.event for d in dead], failed, faults, t0,
-                       load_s, drain_s, total, log_dir, effects)
+        result = compute(messages, opts.conversations, sink, llm, [d.event for d in dead], failed, faults, t0,
+                         load_s, drain_s, total, log_dir, effects)
+        if tg_load.messages:
+            result.long_connection = longconn.count(tg, tg_load.messages)
+        return result
     finally:
+        await tg.stop()
         await llm.stop()
         await sink.stop()
         await effects.stop()
 
 
-async def _drain(settings: Settings, messages: list[Any], sink: ChaosSink, timeout_s: float) -> list[Any]:
-    """Wait until every accepted message was delivered or dead-lettered (bounded by ``timeout_s``)."""
+async def _both(*runs: Awaitable[None]) -> None:
+    await asyncio.gather(*runs)
+
+
+async def _drain(settings: Settings, messages: list[Any], sink: ChaosSink, timeout_s: float,
+                 lc_pending: Callable[[], int]) -> list[Any]:
+    """Wait until every accepted message was delivered or dead-lettered, and every long-connection message
+    answered (bounded by ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
     dead: list[Any] = []
     last_check = 0.0
@@ -152,13 +179,15 @@ async def _drain(settings: Settings, messages: list[Any], sink: ChaosSink, timeo
         dead_ids = {str(d.event.correlation_id) for d in dead}
         pending = [m for m in messages if m.accepted_at is not None and m.webhook_id not in delivered
                    and m.event_id not in dead_ids]
-        if not pending:
+        lc = lc_pending()
+        if not pending and not lc:
             return dead
         if time.monotonic() > deadline:
-            print(f"[chaos] drain timed out with {len(pending)} messages neither delivered nor dead-lettered",
-                  flush=True)
+            print(f"[chaos] drain timed out with {len(pending)} messages neither delivered nor dead-lettered, "
+                  f"{lc} long-connection messages unanswered", flush=True)
             return dead
         if time.monotonic() - last_report > 15:
-            print(f"[chaos] draining: {len(pending)} accepted messages still on their way", flush=True)
+            print(f"[chaos] draining: {len(pending)} accepted messages still on their way, {lc} over the long "
+                  "connection", flush=True)
             last_report = time.monotonic()
         await asyncio.sleep(0.5)

@@ -29,6 +29,7 @@ from agentbus.services.egress.ports import Outbound, Pushed
 
 log = structlog.get_logger("agentbus.egress")
 TIMEOUT_S = 10.0  # one progress call may take this long; a slower platform just misses it
+POLL_S = 0.1  # how often a final reply looks for the id of a first partial still being sent
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,29 @@ class Applied:
     message_id: str | None  # the message a stream is edited in, once its first partial sent one
 
 
+@dataclass(frozen=True)
+class Finished:
+    message_id: str | None  # the streamed message, if one was sent
+    posting_age_s: float | None  # seconds since a first partial began to be sent (None: none was)
+
+
 class ProgressStore(Protocol):
     async def advance(self, channel: str, in_reply_to: str, seq: int) -> Applied | None:
         """Applied when ``seq`` is the highest yet and the reply has not gone out; None: drop it."""
         ...
 
+    async def posting(self, channel: str, in_reply_to: str) -> None:
+        """A first partial is about to be sent (a final reply arriving meanwhile waits for its id)."""
+        ...
+
     async def set_message(self, channel: str, in_reply_to: str, message_id: str) -> None: ...
 
-    async def finish(self, channel: str, in_reply_to: str) -> str | None:
+    async def finish(self, channel: str, in_reply_to: str) -> Finished:
         """The reply goes out: no more progress; the streamed message's id, if one was sent."""
+        ...
+
+    async def message(self, channel: str, in_reply_to: str) -> str | None:
+        """The streamed message's id, as it is now."""
         ...
 
 
@@ -96,6 +111,7 @@ class ProgressDisplay:
         if applied.message_id is not None:
             await adapter.edit_partial(d, applied.message_id)
         else:
+            await self.store.posting(d.channel, d.in_reply_to)
             message_id = await adapter.post_partial(d)
             await self.store.set_message(d.channel, d.in_reply_to, message_id)
         log.info("progress_shown", channel=d.channel, stage=d.stage, seq=d.seq)
@@ -105,10 +121,27 @@ class ProgressDisplay:
         if not isinstance(adapter, OutboundAdapter) or adapter.channel.progress == "off" or reply.in_reply_to is None:
             return None
         try:
-            message_id = await self.store.finish(reply.channel, reply.in_reply_to)
+            done = await self.store.finish(reply.channel, reply.in_reply_to)
+            message_id = done.message_id
+            if message_id is None and reply.streamed and done.posting_age_s is not None:
+                message_id = await self._posted(reply.channel, reply.in_reply_to, TIMEOUT_S - done.posting_age_s)
         except Exception as exc:  # the reply goes out regardless; only its progress bookkeeping is lost
             log.warning("progress_not_finished", channel=reply.channel, error=f"{type(exc).__name__}: {exc}"[:300])
             return None
         if not reply.streamed or message_id is None or not isinstance(adapter, Editing):
             return None
         return await adapter.edit_final(reply, message_id)
+
+    async def _posted(self, channel: str, in_reply_to: str, within_s: float) -> str | None:
+        """The id of a first partial still being sent when the reply came, once it is known: the reply then
+        edits it rather than sending a second message beside it. A partial slower than its own timeout
+        (``TIMEOUT_S``) has failed: the reply is sent as usual."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, within_s)
+        while loop.time() < deadline:
+            await asyncio.sleep(POLL_S)
+            message_id = await self.store.message(channel, in_reply_to)
+            if message_id is not None:
+                log.info("progress_waited_for_partial", channel=channel)
+                return message_id
+        return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.services.egress.progress import Applied
+from agentbus.services.egress.progress import Applied, Finished
 
 FINISHED_SEQ = 2_147_483_647  # a finished reply takes no more progress
 
@@ -39,14 +39,31 @@ class PgProgressStore:
                 (message_id, channel, in_reply_to),
             )
 
-    async def finish(self, channel: str, in_reply_to: str) -> str | None:
+    async def posting(self, channel: str, in_reply_to: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE progress_messages SET posting_since = now() WHERE channel = %s AND in_reply_to = %s",
+                (channel, in_reply_to),
+            )
+
+    async def finish(self, channel: str, in_reply_to: str) -> Finished:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO progress_messages (channel, in_reply_to, seq, finished) VALUES (%s, %s, %s, true) "
                 "ON CONFLICT (channel, in_reply_to) DO UPDATE SET finished = true, seq = EXCLUDED.seq, "
-                "updated_at = now() RETURNING platform_message_id",
+                "updated_at = now() RETURNING platform_message_id, "
+                "extract(epoch FROM now() - posting_since)::float8",
                 (channel, in_reply_to, FINISHED_SEQ),
             )
             row = await cur.fetchone()
             await conn.execute("DELETE FROM progress_messages WHERE finished AND updated_at < now() - interval '1 day'")
+        return Finished(None, None) if row is None else Finished(row[0], row[1])
+
+    async def message(self, channel: str, in_reply_to: str) -> str | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT platform_message_id FROM progress_messages WHERE channel = %s AND in_reply_to = %s",
+                (channel, in_reply_to),
+            )
+            row = await cur.fetchone()
         return None if row is None else row[0]

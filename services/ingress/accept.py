@@ -32,10 +32,12 @@ class Outcome:
 
 
 def policy(channel: ChannelBase, msg: InboundMessage) -> tuple[str | None, str | None]:
-    """(why to ignore, refusal text): group messages need a mention; direct ones may need the allowlist."""
+    """(why to ignore, refusal text): group messages need a mention (a press of the bot's own card is addressed
+    to it without one); direct ones may need the allowlist."""
     if msg.from_self:
         return "own message", None
-    if msg.chat.type == "group" and channel.require_mention_in_groups and not msg.mentioned_bot:
+    if msg.chat.type == "group" and channel.require_mention_in_groups and not msg.mentioned_bot \
+            and msg.action is None:
         return "group message without a mention", None
     if msg.chat.type == "direct" and channel.allowlist is not None and msg.sender.id not in channel.allowlist:
         return None, channel.refusal_text

@@ -46,7 +46,7 @@ class InboundMessage:
     reply_route: dict[str, Any] = field(default_factory=dict)
     from_self: bool = False  # the bot's own message echoed back: ignored
     attachments: tuple[MediaItem, ...] = ()
-    action: Action | None = None  # a press of a button of the bot's card: ``text`` is the button's value
+    action: Action | None = None  # a press of a button of the bot's card: addressed to the bot, mention or not
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ accepted, and can be told to answer the next send calls with a planned failure. 
 carry ``at`` (``atUserIds`` / ``atMobiles`` lists of strings, ``isAtAll``): a malformed one is refused, and a
 message records both the ids it at-mentions and those its text shows as ``@id`` (DingTalk shows only those).
 Every call of a custom robot is timed (``robot_calls``, accepted or not), so a test can check the limit.
+Cards (``actionCard``, the ``sampleActionCard*`` templates) and images (``sampleImageMsg``, markdown
+``![](url)``) are checked for the fields each documents and recorded with their buttons and image URLs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -142,14 +145,16 @@ class FakeDingTalk:
         return out
 
     @staticmethod
-    def _webhook_message(body: Any) -> tuple[str, str, str | None] | None:
-        """(msgtype, text, title) of a webhook-style message, or None when its shape is wrong."""
+    def _webhook_message(body: Any) -> tuple[str, str, str | None, dict[str, Any]] | None:
+        """(msgtype, text, title, what else it shows) of a webhook-style message, or None when its shape is
+        wrong. An ``actionCard`` needs a title, a text and either ``singleTitle``/``singleURL`` or a non-empty
+        ``btns`` list of ``{title, actionURL}``; its buttons are recorded as (title, URL) pairs."""
         if not isinstance(body, dict):
             return None
         kind = body.get("msgtype")
         if kind == "text" and isinstance(body.get("text"), dict):
             content = body["text"].get("content")
-            return ("text", content, None) if isinstance(content, str) and content else None
+            return ("text", content, None, {}) if isinstance(content, str) and content else None
         if kind == "markdown" and isinstance(body.get("markdown"), dict):
             md = body["markdown"]
             if (
@@ -158,7 +163,21 @@ class FakeDingTalk:
                 and isinstance(md.get("text"), str)
                 and md["text"]
             ):
-                return "markdown", md["text"], md["title"]
+                return "markdown", md["text"], md["title"], {"images": _md_images(md["text"])}
+        if kind == "actionCard" and isinstance(body.get("actionCard"), dict):
+            card = body["actionCard"]
+            if not (_texts(card, "title", "text") and card.get("btnOrientation", "0") in ("0", "1")):
+                return None
+            if "singleTitle" in card or "singleURL" in card:
+                if not _texts(card, "singleTitle", "singleURL"):
+                    return None
+                buttons = [(card["singleTitle"], card["singleURL"])]
+            else:
+                btns = card.get("btns")
+                if not isinstance(btns, list) or not btns or not all(_texts(b, "title", "actionURL") for b in btns):
+                    return None
+                buttons = [(b["title"], b["actionURL"]) for b in btns]
+            return "actionCard", card["text"], card["title"], {"buttons": buttons}
         return None
 
     # ------------------------------------------------------------------ endpoints
@@ -217,7 +236,7 @@ class FakeDingTalk:
             )
         if planned := self._planned():
             return planned
-        self._record("session", raw, msgtype=msg[0], text=msg[1], title=msg[2], **at)
+        self._record("session", raw, msgtype=msg[0], text=msg[1], title=msg[2], **msg[3], **at)
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
     async def _custom_robot(self, request: Request) -> Response:
@@ -254,10 +273,12 @@ class FakeDingTalk:
             self._robot_sends[token] = recent
             return JSONResponse(TOO_FAST)
         self._robot_sends[token] = [*recent, now]
-        self._record("robot", raw, robot=token, msgtype=msg[0], text=msg[1], title=msg[2], **at)
+        self._record("robot", raw, robot=token, msgtype=msg[0], text=msg[1], title=msg[2], **msg[3], **at)
         return JSONResponse({"errcode": 0, "errmsg": "ok"})
 
-    def _openapi_message(self, request: Request, body: Any) -> tuple[str, str, str | None] | Response:
+    def _openapi_message(
+        self, request: Request, body: Any
+    ) -> tuple[str, str, str | None, dict[str, Any]] | Response:
         if request.headers.get("x-acs-dingtalk-access-token") not in self._tokens:
             return self._reject("openapi: invalid token", 400, INVALID_TOKEN)
         if not request.headers.get("content-type", "").startswith("application/json") or not isinstance(
@@ -269,16 +290,10 @@ class FakeDingTalk:
                 "openapi: robotCode", 400, {"code": "robot.not.exist", "message": "机器人不存在"}
             )
         key, param = body.get("msgKey"), _loads(body.get("msgParam", "").encode())
-        if key == "sampleText" and isinstance(param, dict) and isinstance(param.get("content"), str):
-            return "text", param["content"], None
-        if (
-            key == "sampleMarkdown"
-            and isinstance(param, dict)
-            and isinstance(param.get("text"), str)
-            and isinstance(param.get("title"), str)
-        ):
-            return "markdown", param["text"], param["title"]
-        return self._reject("openapi: msgKey/msgParam", 400, {"code": "param.invalid", "message": "msgParam"})
+        shown = _template(key, param)
+        if shown is None:
+            return self._reject("openapi: msgKey/msgParam", 400, {"code": "param.invalid", "message": "msgParam"})
+        return shown
 
     async def _batch_send(self, request: Request) -> Response:
         raw = await request.body()
@@ -298,7 +313,7 @@ class FakeDingTalk:
         invalid = [u for u in users if u in self.invalid_users]
         key = uuid.uuid4().hex
         if len(invalid) < len(users):
-            self._record("oto", raw, users=users, msgtype=msg[0], text=msg[1], title=msg[2], key=key)
+            self._record("oto", raw, users=users, msgtype=msg[0], text=msg[1], title=msg[2], key=key, **msg[3])
         return JSONResponse(
             {"processQueryKey": key, "invalidStaffIdList": invalid, "flowControlledStaffIdList": []}
         )
@@ -317,7 +332,8 @@ class FakeDingTalk:
         if planned := self._planned():
             return planned
         key = uuid.uuid4().hex
-        self._record("group", raw, conversation=conv, msgtype=msg[0], text=msg[1], title=msg[2], key=key)
+        self._record("group", raw, conversation=conv, msgtype=msg[0], text=msg[1], title=msg[2], key=key,
+                     **msg[3])
         return JSONResponse({"processQueryKey": key})
 
     async def start(self) -> FakeDingTalk:
@@ -338,6 +354,46 @@ class FakeDingTalk:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+
+
+def _texts(obj: Any, *keys: str) -> bool:
+    """Whether ``obj`` is an object whose ``keys`` are all non-empty strings."""
+    return isinstance(obj, dict) and all(isinstance(obj.get(k), str) and obj[k] for k in keys)
+
+
+def _md_images(text: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+
+
+def _template(key: Any, param: Any) -> tuple[str, str, str | None, dict[str, Any]] | None:
+    """(msgtype, text, title, what else it shows) of a robot OpenAPI message template, or None when the
+    ``msgParam`` lacks what the template needs: ``sampleText`` content; ``sampleMarkdown`` title and text;
+    ``sampleImageMsg`` photoURL; ``sampleActionCard`` title, text, singleTitle, singleURL;
+    ``sampleActionCard2``..``5`` title, text and actionTitle<i>/actionURL<i> for each of its 2 to 5 buttons;
+    ``sampleActionCard6`` two side by side, buttonTitle<i>/buttonUrl<i>."""
+    if not isinstance(param, dict):
+        return None
+    if key == "sampleText" and _texts(param, "content"):
+        return "text", param["content"], None, {}
+    if key == "sampleMarkdown" and isinstance(param.get("title"), str) and _texts(param, "text"):
+        return "markdown", param["text"], param["title"], {"images": _md_images(param["text"])}
+    if key == "sampleImageMsg" and _texts(param, "photoURL"):
+        return "image", "", None, {"photo_url": param["photoURL"]}
+    if not isinstance(key, str) or not key.startswith("sampleActionCard") or not _texts(param, "title", "text"):
+        return None
+    if key == "sampleActionCard" and _texts(param, "singleTitle", "singleURL"):
+        buttons = [(param["singleTitle"], param["singleURL"])]
+    elif key in {f"sampleActionCard{n}" for n in range(2, 6)}:
+        n = int(key[-1])
+        pairs = [(f"actionTitle{i}", f"actionURL{i}") for i in range(1, n + 1)]
+        if not all(_texts(param, t, u) for t, u in pairs):
+            return None
+        buttons = [(param[t], param[u]) for t, u in pairs]
+    elif key == "sampleActionCard6" and _texts(param, "buttonTitle1", "buttonUrl1", "buttonTitle2", "buttonUrl2"):
+        buttons = [(param["buttonTitle1"], param["buttonUrl1"]), (param["buttonTitle2"], param["buttonUrl2"])]
+    else:
+        return None
+    return "actionCard", param["text"], param["title"], {"buttons": buttons}
 
 
 def _loads(raw: bytes) -> Any:

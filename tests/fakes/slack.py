@@ -1,5 +1,8 @@
 """A local Slack Web API (``chat.postMessage``) and builders of signed Events API requests.
 
+Block Kit ``blocks`` are checked with slack_sdk's models (``slack_interactive``), answered ``invalid_blocks``
+as Slack does.
+
 The fake checks the bot token, the channel (exists, bot is a member), the payload, and records which texts
 carry unescaped control characters (``&``, ``<``, ``>`` outside Slack's markup; a mention is ``<@U...>``, and
 each posted message records whom it mentions). ``plan`` makes the next
@@ -26,6 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agentbus.http import LoopbackServer
+from tests.fakes.slack_interactive import blocks_problems
 
 BOT_USER = "U0BOTUSER1"
 TEAM = "T0TEAM0001"
@@ -163,6 +167,8 @@ class FakeSlack:
             return JSONResponse({"ok": False, "error": "markdown_text_conflict"})
         if not (text or md or args.get("blocks")):
             return JSONResponse({"ok": False, "error": "no_text"})
+        if "blocks" in args and (problems := blocks_problems(args["blocks"])):
+            return JSONResponse({"ok": False, "error": "invalid_blocks", "errors": problems})
         self.updates.append({**args, "_at": time.time()})
         return JSONResponse({"ok": True, "channel": channel, "ts": ts, "text": text or md})
 
@@ -219,6 +225,8 @@ class FakeSlack:
             return JSONResponse({"ok": False, "error": "markdown_text_conflict"})
         if not (text or md or args.get("blocks") or args.get("attachments")):
             return JSONResponse({"ok": False, "error": "no_text"})
+        if "blocks" in args and (problems := blocks_problems(args["blocks"])):
+            return JSONResponse({"ok": False, "error": "invalid_blocks", "errors": problems})
         thread_ts = args.get("thread_ts")
         if thread_ts is not None and not re.fullmatch(r"\d+\.\d+", str(thread_ts)):
             return JSONResponse({"ok": False, "error": "invalid_thread_ts"})

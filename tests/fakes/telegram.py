@@ -1,5 +1,5 @@
-"""A local Telegram Bot API (``sendMessage``, ``sendChatAction``, ``editMessageText``, ``getMe``, getUpdates in
-telegram_updates.py), webhook update builders.
+"""A local Telegram Bot API (``sendMessage``, ``sendPhoto``, ``sendDocument``, ``answerCallbackQuery``,
+``sendChatAction``, ``editMessageText``, ``getMe``, getUpdates in telegram_updates.py), webhook update builders.
 
 ``sendMessage`` is checked as Telegram does: the bot token in the path, the chat (unknown → "chat not
 found", blocked → 403, upgraded to a supergroup → ``migrate_to_chat_id``), ``reply_parameters``, the
@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agentbus.http import LoopbackServer
+from tests.fakes.telegram_rich import keyboard_problem, media_problem
 from tests.fakes.telegram_updates import UpdateQueue
 
 BOT_ID = 7000000001
@@ -204,6 +205,10 @@ class FakeTelegram:
     _messages: dict[int, set[int]] = field(default_factory=dict)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # file_id -> (file_path, bytes)
     file_downloads: int = 0
+    media: list[dict[str, Any]] = field(default_factory=list)  # sendPhoto / sendDocument calls accepted
+    # as plan, for the next media calls only; None lets that call through
+    media_plan: list[tuple[int, str, dict[str, Any]] | None] = field(default_factory=list)
+    answered: list[dict[str, Any]] = field(default_factory=list)  # answerCallbackQuery calls accepted
 
     def add_file(self, data: bytes, path: str = "photos/file_0.jpg") -> str:
         """A file the bot may fetch (getFile, then /file/bot<token>/<file_path>); returns its file_id."""
@@ -220,6 +225,9 @@ class FakeTelegram:
         self.server = LoopbackServer([
             Route("/bot{token}/sendMessage", self._send, methods=["POST"]),
             Route("/bot{token}/getMe", self._get_me, methods=["GET", "POST"]),
+            Route("/bot{token}/sendPhoto", self._send_media, methods=["POST"]),
+            Route("/bot{token}/sendDocument", self._send_media, methods=["POST"]),
+            Route("/bot{token}/answerCallbackQuery", self._answer_query, methods=["POST"]),
             Route("/bot{token}/sendChatAction", self._chat_action, methods=["POST"]),
             Route("/bot{token}/editMessageText", self._edit, methods=["POST"]),
             Route("/bot{token}/getFile", self._get_file, methods=["GET", "POST"]),
@@ -375,6 +383,8 @@ class FakeTelegram:
             return self._error(400, f"Bad Request: unsupported parse_mode {args['parse_mode']}")
         if _u16(plain) > 4096:
             return self._error(400, "Bad Request: MESSAGE_TOO_LONG")
+        if "reply_markup" in args and (problem := keyboard_problem(args["reply_markup"])):
+            return self._error(400, problem)
         before = ([e for e in self.edits if e["message_id"] == mid] or mine)[-1]
         if before["plain"] == plain and before["entities"] == entities:
             return self._error(400, "Bad Request: message is not modified: specified new message content and "
@@ -422,6 +432,8 @@ class FakeTelegram:
             return self._error(400, f"Bad Request: unsupported parse_mode {mode}")
         if _u16(plain) > 4096:
             return self._error(400, "Bad Request: message is too long")
+        if "reply_markup" in args and (problem := keyboard_problem(args["reply_markup"])):
+            return self._error(400, problem)
         rp = args.get("reply_parameters")
         if rp is not None:
             if not isinstance(rp, dict) or not isinstance(rp.get("message_id"), int):
@@ -437,3 +449,52 @@ class FakeTelegram:
         if entities:
             result["entities"] = entities
         return JSONResponse({"ok": True, "result": result})
+
+    async def _send_media(self, request: Request) -> Response:
+        """sendPhoto / sendDocument by file_id or URL: the chat checked as for sendMessage, then the file."""
+        if request.path_params["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        args = await self._args(request)
+        if args is None:
+            return self._error(400, "Bad Request: invalid request body")
+        if self.media_plan and (planned := self.media_plan.pop(0)) is not None:
+            return self._error(*planned)
+        field_ = "photo" if request.url.path.endswith("/sendPhoto") else "document"
+        chat_id = args.get("chat_id")
+        if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
+            chat_id = int(chat_id)
+        if chat_id not in self.chats:
+            return self._error(400, "Bad Request: chat not found")
+        if problem := media_problem(args, field_):
+            return self._error(400, problem)
+        if "reply_markup" in args and (problem := keyboard_problem(args["reply_markup"])):
+            return self._error(400, problem)
+        mid = next(_message_ids)
+        self.remember(chat_id, mid)
+        self.media.append({**args, "chat_id": chat_id, "kind": field_, "message_id": mid, "_at": time.monotonic()})
+        result: dict[str, Any] = {"message_id": mid, "from": user(BOT_ID, "Agentbus", BOT_USERNAME, True),
+                                  "chat": chat(chat_id, self.chats[chat_id]), "date": int(time.time())}
+        if isinstance(args.get("caption"), str):
+            result["caption"] = args["caption"]
+        file_id = f"BQACAgIAAxkBAAI{uuid.uuid4().hex}"
+        result[field_] = ([{"file_id": file_id, "file_unique_id": file_id[-16:], "width": 90, "height": 90}]
+                          if field_ == "photo" else {"file_id": file_id, "file_unique_id": file_id[-16:]})
+        return JSONResponse({"ok": True, "result": result})
+
+    async def _answer_query(self, request: Request) -> Response:
+        """answerCallbackQuery: each query id once (a second answer is "query is too old ... or query ID is
+        invalid", as Telegram says for both)."""
+        if request.path_params["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        args = await self._args(request)
+        if args is None:
+            return self._error(400, "Bad Request: invalid request body")
+        qid = args.get("callback_query_id")
+        if not isinstance(qid, str) or not qid or any(a["callback_query_id"] == qid for a in self.answered):
+            return self._error(400, "Bad Request: query is too old and response timeout expired or query ID is "
+                                    "invalid")
+        text = args.get("text")
+        if text is not None and (not isinstance(text, str) or len(text) > 200):
+            return self._error(400, "Bad Request: text is too long")
+        self.answered.append({**args, "_at": time.monotonic()})
+        return JSONResponse({"ok": True, "result": True})

@@ -6,6 +6,7 @@ fetches, records what it accepted, and can be told to answer the next send calls
 Group robot mentions as documented: text takes ``mentioned_list`` / ``mentioned_mobile_list`` (lists of
 strings; a malformed one is refused), markdown has no list and mentions with ``<@userid>`` in the content;
 either way the message records whom it mentions. Every robot call is timed (``robot_calls``, accepted or not).
+News messages (images by URL) are checked as documented and recorded with their articles.
 Also here: callback requests as WeCom sends them, encrypted and signed with wechatpy's enterprise crypto.
 """
 
@@ -50,6 +51,7 @@ class FakeWeCom:
     suppressed: list[dict[str, Any]] = field(default_factory=list)  # dropped by the duplicate check
     rejected: list[str] = field(default_factory=list)
     plan: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    plan_after: int = 0
     server: LoopbackServer | None = None
     _tokens: set[str] = field(default_factory=set)
     _robot_sends: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -65,8 +67,10 @@ class FakeWeCom:
     def expire_tokens(self) -> None:
         self._tokens.clear()
 
-    def fail_next(self, body: dict[str, Any], status: int = 200, times: int = 1) -> None:
+    def fail_next(self, body: dict[str, Any], status: int = 200, times: int = 1, after: int = 0) -> None:
+        """Answer the next ``times`` send calls with ``body``, after letting ``after`` of them through."""
         self.plan.extend([(status, body)] * times)
+        self.plan_after = after
 
     async def wait_for(self, predicate: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
@@ -87,15 +91,36 @@ class FakeWeCom:
         return JSONResponse(body)
 
     def _planned(self) -> Response | None:
-        if self.plan:
+        if self.plan and self.plan_after > 0:
+            self.plan_after -= 1
+        elif self.plan:
             status, body = self.plan.pop(0)
             return JSONResponse(body, status_code=status)
         return None
 
     @staticmethod
     def _content(body: dict[str, Any], limits: dict[str, int]) -> tuple[str, str] | str:
-        """(msgtype, content), or why the payload is refused."""
+        """(msgtype, content), or why the payload is refused; a news message's content is its articles' titles
+        (one a line), after the documented checks: 1 to 8 articles, each with a title of at most 128 bytes, a
+        URL, a description of at most 512 bytes and a picurl when given."""
         kind = body.get("msgtype")
+        if kind == "news":
+            articles = body["news"].get("articles") if isinstance(body.get("news"), dict) else None
+            if not isinstance(articles, list) or not 1 <= len(articles) <= 8:
+                return "news: 1 to 8 articles"
+            for a in articles:
+                if not isinstance(a, dict) or set(a) - {"title", "description", "url", "picurl"}:
+                    return "news: article fields"
+                title, link = a.get("title"), a.get("url")
+                if not isinstance(title, str) or not title or len(title.encode()) > 128:
+                    return "news: title"
+                if not isinstance(link, str) or not link.startswith(("http://", "https://")):
+                    return "news: url"
+                if not isinstance(a.get("description", ""), str) or len(a.get("description", "").encode()) > 512:
+                    return "news: description"
+                if not isinstance(a.get("picurl", ""), str):
+                    return "news: picurl"
+            return "news", "\n".join(a["title"] for a in articles)
         if kind not in limits or not isinstance(body.get(kind), dict):
             return "msgtype"
         content = body[kind].get("content")
@@ -140,7 +165,8 @@ class FakeWeCom:
             )
         msgid = uuid.uuid4().hex
         answer = {"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid), "msgid": msgid}
-        entry = {"via": "app", "raw": raw, "users": users, "msgtype": msg[0], "text": msg[1], "msgid": msgid}
+        entry = {"via": "app", "raw": raw, "users": users, "msgtype": msg[0], "text": msg[1], "msgid": msgid,
+                 **({"articles": body["news"]["articles"]} if msg[0] == "news" else {})}
         if body.get("enable_duplicate_check") == 1:
             key = (body["touser"], raw.decode())
             interval = float(body.get("duplicate_check_interval", 1800))
@@ -176,7 +202,7 @@ class FakeWeCom:
         if isinstance(msg, str):
             return self._err(f"robot: {msg}", {"errcode": 40008, "errmsg": msg})
         assert isinstance(body, dict)
-        mentioned = self._mentions(msg[0], body[msg[0]], msg[1])
+        mentioned = [] if msg[0] == "news" else self._mentions(msg[0], body[msg[0]], msg[1])
         if mentioned is None:
             return self._err("robot: mentioned_list", {"errcode": 40058, "errmsg": "invalid mentioned_list"})
         if planned := self._planned():
@@ -189,7 +215,7 @@ class FakeWeCom:
         self._robot_sends[key] = [*recent, now]
         self.sent.append(
             {"via": "robot", "raw": raw, "robot": key, "msgtype": msg[0], "text": msg[1], "at": now,
-             "mentioned": mentioned}
+             "mentioned": mentioned, **({"articles": body["news"]["articles"]} if msg[0] == "news" else {})}
         )
         self._arrived.set()
         return JSONResponse({"errcode": 0, "errmsg": "ok"})

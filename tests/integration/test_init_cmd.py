@@ -143,6 +143,10 @@ async def test_init_creates_topics_with_configs_and_runs_every_migration(init_in
     for service in SERVICES:
         assert expected_migrations(service), f"{service} has no migrations folder content"
         assert await migrations_in(init_infra.database_url, service) == expected_migrations(service)
+    from agentbus import blobs  # the shared blob store's schema too (media sent to the bot)
+
+    assert await migrations_in(init_infra.database_url, blobs.SCHEMA) == sorted(
+        p.stem for p in blobs.MIGRATIONS.glob("*.sql"))
 
 
 async def test_init_is_idempotent_and_reads_env(init_infra: InitInfra) -> None:
@@ -156,7 +160,7 @@ async def test_init_is_idempotent_and_reads_env(init_infra: InitInfra) -> None:
     topics = all_topics(prefix)
     for t in topics:
         assert f"{t}: exists" in second.stdout
-    assert second.stdout.count("up to date") == len(SERVICES)
+    assert second.stdout.count("up to date") == len(SERVICES) + 1  # and the blob store
 
     partitions, configs = await describe(init_infra.bootstrap, topics)
     assert set(partitions.values()) == {2}

@@ -7,6 +7,7 @@ first outcome.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 from agentbus.events import Event, ReplyGenerated, ReplyGeneratedData
 from agentbus.services.egress.ports import Claim, Outcome, Pushed
-from agentbus.services.egress.progress import Applied
+from agentbus.services.egress.progress import Applied, Finished
 
 
 def _run(event: Event) -> str:
@@ -119,7 +120,15 @@ class FakeProgressStore:
         row = self.rows[(channel, in_reply_to)]
         row["message_id"] = row["message_id"] or message_id
 
-    async def finish(self, channel: str, in_reply_to: str) -> str | None:
+    async def posting(self, channel: str, in_reply_to: str) -> None:
+        self.rows[(channel, in_reply_to)]["posting_since"] = time.monotonic()
+
+    async def finish(self, channel: str, in_reply_to: str) -> Finished:
         row = self.rows.setdefault((channel, in_reply_to), {"seq": 0, "message_id": None, "finished": False})
         row["finished"] = True
-        return row["message_id"]
+        since = row.get("posting_since")
+        return Finished(row["message_id"], None if since is None else time.monotonic() - since)
+
+    async def message(self, channel: str, in_reply_to: str) -> str | None:
+        row = self.rows.get((channel, in_reply_to))
+        return None if row is None else row["message_id"]

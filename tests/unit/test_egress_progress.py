@@ -4,6 +4,7 @@ The adapters speak to the platform fakes over real HTTP; the official SDKs check
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -115,6 +116,34 @@ async def test_a_streamed_reply_with_no_message_recorded_is_sent_as_usual(tg: Fa
         [done] = await egress.push_reply(final("the whole answer", streamed=True))
         assert done.data.status == "delivered" and [m["plain"] for m in tg.sent] == ["the whole answer"]
         assert tg.edits == []
+
+
+async def test_a_final_reply_arriving_while_the_first_partial_is_sent_edits_it(tg: FakeTelegram) -> None:
+    """The race of two consumers: the reply must not send a second message beside the partial in flight."""
+    async with httpx.AsyncClient() as http:
+        adapter = tg_adapter(tg, http, "stream")
+        display, egress, store = wiring(adapter)
+        gate, entered = asyncio.Event(), asyncio.Event()
+        post = adapter.post_partial
+
+        async def slow_post(d: ReplyProgressData) -> str:
+            entered.set()
+            await gate.wait()
+            return await post(d)
+
+        adapter.post_partial = slow_post  # type: ignore[method-assign]
+        partial = asyncio.create_task(display.show(progress("partial", 1, "Once upon")))
+        await entered.wait()
+        reply = asyncio.create_task(egress.push_reply(final("Once upon a time.", streamed=True)))
+        await asyncio.sleep(0.3)  # the reply is waiting for the partial's message id, not sending
+        assert tg.sent == [] and not reply.done()
+        gate.set()
+        await partial
+        [done] = await reply
+        [sent] = tg.sent
+        assert done.data.platform_message_id == str(sent["message_id"])
+        assert tg.text_of(sent["message_id"]) == "Once upon a time."
+        assert store.rows[("tg", "10")]["finished"]
 
 
 async def test_typing_mode_shows_no_partials_and_off_shows_nothing(tg: FakeTelegram) -> None:

@@ -55,7 +55,7 @@ def test_an_agent_gets_exactly_the_tools_it_names_in_its_order() -> None:
         "weather", "now", "crm__find", "wiki__page", "wiki__search"]
     assert reg.for_agent(cfg.agents[1]) == []
     assert [t.name for t in reg.for_agent(cfg.agents[2])] == ["now", "wiki__page", "wiki__search"]
-    assert reg.names == ["http_fetch", "now", "weather"]
+    assert reg.names == ["attach", "card", "http_fetch", "now", "weather"]
 
 
 def test_a_server_pattern_takes_what_the_server_lists_now() -> None:
@@ -80,9 +80,9 @@ def test_http_fetch_is_bound_to_the_agent_s_settings() -> None:
 def test_validation_names_every_unknown_tool_by_its_key() -> None:
     cfg = config(["now", "nwo"], ["wiki__*", "crm__find", "crm__fnid", "weather", "Weather"], ["wiki__"])
     assert registry().validate(cfg) == [
-        "agents[0].tools[1]: unknown tool 'nwo' (known: http_fetch, now, weather)",
+        "agents[0].tools[1]: unknown tool 'nwo' (known: attach, card, http_fetch, now, weather)",
         "agents[1].tools[2]: unknown tool 'crm__fnid' (MCP server 'crm' has no tool 'fnid')",
-        "agents[1].tools[4]: unknown tool 'Weather' (known: http_fetch, now, weather)",
+        "agents[1].tools[4]: unknown tool 'Weather' (known: attach, card, http_fetch, now, weather)",
         "agents[2].tools[0]: unknown tool 'wiki__' (MCP server 'wiki' has no tool '')",
     ]
 

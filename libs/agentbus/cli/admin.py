@@ -32,15 +32,20 @@ def topic_configs(retention_ms: int | None, min_insync_replicas: int | None) -> 
 
 
 async def run_migrations(settings: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, list[str]]:
-    """Apply each service's migrations in its own schema; returns the versions applied per schema."""
+    """Apply each service's migrations in its own schema, and those of the shared blob store (media sent to the
+    bot, written by ingress and read by the reasoner); returns the versions applied per schema."""
+    from agentbus import blobs
     from agentbus.db import migrate, open_pool, schema_name
 
     applied: dict[str, list[str]] = {}
-    for service in services:
-        schema = schema_name(service, settings)
+    parts = [(service, migrations_dir(service)) for service in services]
+    if services == SERVICES:
+        parts.append((blobs.SCHEMA, blobs.MIGRATIONS))
+    for name, directory in parts:
+        schema = schema_name(name, settings)
         pool = await open_pool(settings, schema, max_size=1)
         try:
-            applied[schema] = await migrate(pool, schema, migrations_dir(service))
+            applied[schema] = await migrate(pool, schema, directory)
         finally:
             await pool.close()
     return applied

@@ -10,6 +10,7 @@ character boundaries; a retry resumes after the last part that went through.
 In groups the webhook-style sends address the asker as DingTalk documents it: ``at.atUserIds`` with the
 asker's staff id, and ``@<staff id>`` in the text (DingTalk shows the mention only where the text has it).
 The robot OpenAPI's message templates have no mention field, so replies sent through it mention nobody.
+Cards and images: see ``dingtalk_cards`` (each is a message of its own, resumed like the parts of a text).
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ from agentbus.services.egress.channels.base import (
     classify_http,
     retry_after_seconds,
     transport_failure,
+)
+from agentbus.services.egress.channels.dingtalk_cards import (
+    Part,
+    openapi_card,
+    openapi_image,
+    reply_parts,
+    webhook_card,
+    webhook_image,
 )
 from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
@@ -111,12 +120,13 @@ class DingTalkOutbound(OutboundAdapter):
 
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         mention = self._mention(reply)
-        parts = split_utf8(reply.text, MAX_BYTES - (len(mention.encode()) + 3 if mention else 0))
+        parts = reply_parts(reply, split_utf8, MAX_BYTES - (len(mention.encode()) + 3 if mention else 0))
         start = self._progress.get(reply_id, 0)
         pushed = Pushed()
         try:
             for i in range(start, len(parts)):
-                pushed = await self._push_part(reply, parts[i], mention if i == 0 else None)
+                first_text = i == 0 and not parts[i].buttons and parts[i].image is None
+                pushed = await self._push_part(reply, parts[i], mention if first_text else None)
                 self._progress[reply_id] = i + 1
                 while len(self._progress) > 10000:
                     self._progress.popitem(last=False)
@@ -126,9 +136,9 @@ class DingTalkOutbound(OutboundAdapter):
         self._progress.pop(reply_id, None)
         return pushed
 
-    async def _push_part(self, reply: ReplyGeneratedData, text: str, mention: str | None) -> Pushed:
+    async def _push_part(self, reply: ReplyGeneratedData, part: Part, mention: str | None) -> Pushed:
         if reply.chat.id in self._robots:
-            return await self._custom_robot(reply.chat.id, self._webhook_body(reply, text, mention))
+            return await self._custom_robot(reply.chat.id, self._webhook_body(reply, part, mention))
         route = reply.reply_route
         session = route.get("session_webhook")
         expires_ms = route.get("session_webhook_expires_ms")
@@ -140,7 +150,7 @@ class DingTalkOutbound(OutboundAdapter):
             and expires_ms - margin_ms > time.time() * 1000
         ):
             try:
-                return await self._webhook_call(session, self._webhook_body(reply, text, mention),
+                return await self._webhook_call(session, self._webhook_body(reply, part, mention),
                                                 "session webhook")
             except Permanent:
                 if self._app_secret is None:
@@ -148,11 +158,17 @@ class DingTalkOutbound(OutboundAdapter):
                 # the session was refused (expired early, revoked): nothing was sent, so the OpenAPI may try
         if self._app_secret is None:
             raise Permanent("no valid session webhook and no app credentials to use the robot OpenAPI")
-        return await self._openapi(reply, text)
+        return await self._openapi(reply, part)
 
     # ------------------------------------------------------------------ webhook style (session, custom robot)
 
-    def _webhook_body(self, reply: ReplyGeneratedData, text: str, mention: str | None = None) -> bytes:
+    def _webhook_body(self, reply: ReplyGeneratedData, part: Part, mention: str | None = None) -> bytes:
+        if part.image is not None:
+            return orjson.dumps(webhook_image(part.image))
+        text = part.text
+        if part.buttons:
+            title = part.card_title or markdown_title(text, self.channel.markdown_title)
+            return orjson.dumps(webhook_card(title, text, part.buttons))
         body: dict[str, Any]
         if reply.format == "markdown":
             title = markdown_title(text, self.channel.markdown_title)
@@ -221,9 +237,15 @@ class DingTalkOutbound(OutboundAdapter):
     def _token_key(self) -> str:
         return f"dingtalk:{self._app_key}"
 
-    async def _openapi(self, reply: ReplyGeneratedData, text: str) -> Pushed:
+    async def _openapi(self, reply: ReplyGeneratedData, part: Part) -> Pushed:
         route = reply.reply_route
-        if reply.format == "markdown":
+        text = part.text
+        if part.image is not None:
+            key, param = openapi_image(part.image)
+        elif part.buttons:
+            key, param = openapi_card(part.card_title or markdown_title(text, self.channel.markdown_title), text,
+                                      part.buttons)
+        elif reply.format == "markdown":
             key, param = (
                 "sampleMarkdown",
                 {"title": markdown_title(text, self.channel.markdown_title), "text": text},

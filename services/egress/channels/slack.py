@@ -3,7 +3,8 @@
 Slack answers HTTP 200 with ``{"ok": false, "error": "..."}`` for most failures and HTTP 429 with
 ``Retry-After`` when rate limited. ``chat.postMessage`` has no idempotency key, so a push that may have
 reached Slack (a read timeout, a 2xx answer that cannot be read) is never repeated. A reply in a channel
-starts with ``<@U...>``, the asker's mention, unless the channel's ``mention_asker`` is off.
+starts with ``<@U...>``, the asker's mention, unless the channel's ``mention_asker`` is off. A card or an
+image makes the message Block Kit ``blocks`` (``slack_blocks``), ``text`` staying the notification's words.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import orjson
 
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import ReplyGeneratedData, ReplyProgressData
+from agentbus.services.egress.channels import slack_blocks
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
@@ -49,14 +51,27 @@ class SlackOutbound(OutboundAdapter):
         body: dict[str, Any] = {"channel": route.get("channel") or reply.chat.id}
         asker = self.addressee(reply)
         mention = f"<@{asker.id}> " if asker is not None and USER_ID.fullmatch(asker.id) else ""
-        if reply.format == "markdown" and self.channel.markdown_as == "markdown_text":
-            body["markdown_text"] = (mention + reply.text)[:MAX_MARKDOWN]
+        lines = slack_blocks.file_lines(reply)
+        text = "\n\n".join([t for t in (reply.text, "\n".join(lines)) if t]) if lines else reply.text
+        rich = reply.card is not None or bool(slack_blocks.images(reply))
+        card_text = reply.card.text if reply.card is not None else ""
+        if reply.format == "markdown" and self.channel.markdown_as == "markdown_text" and not rich:
+            body["markdown_text"] = (mention + text)[:MAX_MARKDOWN]  # markdown_text cannot go with blocks
         elif reply.format == "markdown":
-            body["text"] = (mention + to_mrkdwn(reply.text))[:MAX_TEXT]
+            body["text"] = (mention + to_mrkdwn(text))[:MAX_TEXT]
             body["mrkdwn"] = True
+            card_text = to_mrkdwn(card_text)
         else:
-            body["text"] = (mention + escape(reply.text))[:MAX_TEXT]
+            body["text"] = (mention + escape(text))[:MAX_TEXT]
             body["mrkdwn"] = False
+            card_text = escape(card_text)
+        found = slack_blocks.blocks(reply, body.get("text", ""), card_text)
+        if found is not None:
+            body["blocks"] = found
+            if not body["text"].strip():  # the notification needs words: the card's title or its first choice
+                card = reply.card
+                body["text"] = escape((card.title or card.buttons[0].label) if card and (card.title or card.buttons)
+                                      else "image")
         if isinstance(route.get("thread_ts"), str):
             body["thread_ts"] = route["thread_ts"]
         return body

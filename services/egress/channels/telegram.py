@@ -8,7 +8,8 @@ went out is remembered, so a retry continues where the last attempt stopped. ``s
 idempotency key. Limits: egress keeps each chat to one message a second, a group to about 20 a minute
 (``rate_for``); the 30 a second for the whole bot is kept here. A reply answers the message as a reply to it
 (``reply_to_message``); in groups only when it answers a person's message and ``mention_asker`` is on, which
-is how Telegram addresses the asker.
+is how Telegram addresses the asker. A card is an inline keyboard on the last text message, attachments
+follow the text (``telegram_parts``); they count as parts of the reply, so a retry resumes after them too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import orjson
 
 from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import ReplyGeneratedData, ReplyProgressData
+from agentbus.services.egress.channels import telegram_parts
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
@@ -128,19 +130,34 @@ class TelegramOutbound(OutboundAdapter):
         chat_id: Any = route.get("chat_id", reply.chat.id)
         if isinstance(chat_id, str) and chat_id.lstrip("-").isdigit():
             chat_id = int(chat_id)
-        parts = self.messages(reply)
+        view = telegram_parts.text_of(reply)
+        files = telegram_parts.file_calls(reply)
+        parts = self.messages(view) if view.text.strip() or not files else []
+        markup = telegram_parts.keyboard(reply.card)
         done = self._progress.get(reply_id, 0)
         pushed = Pushed()
-        for i, (text, mode) in enumerate(parts[done:], start=done):
+        for i in range(done, len(parts) + len(files)):
             target = self._migrated.get(chat_id, chat_id) if isinstance(chat_id, int) else chat_id
-            body: dict[str, Any] = {"chat_id": target, "text": text}
-            if mode:
-                body["parse_mode"] = mode
+            body: dict[str, Any] = {"chat_id": target}
+            if i < len(parts):
+                text, mode = parts[i]
+                body["text"] = text
+                if mode:
+                    body["parse_mode"] = mode
+            else:
+                method, args = files[i - len(parts)]
+                body.update(args)
             if isinstance(route.get("message_thread_id"), int):
                 body["message_thread_id"] = route["message_thread_id"]
             if i == 0 and self._replies_to_message(reply) and isinstance(route.get("message_id"), int):
                 body["reply_parameters"] = {"message_id": route["message_id"], "allow_sending_without_reply": True}
-            pushed = await self._send(body, split_text(reply.text)[0] if mode else None)
+            if i < len(parts):
+                if markup is not None and i == len(parts) - 1:
+                    body["reply_markup"] = markup
+                pushed = await self._send(body, split_text(view.text)[0] if mode else None)
+            else:
+                sent = await self._send(body, None, method)
+                pushed = sent if pushed.platform_message_id is None else pushed
             self._progress[reply_id] = i + 1
             self._progress.move_to_end(reply_id)
             while len(self._progress) > 10_000:
@@ -224,21 +241,31 @@ class TelegramOutbound(OutboundAdapter):
         await self._edit(progress.reply_route, progress.chat.id, message_id, _tail(progress.text), None, None)
 
     async def edit_final(self, reply: ReplyGeneratedData, message_id: str) -> Pushed:
-        """The streamed message becomes the reply's first message; the rest of a long reply follows it."""
-        (text, mode), *rest = self.messages(reply)
+        """The streamed message becomes the reply's first message; the rest of a long reply follows it, the
+        card's keyboard on the last one, then the attachments."""
+        view = telegram_parts.text_of(reply)
+        markup = telegram_parts.keyboard(reply.card)
+        (text, mode), *rest = self.messages(view)
         pushed = await self._edit(reply.reply_route, reply.chat.id, message_id, text, mode,
-                                  split_text(reply.text)[0] if mode else None)
+                                  split_text(view.text)[0] if mode else None, markup if not rest else None)
         chat_id = self._chat_of(reply.reply_route, reply.chat.id)
-        for more, more_mode in rest:
-            await self._send({"chat_id": chat_id, "text": more, **({"parse_mode": more_mode} if more_mode else {})},
-                             None)
+        for n, (more, more_mode) in enumerate(rest, start=1):
+            body: dict[str, Any] = {"chat_id": chat_id, "text": more,
+                                    **({"parse_mode": more_mode} if more_mode else {})}
+            if markup is not None and n == len(rest):
+                body["reply_markup"] = markup
+            await self._send(body, None)
+        for method, args in telegram_parts.file_calls(reply):
+            await self._send({"chat_id": chat_id, **args}, None, method)
         return pushed
 
     async def _edit(self, route: dict[str, Any], chat_id: Any, message_id: str, text: str, mode: str | None,
-                    plain: str | None) -> Pushed:
+                    plain: str | None, markup: dict[str, Any] | None = None) -> Pushed:
         body: dict[str, Any] = {"chat_id": self._chat_of(route, chat_id), "message_id": int(message_id), "text": text}
         if mode:
             body["parse_mode"] = mode
+        if markup is not None:
+            body["reply_markup"] = markup
         try:
             await self._send(body, plain, "editMessageText")
         except Permanent as exc:

@@ -2,6 +2,10 @@
 
 ``webhook-id`` is the reply id, so a receiver that de-duplicates by it (as the specification asks) sees
 one delivery even if an ambiguous push has to be repeated.
+
+A reply's ``card`` and ``attachments`` travel as they are in the event (each key only when there is one), and
+the text is not given the plain-text form of them: the receiver renders them as its own UI can. A reply without
+either is the same body as before they existed.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import orjson
@@ -25,6 +30,25 @@ from agentbus.services.egress.channels.base import (
 from agentbus.services.egress.ports import Permanent, Pushed
 
 
+def push_body(reply: ReplyGeneratedData, reply_id: uuid.UUID) -> dict[str, Any]:
+    """The JSON a receiver gets: the reply's fields, then its card and attachments where it has them."""
+    body: dict[str, Any] = {
+        "type": "reply",
+        "reply_id": str(reply_id),
+        "conversation": reply.chat.id,
+        "text": reply.text,
+        "format": reply.format,
+        "agent": reply.agent,
+        "model": reply.model,
+        "in_reply_to": reply.in_reply_to,
+    }
+    if reply.card is not None:
+        body["card"] = reply.card.model_dump(mode="json")
+    if reply.attachments:
+        body["attachments"] = [a.model_dump(mode="json") for a in reply.attachments]
+    return body
+
+
 class WebhookOutbound(OutboundAdapter):
     type = "webhook"
     idempotent = True
@@ -38,18 +62,7 @@ class WebhookOutbound(OutboundAdapter):
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         if not self.channel.push_url:
             raise Permanent("channel has no push_url")
-        body = orjson.dumps(
-            {
-                "type": "reply",
-                "reply_id": str(reply_id),
-                "conversation": reply.chat.id,
-                "text": reply.text,
-                "format": reply.format,
-                "agent": reply.agent,
-                "model": reply.model,
-                "in_reply_to": reply.in_reply_to,
-            }
-        ).decode()
+        body = orjson.dumps(push_body(reply, reply_id)).decode()
         now = datetime.fromtimestamp(int(time.time()), UTC)
         msg_id = str(reply_id)
         headers = {

@@ -6,6 +6,10 @@ The app's access token comes from ``cgi-bin/gettoken`` (corpid + corpsecret), is
 permanent. Content longer than WeCom takes (2048 bytes; 4096 for robot markdown) is sent in parts cut between
 characters, and a retry resumes after the last part that went through.
 
+Cards become text (``parts_text``): a group robot cannot receive a press, and the app's template cards would
+need a callback for ``template_card_event`` this channel does not serve yet. Images by URL go as a ``news``
+message (the platform fetches ``picurl``) after the text; files are lines with their URL.
+
 A group robot's reply to a person's message mentions them: ``mentioned_list`` (their userid) for text, and
 ``<@userid>`` in the content for markdown, which has no mention list. The limit of 20 a minute is the
 robot's, so chats sharing one robot key share one target.
@@ -21,7 +25,7 @@ import httpx
 import orjson
 
 from agentbus.channeltypes.wecom import WeComChannel
-from agentbus.events import ReplyGeneratedData
+from agentbus.events import Attachment, ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
@@ -29,12 +33,21 @@ from agentbus.services.egress.channels.base import (
     transport_failure,
 )
 from agentbus.services.egress.channels.dingtalk import split_utf8
+from agentbus.services.egress.channels.parts_text import text_with_parts
 from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 TOKEN_ERRCODES = {42001, 40014, 41001}
 RETRY_ERRCODES = {-1: 1.0, 45009: 60.0, 45033: 1.0, 45011: 60.0}
 APP_MAX_BYTES = 2048
 ROBOT_MAX_BYTES = {"text": 2048, "markdown": 4096}
+NEWS_MAX_ARTICLES = 8  # a news message takes 1 to 8 articles
+NEWS_TITLE_MAX_BYTES = 128
+
+
+def _article(image: Attachment) -> dict[str, Any]:
+    """An image as a news article: WeCom fetches ``picurl`` itself, and a tap opens ``url``."""
+    title = split_utf8(image.name or "image", NEWS_TITLE_MAX_BYTES)[0]
+    return {"title": title, "url": image.url, "picurl": image.url}
 
 
 class WeComOutbound(OutboundAdapter):
@@ -60,17 +73,11 @@ class WeComOutbound(OutboundAdapter):
 
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         robot = self._robots.get(reply.chat.id)
-        asker = self.addressee(reply) if robot else None
-        limit = ROBOT_MAX_BYTES[reply.format] if robot else APP_MAX_BYTES
-        if asker is not None and reply.format == "markdown":
-            limit -= len(asker.id.encode()) + 4  # "<@userid> " before the first part
-        parts = split_utf8(reply.text, limit)
+        messages = self.messages(reply)
         pushed = Pushed()
         try:
-            for i in range(self._progress.get(reply_id, 0), len(parts)):
-                mention = asker.id if asker is not None and i == 0 else None
-                pushed = await (self._robot(robot, reply, parts[i], mention) if robot
-                                else self._app(reply, parts[i]))
+            for i in range(self._progress.get(reply_id, 0), len(messages)):
+                pushed = await (self._robot(robot, messages[i]) if robot else self._app(reply, messages[i]))
                 self._progress[reply_id] = i + 1
                 while len(self._progress) > 10000:
                     self._progress.popitem(last=False)
@@ -79,6 +86,28 @@ class WeComOutbound(OutboundAdapter):
             raise
         self._progress.pop(reply_id, None)
         return pushed
+
+    def messages(self, reply: ReplyGeneratedData) -> list[dict[str, Any]]:
+        """The content of each message this reply is sent as: the text in parts (the first mentioning the
+        asker), then the images as ``news`` articles. A card's buttons are text lines saying what to answer:
+        neither a group robot nor an app text can take a press back. Files are lines with their URL."""
+        robot = reply.chat.id in self._robots
+        asker = self.addressee(reply) if robot else None
+        limit = ROBOT_MAX_BYTES[reply.format] if robot else APP_MAX_BYTES
+        if asker is not None and reply.format == "markdown":
+            limit -= len(asker.id.encode()) + 4  # "<@userid> " before the first part
+        images = [a for a in reply.attachments if a.kind == "image" and a.url]
+        text = reply.text
+        if reply.card is not None or reply.attachments:
+            shown = reply.model_copy(update={"attachments": tuple(a for a in reply.attachments if a not in images)})
+            text = text_with_parts(shown)
+        parts = split_utf8(text, limit) if text or not images else []
+        out = [self._content(reply, part, asker.id if asker is not None and i == 0 else None)
+               for i, part in enumerate(parts)]
+        for n in range(0, len(images), NEWS_MAX_ARTICLES):
+            articles = [_article(a) for a in images[n:n + NEWS_MAX_ARTICLES]]
+            out.append({"msgtype": "news", "news": {"articles": articles}})
+        return out
 
     @staticmethod
     def _content(reply: ReplyGeneratedData, text: str, mention: str | None = None) -> dict[str, Any]:
@@ -118,10 +147,8 @@ class WeComOutbound(OutboundAdapter):
 
     # ------------------------------------------------------------------ group robot
 
-    async def _robot(self, key: str, reply: ReplyGeneratedData, text: str, mention: str | None) -> Pushed:
-        resp, data = await self._post(
-            f"{self._api}/cgi-bin/webhook/send", {"key": key}, self._content(reply, text, mention)
-        )
+    async def _robot(self, key: str, content: dict[str, Any]) -> Pushed:
+        resp, data = await self._post(f"{self._api}/cgi-bin/webhook/send", {"key": key}, content)
         self._raise_for(data, resp, "group robot")
         return Pushed(http_status=resp.status_code)
 
@@ -153,7 +180,7 @@ class WeComOutbound(OutboundAdapter):
 
         return await self.tokens.get(self._token_key, fetch)
 
-    async def _app(self, reply: ReplyGeneratedData, text: str) -> Pushed:
+    async def _app(self, reply: ReplyGeneratedData, content: dict[str, Any]) -> Pushed:
         if self._secret is None:
             raise Permanent(f"chat {reply.chat.id!r} has no group robot and the channel has no app secret")
         if reply.chat.type == "group":
@@ -163,7 +190,7 @@ class WeComOutbound(OutboundAdapter):
         body: dict[str, Any] = {
             "touser": user,
             "agentid": self.channel.agent_id,
-            **self._content(reply, text),
+            **content,
             "safe": 0,
         }
         if self.channel.duplicate_check_interval_s is not None:

@@ -8,7 +8,8 @@ delivers a mention of the bot twice when both ``app_mention`` and ``message.*`` 
 ``normalise`` takes the ``event_callback`` JSON itself, so Socket Mode (the same JSON inside an envelope, no
 signature) yields the very same message and key. An edit (subtype ``message_changed``) is dropped unless the
 channel says ``edits: answer``; then the new text is a message of its own, keyed by the original message and
-the edit's ``ts``, so each edit is answered once and the original's answer is not repeated.
+the edit's ``ts``, so each edit is answered once and the original's answer is not repeated. Interactivity
+(button presses, ``slack_press``) comes to the same URL as a signed form post, told apart by its content type.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import orjson
 
 from agentbus.channeltypes.slack import SlackChannel
 from agentbus.events import Chat, Sender
+from agentbus.services.ingress.channels import slack_press
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage, MediaItem
 
@@ -88,7 +90,10 @@ class SlackInbound(InboundAdapter):
     async def receive(self, request: HttpRequest) -> Inbound:
         self._verify(request)
         if request.headers.get("content-type", "").split(";")[0].strip() == "application/x-www-form-urlencoded":
-            return Inbound(note="not an Events API request (slash command or interactivity)")
+            payload = slack_press.payload_of(request.body)  # interactivity: told apart by its content type
+            if payload is None:
+                return Inbound(answer=slack_press.ACK, note="not an Events API request (a slash command)")
+            return self.interaction(payload)
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
@@ -101,6 +106,10 @@ class SlackInbound(InboundAdapter):
                 raise Rejected(400, "url_verification without a challenge")
             return Inbound(answer=Answer(200, orjson.dumps({"challenge": challenge})), note="url_verification")
         return self.normalise(body)
+
+    def interaction(self, payload: dict[str, Any]) -> Inbound:
+        """An interactivity payload (form field ``payload``, or a Socket Mode ``interactive`` envelope)."""
+        return slack_press.press(self.channel, payload)
 
     def normalise(self, body: dict[str, Any]) -> Inbound:
         """An Events API payload (webhook body or Socket Mode ``events_api`` payload) to at most one message;

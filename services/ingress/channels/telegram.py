@@ -1,4 +1,5 @@
-"""Telegram Bot API webhook: ``X-Telegram-Bot-Api-Secret-Token``, then ``message`` / ``edited_message`` updates.
+"""Telegram Bot API webhook: ``X-Telegram-Bot-Api-Secret-Token``, then ``message`` / ``edited_message`` updates,
+and ``callback_query`` (a press of a card's button, ``telegram_press``).
 
 Telegram resends an update until it gets a 2xx; ``update_id`` is the de-duplication key. In groups the bot
 is addressed by an ``@username`` mention entity, a ``text_mention`` of the bot, a ``/command@username``, or
@@ -16,6 +17,7 @@ import orjson
 from agentbus.channeltypes.telegram import TelegramChannel
 from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
+from agentbus.services.ingress.channels.telegram_press import press
 from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage, MediaItem
 
 OK = Answer(200, b'{"ok":true}')
@@ -109,6 +111,8 @@ class TelegramInbound(InboundAdapter):
         if update_id is None or update_id < 0:
             raise Rejected(400, "update without update_id")
         dedupe = str(update_id)
+        if "callback_query" in update:
+            return press(update["callback_query"], self._bot_id)
         kind = "message" if "message" in update else "edited_message" if "edited_message" in update else None
         if kind is None:
             other = next((k for k in update if k != "update_id"), "nothing")

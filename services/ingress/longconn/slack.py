@@ -6,7 +6,8 @@ single-use ``wss://`` URL; Slack greets the socket with ``hello`` and then sends
 API would have POSTed, so the channel's webhook adapter normalises it and both modes yield the same message
 and de-duplication key. The envelope is acknowledged (``{"envelope_id": ...}``) only once ``deliver``
 returned, i.e. the message is on the broker; when ``deliver`` raises, no ack is sent and Slack delivers the
-event again (``retry_attempt`` > 0), which the de-duplication key absorbs. ``disconnect`` (Slack refreshing
+event again (``retry_attempt`` > 0), which the de-duplication key absorbs. An ``interactive`` envelope (a
+button press) carries the interactivity payload and is handled the same way. ``disconnect`` (Slack refreshing
 the link, or its ``warning`` before closing it) ends the session after the events already read are handled;
 the supervisor then opens a new one.
 
@@ -109,17 +110,19 @@ class SlackSocketMode(WebSocketConnection):
             if not isinstance(envelope_id, str) or not envelope_id:
                 log.warning("slack_frame_ignored", channel=self.channel.id, type=str(kind)[:40])
                 continue
-            if kind == "events_api" and await self._event(frame, envelope_id) is False:
+            if kind in ("events_api", "interactive") and await self._event(frame, envelope_id) is False:
                 continue  # not acknowledged: Slack delivers it again
-            if kind != "events_api":
+            if kind not in ("events_api", "interactive"):
                 log.info("slack_envelope_ignored", channel=self.channel.id, type=str(kind)[:40])
             await ws.send_str(orjson.dumps({"envelope_id": envelope_id}).decode())
 
     async def _event(self, frame: dict[str, Any], envelope_id: str) -> bool:
-        """Deliver one events_api envelope; whether it may be acknowledged."""
+        """Deliver one events_api or interactive (a button press) envelope; whether it may be acknowledged."""
         payload = frame.get("payload")
+        body = payload if isinstance(payload, dict) else {}
         try:
-            inbound = self.adapter.normalise(payload if isinstance(payload, dict) else {})
+            inbound = self.adapter.interaction(body) if frame.get("type") == "interactive" else \
+                self.adapter.normalise(body)
         except Rejected as rej:
             # a malformed event does not get better by being sent again: acknowledged, nothing published
             log.warning("slack_event_rejected", channel=self.channel.id, reason=rej.reason)

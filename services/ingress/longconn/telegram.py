@@ -6,13 +6,14 @@ the next poll is what confirms it: a replica killed mid-batch leaves the rest un
 replica polls next receives them again, published once by the update id. The session starts with
 ``deleteWebhook`` (keeping pending updates), because Telegram refuses ``getUpdates`` while a webhook is
 set; a second poller of the same bot (a replica that lost its lease late) is answered 409, which ends
-that session.
+that session. A press (``callback_query``) is answered with ``answerCallbackQuery`` once delivered.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import structlog
 
 from agentbus.channeltypes.telegram import TelegramChannel
@@ -22,7 +23,7 @@ from agentbus.services.ingress.longconn.base import LongConnection
 
 log = structlog.get_logger("agentbus.ingress")
 
-ALLOWED_UPDATES = ["message", "edited_message"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 
 
 class TelegramApiError(Exception):
@@ -85,4 +86,16 @@ class TelegramPolling(LongConnection):
         else:
             outcome = await self.deliver(inbound)  # raises: the offset stays, so Telegram sends it again
             log.debug("stream_update_delivered", channel=self.channel.id, update_id=uid, outcome=outcome.status)
+        await self._answer_query(update.get("callback_query"))
         self._offset = uid + 1
+
+    async def _answer_query(self, query: Any) -> None:
+        """Stop the client's spinner of a press once it is on the broker. Only a courtesy: a failure is logged
+        (the client stops waiting after a while on its own), never a reason to receive the press again."""
+        qid = query.get("id") if isinstance(query, dict) else None
+        if not isinstance(qid, str) or not qid:
+            return
+        try:
+            await self._call("answerCallbackQuery", {"callback_query_id": qid}, timeout=10.0)
+        except (TelegramApiError, httpx.HTTPError) as exc:
+            log.warning("callback_query_not_answered", channel=self.channel.id, error=str(exc)[:200])

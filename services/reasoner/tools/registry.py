@@ -36,12 +36,14 @@ class AgentBound(Protocol):
 
 
 def builtin_tools(**http_fetch: Any) -> list[Tool]:
-    """The built-in tools that need nothing but the network: ``now`` and ``http_fetch`` (keyword arguments
-    go to ``HttpFetch``). The built-ins that need the service's ports are added by its bootstrap."""
+    """The built-in tools that need no service port: ``now``, ``http_fetch`` (keyword arguments go to
+    ``HttpFetch``), and ``card`` and ``attach``, which shape the reply (every channel renders them, natively or
+    as text). The built-ins that need the service's ports are added by its bootstrap."""
+    from agentbus.services.reasoner.tools.card import AttachTool, CardTool
     from agentbus.services.reasoner.tools.http_fetch import HttpFetch
     from agentbus.services.reasoner.tools.now import Now
 
-    return [Now(), HttpFetch(**http_fetch)]
+    return [Now(), HttpFetch(**http_fetch), CardTool(), AttachTool()]
 
 
 class ToolRegistry:

@@ -134,8 +134,7 @@ async def test_edited_own_and_other_updates() -> None:
     own = update("echo", from_=user(BOT_ID, "Agentbus", BOT_USERNAME, True))
     m2 = (await receive(channel(), own)).message
     assert m2 is not None and m2.from_self
-    for upd in ({"update_id": 9, "callback_query": {"id": "1"}},
-                {"update_id": 10,
+    for upd in ({"update_id": 10,
                  "channel_post": {"message_id": 1, "chat": chat(-1001, "channel"), "date": 1, "text": "x"}},
                 update(None, sticker={"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1,
                                       "is_animated": False, "is_video": False, "type": "regular"}),
