@@ -1,15 +1,12 @@
 """Feishu cards end to end: the model's ``card`` tool call reaches the (fake) Feishu IM API as a card JSON 2.0
 with callback buttons; a press (the encrypted, signed ``card.action.trigger`` callback) comes back at ingress
 as the user's next message of the same chat, answered once, as a reply to the card; a redelivered press is
-not answered again. The ``card`` tool is loaded the way any tool plugin is: an ``agentbus.tools`` entry
-point of a distribution on the services' path."""
+not answered again."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,19 +53,7 @@ async def feishu() -> AsyncIterator[FakeFeishu]:
 
 
 @pytest.fixture(scope="module")
-def card_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A distribution whose ``agentbus.tools`` entry point is the card tool."""
-    root = tmp_path_factory.mktemp("card-plugin")
-    info = root / "card_tool-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: card-tool\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[agentbus.tools]\ncard = agentbus.services.reasoner.tools.card:CardTool\n")
-    return root
-
-
-@pytest.fixture(scope="module")
-async def platform(infra: Infra, feishu: FakeFeishu, llm: FakeLLM, card_plugin: Path) -> AsyncIterator[Platform]:
+async def platform(infra: Infra, feishu: FakeFeishu, llm: FakeLLM) -> AsyncIterator[Platform]:
     config: dict[str, Any] = {
         "tenants": [{"id": "acme"}],
         "agents": [{"id": "assistant", "model": "fake", "tools": ["card"]}],
@@ -82,8 +67,7 @@ async def platform(infra: Infra, feishu: FakeFeishu, llm: FakeLLM, card_plugin: 
             "bot_open_id": BOT,
         }],
     }
-    path = ":".join(p for p in (str(card_plugin), *sys.path) if p)
-    async with run_platform(infra, config, env={"PYTHONPATH": path}) as p:
+    async with run_platform(infra, config) as p:
         yield p
 
 
