@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agentbus.http import LoopbackServer
+from tests.fakes import feishu_rich
 
 MSG_TYPES = {"text", "post", "interactive", "image", "file", "audio", "media", "sticker", "share_chat"}
 AT_TAG = re.compile(r"<at\b[^>]*>")
@@ -157,14 +158,15 @@ class FakeFeishu:
     hook_sent: list[dict[str, Any]] = field(default_factory=list)
     send_calls: int = 0
     rejected: list[str] = field(default_factory=list)
-    # the next send calls answer these (status, code, msg, headers) instead of delivering
-    plan: list[tuple[int, int, str, dict[str, str]]] = field(default_factory=list)
+    # the next send calls answer these (status, code, msg, headers) instead of delivering (None: deliver)
+    plan: list[tuple[int, int, str, dict[str, str]] | None] = field(default_factory=list)
     recalled: set[str] = field(default_factory=set)  # message ids that can no longer be replied to
     server: LoopbackServer | None = None
     _tokens: dict[str, str] = field(default_factory=dict)  # valid token -> app_id
     _uuids: dict[str, str] = field(default_factory=dict)  # uuid -> message id
     # (message_id, file_key) -> (bytes, content type, "image" or "file": the type the resource is asked as)
     resources: dict[tuple[str, str], tuple[bytes, str, str]] = field(default_factory=dict)
+    images: dict[str, bytes] = field(default_factory=dict)  # uploaded: image_key -> bytes
 
     async def wait_for(self, predicate: Any, timeout: float = 30.0, hook: bool = False) -> list[dict[str, Any]]:
         """Messages (custom bot pushes with ``hook``) matching ``predicate``, once there is at least one."""
@@ -192,6 +194,7 @@ class FakeFeishu:
             Route("/open-apis/im/v1/messages/{message_id}/reply", self._reply, methods=["POST"]),
             Route("/open-apis/bot/v2/hook/{token}", self._hook, methods=["POST"]),
             Route("/open-apis/im/v1/messages/{message_id}/resources/{file_key}", self._resource, methods=["GET"]),
+            Route("/open-apis/im/v1/images", self._upload, methods=["POST"]),
         ])
         await self.server.start()
         return self
@@ -238,6 +241,10 @@ class FakeFeishu:
             return _err(234003, "File not in msg.", status=404 if found is None else 400)
         return Response(found[0], media_type=found[1])
 
+    async def _upload(self, request: Request) -> Response:
+        refused = self._auth(request)
+        return refused if refused is not None else await feishu_rich.upload(request, self.images, self.rejected)
+
     def _auth(self, request: Request) -> Response | None:
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
@@ -264,6 +271,10 @@ class FakeFeishu:
                 return "post content is {locale: {title, content: [[elements]]}}"
         if msg_type == "interactive" and not (isinstance(c, dict) and ("elements" in c or "body" in c or "type" in c)):
             return "interactive content is a card"
+        if msg_type == "interactive" and c.get("schema") == "2.0" and (problem := feishu_rich.card_problem(c)):
+            return problem
+        if msg_type == "image" and not (isinstance(c, dict) and c.get("image_key") in self.images):
+            return "image content needs the image_key of an uploaded image"
         if mentions(msg_type, c) is None:
             return "an <at> tag is not spelled as this message type documents"
         u = body.get("uuid")
@@ -273,8 +284,8 @@ class FakeFeishu:
 
     def _planned(self) -> Response | None:
         self.send_calls += 1
-        if self.plan:
-            status, code, msg, headers = self.plan.pop(0)
+        if self.plan and (planned := self.plan.pop(0)) is not None:
+            status, code, msg, headers = planned
             return _err(code, msg, status, headers)
         return None
 

@@ -11,6 +11,7 @@ handshake with the platform's ``handshake-*`` headers, stop answering pings, and
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import time
 import uuid
@@ -33,6 +34,7 @@ class Ack:
     code: int | None
     headers: dict[str, str]
     event_id: str | None
+    data: Any = None  # a callback's answer: the JSON the client put base64 in ``data``
 
 
 @dataclass
@@ -92,8 +94,9 @@ class FakeFeishuGateway:
     async def wait_pings(self, n: int, timeout: float = 15.0) -> None:
         await self._until(lambda: len(self.pings) >= n, timeout)
 
-    async def push(self, event: dict[str, Any], parts: int = 1) -> str:
-        """Send one event to the newest connection, in ``parts`` frames; returns the frame message id."""
+    async def push(self, event: dict[str, Any], parts: int = 1, kind: str = "event") -> str:
+        """Send one event to the newest connection, in ``parts`` frames of type ``kind`` (``event``, or
+        ``card``); returns the frame message id."""
         await self._until(lambda: bool(self._live), 15.0)
         message_id = uuid.uuid4().hex
         self.unanswered[message_id] = event
@@ -105,7 +108,7 @@ class FakeFeishuGateway:
         if parts > 2:  # parts may arrive out of order: the client indexes them by seq
             order = [order[-1], *order[:-1]]
         for seq in order:
-            await ws.send_bytes(self._data_frame(ws, message_id, parts, seq, chunks[seq]))
+            await ws.send_bytes(self._data_frame(ws, message_id, parts, seq, chunks[seq], kind))
         return message_id
 
     async def send_raw(self, data: bytes) -> None:
@@ -190,16 +193,18 @@ class FakeFeishuGateway:
         answer = orjson.loads(frame.payload) if frame.payload else {}
         event = self.unanswered.pop(message_id, None)
         event_id = event["header"].get("event_id") if event and isinstance(event.get("header"), dict) else None
-        self.acks.append(Ack(message_id, answer.get("code"), headers, event_id))
+        data = orjson.loads(base64.b64decode(answer["data"])) if isinstance(answer.get("data"), str) else None
+        self.acks.append(Ack(message_id, answer.get("code"), headers, event_id, data))
         if event is not None and answer.get("code") != 200 and self.redeliver:
             asyncio.get_running_loop().create_task(self.push(event))
 
-    def _data_frame(self, ws: WebSocket, message_id: str, total: int, seq: int, chunk: bytes) -> bytes:
+    def _data_frame(self, ws: WebSocket, message_id: str, total: int, seq: int, chunk: bytes,
+                    kind: str = "event") -> bytes:
         self._seq += 1
         device_id = ws.query_params.get("device_id", "")
         frame = Frame(SeqID=self._seq, LogID=self._seq, service=self._devices.get(device_id, 0), method=1,
                       payload=chunk)
-        for k, v in (("type", "event"), ("message_id", message_id), ("sum", str(total)), ("seq", str(seq)),
+        for k, v in (("type", kind), ("message_id", message_id), ("sum", str(total)), ("seq", str(seq)),
                      ("trace_id", uuid.uuid4().hex)):
             h = frame.headers.add()
             h.key, h.value = k, v

@@ -9,6 +9,9 @@ rejects (expired, revoked) is refreshed and the call made once more. Feishu answ
 Custom bot webhook: ``POST /open-apis/bot/v2/hook/<token>`` with ``timestamp`` and
 ``sign`` = base64(HMAC-SHA256(key = timestamp + "\\n" + secret, message = empty)). It has no idempotency key.
 
+A reply with a card or attachments goes out as a card JSON 2.0 (or the text) and one message per image
+(``feishu_parts.py``); which of these messages went out is remembered, so a retry sends only the rest.
+
 A group reply mentions the asker (their open_id) in front of the text: ``<at user_id="ou_...">`` in text and
 post (md) content, ``<at id=ou_...>`` in a card's markdown, as each message type documents it.
 """
@@ -21,69 +24,46 @@ import hmac
 import re
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 import httpx
 import orjson
+import structlog
 
 from agentbus.channeltypes.feishu import FeishuChannel
-from agentbus.events import ReplyGeneratedData
+from agentbus.events import Attachment, ReplyGeneratedData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
-    retry_after_seconds,
     transport_failure,
 )
+from agentbus.services.egress.channels.feishu_answers import code_of, failure_of, json_of
+from agentbus.services.egress.channels.feishu_parts import (
+    ImageFailed,
+    Plan,
+    card_json,
+    card_markdown,
+    fetch_image,
+    parts_as_text,
+    upload_image,
+)
+from agentbus.services.egress.channels.parts_text import text_with_parts
 from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 # the access token is missing, invalid or expired: fetch a new one and try once more
 TOKEN_CODES = {99991661, 99991663, 99991664, 99991665, 99991668}
-RATE_CODES = {99991400, 230020, 11232}  # API frequency limit, per-chat send limit, custom bot limit
 REPLY_TARGET_GONE = {230011}  # the message to reply to was recalled: send to the chat instead
 SEND_RATE_PER_MINUTE = 300  # "5 QPS per user / per group (shared by the group's bots)"
 HOOK_RATE_PER_MINUTE = 100  # custom bot: 100 per minute, 5 per second
+log = structlog.get_logger("agentbus.egress")
 USER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # open_id / user_id: nothing that could break out of the tag
 
 
 def hook_sign(timestamp: int, secret: str) -> str:
     key = f"{timestamp}\n{secret}".encode()
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
-
-
-def _json(resp: httpx.Response) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(resp.content)
-    except orjson.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _rate_wait(resp: httpx.Response) -> float | None:
-    reset = resp.headers.get("x-ogw-ratelimit-reset")
-    if reset:
-        try:
-            return max(float(reset), 0.0)
-        except ValueError:
-            pass
-    return retry_after_seconds(resp)
-
-
-def _code(data: dict[str, Any] | None) -> int | None:
-    code = data.get("code", data.get("StatusCode")) if data else None
-    return code if isinstance(code, int) and not isinstance(code, bool) else None
-
-
-def _fail(resp: httpx.Response, data: dict[str, Any] | None) -> Exception:
-    """The exception for a failed answer (not raised here, so callers can decide)."""
-    code = _code(data)
-    msg = str((data or {}).get("msg", (data or {}).get("StatusMessage", "")))[:200]
-    what = f"HTTP {resp.status_code}, code {code}: {msg}" if data else f"HTTP {resp.status_code}: {resp.text[:200]}"
-    if resp.status_code == 429 or code in RATE_CODES:
-        return Retryable(f"rate limited: {what}", resp.status_code, _rate_wait(resp))
-    if resp.status_code >= 500 or resp.status_code in (408, 425) or data is None:
-        return Retryable(what, resp.status_code, retry_after_seconds(resp))
-    return Permanent(what, resp.status_code)
 
 
 class _ReplyTargetGone(Permanent):
@@ -95,9 +75,12 @@ class FeishuOutbound(OutboundAdapter):
     idempotent = True
     default_rate_per_minute = SEND_RATE_PER_MINUTE
     channel: FeishuChannel
+    fetch_schemes: tuple[str, ...] = ("https",)  # where images are downloaded from (outbound URLs are https)
+    fetch_public_only = True  # and only from hosts whose addresses are all public
 
     def __init__(self, channel: FeishuChannel, http: httpx.AsyncClient, tokens: TokenCache) -> None:
         super().__init__(channel, http, tokens)
+        self._plans: OrderedDict[uuid.UUID, Plan] = OrderedDict()
         self._app = (
             (channel.app_id.value(), channel.app_secret.value()) if channel.app_id and channel.app_secret else None
         )
@@ -123,12 +106,18 @@ class FeishuOutbound(OutboundAdapter):
 
     async def push(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
         if self._via_hook(reply):
-            return await self._push_hook(reply)
+            return await self._push_hook(parts_as_text(reply))
+        if reply.card is not None or reply.attachments:
+            return await self._push_parts(reply, reply_id)
         msg_type, content = self._content(reply)
+        return await self._send(reply, msg_type, content, str(reply_id))
+
+    async def _send(self, reply: ReplyGeneratedData, msg_type: str, content: str, uid: str) -> Pushed:
+        """One message, answering the message asked about (reply mode) or sent to the chat."""
         route = reply.reply_route
         message_id = route.get("message_id") if self.channel.reply_mode == "reply" else None
         if isinstance(message_id, str) and message_id:
-            body: dict[str, Any] = {"msg_type": msg_type, "content": content, "uuid": str(reply_id)}
+            body: dict[str, Any] = {"msg_type": msg_type, "content": content, "uuid": uid}
             if self.channel.reply_in_thread or route.get("thread_id"):
                 body["reply_in_thread"] = True
             try:
@@ -136,8 +125,76 @@ class FeishuOutbound(OutboundAdapter):
             except _ReplyTargetGone:
                 pass
         chat_id = route.get("chat_id") or reply.chat.id
-        body = {"receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": str(reply_id)}
+        body = {"receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": uid}
         return await self._call("/open-apis/im/v1/messages", {"receive_id_type": "chat_id"}, body)
+
+    async def _push_parts(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> Pushed:
+        """The card (or text) message, then one message per uploaded image. The messages are planned once
+        (the images uploaded then), and which went out is remembered, so a retry sends only the rest; each
+        has its own ``uuid`` besides, which Feishu de-duplicates."""
+        last: Exception | None = None
+        plan = self._plans.get(reply_id)
+        if plan is None:
+            plan = self._plans[reply_id] = Plan(await self._messages(reply, reply_id))
+            while len(self._plans) > 10_000:
+                self._plans.popitem(last=False)
+        for i in range(plan.done, len(plan.messages)):
+            msg_type, content, uid = plan.messages[i]
+            try:
+                pushed = await self._send(reply, msg_type, content, uid)
+                plan.first = plan.first or pushed
+            except Permanent as exc:
+                if i == 0 and plan.has_main:
+                    raise
+                log.warning("feishu_image_refused", channel=self.channel.id, reason=str(exc)[:200])
+                last = exc
+            plan.done = i + 1
+        self._plans.pop(reply_id, None)
+        if plan.first is None:  # only images, and every one refused: the reply did not arrive
+            raise Permanent(f"no message of the reply was accepted: {last}")
+        return plan.first
+
+    async def _messages(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> list[tuple[str, str, str]]:
+        keys: dict[int, str] = {}
+        for i, a in enumerate(reply.attachments):
+            if a.kind == "image" and a.url:
+                try:
+                    keys[i] = await self._image_key(a)
+                except ImageFailed as exc:
+                    log.warning("feishu_image_as_link", channel=self.channel.id, reason=str(exc)[:200])
+        rest = tuple(a for i, a in enumerate(reply.attachments) if i not in keys)
+        out: list[tuple[str, str, str]] = []
+        if reply.card is not None:
+            md = text_with_parts(reply.model_copy(update={
+                "text": card_markdown(reply.text, reply.card), "card": None, "attachments": rest}))
+            md = self._text(reply.model_copy(update={"text": md}), card=True)
+            thread = reply.reply_route.get("thread_id")
+            card = card_json(reply.card, md, reply.chat.type, thread if isinstance(thread, str) else None)
+            out.append(("interactive", orjson.dumps(card).decode(), str(reply_id)))
+        else:
+            text = text_with_parts(reply.model_copy(update={"attachments": rest}))
+            if text:
+                out.append((*self._content(reply.model_copy(update={"text": text, "attachments": ()})), str(reply_id)))
+        for i in sorted(keys):
+            image = orjson.dumps({"image_key": keys[i]}).decode()
+            out.append(("image", image, str(uuid.uuid5(reply_id, f"image:{i}"))))
+        if not out:
+            raise Permanent("the reply has no text and no part that can be sent")
+        return out
+
+    async def _image_key(self, a: Attachment) -> str:
+        data, ctype = await fetch_image(self.http, a, self.fetch_schemes, self.fetch_public_only)
+        name = a.name or "image"
+        for attempt in (1, 2):
+            token = await self.tokens.get(self._token_key, self._fetch_token)
+            key, code = await upload_image(self.http, self.channel.base, token, name, data, ctype)
+            if key is not None:
+                return key
+            if code in TOKEN_CODES and attempt == 1:
+                self.tokens.invalidate(self._token_key)
+                continue
+            raise ImageFailed(f"upload refused: code {code}")
+        raise AssertionError("unreachable")
 
     def _text(self, reply: ReplyGeneratedData, card: bool = False) -> str:
         """The reply's text, with the asker's mention in front in a group (a card spells it differently)."""
@@ -171,11 +228,11 @@ class FeishuOutbound(OutboundAdapter):
             )
         except httpx.TransportError as exc:
             raise Retryable(f"tenant_access_token: {type(exc).__name__}: {exc}") from exc
-        data = _json(resp)
+        data = json_of(resp)
         if data is not None and data.get("code") == 0 and isinstance(data.get("tenant_access_token"), str):
             expire = data.get("expire")
             return data["tenant_access_token"], float(expire) if isinstance(expire, (int, float)) else 3600.0
-        refused = _fail(resp, data)
+        refused = failure_of(resp, data)
         refused.args = (f"tenant_access_token: {refused}",)
         raise refused
 
@@ -191,8 +248,8 @@ class FeishuOutbound(OutboundAdapter):
                 )
             except httpx.TransportError as exc:
                 raise transport_failure(exc) from exc
-            data = _json(resp)
-            code = _code(data)
+            data = json_of(resp)
+            code = code_of(data)
             if resp.status_code < 300 and code == 0:
                 payload = (data or {}).get("data")
                 msg_id = payload.get("message_id") if isinstance(payload, dict) else None
@@ -204,7 +261,7 @@ class FeishuOutbound(OutboundAdapter):
                 raise Permanent(f"access token rejected after a refresh: code {code}", resp.status_code)
             if code in REPLY_TARGET_GONE:
                 raise _ReplyTargetGone(f"code {code}: the message to reply to is gone", resp.status_code)
-            raise _fail(resp, data)
+            raise failure_of(resp, data)
         raise AssertionError("unreachable")
 
     async def _push_hook(self, reply: ReplyGeneratedData) -> Pushed:
@@ -230,7 +287,7 @@ class FeishuOutbound(OutboundAdapter):
             )
         except httpx.TransportError as exc:
             raise transport_failure(exc) from exc
-        data = _json(resp)
-        if resp.status_code < 300 and _code(data) == 0:
+        data = json_of(resp)
+        if resp.status_code < 300 and code_of(data) == 0:
             return Pushed(http_status=resp.status_code)
-        raise _fail(resp, data)
+        raise failure_of(resp, data)

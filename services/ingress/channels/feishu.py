@@ -3,9 +3,10 @@
 With an Encrypt Key configured every event is encrypted and signed (``X-Lark-Signature`` over the raw body,
 checked before anything is decrypted); the URL check is answered after its verification token matches.
 Without one, the verification token inside the event is the only proof of origin. Only
-``im.message.receive_v1`` becomes a message; other events are acknowledged and dropped. ``normalise`` is
-the part shared with the long connection (``longconn/feishu.py``), whose events are neither encrypted nor
-signed: the connection itself was opened with the app's credentials.
+``im.message.receive_v1`` and a press of a button on the bot's card (the ``card.action.trigger`` callback,
+with the same security: ``feishu_press.py``) become messages; other events are acknowledged and dropped.
+``normalise`` is the part shared with the long connection (``longconn/feishu.py``), whose events are
+neither encrypted nor signed: the connection itself was opened with the app's credentials.
 
 How old a signed request may be. Feishu's event guide ("接收事件 / 推送周期和频次", event subscription docs
 on open.feishu.cn, quoted at e-com-net.com/article/1680928623508402176.htm) says an event not answered with
@@ -33,6 +34,7 @@ from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.channels.feishu_crypto import DecryptError, decrypt, signature_ok
+from agentbus.services.ingress.channels.feishu_press import CARD_ACTION, press
 from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage, MediaItem
 
 MESSAGE_EVENT = "im.message.receive_v1"
@@ -170,6 +172,11 @@ class FeishuInbound(InboundAdapter):
         event_id = _str(header, "event_id")
         if event_id is None or len(event_id) > 128:
             raise Rejected(400, "event without header.event_id")
+        if kind == CARD_ACTION:
+            raw = event.get("event")
+            if not isinstance(raw, dict):
+                raise Rejected(400, "card callback without an event object")
+            return press(event_id, raw)
         if kind != MESSAGE_EVENT:
             return Inbound(answer=OK, dedupe_id=event_id, note=f"event type {str(kind)[:64]!r} ignored")
         body = event.get("event")

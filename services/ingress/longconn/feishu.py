@@ -14,6 +14,11 @@ header, and only once ``deliver`` has returned (the message is on the broker). W
 the answer is ``{"code": 500}``, as lark-oapi answers when a handler raises: the push failed, and Feishu,
 which also re-pushes an event not answered within 3 s, sends it again; the retry has the same event id.
 Events are handled concurrently (a slow broker must not hold up the pings), each answered on its own.
+A press of a card's button (``card.action.trigger``) arrives as an event frame, and lark-oapi's client
+answers it with its callback handler's result, base64 in the answer's ``data``: so is the press's toast
+here, once the message is on the broker. A frame of type ``card`` (lark-oapi 1.7 leaves them unanswered)
+that holds a ``card.action.trigger`` is read the same way, so a press is not lost whichever frame type
+carries it; other ``card`` frames (the old card callback format) stay unanswered.
 
 The connection runs on aiohttp's WebSocket client and our own frame codec rather than lark-oapi's client:
 that client acknowledges an event as soon as its synchronous handler returns, runs on a module-level
@@ -36,6 +41,7 @@ import structlog
 from agentbus.channeltypes.feishu import FeishuChannel
 from agentbus.services.ingress.channels.base import Rejected
 from agentbus.services.ingress.channels.feishu import FeishuInbound
+from agentbus.services.ingress.channels.feishu_press import CARD_ACTION
 from agentbus.services.ingress.longconn import feishu_frame as ff
 from agentbus.services.ingress.longconn.base import LongConnection
 
@@ -171,13 +177,13 @@ class FeishuLongConnection(LongConnection):
 
     def _data(self, ws: aiohttp.ClientWebSocketResponse, frame: Any) -> None:
         kind, message_id = ff.header(frame, ff.TYPE), ff.header(frame, ff.MESSAGE_ID) or ""
-        if kind != ff.EVENT:  # card callbacks are not subscribed; lark-oapi leaves them unanswered too
+        if kind not in (ff.EVENT, ff.CARD):
             log.debug("stream_frame_ignored", channel=self.channel.id, type=str(kind)[:32])
             return
         payload = self._combine(message_id, frame)
         if payload is None:
             return
-        task = asyncio.create_task(self._event(ws, frame, payload))
+        task = asyncio.create_task(self._event(ws, frame, payload, kind == ff.CARD))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -204,12 +210,17 @@ class FeishuLongConnection(LongConnection):
         del self._parts[message_id]
         return b"".join(p for p in parts if p is not None)
 
-    async def _event(self, ws: aiohttp.ClientWebSocketResponse, frame: Any, payload: bytes) -> None:
+    async def _event(self, ws: aiohttp.ClientWebSocketResponse, frame: Any, payload: bytes, card: bool) -> None:
         started = time.monotonic()
         try:
             event = orjson.loads(payload)
             if not isinstance(event, dict):
                 raise Rejected(400, "event is not a JSON object")
+            header = event.get("header")
+            callback = isinstance(header, dict) and header.get("event_type") == CARD_ACTION
+            if card and not callback:  # the old card callback format: not handled, left unanswered as lark-oapi does
+                log.debug("stream_frame_ignored", channel=self.channel.id, type=ff.CARD)
+                return
             inbound = self._normalise(event)
         except (orjson.JSONDecodeError, Rejected) as exc:
             # it would be malformed on every redelivery: logged and answered, never published
@@ -223,12 +234,14 @@ class FeishuLongConnection(LongConnection):
             log.warning("stream_deliver_failed", channel=self.channel.id, error=f"{type(exc).__name__}: {exc}"[:300])
             await self._answer(ws, frame, 500, None)
             return
-        await self._answer(ws, frame, 200, int((time.monotonic() - started) * 1000))
+        data = inbound.answer.body if callback else None  # a press's toast goes back in the answer
+        await self._answer(ws, frame, 200, int((time.monotonic() - started) * 1000), data)
         log.debug("stream_event_delivered", channel=self.channel.id, outcome=outcome.status)
 
-    async def _answer(self, ws: aiohttp.ClientWebSocketResponse, frame: Any, code: int, biz_rt: int | None) -> None:
+    async def _answer(self, ws: aiohttp.ClientWebSocketResponse, frame: Any, code: int, biz_rt: int | None,
+                      data: bytes | None = None) -> None:
         try:
-            await self._send(ws, ff.answer(frame, code, biz_rt))
+            await self._send(ws, ff.answer(frame, code, biz_rt, data))
         except (ConnectionError, aiohttp.ClientError) as exc:  # the session is ending: Feishu pushes it again
             log.warning("stream_answer_failed", channel=self.channel.id, code=code, error=str(exc)[:200])
 

@@ -9,8 +9,10 @@ model) and sets an event loop for the importing thread. The field numbers and ty
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
+import orjson
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 CONTROL, DATA = 0, 1  # Frame.method
@@ -69,11 +71,16 @@ def ping(service_id: int) -> bytes:
     return bytes(frame.SerializeToString())
 
 
-def answer(frame: Any, code: int, biz_rt_ms: int | None) -> bytes:
-    """The same frame sent back with the JSON ``{"code": ...}`` as payload: how an event is acknowledged."""
+def answer(frame: Any, code: int, biz_rt_ms: int | None, data: bytes | None = None) -> bytes:
+    """The same frame sent back with the JSON ``{"code": ...}`` as payload: how an event is acknowledged.
+    ``data``: a callback's answer (a card press's toast), base64 in ``data`` as lark-oapi's client sends
+    what its callback handler returned."""
     reply = Frame()
     reply.CopyFrom(frame)
     if biz_rt_ms is not None:
         reply.headers.add(key=BIZ_RT, value=str(biz_rt_ms))
-    reply.payload = b'{"code":%d}' % code
+    body: dict[str, Any] = {"code": code}
+    if data is not None:
+        body["data"] = base64.b64encode(data).decode()
+    reply.payload = orjson.dumps(body)
     return bytes(reply.SerializeToString())
