@@ -154,6 +154,36 @@ async def test_only_https_urls_of_public_hosts_are_fetched(fake: FakeFeishu, ima
     assert not fake.images
 
 
+async def test_an_image_is_fetched_from_the_checked_address_with_its_name_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name is resolved once, every address checked, and the request goes to a checked
+    address with the name only in Host and TLS (SNI, the certificate check), never resolved again."""
+    from agentbus.services.egress.channels import feishu_parts
+
+    answers = {"img.example.com": ["93.184.215.14"], "inward.example.com": ["93.184.215.14", "10.0.0.5"]}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return answers[host]
+
+    seen: list[httpx.Request] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=png(), headers={"content-type": "image/png"})
+
+    monkeypatch.setattr(feishu_parts, "system_resolve", resolve)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+        data, ctype = await fetch_image(http, Attachment(kind="image", url="https://img.example.com:8443/a.png"),
+                                        ("https",))
+        assert (data, ctype) == (png(), "image/png")
+        with pytest.raises(ImageFailed, match="not public: inward.example.com resolves to 10.0.0.5"):
+            await fetch_image(http, Attachment(kind="image", url="https://inward.example.com/a.png"), ("https",))
+    [request] = seen
+    assert str(request.url) == "https://93.184.215.14:8443/a.png"
+    assert request.headers["host"] == "img.example.com:8443"
+    assert request.extensions["sni_hostname"] == "img.example.com"
+
+
 async def test_a_retry_sends_only_the_parts_not_yet_sent(fake: FakeFeishu, images: str) -> None:
     parts = (Attachment(kind="image", url=images + "cat.png"), Attachment(kind="image", url=images + "cat.png"))
     async with httpx.AsyncClient() as http:

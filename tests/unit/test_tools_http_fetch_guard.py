@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from agentbus.config import HttpFetchSettings
+from agentbus.netguard import system_resolve
 from agentbus.services.reasoner.tools.http_fetch import HttpFetch
-from agentbus.services.reasoner.tools.netguard import system_resolve
 from tests.support.pages import PageServer, Resolver, jail_sockets
 from tests.support.toolctx import tool_context
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from agentbus.services.reasoner.tools.netguard import (
+from agentbus.netguard import (
     Refused,
     checked_addresses,
     host_allowed,

@@ -15,9 +15,6 @@ line in the text (``parts_text``), never the reply.
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +22,7 @@ import httpx
 import orjson
 
 from agentbus.events import Attachment, Card, ReplyGeneratedData
+from agentbus.netguard import Refused, checked_addresses, system_resolve
 from agentbus.services.egress.channels.parts_text import text_with_parts
 from agentbus.services.egress.ports import Pushed
 
@@ -93,17 +91,17 @@ def card_markdown(reply_text: str, card: Card) -> str:
     return "\n\n".join(blocks)
 
 
-async def _public(url: httpx.URL) -> None:
-    """Refuse a host that resolves to any address that is not public: the URL is the model's choice, and
-    egress sits inside the network (a check of the names, not a pinned connection: see the docs)."""
+async def pinned(url: httpx.URL) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """The request to make for ``url``: to one of its host's addresses, each checked by the SSRF guard (the URL
+    is the model's choice, and egress sits inside the network), with the host name kept for ``Host`` and for
+    TLS (SNI and the certificate check), so a name that resolves differently a moment later (DNS rebinding)
+    cannot turn the request inward. ``ImageFailed`` when any address is not public."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or 443, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ImageFailed(f"cannot resolve the host: {exc}") from None
-    for info in infos:
-        addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not addr.is_global or addr.is_multicast:
-            raise ImageFailed("the URL's host has an address that is not public")
+        addresses = await checked_addresses(url.host, url.port or 443, system_resolve)
+    except Refused as exc:
+        raise ImageFailed(f"not public: {exc}") from None
+    host = url.netloc.decode("ascii")
+    return url.copy_with(host=addresses[0]), {"host": host}, {"sni_hostname": url.host}
 
 
 async def fetch_image(http: httpx.AsyncClient, a: Attachment, schemes: tuple[str, ...], public_only: bool = True,
@@ -116,10 +114,10 @@ async def fetch_image(http: httpx.AsyncClient, a: Attachment, schemes: tuple[str
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
         raise ImageFailed("malformed URL") from None
-    if public_only:
-        await _public(parsed)
+    target, headers, extensions = (await pinned(parsed)) if public_only else (parsed, {}, {})
     try:
-        async with http.stream("GET", url, timeout=FETCH_TIMEOUT_S, follow_redirects=False) as resp:
+        async with http.stream("GET", target, headers=headers, extensions=extensions, timeout=FETCH_TIMEOUT_S,
+                               follow_redirects=False) as resp:
             if resp.status_code != 200:
                 raise ImageFailed(f"HTTP {resp.status_code}")
             ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()

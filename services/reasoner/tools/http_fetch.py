@@ -26,8 +26,7 @@ from yarl import URL
 
 from agentbus.config import Agent, HttpFetchSettings
 from agentbus.logs import get_logger
-from agentbus.services.reasoner.tools.base import ToolContext, ToolError, ToolResult, TypedTool
-from agentbus.services.reasoner.tools.netguard import (
+from agentbus.netguard import (
     Refused,
     Resolve,
     checked_addresses,
@@ -35,6 +34,7 @@ from agentbus.services.reasoner.tools.netguard import (
     parse_url,
     system_resolve,
 )
+from agentbus.services.reasoner.tools.base import ToolContext, ToolError, ToolResult, TypedTool
 from agentbus.services.reasoner.tools.readable import is_readable, readable_text
 
 log = get_logger(__name__)

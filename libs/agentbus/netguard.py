@@ -1,4 +1,6 @@
-"""Where a tool that fetches URLs for the model may connect: the guard against server-side request forgery.
+"""Where a request to a URL the model chose may connect: the guard against server-side request forgery
+(the reasoner's ``http_fetch`` tool; egress fetching an image the model attached, for a platform that wants
+the bytes).
 
 The model chooses the URL, and the model reads whatever a chat message or a fetched page told it, so a URL
 is untrusted input aimed at the reasoner's own network: the cloud metadata address, the broker, the
