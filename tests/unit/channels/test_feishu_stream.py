@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from lark_oapi.ws.pb.pbbp2_pb2 import Frame as SdkFrame
 from pydantic import ValidationError
 
 from agentbus.channeltypes.feishu import FeishuChannel
-from agentbus.services.ingress.accept import Outcome
 from agentbus.services.ingress.channels.base import HttpRequest, Rejected
 from agentbus.services.ingress.channels.feishu import FeishuInbound
 from agentbus.services.ingress.inbound import Inbound
@@ -30,6 +28,7 @@ from agentbus.services.ingress.longconn.base import LinkState
 from agentbus.services.ingress.longconn.feishu import FeishuLongConnection, FeishuStreamError
 from tests.fakes.feishu import event_request, message_event
 from tests.fakes.feishu_ws import FakeFeishuGateway
+from tests.support.longconn import Recorder, finished, stop
 
 APP_ID, APP_SECRET = "cli_a1b2c3d4e5", "app-secret-stream-1"
 TOKEN, KEY = "vt_stream_token", "ek_stream_key"
@@ -45,23 +44,6 @@ def channel(fake: FakeFeishuGateway | None = None, **over: Any) -> FeishuChannel
     raw.update(over)
     return FeishuChannel.model_validate({k: v for k, v in raw.items() if v is not None})
 
-
-class Recorder:
-    """A ``deliver`` that records what it got; ``fail`` makes the next calls raise; ``during`` runs inside."""
-
-    def __init__(self) -> None:
-        self.got: list[Inbound] = []
-        self.fail = 0
-        self.during: Callable[[Inbound], Awaitable[None]] | None = None
-
-    async def __call__(self, inbound: Inbound) -> Outcome:
-        if self.during is not None:
-            await self.during(inbound)
-        if self.fail:
-            self.fail -= 1
-            raise ConnectionError("broker unavailable")
-        self.got.append(inbound)
-        return Outcome("published", uuid.uuid4())
 
 
 @pytest.fixture
@@ -83,16 +65,6 @@ def connection(ch: FeishuChannel, deliver: Recorder, http: httpx.AsyncClient) ->
     return FeishuLongConnection(ch, FeishuInbound(ch), deliver, http, state), state
 
 
-async def finished(task: asyncio.Task[None]) -> BaseException | None:
-    await asyncio.wait({task}, timeout=30)
-    assert task.done(), "run did not end"
-    return task.exception()
-
-
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.wait({task}, timeout=30)
-    assert task.done()
 
 
 def acks_of(fake: FakeFeishuGateway, message_id: str) -> list[int | None]:
