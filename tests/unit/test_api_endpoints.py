@@ -26,8 +26,9 @@ async def test_agents_channels_and_models_never_show_a_secret() -> None:
         viewer = await api.token("acme", "viewer")
         agents = (await api.call("GET", "/tenants/acme/agents", viewer)).json()
         assert [(a["id"], a["model"], a["channels"]) for a in agents] == [("assistant", "qwen", ["acme-hook"])]
-        channels = (await api.call("GET", "/tenants/acme/channels", viewer))
-        assert [(c["id"], c["credentials"]) for c in channels.json()] == [("acme-hook", {"secret": {"env": "ACME_SECRET"}})]
+        channels = await api.call("GET", "/tenants/acme/channels", viewer)
+        assert [(c["id"], c["credentials"]) for c in channels.json()] == [
+            ("acme-hook", {"secret": {"env": "ACME_SECRET"}})]
         models = await api.call("GET", "/models", viewer)
         [m] = models.json()
         assert (m["base_url"], m["api_key"], m["header_names"]) == (
@@ -80,6 +81,8 @@ async def test_bad_job_input_is_a_422_naming_the_field_and_publishes_nothing() -
             ({**good, "id": "../etc"}, "body.id"),
             ({**good, "surprise": 1}, "body.surprise"),
             ({k: v for k, v in good.items() if k != "prompt"}, "body.prompt"),
+            ({**good, "prompt": "a\u0000b"}, "body.prompt"),  # PostgreSQL text cannot hold it: refused here
+            ({**good, "every_s": 1e300}, "body.schedule.expr"),
         ):
             resp = await api.call("POST", "/tenants/acme/jobs", op, json=bad)
             assert resp.status_code == 422, (bad, resp.text)

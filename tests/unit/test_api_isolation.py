@@ -57,6 +57,8 @@ async def test_every_route_hides_another_tenants_resources_and_needs_a_token() -
             resp = await api.call(method, url, None, json=body)
             assert resp.status_code == 401, (method, url, resp.text)
             assert resp.headers["www-authenticate"].startswith("Bearer")
+            resp = await api.call(method, url, None, content=b"{not json", headers={"content-type": "application/json"})
+            assert resp.status_code == 401, (method, url, resp.text)  # checked before the body is read
 
             if "{tenant}" in path:
                 resp = await api.call(method, url, globex, json=body)

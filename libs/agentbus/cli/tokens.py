@@ -132,8 +132,8 @@ def register(app: typer.Typer) -> None:
         expires_days: float = typer.Option(None, "--expires-days", min=0.001, help="expires after this many days"),
     ) -> None:
         """Create a token and print it (once: only its hash is kept)."""
-        if not name.strip() or len(name) > 100:
-            raise refuse("name: 1 to 100 characters")
+        if not name.strip() or len(name) > 100 or any(ord(ch) < 32 for ch in name):
+            raise refuse("name: 1 to 100 printable characters")
         if owner == (tenant is not None):
             raise refuse("give either --owner or --tenant T --role R")
         if owner and role is not None:

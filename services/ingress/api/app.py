@@ -19,7 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentbus.config import PlatformConfig
 from agentbus.events import Event
@@ -95,15 +97,58 @@ def deps_of(request: Request) -> ApiDeps:
 bearer = HTTPBearer(auto_error=False, description="an API token: agb_<id>_<secret> (`agentbus tokens create`)")
 
 
-async def identity(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Identity:
-    token = creds.credentials if creds is not None else None
-    if token is None and request.headers.get("authorization"):
-        raise _unauthorized("the Authorization header must be: Bearer <token>")
-    try:
-        return await authenticate(deps_of(request).tokens, token)
-    except Unauthenticated as why:
-        log.info("api_unauthenticated", path=request.url.path[:200], reason=str(why))
-        raise _unauthorized(str(why)) from None
+PUBLIC = frozenset({"/openapi.json"})  # the document is public: it is committed to the repository
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be: Bearer <token>")
+    return token.strip()
+
+
+class BearerAuth:
+    """Authenticates every request before anything else reads it (its body included), so a request without
+    a valid token learns nothing but 401, whatever it sends; the identity is put in the request's state."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenStore) -> None:
+        self._app = app
+        self._tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        root, path = scope.get("root_path", ""), scope["path"]
+        if path.removeprefix(root) in PUBLIC:
+            await self._app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            who = await authenticate(self._tokens, bearer_token(headers.get("authorization")))
+        except Unauthenticated as why:
+            log.info("api_unauthenticated", path=path[:200], reason=str(why))
+            response: JSONResponse = JSONResponse({"error": str(why)}, status_code=401,
+                                                  headers={"WWW-Authenticate": 'Bearer realm="agentbus"'})
+            await response(scope, receive, send)
+            return
+        except StoreUnavailable as exc:
+            log.warning("api_backend_unavailable", error=str(exc)[:300])
+            await JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)(
+                scope, receive, send)
+            return
+        scope.setdefault("state", {})["identity"] = who
+        await self._app(scope, receive, send)
+
+
+async def identity(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Identity:
+    """The identity ``BearerAuth`` established (the ``bearer`` dependency puts the scheme in the document)."""
+    who = getattr(request.state, "identity", None)
+    if not isinstance(who, Identity):  # pragma: no cover - BearerAuth answers every request without one
+        raise _unauthorized("missing bearer token")
+    return who
 
 
 def _unauthorized(reason: str) -> HTTPException:
@@ -167,6 +212,7 @@ def operator_api(deps: ApiDeps) -> FastAPI:
                   description="Tenants, agents, channels, models, jobs, tokens and the audit log of an agentbus "
                               "platform. Authenticate with `Authorization: Bearer <API token>`.")
     app.state.deps = deps
+    app.add_middleware(BearerAuth, tokens=deps.tokens)
     for router in ROUTERS:
         app.include_router(router, responses=ERRORS)
 

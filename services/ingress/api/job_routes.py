@@ -65,7 +65,8 @@ class CreateJobIn(BaseModel):
     channel: Printable = Field(description="a channel of the tenant")
     chat: Printable = Field(description="the chat (conversation) id the job posts into")
     chat_type: Literal["direct", "group"] = "group"
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT, pattern=r"^[^\x00]+$",
+                        description="what the agent is asked each time the job fires (no NUL: it is stored as text)")
     cron: str | None = Field(default=None, max_length=200)
     every_s: float | None = Field(default=None, gt=0)
     at: str | None = Field(default=None, max_length=64)
