@@ -20,6 +20,7 @@ from agentbus.settings import SERVICES
 CLI = "cli"
 CLI_SENDS = {("message.received", 1), ("job.triggered", 1), ("context.assembled", 1)}  # replay entry points
 CLI_COMMANDS = {("job.requested", 2)}  # agentbus jobs create|pause|resume|cancel
+CLI_AUDITS = {("audit.recorded", 1)}  # agentbus tokens create|revoke
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def document() -> dict[str, Any]:
         op(CLI, "send", key, "agentbus replay publishes the entry events of a shadow run (envelope `replay` set)")
     for key in sorted(CLI_COMMANDS):
         op(CLI, "send", key, "agentbus jobs publishes job commands (acks=all)")
+    for key in sorted(CLI_AUDITS):
+        op(CLI, "send", key, "agentbus tokens audits each token it creates or revokes (acks=all)")
     return {
         "asyncapi": "3.0.0",
         "info": {

@@ -329,6 +329,19 @@ class DeadLetteredData(Frozen):
     attempts: int
 
 
+class AuditRecordedData(Frozen):
+    """Who did what to which tenant through the operator API or the command line, and how it ended."""
+
+    actor: str = Field(description='"token:<id>" for an API token, "cli" for the command line')
+    actor_name: str | None = Field(default=None, description="the token's name")
+    tenant: str | None = Field(default=None, description="the tenant acted on; none for platform-wide actions")
+    action: str = Field(description='what was asked, e.g. "jobs.create", "tokens.revoke"')
+    target: str = Field(default="", description="what it was asked of (a job id, a token id)")
+    outcome: Literal["ok", "denied", "failed"]
+    detail: str = ""
+    at: datetime
+
+
 # ---------------------------------------------------------------- envelope
 
 
@@ -567,6 +580,16 @@ class DeadLettered(Event):
     data: DeadLetteredData
 
 
+class AuditRecorded(Event):
+    """audit.recorded v1: an operator's write (allowed or denied), kept for who-did-what."""
+
+    TYPE: ClassVar[str] = "audit.recorded"
+    VERSION: ClassVar[int] = 1
+    type: Literal["audit.recorded"]
+    version: Literal[1]
+    data: AuditRecordedData
+
+
 CATALOGUE: dict[tuple[str, int], type[Event]] = {
     (c.TYPE, c.VERSION): c
     for c in (
@@ -584,6 +607,7 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         MemoryRequested,
         DeliveryCompleted,
         DeadLettered,
+        AuditRecorded,
     )
 }
 

@@ -1,5 +1,6 @@
-"""JSON Schemas of the event catalogue, generated from the pydantic models into ``schemas/``, and the AsyncAPI
-document of the topics beside them (``asyncapi.json``)."""
+"""JSON Schemas of the event catalogue, generated from the pydantic models into ``schemas/``, the AsyncAPI
+document of the topics beside them (``asyncapi.json``), and the operator API's OpenAPI document
+(``openapi.json``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ def render(schema: dict[str, Any]) -> str:
 
 
 ASYNCAPI = "asyncapi.json"
+OPENAPI = "openapi.json"
+
+
+def openapi_document() -> dict[str, Any]:
+    """The operator API's OpenAPI document, from the app ingress serves (built on fakes: nothing is opened)."""
+    import importlib
+
+    module = importlib.import_module("agentbus.services.ingress.api.openapi")
+    doc: dict[str, Any] = module.document()
+    return doc
 
 
 def generated() -> dict[str, str]:
@@ -31,6 +42,7 @@ def generated() -> dict[str, str]:
 
     files = {f"{t}.v{v}.json": render(schema_of(t, v)) for (t, v) in sorted(CATALOGUE)}
     files[ASYNCAPI] = render(document())
+    files[OPENAPI] = render(openapi_document())
     return files
 
 

@@ -8,9 +8,11 @@ from agentbus.blobs import open_blob_store
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
+from agentbus.events import AuditRecorded
 from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
 from agentbus.services.ingress.accept import Acceptor
+from agentbus.services.ingress.api.wiring import AuditRecorder, operator_api_mount
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
 from agentbus.services.ingress.dedupe import PgDedupe
@@ -73,10 +75,12 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             structlog.get_logger("agentbus.ingress").warning("dlq_size_unavailable", error=str(exc)[:200])
 
     adapters = build_adapters(config)
+    api, audit_log, api_http = operator_api_mount(settings, config, pool, producer)
     parts = ServiceParts(
-        http_routes=webhook_routes(adapters, acceptor, settings.max_body_bytes),
+        routes={AuditRecorded: AuditRecorder(audit_log).keep_audit},
+        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), api],
         checks={"database": database},
-        on_stop=[dedupe.aclose, media_http.aclose, blob_pool.close, pool.close],
+        on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, pool.close],
         background=[watch_dead_letters],
     )
     if any(a.channel.mode == "stream" for a in adapters.values()):

@@ -1,11 +1,11 @@
-"""Ingress's row of the event map: what it publishes (it consumes nothing through a consumer group).
+"""Ingress's row of the event map: what it publishes, and the audit events it keeps.
 
 Read by ``agentbus schemas`` for the AsyncAPI document; ``serve`` refuses to start a service whose handler
 table differs from its contract, so the document cannot drift from what runs.
 """
 
-from agentbus.events import DeadLettered, Event, MessageReceived
+from agentbus.events import AuditRecorded, DeadLettered, Event, JobRequested, MessageReceived
 
-SUBSCRIBES: tuple[type[Event], ...] = ()
-PUBLISHES: tuple[type[Event], ...] = (MessageReceived,)
+SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded,)  # kept in its audit table for the operator API
+PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded)  # the API's commands, audit
 FOLLOWS: tuple[type[Event], ...] = (DeadLettered,)  # read without a consumer group (the dead-letter gauge)

@@ -165,6 +165,9 @@ Where things are comes in as plain values; every credential comes from a Secret 
 {{- /* the admin endpoints the agent's memory and schedule tools read */}}
 - name: AGENTBUS_MEMORY_URL
   value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "memory")) $v.services.memory.port | quote }}
+{{- end }}
+{{- if or (eq $c "reasoner") (eq $c "ingress") }}
+{{- /* the scheduler's jobs, read by the schedule tool and the operator API */}}
 - name: AGENTBUS_SCHEDULER_URL
   value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "scheduler")) $v.services.scheduler.port | quote }}
 {{- end }}

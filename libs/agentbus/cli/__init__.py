@@ -1,14 +1,17 @@
-"""The ``agentbus`` command: run the stack, run one service, send a signed message, export schemas, jobs."""
+"""The ``agentbus`` command: run the stack, run one service, send a signed message, export schemas, jobs,
+operator API tokens and the audit log."""
 
 from __future__ import annotations
 
 import typer
 
 from agentbus.cli.admin import register as register_admin
+from agentbus.cli.audit import register as register_audit
 from agentbus.cli.dlq import register as register_dlq
 from agentbus.cli.jobs import register as register_jobs
 from agentbus.cli.observe import register as register_observe
 from agentbus.cli.stackcmds import register as register_stack
+from agentbus.cli.tokens import register as register_tokens
 from agentbus.cli.tools import register as register_tools
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="agentbus: event-sourced AI agents for chat.")
@@ -18,6 +21,8 @@ register_admin(app)
 register_dlq(app)
 register_observe(app)
 register_jobs(app)
+register_tokens(app)
+register_audit(app)
 
 
 def main() -> None:

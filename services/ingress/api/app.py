@@ -1,0 +1,236 @@
+"""The operator API as a FastAPI app, mounted by ingress at ``/api/v1``; the bearer-token dependency and the
+access check every endpoint declares.
+
+An endpoint says what it needs in one place, its signature: ``access: Access = Depends(allow("operator"))``.
+``allow`` authenticates the token (401 with the reason), hides another tenant's resources (404, as if they
+did not exist), refuses a role that is too low (403), and audits every refused write. Resource modules
+each export ``router``; ``ROUTERS`` below is the list of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agentbus.config import PlatformConfig
+from agentbus.events import Event
+from agentbus.services.ingress.api.access import Identity, Unauthenticated, authenticate
+from agentbus.services.ingress.api.audit import audit_event
+from agentbus.services.ingress.api.ports import (
+    AuditLog,
+    JobsReader,
+    JobsUnavailable,
+    Publisher,
+    Role,
+    StoreUnavailable,
+    TokenStore,
+)
+
+log = structlog.get_logger("agentbus.ingress.api")
+PREFIX = "/api/v1"
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass
+class ApiDeps:
+    config: PlatformConfig
+    tokens: TokenStore
+    audit: AuditLog
+    jobs: JobsReader
+    publisher: Publisher
+
+
+class Error(BaseModel):
+    error: str
+    problems: list[dict[str, Any]] | None = None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Error, "description": "missing, unknown, revoked or expired token"},
+    403: {"model": Error, "description": "the token's role does not allow this"},
+    404: {"model": Error, "description": "no such resource (or one of another tenant)"},
+    422: {"model": Error, "description": "invalid input; `problems` names each field"},
+    503: {"model": Error, "description": "a store or service behind the API is unavailable; retry later"},
+}
+
+
+@dataclass(frozen=True)
+class Access:
+    """An allowed request: who asks, the tenant of the path (if any), the action's name, and the ports."""
+
+    who: Identity
+    tenant: str | None
+    action: str
+    deps: ApiDeps
+
+    async def publish(self, commands: Sequence[Event], target: str, detail: str = "") -> None:
+        """Publish the write's commands together with its audit event (acks=all for both)."""
+        audit = audit_event(actor=self.who.actor, actor_name=self.who.name, tenant=self.tenant,
+                            action=self.action, target=target, outcome="ok", detail=detail)
+        try:
+            await self.deps.publisher.publish([*commands, audit])
+        except Exception as exc:  # nothing was acknowledged: the caller may retry (command ids are new)
+            log.error("api_publish_failed", action=self.action, error=f"{type(exc).__name__}: {exc}"[:300])
+            raise PublishFailed(str(exc)) from exc
+
+
+class PublishFailed(Exception):
+    """The bus did not acknowledge a write's command."""
+
+
+def deps_of(request: Request) -> ApiDeps:
+    deps: ApiDeps = request.app.state.deps
+    return deps
+
+
+bearer = HTTPBearer(auto_error=False, description="an API token: agb_<id>_<secret> (`agentbus tokens create`)")
+
+
+PUBLIC = frozenset({"/openapi.json"})  # the document is public: it is committed to the repository
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be: Bearer <token>")
+    return token.strip()
+
+
+class BearerAuth:
+    """Authenticates every request before anything else reads it (its body included), so a request without
+    a valid token learns nothing but 401, whatever it sends; the identity is put in the request's state."""
+
+    def __init__(self, app: ASGIApp, tokens: TokenStore) -> None:
+        self._app = app
+        self._tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        root, path = scope.get("root_path", ""), scope["path"]
+        if path.removeprefix(root) in PUBLIC:
+            await self._app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            who = await authenticate(self._tokens, bearer_token(headers.get("authorization")))
+        except Unauthenticated as why:
+            log.info("api_unauthenticated", path=path[:200], reason=str(why))
+            response: JSONResponse = JSONResponse({"error": str(why)}, status_code=401,
+                                                  headers={"WWW-Authenticate": 'Bearer realm="agentbus"'})
+            await response(scope, receive, send)
+            return
+        except StoreUnavailable as exc:
+            log.warning("api_backend_unavailable", error=str(exc)[:300])
+            await JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)(
+                scope, receive, send)
+            return
+        scope.setdefault("state", {})["identity"] = who
+        await self._app(scope, receive, send)
+
+
+async def identity(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Identity:
+    """The identity ``BearerAuth`` established (the ``bearer`` dependency puts the scheme in the document)."""
+    who = getattr(request.state, "identity", None)
+    if not isinstance(who, Identity):  # pragma: no cover - BearerAuth answers every request without one
+        raise _unauthorized("missing bearer token")
+    return who
+
+
+def _unauthorized(reason: str) -> HTTPException:
+    return HTTPException(401, reason, headers={"WWW-Authenticate": 'Bearer realm="agentbus"'})
+
+
+def _action(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "name", None) or request.url.path[:100]
+
+
+def allow(need: Role) -> Callable[..., Awaitable[Access]]:
+    """The dependency of an endpoint that needs role ``need`` (of the path's ``{tenant}``, when it has one)."""
+
+    async def check(request: Request, who: Identity = Depends(identity)) -> Access:
+        deps = deps_of(request)
+        tenant = request.path_params.get("tenant")
+        action = _action(request)
+        known = tenant is None or any(t.id == tenant for t in deps.config.tenants)
+        if tenant is not None and (not known or not who.sees(tenant)):
+            await _denied(request, who, None, action, "not found")
+            raise HTTPException(404, f"no tenant {tenant[:64]!r}")
+        allowed = who.may(tenant, need) if tenant is not None else _platform_may(who, need)
+        if not allowed:
+            await _denied(request, who, tenant, action, f"needs role {need}")
+            raise HTTPException(403, f"this needs the {need} role; the token has {who.role}")
+        return Access(who, tenant, action, deps)
+
+    return check
+
+
+def _platform_may(who: Identity, need: Role) -> bool:
+    """An endpoint without a tenant in its path: owners may anything; others as their role allows in their
+    own tenant (the endpoint itself then limits what they see to it)."""
+    return who.role == "owner" or (need != "owner" and who.tenant is not None and who.may(who.tenant, need))
+
+
+async def _denied(request: Request, who: Identity, tenant: str | None, action: str, detail: str) -> None:
+    """A refused write is audited under a tenant the caller may see (never the one hidden from it)."""
+    log.info("api_denied", token=who.token_id, action=action, detail=detail)
+    if request.method not in WRITES:
+        return
+    event = audit_event(actor=who.actor, actor_name=who.name, tenant=tenant or who.tenant, action=action,
+                        target=request.url.path[:300], outcome="denied", detail=detail)
+    try:
+        await deps_of(request).publisher.publish([event])
+    except Exception as exc:  # the answer is a refusal either way; say in the log that its audit is missing
+        log.error("audit_not_published", action=action, error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [{"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+
+
+def operator_api(deps: ApiDeps) -> FastAPI:
+    from agentbus import __version__
+    from agentbus.services.ingress.api.routes import ROUTERS
+
+    app = FastAPI(title="agentbus operator API", version=__version__, openapi_url="/openapi.json",
+                  docs_url=None, redoc_url=None, servers=[{"url": PREFIX}], root_path_in_servers=False,
+                  description="Tenants, agents, channels, models, jobs, tokens and the audit log of an agentbus "
+                              "platform. Authenticate with `Authorization: Bearer <API token>`.")
+    app.state.deps = deps
+    app.add_middleware(BearerAuth, tokens=deps.tokens)
+    for router in ROUTERS:
+        app.include_router(router, responses=ERRORS)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = _problems(exc)
+        first = problems[0] if problems else {"loc": "request", "msg": "invalid"}
+        return JSONResponse({"error": f"{first['loc']}: {first['msg']}", "problems": problems}, status_code=422)
+
+    @app.exception_handler(PublishFailed)
+    @app.exception_handler(StoreUnavailable)
+    @app.exception_handler(JobsUnavailable)
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("api_backend_unavailable", error=str(exc)[:300])
+        return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)
+
+    return app

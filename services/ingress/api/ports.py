@@ -1,0 +1,99 @@
+"""What the operator API reads and writes outside itself, as small Protocols (tests use fakes of these).
+
+Tokens and the audit log live in ingress's PostgreSQL schema (``store.py``); jobs are read from the
+scheduler's admin endpoint (``scheduler.py``); every write to another service is a command event given to
+the ``Publisher`` (the kernel's producer: it returns once the broker has acknowledged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from agentbus.events import AuditRecorded, Event
+
+Role = Literal["owner", "admin", "operator", "viewer"]
+TenantRole = Literal["admin", "operator", "viewer"]
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: never its secret, only the sha256 of the whole token beside it."""
+
+    id: str
+    name: str
+    tenant: str | None  # None: an owner token (every tenant)
+    role: Role
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    event_id: str
+    at: datetime
+    actor: str
+    actor_name: str | None
+    tenant: str | None
+    action: str
+    target: str
+    outcome: str
+    detail: str
+
+
+class StoreUnavailable(Exception):
+    """The token or audit store could not answer (the request is answered 503, never 500)."""
+
+
+class TokenStore(Protocol):
+    async def create(self, record: TokenRecord, token_hash: bytes) -> None: ...
+
+    async def find(self, token_hash: bytes) -> TokenRecord | None:
+        """The token whose hash this is, revoked and expired ones included (the caller says why it fails)."""
+        ...
+
+    async def touch(self, token_id: str) -> None:
+        """Note that the token was used (at most about once a minute is written)."""
+        ...
+
+    async def get(self, token_id: str) -> TokenRecord | None: ...
+
+    async def list(self, tenant: str | None = None) -> list[TokenRecord]:
+        """Every token, or those of one tenant (owner tokens have none)."""
+        ...
+
+    async def revoke(self, token_id: str) -> bool:
+        """Revoke a token that is not revoked yet; False when there was nothing to revoke."""
+        ...
+
+    async def delete(self, token_id: str) -> None:
+        """Remove a token that was never handed out (its creation could not be audited)."""
+        ...
+
+
+class AuditLog(Protocol):
+    async def record(self, events: Sequence[AuditRecorded]) -> None:
+        """Keep each event once (by its id): a redelivered event changes nothing."""
+        ...
+
+    async def list(self, tenant: str | None, limit: int, before: datetime | None = None) -> list[AuditEntry]:
+        """Newest first; ``tenant`` None means every tenant and the platform-wide entries."""
+        ...
+
+
+class JobsUnavailable(Exception):
+    """The scheduler's admin endpoint could not be read."""
+
+
+class JobsReader(Protocol):
+    async def list_jobs(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's jobs as the scheduler's ``/v1/jobs`` serves them; raises ``JobsUnavailable``."""
+        ...
+
+
+class Publisher(Protocol):
+    async def publish(self, events: Sequence[Event]) -> None: ...

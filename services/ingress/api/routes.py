@@ -1,0 +1,12 @@
+"""The operator API's resource groups: a new group is a module with a ``router``, listed here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from agentbus.services.ingress.api.audit_routes import router as audit
+from agentbus.services.ingress.api.config_routes import router as config
+from agentbus.services.ingress.api.job_routes import router as jobs
+from agentbus.services.ingress.api.token_routes import router as tokens
+
+ROUTERS: tuple[APIRouter, ...] = (config, jobs, tokens, audit)

@@ -1,0 +1,32 @@
+"""The operator API's adapters, built for ingress's bootstrap: PostgreSQL stores on ingress's pool, the
+scheduler's admin endpoint, the service's producer, the app mounted at ``/api/v1``."""
+
+from __future__ import annotations
+
+import httpx
+from psycopg_pool import AsyncConnectionPool
+from starlette.routing import Mount
+
+from agentbus.config import PlatformConfig
+from agentbus.httpclient import async_client
+from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
+from agentbus.services.ingress.api.audit import AuditRecorder
+from agentbus.services.ingress.api.ports import Publisher
+from agentbus.services.ingress.api.scheduler import SchedulerJobs
+from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
+from agentbus.settings import DEFAULT_PORTS, Settings
+
+__all__ = ["AuditRecorder", "operator_api_mount"]
+
+
+def scheduler_url(settings: Settings) -> str:
+    return (settings.scheduler_url or f"http://127.0.0.1:{DEFAULT_PORTS['scheduler']}").rstrip("/")
+
+
+def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool,
+                       producer: Publisher) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
+    audit_log = PgAuditLog(pool)
+    http = async_client(timeout=10.0, max_connections=16)
+    deps = ApiDeps(config=config, tokens=PgTokenStore(pool), audit=audit_log,
+                   jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer)
+    return Mount(PREFIX, app=operator_api(deps)), audit_log, http
