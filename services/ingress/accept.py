@@ -4,6 +4,11 @@ The event id is derived from (channel, platform event id), so a retry that slips
 store (a crash between publish and record, two replicas racing, the store down) publishes the very same
 event again, which every consumer downstream ignores. Nothing is answered 2xx before the broker has
 acknowledged.
+
+Within one process the same platform event handled twice at the same moment (a long connection's redelivery
+arriving while the first copy is still being published, a platform retrying a webhook that is slow to answer)
+is published once: the second waits for the first and is answered as a duplicate (or, if the first failed,
+is accepted on its own).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class Acceptor:
         self._media = media
         self._producer = producer
         self._publish_timeout_s = publish_timeout_s
+        self._in_flight: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
 
     async def accept(self, channel: ChannelBase, inbound: Inbound) -> Outcome:
         msg = inbound.message
@@ -60,6 +66,35 @@ class Acceptor:
         if ignore:
             return Outcome("ignored", reason=ignore)
         dedupe_id = inbound.dedupe_id or msg.platform_message_id
+        key = (channel.id, dedupe_id)
+        while (first := self._in_flight.get(key)) is not None:  # the same event, being accepted right now
+            try:
+                done = await asyncio.shield(first)
+            except BaseException:
+                if not first.done():  # this copy itself was cancelled
+                    raise
+                continue  # the first copy failed or was cancelled: this one is accepted on its own
+            log.info("webhook_duplicate", channel=channel.id, concurrent=True)
+            return Outcome("duplicate", done.event_id)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            outcome = await self._accept(channel, inbound, msg, refusal, dedupe_id)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: a failure with no second copy waiting is not "never retrieved"
+            raise
+        else:
+            future.set_result(outcome)
+            return outcome
+        finally:
+            del self._in_flight[key]
+
+    async def _accept(self, channel: ChannelBase, inbound: Inbound, msg: InboundMessage, refusal: str | None,
+                      dedupe_id: str) -> Outcome:
         event_id = message_id(channel.id, dedupe_id)
         try:
             if await self._dedupe.seen(channel.id, dedupe_id):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -89,3 +90,49 @@ async def test_a_publish_that_fails_is_not_recorded() -> None:
     with pytest.raises(ConnectionError):
         await a.accept(CHANNEL, inbound())
     assert dedupe.rows == {}
+
+
+class GatedPublisher(FakePublisher):
+    """Publishes only once ``gate`` opens; ``fail`` makes the first publish raise."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
+        self.fail = fail
+        self.calls = 0
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        self.calls += 1
+        self.entered.set()
+        await self.gate.wait()
+        if self.fail and self.calls == 1:
+            raise ConnectionError("broker unavailable")
+        await super().publish(events)
+
+
+async def test_the_same_event_handled_twice_at_once_is_published_once() -> None:
+    publisher = GatedPublisher()
+    a = Acceptor(FakeDedupe(), publisher)
+    first = asyncio.create_task(a.accept(CHANNEL, inbound()))
+    await publisher.entered.wait()  # the first copy is being published, not yet recorded
+    second = asyncio.create_task(a.accept(CHANNEL, inbound()))
+    other = asyncio.create_task(a.accept(CHANNEL, inbound(dedupe_id="evt-2")))  # another event is not held up
+    await asyncio.sleep(0)
+    publisher.gate.set()
+    one, two, three = await asyncio.gather(first, second, other)
+    assert (one.status, two.status, three.status) == ("published", "duplicate", "published")
+    assert one.event_id == two.event_id and publisher.calls == 2 and len(publisher.published) == 2
+
+
+async def test_when_the_first_copy_fails_the_second_is_accepted_on_its_own() -> None:
+    publisher = GatedPublisher(fail=True)
+    a = Acceptor(FakeDedupe(), publisher)
+    first = asyncio.create_task(a.accept(CHANNEL, inbound()))
+    await publisher.entered.wait()
+    second = asyncio.create_task(a.accept(CHANNEL, inbound()))
+    await asyncio.sleep(0)
+    publisher.gate.set()
+    with pytest.raises(ConnectionError):
+        await first
+    assert (await second).status == "published" and len(publisher.published) == 1
