@@ -7,6 +7,7 @@ per channel in ``agentbus_channel_stream_events_total``, so a test reads that co
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -49,3 +50,19 @@ async def stream_outcomes(ingress_url: str, channel: str) -> dict[str, float]:
 def grew(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """The outcomes that changed between two readings, by how much."""
     return {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+
+
+async def until_grown(ingress_url: str, channel: str, before: dict[str, float], want: dict[str, float],
+                      timeout: float = 30.0) -> None:
+    """Wait until the outcomes of ``channel`` grew by at least ``want`` since ``before``; then they must have
+    grown by exactly that."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        now = grew(before, await stream_outcomes(ingress_url, channel))
+        if all(now.get(k, 0.0) >= v for k, v in want.items()):
+            assert now == want, now
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"outcomes of {channel} grew by {now}, expected {want}")
+        await asyncio.sleep(0.1)
