@@ -1,8 +1,11 @@
 """A card end to end on DingTalk: the model's card reaches the local DingTalk as an ActionCard, and pressing a
-button (the person's client sends the button's link content as their message) is answered once in the chat."""
+button (the person's client sends the button's link content as their message) is answered once in the chat; a
+file sent to the robot is downloaded (downloadCode to a download URL) and reaches the model as a note with its
+name, type and downloaded size, answered once across DingTalk's retry."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 
 from tests.e2e.test_rich_webhook import model
 from tests.fakes.dingtalk import FakeDingTalk, robot_headers, robot_message
+from tests.support.modes import asked, calls_asking
 from tests.support.platform import Infra, Platform, run_platform
 from tests.support.servers import FakeLLM
 
@@ -84,3 +88,26 @@ async def test_an_action_card_goes_out_and_a_press_is_answered_once(platform: Pl
     await ding.wait_for(lambda m: m["text"] == "answer: thanks")
     assert [m["text"] for m in ding.sent if m["msgtype"] == "text"] == ["Done: book room 4.", "answer: thanks"]
     assert not ding.rejected
+
+
+async def test_a_file_is_downloaded_and_reaches_the_model_once(platform: Platform, ding: FakeDingTalk,
+                                                              llm: FakeLLM) -> None:
+    word = uuid.uuid4().hex[:6]
+    pdf = b"%PDF-1.7\n" + os.urandom(5000)
+    session, expires = ding.new_session()
+    msg = robot_message("", msgtype="file", conversation_id=f"cidFile{word}==", session_webhook=session,
+                        expires_ms=expires, robot_code=APP_KEY)
+    msg["content"] = {"downloadCode": ding.add_media(pdf, "application/pdf"), "fileName": f"report-{word}.pdf"}
+    assert (await post(platform, msg)).headers["x-agentbus-outcome"] == "published"
+    assert (await post(platform, msg)).headers["x-agentbus-outcome"] == "duplicate"  # DingTalk retries it
+    # the type and size are known from the download only: the message itself names neither
+    note = f"[attachment: report-{word}.pdf, application/pdf, {len(pdf)} bytes]"
+    [sent] = await ding.wait_for(lambda m: word in m["text"])
+    assert sent["via"] == "session" and sent["text"] == f"answer: {note}"
+    [call] = calls_asking(llm, word)
+    assert asked(call) == note
+    later = robot_message(f"thanks {word}", conversation_id=f"cidFile{word}==", session_webhook=session,
+                          expires_ms=expires, robot_code=APP_KEY)
+    assert (await post(platform, later)).headers["x-agentbus-outcome"] == "published"
+    await ding.wait_for(lambda m: m["text"] == f"answer: thanks {word}")  # after a second answer would have been
+    assert len([m for m in ding.sent if m["text"] == f"answer: {note}"]) == 1 and not ding.rejected

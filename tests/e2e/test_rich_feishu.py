@@ -1,10 +1,12 @@
 """Feishu cards end to end: the model's ``card`` tool call reaches the (fake) Feishu IM API as a card JSON 2.0
 with callback buttons; a press (the encrypted, signed ``card.action.trigger`` callback) comes back at ingress
 as the user's next message of the same chat, answered once, as a reply to the card; a redelivered press is
-not answered again."""
+not answered again; an image in a rich-text post is fetched as a resource of the message and reaches a vision
+model with its exact bytes, answered once across Feishu's redelivery."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 
 from tests.fakes.feishu import FakeFeishu, event_request, mention, message_event
 from tests.fakes.feishu_rich import card_action_event, card_problem, pressed
+from tests.support.modes import asked, calls_asking, image_part
 from tests.support.platform import Infra, Platform, run_platform
 from tests.support.servers import FakeLLM, content_text, tool_call
 
@@ -57,7 +60,8 @@ async def platform(infra: Infra, feishu: FakeFeishu, llm: FakeLLM) -> AsyncItera
     config: dict[str, Any] = {
         "tenants": [{"id": "acme"}],
         "agents": [{"id": "assistant", "model": "fake", "tools": ["card"]}],
-        "models": [{"name": "fake", "base_url": llm.base_url, "model": "fake-model", "timeout_s": 10}],
+        "models": [{"name": "fake", "base_url": llm.base_url, "model": "fake-model", "timeout_s": 10,
+                    "vision": True}],
         "channels": [{
             "id": "fsr", "type": "feishu", "tenant": "acme", "agent": "assistant", "api_base": feishu.url,
             "app_id": {"env": "E2E_FSR_APP_ID", "default": APP_ID},
@@ -120,3 +124,26 @@ async def test_card_out_press_in_answered_once(platform: Platform, feishu: FakeF
     bad = await post(platform, broken)
     assert bad.status_code == 400 and "action.value.value" in bad.text
     assert not feishu.rejected
+
+
+async def test_an_image_in_a_post_reaches_the_model_once(platform: Platform, feishu: FakeFeishu, llm: FakeLLM) -> None:
+    word, key = uuid.uuid4().hex[:6], f"img_v3_{uuid.uuid4().hex}"
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(7000)
+    post_content = {"zh_cn": {"title": f"Build {word}", "content": [
+        [{"tag": "text", "text": "what does this chart say?"}], [{"tag": "img", "image_key": key}]]}}
+    event = message_event(token=TOKEN, text="", message_type="post", content=orjson.dumps(post_content).decode())
+    message_id = event["event"]["message"]["message_id"]
+    feishu.resources[(message_id, key)] = (png, "image/png", "image")
+    r = await post(platform, event)
+    assert r.status_code == 200 and r.headers["x-agentbus-outcome"] == "published", r.text
+    again = await post(platform, event)  # Feishu redelivers the event (same event_id)
+    assert again.status_code == 200 and again.headers["x-agentbus-outcome"] == "duplicate"
+    [answer] = await feishu.wait_for(lambda m: m["reply_to"] == message_id)
+    assert said(answer) == f"done: Build {word}\nwhat does this chart say?"
+    [call] = calls_asking(llm, word)
+    assert asked(call) == [{"type": "text", "text": f"Build {word}\nwhat does this chart say?"},
+                           image_part(png, "image/png")]
+    later = message_event(token=TOKEN, text=f"and then {word}")
+    assert (await post(platform, later)).headers["x-agentbus-outcome"] == "published"
+    await feishu.wait_for(lambda m: said(m) == f"done: and then {word}")  # after a second answer would have been
+    assert len([m for m in feishu.sent if m["reply_to"] == message_id]) == 1 and not feishu.rejected

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.servers import tool_call
+from tests.support.servers import content_text, tool_call
 
 
 def card_script(trigger: str, card: dict[str, Any], text: str,
@@ -17,7 +17,7 @@ def card_script(trigger: str, card: dict[str, Any], text: str,
         last = body["messages"][-1]
         if last["role"] == "tool":
             return {"content": text}
-        content = last["content"] if isinstance(last["content"], str) else str(last["content"])
+        content = content_text(last["content"])  # a vision model's image parts have no text
         if trigger in content:
             calls = [tool_call("card", card, "call_card")]
             calls += [tool_call("attach", a, f"call_attach_{i}") for i, a in enumerate(attachments)]
