@@ -8,8 +8,11 @@ partials edit it, and the final reply (``streamed``) edits it into the final tex
 one. A reply whose stream left no message is sent as usual.
 
 Which channels can do what is told by the methods their adapters have: ``typing`` (Telegram's
-sendChatAction), ``post_partial`` / ``edit_partial`` / ``edit_final`` (Telegram editMessageText, Slack
-chat.update). Slack bots have no typing indicator, so ``progress: typing`` shows nothing there.
+sendChatAction), ``mark_working`` / ``clear_working`` (an indicator that stays until it is taken away, such
+as Feishu's reaction on the person's message: added once per reply, its id kept in the store, removed when
+the reply goes out), ``post_partial`` / ``edit_partial`` / ``edit_final`` (Telegram editMessageText, Slack
+chat.update, Feishu's card PATCH). Slack bots have no typing indicator, so ``progress: typing`` shows nothing
+there.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -35,12 +38,14 @@ POLL_S = 0.1  # how often a final reply looks for the id of a first partial stil
 @dataclass(frozen=True)
 class Applied:
     message_id: str | None  # the message a stream is edited in, once its first partial sent one
+    typing_id: str | None = None  # the working mark already shown for this reply (``Marking``)
 
 
 @dataclass(frozen=True)
 class Finished:
     message_id: str | None  # the streamed message, if one was sent
     posting_age_s: float | None  # seconds since a first partial began to be sent (None: none was)
+    typing_id: str | None = None  # the working mark to take away now that the reply goes out
 
 
 class ProgressStore(Protocol):
@@ -54,6 +59,10 @@ class ProgressStore(Protocol):
 
     async def set_message(self, channel: str, in_reply_to: str, message_id: str) -> None: ...
 
+    async def set_typing(self, channel: str, in_reply_to: str, typing_id: str) -> bool:
+        """Keeps the working mark's id; True when the reply already went out (the mark is taken away now)."""
+        ...
+
     async def finish(self, channel: str, in_reply_to: str) -> Finished:
         """The reply goes out: no more progress; the streamed message's id, if one was sent."""
         ...
@@ -66,6 +75,15 @@ class ProgressStore(Protocol):
 @runtime_checkable
 class Typing(Protocol):
     async def typing(self, progress: ReplyProgressData) -> None: ...
+
+
+@runtime_checkable
+class Marking(Protocol):
+    """An indicator that stays until taken away: shown once per reply, removed when the reply goes out."""
+
+    async def mark_working(self, progress: ReplyProgressData) -> str: ...
+
+    async def clear_working(self, reply_route: Mapping[str, Any], typing_id: str) -> None: ...
 
 
 @runtime_checkable
@@ -104,7 +122,12 @@ class ProgressDisplay:
             log.info("progress_dropped", channel=d.channel, stage=d.stage, seq=d.seq)
             return
         if d.stage == "working":
-            if isinstance(adapter, Typing):
+            if isinstance(adapter, Marking):
+                if applied.typing_id is None:  # once per reply: a tool loop's later calls keep the first mark
+                    mark = await adapter.mark_working(d)
+                    if await self.store.set_typing(d.channel, d.in_reply_to, mark):
+                        await adapter.clear_working(d.reply_route, mark)  # the reply went out meanwhile
+            elif isinstance(adapter, Typing):
                 await adapter.typing(d)
             return
         assert isinstance(adapter, Editing)  # show() checked
@@ -128,9 +151,18 @@ class ProgressDisplay:
         except Exception as exc:  # the reply goes out regardless; only its progress bookkeeping is lost
             log.warning("progress_not_finished", channel=reply.channel, error=f"{type(exc).__name__}: {exc}"[:300])
             return None
+        if done.typing_id is not None and isinstance(adapter, Marking):
+            await self._clear(adapter, reply, done.typing_id)
         if not reply.streamed or message_id is None or not isinstance(adapter, Editing):
             return None
         return await adapter.edit_final(reply, message_id)
+
+    async def _clear(self, adapter: Marking, reply: ReplyGeneratedData, typing_id: str) -> None:
+        """Best effort, like showing it: a mark that cannot be taken away never holds the reply back."""
+        try:
+            await asyncio.wait_for(adapter.clear_working(reply.reply_route, typing_id), TIMEOUT_S)
+        except Exception as exc:
+            log.warning("progress_mark_not_cleared", channel=reply.channel, error=f"{type(exc).__name__}: {exc}"[:300])
 
     async def _posted(self, channel: str, in_reply_to: str, within_s: float) -> str | None:
         """The id of a first partial still being sent when the reply came, once it is known: the reply then

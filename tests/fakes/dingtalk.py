@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agentbus.http import LoopbackServer
+from tests.fakes import dingtalk_progress
 
 INVALID_TOKEN = {"code": "InvalidAuthentication", "requestid": "fake", "message": "不合法的access_token"}
 QPS_LIMIT = {"code": "Forbidden.AccessDenied.QpsLimitForApi", "requestid": "fake", "message": "qps limit"}
@@ -62,6 +63,7 @@ class FakeDingTalk:
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # downloadCode -> (bytes, content type)
     _media_urls: dict[str, str] = field(default_factory=dict)  # path of a download URL -> downloadCode
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # cardBizId -> the card as it is now
 
     def add_media(self, data: bytes, content_type: str) -> str:
         """A file a robot message carries: returns its downloadCode."""
@@ -336,6 +338,12 @@ class FakeDingTalk:
                      **msg[3])
         return JSONResponse({"processQueryKey": key})
 
+    async def _send_card(self, request: Request) -> Response:
+        return await dingtalk_progress.send_card(self, request)
+
+    async def _update_card(self, request: Request) -> Response:
+        return await dingtalk_progress.update_card(self, request)
+
     async def start(self) -> FakeDingTalk:
         self.server = LoopbackServer(
             [
@@ -346,6 +354,8 @@ class FakeDingTalk:
                 Route("/v1.0/robot/groupMessages/send", self._group_send, methods=["POST"]),
                 Route("/robot/sendBySession", self._by_session, methods=["POST"]),
                 Route("/robot/send", self._custom_robot, methods=["POST"]),
+                Route("/v1.0/im/v1.0/robot/interactiveCards/send", self._send_card, methods=["POST"]),
+                Route("/v1.0/im/robots/interactiveCards", self._update_card, methods=["PUT"]),
             ]
         )
         await self.server.start()

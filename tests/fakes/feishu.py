@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agentbus.http import LoopbackServer
-from tests.fakes import feishu_rich
+from tests.fakes import feishu_progress, feishu_rich
 
 MSG_TYPES = {"text", "post", "interactive", "image", "file", "audio", "media", "sticker", "share_chat"}
 AT_TAG = re.compile(r"<at\b[^>]*>")
@@ -167,6 +167,9 @@ class FakeFeishu:
     # (message_id, file_key) -> (bytes, content type, "image" or "file": the type the resource is asked as)
     resources: dict[tuple[str, str], tuple[bytes, str, str]] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)  # uploaded: image_key -> bytes
+    reactions: dict[str, dict[str, Any]] = field(default_factory=dict)  # reaction_id -> message_id, emoji_type
+    reaction_log: list[tuple[str, str, str]] = field(default_factory=list)  # ("add" | "delete", message, emoji)
+    patches: list[dict[str, Any]] = field(default_factory=list)  # accepted card updates, in order
 
     async def wait_for(self, predicate: Any, timeout: float = 30.0, hook: bool = False) -> list[dict[str, Any]]:
         """Messages (custom bot pushes with ``hook``) matching ``predicate``, once there is at least one."""
@@ -195,6 +198,10 @@ class FakeFeishu:
             Route("/open-apis/bot/v2/hook/{token}", self._hook, methods=["POST"]),
             Route("/open-apis/im/v1/messages/{message_id}/resources/{file_key}", self._resource, methods=["GET"]),
             Route("/open-apis/im/v1/images", self._upload, methods=["POST"]),
+            Route("/open-apis/im/v1/messages/{message_id}", self._patch, methods=["PATCH"]),
+            Route("/open-apis/im/v1/messages/{message_id}/reactions", self._react, methods=["POST"]),
+            Route("/open-apis/im/v1/messages/{message_id}/reactions/{reaction_id}", self._unreact,
+                  methods=["DELETE"]),
         ])
         await self.server.start()
         return self
@@ -244,6 +251,20 @@ class FakeFeishu:
     async def _upload(self, request: Request) -> Response:
         refused = self._auth(request)
         return refused if refused is not None else await feishu_rich.upload(request, self.images, self.rejected)
+
+    async def _patch(self, request: Request) -> Response:
+        return await feishu_progress.patch_message(self, request)
+
+    async def _react(self, request: Request) -> Response:
+        return await feishu_progress.add_reaction(self, request)
+
+    async def _unreact(self, request: Request) -> Response:
+        return await feishu_progress.delete_reaction(self, request)
+
+    def card_of(self, message_id: str) -> dict[str, Any]:
+        """A sent card as it is now (after its updates)."""
+        [sent] = [m for m in self.sent if m["message_id"] == message_id]
+        return dict(sent["content_json"])
 
     def _auth(self, request: Request) -> Response | None:
         auth = request.headers.get("authorization", "")

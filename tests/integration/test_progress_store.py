@@ -41,3 +41,19 @@ async def test_progress_rows_follow_the_rules(infra: Infra) -> None:
         await store.set_message("tg", "m3", "777")
         assert await store.message("tg", "m3") == "777"
         assert await store.message("tg", "unknown") is None
+
+
+async def test_the_working_mark_is_kept_and_handed_to_whoever_finishes(infra: Infra) -> None:
+    """A Feishu reaction's id: kept once shown, returned by the progress that follows and by finish; a mark
+    kept after the reply finished is reported so, to be taken away at once."""
+    async with service_pool(infra.database_url, "egress", max_size=2) as pool:
+        store = PgProgressStore(pool)
+        assert await store.advance("fs", "om_1", 0) == Applied(None)
+        assert await store.set_typing("fs", "om_1", "reaction-1") is False
+        assert await store.advance("fs", "om_1", 1) == Applied(None, "reaction-1")
+        done = await store.finish("fs", "om_1")
+        assert done.typing_id == "reaction-1" and done.message_id is None
+        # the reply went out while the reaction was being added: set_typing says so
+        assert await store.advance("fs", "om_2", 0) == Applied(None)
+        assert (await store.finish("fs", "om_2")).typing_id is None
+        assert await store.set_typing("fs", "om_2", "reaction-2") is True

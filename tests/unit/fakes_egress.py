@@ -114,7 +114,12 @@ class FakeProgressStore:
         if row["finished"] or row["seq"] >= seq:
             return None
         row["seq"] = seq
-        return Applied(row["message_id"])
+        return Applied(row["message_id"], row.get("typing_id"))
+
+    async def set_typing(self, channel: str, in_reply_to: str, typing_id: str) -> bool:
+        row = self.rows[(channel, in_reply_to)]
+        row["typing_id"] = typing_id
+        return bool(row["finished"])
 
     async def set_message(self, channel: str, in_reply_to: str, message_id: str) -> None:
         row = self.rows[(channel, in_reply_to)]
@@ -127,7 +132,7 @@ class FakeProgressStore:
         row = self.rows.setdefault((channel, in_reply_to), {"seq": 0, "message_id": None, "finished": False})
         row["finished"] = True
         since = row.get("posting_since")
-        return Finished(row["message_id"], None if since is None else time.monotonic() - since)
+        return Finished(row["message_id"], None if since is None else time.monotonic() - since, row.get("typing_id"))
 
     async def message(self, channel: str, in_reply_to: str) -> str | None:
         row = self.rows.get((channel, in_reply_to))

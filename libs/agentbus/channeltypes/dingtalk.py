@@ -21,6 +21,7 @@ class DingTalkCustomRobot(Strict):
 class DingTalkChannel(ChannelBase):
     type: Literal["dingtalk"]
     stream_capable: ClassVar[bool] = True
+    editable: ClassVar[bool] = True  # progress: stream, through the app robot's interactive card
     # the app's credentials (AppKey = Client ID, AppSecret = Client Secret): verify robot messages, get tokens
     app_key: EnvRef | None = None
     app_secret: EnvRef | None = None
@@ -58,6 +59,9 @@ class DingTalkChannel(ChannelBase):
             raise ValueError("configure app_key/app_secret, custom_robots, or both")
         if self.mode == "stream" and self.app_secret is None:
             raise ValueError("dingtalk channel in stream mode needs app_key and app_secret (Client ID/Secret)")
+        if self.progress == "stream" and self.app_secret is None:
+            raise ValueError("progress: stream edits an interactive card of the app robot: set app_key and"
+                             " app_secret (custom robots cannot edit; use progress: off)")
         for url in (self.api_base_url, self.oapi_base_url, self.stream_base_url or self.api_base_url):
             if not url.startswith(("https://", "http://")):
                 raise ValueError(f"base URL {url!r} must be http(s)")

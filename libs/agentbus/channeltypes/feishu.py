@@ -23,6 +23,7 @@ class FeishuBotWebhook(Strict):
 class FeishuChannel(ChannelBase):
     type: Literal["feishu"]
     stream_capable: ClassVar[bool] = True
+    editable: ClassVar[bool] = True  # the app bot PATCHes a card it sent (the custom bot webhook cannot)
     api_base: str = Field(default="https://open.feishu.cn", pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$")
     # app credentials: tenant_access_token for the IM API
     app_id: EnvRef | None = None
@@ -43,6 +44,9 @@ class FeishuChannel(ChannelBase):
     reply_in_thread: bool = False
     # how markdown replies are rendered: rich text (post with an md element) or a message card
     markdown_as: Literal["post", "interactive"] = "post"
+    # progress: typing shows this reaction on the person's message while the agent works (Feishu has no typing
+    # indicator); an emoji_type of Feishu's emoji list
+    typing_emoji: str = Field(default="Typing", pattern=r"^[A-Za-z0-9_]{1,40}$")
     # optional custom group bot: used when there are no app credentials, or when reply_route.via == "bot_webhook"
     bot_webhook: FeishuBotWebhook | None = None
 
@@ -55,6 +59,9 @@ class FeishuChannel(ChannelBase):
         if self.mode == "stream" and self.app_id is None:
             raise ValueError("mode: stream opens the long connection with the app's credentials: set app_id and"
                              " app_secret")
+        if self.progress == "stream" and self.app_id is None:
+            raise ValueError("progress: stream edits a card the app bot sent: set app_id and app_secret (the custom"
+                             " bot webhook cannot edit; use progress: off or typing)")
         return self
 
     @property

@@ -11,6 +11,7 @@ In groups the webhook-style sends address the asker as DingTalk documents it: ``
 asker's staff id, and ``@<staff id>`` in the text (DingTalk shows the mention only where the text has it).
 The robot OpenAPI's message templates have no mention field, so replies sent through it mention nobody.
 Cards and images: see ``dingtalk_cards`` (each is a message of its own, resumed like the parts of a text).
+``progress: stream``: the answer streamed into an interactive card (``dingtalk_progress``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from agentbus.services.egress.channels.dingtalk_cards import (
     webhook_card,
     webhook_image,
 )
+from agentbus.services.egress.channels.dingtalk_progress import DingTalkProgress
 from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
 MAX_BYTES = 20000  # "message too long, exceed 20000 bytes"
@@ -87,7 +89,7 @@ def markdown_title(text: str, configured: str | None) -> str:
     return "Reply"
 
 
-class DingTalkOutbound(OutboundAdapter):
+class DingTalkOutbound(DingTalkProgress, OutboundAdapter):
     type = "dingtalk"
     default_rate_per_minute = 20
     channel: DingTalkChannel
@@ -267,11 +269,22 @@ class DingTalkOutbound(OutboundAdapter):
                 raise Permanent("direct chat without the sender's staff id: the OpenAPI cannot address it")
             body["userIds"] = [user]
             path = "/v1.0/robot/oToMessages/batchSend"
+        resp, data = await self._openapi_call(path, body)
+        if not group:
+            if body["userIds"][0] in (data.get("invalidStaffIdList") or []):
+                raise Permanent(f"invalid staff id {body['userIds'][0]!r}", resp.status_code)
+            if body["userIds"][0] in (data.get("flowControlledStaffIdList") or []):
+                raise Retryable("the user is flow controlled", resp.status_code, 60.0)
+        return Pushed(http_status=resp.status_code, platform_message_id=data.get("processQueryKey"))
+
+    async def _openapi_call(self, path: str, body: dict[str, Any],
+                            method: str = "POST") -> tuple[httpx.Response, dict[str, Any]]:
+        """One robot OpenAPI call with the app's access token (refreshed once when refused)."""
         for refreshed in (False, True):
             token = await self._token()
             try:
-                resp = await self.http.post(
-                    self._api + path,
+                resp = await self.http.request(
+                    method, self._api + path,
                     content=orjson.dumps(body),
                     headers={"content-type": "application/json", "x-acs-dingtalk-access-token": token},
                 )
@@ -296,12 +309,7 @@ class DingTalkOutbound(OutboundAdapter):
                     resp.status_code,
                 )
             classify_http(resp)
-            if not group:
-                if body["userIds"][0] in (data.get("invalidStaffIdList") or []):
-                    raise Permanent(f"invalid staff id {body['userIds'][0]!r}", resp.status_code)
-                if body["userIds"][0] in (data.get("flowControlledStaffIdList") or []):
-                    raise Retryable("the user is flow controlled", resp.status_code, 60.0)
-            return Pushed(http_status=resp.status_code, platform_message_id=data.get("processQueryKey"))
+            return resp, data
         raise AssertionError("unreachable")
 
 

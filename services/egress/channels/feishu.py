@@ -12,6 +12,9 @@ Custom bot webhook: ``POST /open-apis/bot/v2/hook/<token>`` with ``timestamp`` a
 A reply with a card or attachments goes out as a card JSON 2.0 (or the text) and one message per image
 (``feishu_parts.py``); which of these messages went out is remembered, so a retry sends only the rest.
 
+While the agent works: a reaction on the person's message, or the answer streamed into a card edited as it
+grows (``feishu_progress.py``).
+
 A group reply mentions the asker (their open_id) in front of the text: ``<at user_id="ou_...">`` in text and
 post (md) content, ``<at id=ou_...>`` in a card's markdown, as each message type documents it.
 """
@@ -32,14 +35,15 @@ import orjson
 import structlog
 
 from agentbus.channeltypes.feishu import FeishuChannel
-from agentbus.events import Attachment, ReplyGeneratedData
+from agentbus.events import Attachment, ReplyGeneratedData, ReplyProgressData
 from agentbus.services.egress.channels.base import (
     OutboundAdapter,
     TokenCache,
     transport_failure,
 )
-from agentbus.services.egress.channels.feishu_answers import code_of, failure_of, json_of
+from agentbus.services.egress.channels.feishu_answers import ReplyTargetGone, code_of, failure_of, json_of
 from agentbus.services.egress.channels.feishu_parts import (
+    SHARED,
     ImageFailed,
     Plan,
     card_json,
@@ -48,6 +52,7 @@ from agentbus.services.egress.channels.feishu_parts import (
     parts_as_text,
     upload_image,
 )
+from agentbus.services.egress.channels.feishu_progress import FeishuProgress
 from agentbus.services.egress.channels.parts_text import text_with_parts
 from agentbus.services.egress.ports import Permanent, Pushed, Retryable
 
@@ -66,11 +71,7 @@ def hook_sign(timestamp: int, secret: str) -> str:
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
 
 
-class _ReplyTargetGone(Permanent):
-    pass
-
-
-class FeishuOutbound(OutboundAdapter):
+class FeishuOutbound(FeishuProgress, OutboundAdapter):
     type = "feishu"
     idempotent = True
     default_rate_per_minute = SEND_RATE_PER_MINUTE
@@ -112,7 +113,8 @@ class FeishuOutbound(OutboundAdapter):
         msg_type, content = self._content(reply)
         return await self._send(reply, msg_type, content, str(reply_id))
 
-    async def _send(self, reply: ReplyGeneratedData, msg_type: str, content: str, uid: str) -> Pushed:
+    async def _send(self, reply: ReplyGeneratedData | ReplyProgressData, msg_type: str, content: str,
+                    uid: str) -> Pushed:
         """One message, answering the message asked about (reply mode) or sent to the chat."""
         route = reply.reply_route
         message_id = route.get("message_id") if self.channel.reply_mode == "reply" else None
@@ -122,7 +124,7 @@ class FeishuOutbound(OutboundAdapter):
                 body["reply_in_thread"] = True
             try:
                 return await self._call(f"/open-apis/im/v1/messages/{message_id}/reply", None, body)
-            except _ReplyTargetGone:
+            except ReplyTargetGone:
                 pass
         chat_id = route.get("chat_id") or reply.chat.id
         body = {"receive_id": chat_id, "msg_type": msg_type, "content": content, "uuid": uid}
@@ -154,7 +156,10 @@ class FeishuOutbound(OutboundAdapter):
             raise Permanent(f"no message of the reply was accepted: {last}")
         return plan.first
 
-    async def _messages(self, reply: ReplyGeneratedData, reply_id: uuid.UUID) -> list[tuple[str, str, str]]:
+    async def _messages(self, reply: ReplyGeneratedData, reply_id: uuid.UUID,
+                        shared: bool = False) -> list[tuple[str, str, str]]:
+        """The reply's messages; ``shared``: the first is always a card (JSON 2.0, ``update_multi``), the
+        form a streamed card is edited into."""
         keys: dict[int, str] = {}
         for i, a in enumerate(reply.attachments):
             if a.kind == "image" and a.url:
@@ -170,6 +175,11 @@ class FeishuOutbound(OutboundAdapter):
             md = self._text(reply.model_copy(update={"text": md}), card=True)
             thread = reply.reply_route.get("thread_id")
             card = card_json(reply.card, md, reply.chat.type, thread if isinstance(thread, str) else None)
+            out.append(("interactive", orjson.dumps(card | SHARED if shared else card).decode(), str(reply_id)))
+        elif shared:
+            md = self._text(reply.model_copy(update={"text": text_with_parts(reply.model_copy(
+                update={"attachments": rest}))}), card=True)
+            card = {**SHARED, "schema": "2.0", "body": {"elements": [{"tag": "markdown", "content": md}]}}
             out.append(("interactive", orjson.dumps(card).decode(), str(reply_id)))
         else:
             text = text_with_parts(reply.model_copy(update={"attachments": rest}))
@@ -236,15 +246,18 @@ class FeishuOutbound(OutboundAdapter):
         refused.args = (f"tenant_access_token: {refused}",)
         raise refused
 
-    async def _call(self, path: str, params: dict[str, str] | None, body: dict[str, Any]) -> Pushed:
+    async def _call(self, path: str, params: dict[str, str] | None, body: dict[str, Any] | None,
+                    method: str = "POST", key: str = "message_id") -> Pushed:
+        """One IM API call; the answer's ``data[key]`` is handed back as the platform message id."""
         for attempt in (1, 2):
             token = await self.tokens.get(self._token_key, self._fetch_token)
+            headers = {"authorization": f"Bearer {token}"}
+            if body is not None:
+                headers["content-type"] = "application/json; charset=utf-8"
             try:
-                resp = await self.http.post(
-                    self.channel.base + path,
-                    params=params,
-                    content=orjson.dumps(body),
-                    headers={"authorization": f"Bearer {token}", "content-type": "application/json; charset=utf-8"},
+                resp = await self.http.request(
+                    method, self.channel.base + path, params=params,
+                    content=orjson.dumps(body) if body is not None else None, headers=headers,
                 )
             except httpx.TransportError as exc:
                 raise transport_failure(exc) from exc
@@ -252,7 +265,7 @@ class FeishuOutbound(OutboundAdapter):
             code = code_of(data)
             if resp.status_code < 300 and code == 0:
                 payload = (data or {}).get("data")
-                msg_id = payload.get("message_id") if isinstance(payload, dict) else None
+                msg_id = payload.get(key) if isinstance(payload, dict) else None
                 return Pushed(http_status=resp.status_code, platform_message_id=msg_id)
             if code in TOKEN_CODES:
                 self.tokens.invalidate(self._token_key)
@@ -260,7 +273,7 @@ class FeishuOutbound(OutboundAdapter):
                     continue
                 raise Permanent(f"access token rejected after a refresh: code {code}", resp.status_code)
             if code in REPLY_TARGET_GONE:
-                raise _ReplyTargetGone(f"code {code}: the message to reply to is gone", resp.status_code)
+                raise ReplyTargetGone(f"code {code}: the message to reply to is gone", resp.status_code)
             raise failure_of(resp, data)
         raise AssertionError("unreachable")
 

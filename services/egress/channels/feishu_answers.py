@@ -12,6 +12,11 @@ import orjson
 from agentbus.services.egress.channels.base import retry_after_seconds
 from agentbus.services.egress.ports import Permanent, Retryable
 
+
+class ReplyTargetGone(Permanent):
+    """The message to answer (or the card to edit) was recalled."""
+
+
 RATE_CODES = {99991400, 230020, 11232}  # API frequency limit, per-chat send limit, custom bot limit
 
 

@@ -27,6 +27,7 @@ from agentbus.services.egress.channels.parts_text import text_with_parts
 from agentbus.services.egress.ports import Pushed
 
 IMAGES_PATH = "/open-apis/im/v1/images"
+SHARED: dict[str, Any] = {"config": {"update_multi": True}}  # a shared card: one that can be edited (PATCH)
 MAX_IMAGE_BYTES = 10 * 2**20  # "the image may not exceed 10 MB"
 FETCH_TIMEOUT_S = 15.0
 IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff", "image/x-icon",
