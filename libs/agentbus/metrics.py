@@ -32,6 +32,17 @@ LLM_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 LLM_TOKENS = Counter("agentbus_llm_tokens_total", "LLM tokens, by model and direction", ["model", "direction"])
+MODEL_UP = Gauge(
+    "agentbus_model_up",
+    "1 while the model answered its last probe or call, 0 while it is down (per reasoner replica)",
+    ["model"],
+)
+MODEL_PROBE_SECONDS = Histogram(
+    "agentbus_model_probe_seconds",
+    "Model health probe latency, by model and outcome",
+    ["model", "outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
 DELIVERIES = Counter(
     "agentbus_deliveries_total", "Pushes to chat platforms, by channel and outcome", ["channel", "outcome"]
 )

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 60.0
     llm_attempts: int = 3
     llm_max_connections: int = 4096
+    # model health: every replica of the reasoner probes each configured model this often (first at start)
+    model_probe_interval_s: float = Field(default=300.0, gt=0)
     # progress: stream: the least seconds between two reply.progress events carrying the answer so far
     reasoner_stream_interval_s: float = 1.0
 
@@ -107,6 +109,8 @@ class Settings(BaseSettings):
     scheduler_tick_s: float = 1.0
     # the scheduler's admin HTTP, where the agent's schedule tool lists jobs (empty: its default port on loopback)
     scheduler_url: str | None = None
+    # the reasoner's admin HTTP, where the operator API reads the models' health (empty: its default port)
+    reasoner_url: str | None = None
 
     # the deployment's name (dev, staging, production): on every span and log line
     environment: str = "dev"

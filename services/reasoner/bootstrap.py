@@ -1,4 +1,4 @@
-"""Wiring of the reasoner: ledger, LLM client, the agents' tools, topic → handler table."""
+"""Wiring of the reasoner: ledger, LLM client, model health probes, the agents' tools, topic → handler table."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from agentbus.events import ContextAssembled, ReplyProgress
 from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
 from agentbus.services.reasoner.handlers import Reasoner
+from agentbus.services.reasoner.health import HealthBook, Prober, configured_endpoints, health_routes
 from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.llm import ChatClient
 from agentbus.services.reasoner.ports import Tool
@@ -40,7 +41,11 @@ class ProducerProgress:
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "reasoner", Path(__file__).parent / "migrations")
-    llm = ChatClient(settings.llm_attempts, settings.llm_max_connections)
+    health = HealthBook()
+    llm = ChatClient(settings.llm_attempts, settings.llm_max_connections, health)
+    probe_http = async_client(timeout=60.0, max_connections=16)
+    prober = Prober(health, lambda: configured_endpoints(config, settings), settings.model_probe_interval_s,
+                    probe_http)
     ledger = Ledger(pool)
     tool_http = async_client(timeout=30.0, max_connections=64)
     memory, schedule = MemoryTool(memory_url(settings)), ScheduleTool(scheduler_url(settings))
@@ -65,7 +70,9 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     return ServiceParts(
         routes={ContextAssembled: reasoner.answer},
         give_up={ContextAssembled: reasoner.apologise},
+        http_routes=health_routes(prober),
         checks={"database": database},
-        on_stop=[*(s.aclose for s in sources), llm.aclose, tool_http.aclose, memory.aclose, schedule.aclose,
-                 ledger.aclose, blob_pool.close, pool.close],
+        background=[prober.run],
+        on_stop=[*(s.aclose for s in sources), llm.aclose, probe_http.aclose, tool_http.aclose, memory.aclose,
+                 schedule.aclose, ledger.aclose, blob_pool.close, pool.close],
     )

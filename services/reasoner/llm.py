@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from agentbus import metrics
 from agentbus.bus.errors import PermanentError, TransientError
 from agentbus.httpclient import async_client
+from agentbus.services.reasoner.health import HealthBook
 from agentbus.services.reasoner.llm_stream import read_stream
 from agentbus.services.reasoner.ports import ECHO, Completion, Endpoint, OnText, ToolCall
 from agentbus.telemetry import tracer
@@ -56,6 +57,13 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, UpstreamError) and (exc.status is None or exc.status == 429 or exc.status >= 500)
 
 
+def provider_failed(exc: BaseException) -> bool:
+    """A failure that says the provider is down (connection, timeout, 5xx), not that the request was bad."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, UpstreamError) and (exc.status is None or exc.status >= 500)
+
+
 def echo_answer(messages: Sequence[dict[str, Any]]) -> str:
     """The built-in model's answer: what it received, kept short (the answer is remembered too)."""
 
@@ -78,8 +86,9 @@ def echo_answer(messages: Sequence[dict[str, Any]]) -> str:
 
 
 class ChatClient:
-    def __init__(self, attempts: int, max_connections: int) -> None:
+    def __init__(self, attempts: int, max_connections: int, health: HealthBook | None = None) -> None:
         self._attempts = attempts
+        self._health = health  # skips models that are down; told how each live call went
         self._http = async_client(max_connections=max_connections, timeout=60.0)
         # the retry policy's strategies are stateless, so they are made once (each call still gets its own
         # AsyncRetrying, which holds the attempt's state)
@@ -97,6 +106,8 @@ class ChatClient:
         tried: list[str] = []
         total_attempts = 0
         last_exc: BaseException | None = None
+        if self._health is not None:
+            chain = self._health.usable(chain)
         for ep in chain:
             tried.append(ep.name)
             started = time.perf_counter()
@@ -113,9 +124,13 @@ class ChatClient:
                 total_attempts += getattr(exc, "attempts", 1)
                 metrics.child(metrics.LLM_SECONDS, ep.model, "error").observe(time.perf_counter() - started)
                 log.warning("llm_model_failed", model=ep.name, error=f"{type(exc).__name__}: {exc}"[:300])
+                if self._health is not None and provider_failed(exc):
+                    self._health.mark(ep.name, False, f"{type(exc).__name__}: {exc}"[:300])
                 last_exc = exc
                 continue
             latency = (time.perf_counter() - started) * 1000
+            if self._health is not None:
+                self._health.mark(ep.name, True, latency_ms=latency)
             choice = body["choices"][0]
             usage = body.get("usage") or {}
             metrics.child(metrics.LLM_SECONDS, ep.model, "ok").observe(latency / 1000)

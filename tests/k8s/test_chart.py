@@ -481,3 +481,16 @@ def test_the_reasoners_tools_reach_memory_and_the_scheduler_through_their_servic
     for other in ("ingress", "memory", "scheduler", "egress"):
         (oc,) = containers(one(default_docs, "Deployment", other))
         assert "AGENTBUS_MEMORY_URL" not in env_of(oc)
+
+
+def test_the_operator_api_reads_the_schedulers_jobs_and_the_reasoners_model_health(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    (c,) = containers(one(default_docs, "Deployment", "ingress"))
+    env = env_of(c)
+    for name, var in (("scheduler", "AGENTBUS_SCHEDULER_URL"), ("reasoner", "AGENTBUS_REASONER_URL")):
+        svc = one(default_docs, "Service", name)
+        assert env[var]["value"] == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
+    for other in ("memory", "reasoner", "scheduler", "egress"):
+        (oc,) = containers(one(default_docs, "Deployment", other))
+        assert "AGENTBUS_REASONER_URL" not in env_of(oc)

@@ -90,20 +90,45 @@ def content_text(content: Any) -> str:
 
 @dataclass
 class FakeLLM:
-    """OpenAI-compatible ``POST /v1/chat/completions``. Answers ``reply_prefix + last user message``, or what
-    ``script`` says (text or tool calls). Requests that break the tool-calling protocol get a 400, as from a
-    real endpoint."""
+    """OpenAI-compatible ``POST /v1/chat/completions`` and ``GET /v1/models``. Answers ``reply_prefix + last
+    user message``, or what ``script`` says (text or tool calls). Requests that break the tool-calling protocol
+    get a 400, as from a real endpoint. With ``api_key`` set, a request without that bearer key gets OpenAI's
+    401; ``fail_status`` fails both routes (a provider that is down), ``models_status`` only the model list
+    (404 is a provider that has none)."""
 
     reply_prefix: str = "answer: "
     delay_s: float = 0.0
     stream_delay_s: float = 0.0  # ``stream: true``: the pause before each chunk after the first
     fail_status: int | None = None  # answer every call with this status while set
     script: Script | None = None
+    api_key: str | None = None
+    models_status: int | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
+    model_listings: list[dict[str, str]] = field(default_factory=list)  # the headers of each GET /models
     server: LoopbackServer | None = None
 
+    def _refused(self, request: Request) -> Response | None:
+        if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                           "code": "invalid_api_key"}}, status_code=401)
+        return None
+
     async def start(self) -> FakeLLM:
+        async def models(request: Request) -> Response:
+            self.model_listings.append(dict(request.headers))
+            status = self.models_status or self.fail_status
+            if status is not None:
+                return JSONResponse({"error": {"message": "injected failure"}}, status_code=status)
+            refused = self._refused(request)
+            if refused is not None:
+                return refused
+            return JSONResponse({"object": "list", "data": [
+                {"id": "fake-model", "object": "model", "created": 0, "owned_by": "agentbus-tests"}]})
+
         async def completions(request: Request) -> Response:
+            refused = self._refused(request)
+            if refused is not None:
+                return refused
             if request.headers.get("content-type", "").split(";")[0] != "application/json":
                 return JSONResponse({"error": {"message": "content-type must be application/json"}}, status_code=400)
             body = orjson.loads(await request.body())
@@ -142,7 +167,8 @@ class FakeLLM:
                 }
             )
 
-        self.server = LoopbackServer([Route("/v1/chat/completions", completions, methods=["POST"])])
+        self.server = LoopbackServer([Route("/v1/chat/completions", completions, methods=["POST"]),
+                                      Route("/v1/models", models, methods=["GET"])])
         await self.server.start()
         return self
 

@@ -16,7 +16,14 @@ from agentbus.events import AuditRecorded, Event, JobRequested, utcnow
 from agentbus.http import LoopbackServer
 from agentbus.services.ingress.api.access import mint, token_hash
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
-from agentbus.services.ingress.api.ports import AuditEntry, JobsUnavailable, Role, StoreUnavailable, TokenRecord
+from agentbus.services.ingress.api.ports import (
+    AuditEntry,
+    JobsUnavailable,
+    ModelsHealthReader,
+    Role,
+    StoreUnavailable,
+    TokenRecord,
+)
 
 
 @dataclass
@@ -148,10 +155,12 @@ class Api:
 
 
 @asynccontextmanager
-async def served_api(cfg: PlatformConfig | None = None) -> AsyncIterator[Api]:
+async def served_api(cfg: PlatformConfig | None = None,
+                     models_health: ModelsHealthReader | None = None) -> AsyncIterator[Api]:
     """The operator API mounted at /api/v1 in a Starlette app on a loopback port, as ingress serves it."""
     tokens, audit, jobs, publisher = FakeTokens(), FakeAudit(), FakeJobs(), FakePublisher()
-    app = operator_api(ApiDeps(config=cfg or config(), tokens=tokens, audit=audit, jobs=jobs, publisher=publisher))
+    app = operator_api(ApiDeps(config=cfg or config(), tokens=tokens, audit=audit, jobs=jobs, publisher=publisher,
+                               models_health=models_health))
     server = LoopbackServer([Mount(PREFIX, app=app)])
     await server.start()
     try:

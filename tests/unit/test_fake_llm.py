@@ -56,3 +56,22 @@ async def test_a_broken_tool_conversation_is_refused_as_a_real_endpoint_does(mes
         await client.close()
     finally:
         await llm.stop()
+
+
+async def test_the_model_list_and_a_refused_key_parse_with_the_official_client() -> None:
+    llm = await FakeLLM(api_key="sk-right").start()
+    try:
+        client = openai.AsyncOpenAI(base_url=llm.base_url, api_key="sk-right", max_retries=0)
+        page = await client.models.list()
+        assert [m.id for m in page.data] == ["fake-model"]
+        wrong = openai.AsyncOpenAI(base_url=llm.base_url, api_key="sk-wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as err:
+            await wrong.models.list()
+        assert err.value.code == "invalid_api_key"
+        llm.models_status = 404
+        with pytest.raises(openai.NotFoundError):
+            await client.models.list()
+        await client.close()
+        await wrong.close()
+    finally:
+        await llm.stop()

@@ -171,6 +171,11 @@ Where things are comes in as plain values; every credential comes from a Secret 
 - name: AGENTBUS_SCHEDULER_URL
   value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "scheduler")) $v.services.scheduler.port | quote }}
 {{- end }}
+{{- if eq $c "ingress" }}
+{{- /* the models' health, which the operator API reads from the reasoner */}}
+- name: AGENTBUS_REASONER_URL
+  value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "reasoner")) $v.services.reasoner.port | quote }}
+{{- end }}
 - name: AGENTBUS_KAFKA_BOOTSTRAP_SERVERS
   value: {{ $v.kafka.bootstrapServers | quote }}
 - name: AGENTBUS_KAFKA_SECURITY_PROTOCOL

@@ -184,7 +184,7 @@ class Stack:
             "AGENTBUS_HTTP_PORT": str(port),
             "PYTHONUNBUFFERED": "1",
         }
-        for other in ("memory", "scheduler"):  # admin endpoints another service's tools read
+        for other in ("memory", "scheduler", "reasoner"):  # admin endpoints that tools and the operator API read
             env.setdefault(f"AGENTBUS_{other.upper()}_URL", f"http://127.0.0.1:{self.ports.services[other]}")
         if name != "memory":
             env.pop("AGENTBUS_QDRANT_PATH", None)

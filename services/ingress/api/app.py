@@ -31,6 +31,7 @@ from agentbus.services.ingress.api.ports import (
     AuditLog,
     JobsReader,
     JobsUnavailable,
+    ModelsHealthReader,
     Publisher,
     Role,
     StoreUnavailable,
@@ -49,6 +50,7 @@ class ApiDeps:
     audit: AuditLog
     jobs: JobsReader
     publisher: Publisher
+    models_health: ModelsHealthReader | None = None  # the reasoner's view of its models
 
 
 class Error(BaseModel):

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from agentbus.channeltypes import ChannelBase, EnvRef
 from agentbus.config import Agent, PlatformConfig
@@ -68,6 +68,15 @@ class ChannelOut(BaseModel):
     credentials: dict[str, EnvName]
 
 
+class ModelHealth(BaseModel):
+    """How the reasoner last found the model: ``up`` null until its first probe or call."""
+
+    up: bool | None
+    checked_at: datetime | None
+    error: str | None
+    latency_ms: float | None
+
+
 class ModelOut(BaseModel):
     name: str
     base_url: str
@@ -78,6 +87,18 @@ class ModelOut(BaseModel):
     tools: bool
     vision: bool
     max_context_tokens: int | None
+    health: ModelHealth | None = Field(description="the reasoner's probes and calls; null when the reasoner "
+                                       "could not be asked")
+
+
+def _health(found: dict[str, dict[str, Any]] | None, name: str) -> ModelHealth | None:
+    entry = (found or {}).get(name)
+    if entry is None:
+        return None
+    try:
+        return ModelHealth.model_validate(entry)
+    except ValidationError:
+        return None
 
 
 @router.get("/me", name="me.read", response_model=Me)
@@ -148,8 +169,11 @@ def public_url(url: str) -> str:
 
 @router.get("/models", name="models.list", response_model=list[ModelOut])
 async def models(access: Access = Depends(allow("viewer"))) -> list[ModelOut]:
-    """The platform's models (shared by every tenant)."""
+    """The platform's models (shared by every tenant), each with its health as the reasoner sees it."""
+    reader = access.deps.models_health
+    found = await reader.health() if reader is not None else None
     return [ModelOut(name=m.name, base_url=public_url(m.base_url), model=m.model,
                      api_key=EnvName(env=m.api_key.env) if m.api_key else None, header_names=sorted(m.headers),
-                     timeout_s=m.timeout_s, tools=m.tools, vision=m.vision, max_context_tokens=m.max_context_tokens)
+                     timeout_s=m.timeout_s, tools=m.tools, vision=m.vision, max_context_tokens=m.max_context_tokens,
+                     health=_health(found, m.name))
             for m in access.deps.config.models]

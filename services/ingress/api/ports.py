@@ -95,5 +95,11 @@ class JobsReader(Protocol):
         ...
 
 
+class ModelsHealthReader(Protocol):
+    async def health(self) -> dict[str, dict[str, Any]] | None:
+        """The reasoner's ``/v1/models/health`` (model name → its health), None when it cannot be read."""
+        ...
+
+
 class Publisher(Protocol):
     async def publish(self, events: Sequence[Event]) -> None: ...

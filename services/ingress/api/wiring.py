@@ -1,5 +1,5 @@
 """The operator API's adapters, built for ingress's bootstrap: PostgreSQL stores on ingress's pool, the
-scheduler's admin endpoint, the service's producer, the app mounted at ``/api/v1``."""
+scheduler's and the reasoner's admin endpoints, the service's producer, the app mounted at ``/api/v1``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from agentbus.httpclient import async_client
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
 from agentbus.services.ingress.api.audit import AuditRecorder
 from agentbus.services.ingress.api.ports import Publisher
+from agentbus.services.ingress.api.reasoner import ReasonerHealth
 from agentbus.services.ingress.api.scheduler import SchedulerJobs
 from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
 from agentbus.settings import DEFAULT_PORTS, Settings
@@ -23,10 +24,15 @@ def scheduler_url(settings: Settings) -> str:
     return (settings.scheduler_url or f"http://127.0.0.1:{DEFAULT_PORTS['scheduler']}").rstrip("/")
 
 
+def reasoner_url(settings: Settings) -> str:
+    return (settings.reasoner_url or f"http://127.0.0.1:{DEFAULT_PORTS['reasoner']}").rstrip("/")
+
+
 def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool,
                        producer: Publisher) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
     audit_log = PgAuditLog(pool)
     http = async_client(timeout=10.0, max_connections=16)
     deps = ApiDeps(config=config, tokens=PgTokenStore(pool), audit=audit_log,
-                   jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer)
+                   jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer,
+                   models_health=ReasonerHealth(reasoner_url(settings), http))
     return Mount(PREFIX, app=operator_api(deps)), audit_log, http
