@@ -13,11 +13,11 @@ from agentbus.config import PlatformConfig, parse_config
 from agentbus.events import (
     Event,
     MessageReceived,
+    Replay,
     ReplyGenerated,
     ReplyGeneratedData,
     ReplyProgress,
     ReplyProgressData,
-    Replay,
 )
 from agentbus.http import LoopbackServer
 from agentbus.services.ingress.accept import Acceptor
