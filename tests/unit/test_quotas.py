@@ -160,3 +160,22 @@ async def test_a_count_that_failed_is_made_on_the_redelivery() -> None:
     inf, _ = await r.answer(e)  # the consumer retries: the recorded outputs are counted now
     assert llm.calls == 1 and usage.days[("acme", utcnow().date())] == (
         (inf.data.usage.input_tokens or 0) + (inf.data.usage.output_tokens or 0))
+
+
+async def test_a_long_connection_event_over_the_quota_is_acknowledged_and_dropped() -> None:
+    """``deliver`` returns (the connection acknowledges the event) rather than raising (redelivery): an
+    unacknowledged event comes straight back on some platforms (Telegram's next getUpdates) and is given up
+    after a few tries on others, so only dropping it, counted, sheds the load predictably."""
+    from agentbus import metrics
+    from agentbus.services.ingress.longconn.base import LinkState
+    from agentbus.services.ingress.longconn.wiring import delivering
+
+    window = FakeWindow()
+    publisher = FakePublisher()
+    a = Acceptor(FakeDedupe(), publisher, quota=MessageQuota(config(messages_per_minute=1), window))
+    deliver = delivering(a, CHANNEL, LinkState())
+    counter = metrics.STREAM_EVENTS.labels(channel=CHANNEL.id, outcome="over_quota")
+    before = counter._value.get()
+    assert (await deliver(inbound(dedupe_id="s1"))).status == "published"
+    assert (await deliver(inbound(dedupe_id="s2"))).status == "over_quota"
+    assert len(publisher.published) == 1 and counter._value.get() == before + 1
