@@ -354,6 +354,9 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
     for i, job in enumerate(cfg.jobs):
         if job.channel not in channel_ids:
             problems.append(f"jobs[{i}].channel: unknown channel {job.channel!r}")
+        elif (target := cfg.channel(job.channel)) is not None and target.type == "api":
+            problems.append(f"jobs[{i}].channel: {job.channel!r} is an api channel, which answers requests and "
+                            "cannot push a job's message")
         if job.agent is not None and job.agent not in agents:
             problems.append(f"jobs[{i}].agent: unknown agent {job.agent!r}")
     if problems:

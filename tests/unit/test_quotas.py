@@ -179,3 +179,11 @@ async def test_a_long_connection_event_over_the_quota_is_acknowledged_and_droppe
     assert (await deliver(inbound(dedupe_id="s1"))).status == "published"
     assert (await deliver(inbound(dedupe_id="s2"))).status == "over_quota"
     assert len(publisher.published) == 1 and counter._value.get() == before + 1
+
+
+def test_a_job_cannot_target_an_api_channel() -> None:
+    raw = base_config(tenants=("acme",))
+    raw["channels"].append({"id": "chat", "type": "api", "tenant": "acme", "agent": "assistant"})
+    raw["jobs"] = [{"id": "daily", "every_s": 60, "channel": "chat", "chat": "c", "prompt": "p"}]
+    with pytest.raises(ConfigError, match=r"jobs\[0\].channel: 'chat' is an api channel"):
+        parse_config(raw)

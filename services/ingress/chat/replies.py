@@ -87,6 +87,20 @@ class ReplyFollower:
         self.ready = False
 
     async def run(self) -> None:
+        """Follow until cancelled; a consumer that fails is started again (the chat API answers 503 meanwhile),
+        since a background task that ends stops the service."""
+        failures = 0
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                log.warning("chat_replies_interrupted", error=f"{type(exc).__name__}: {exc}"[:300])
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
+
+    async def _follow(self) -> None:
         s = self._settings
         topics = [*topics_of_type(s.topic_prefix, ReplyGenerated.TYPE), *topics_of_type(s.topic_prefix,
                                                                                        ReplyProgress.TYPE)]
