@@ -34,9 +34,22 @@ class ConfigError(Exception):
     """A configuration problem; the message names the key."""
 
 
+class Quotas(Strict):
+    """Per-tenant limits: messages accepted per minute at ingress (all channels, all replicas), and LLM tokens
+    (input + output) per UTC day in the reasoner. None: unlimited."""
+
+    messages_per_minute: int | None = Field(default=None, ge=1)
+    llm_tokens_per_day: int | None = Field(default=None, ge=1)
+    budget_used_up_text: str = Field(
+        default="This workspace has used up today's answering budget. Please try again tomorrow.",
+        min_length=1, description="what the agent answers, without calling the model, once the day's tokens "
+        "are used up")
+
+
 class Tenant(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     name: str | None = None
+    quotas: Quotas = Quotas()
 
 
 class MemorySettings(Strict):
@@ -223,6 +236,9 @@ class PlatformConfig(BaseModel):
     def model_named(self, name: str) -> Model | None:
         return self._models.get(name)
 
+    def tenant(self, tenant_id: str) -> Tenant | None:
+        return next((t for t in self.tenants if t.id == tenant_id), None)
+
     @model_validator(mode="after")
     def _index(self) -> PlatformConfig:
         self._channels = {c.id: c for c in self.channels}
@@ -329,10 +345,18 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
     for i, model in enumerate(cfg.models):
         if model.api_key is not None and model.api_key.resolve() is None:
             problems.append(f"models[{i}].api_key: environment variable {model.api_key.env} is not set")
+    api_agents: dict[tuple[str, str], int] = {}
+    for i, c in enumerate(cfg.channels):
+        if c.type == "api" and api_agents.setdefault((c.tenant, c.agent), i) != i:
+            problems.append(f"channels[{i}].agent: tenant {c.tenant!r} already has an api channel for agent "
+                            f"{c.agent!r} (the request's model names the agent, so it must be unique)")
     channel_ids = {c.id for c in cfg.channels}
     for i, job in enumerate(cfg.jobs):
         if job.channel not in channel_ids:
             problems.append(f"jobs[{i}].channel: unknown channel {job.channel!r}")
+        elif (target := cfg.channel(job.channel)) is not None and target.type == "api":
+            problems.append(f"jobs[{i}].channel: {job.channel!r} is an api channel, which answers requests and "
+                            "cannot push a job's message")
         if job.agent is not None and job.agent not in agents:
             problems.append(f"jobs[{i}].agent: unknown agent {job.agent!r}")
     if problems:

@@ -24,16 +24,17 @@ from agentbus.channeltypes import ChannelBase
 from agentbus.events import Attachment, MessageReceived, MessageReceivedData
 from agentbus.ids import conversation_key, message_id
 from agentbus.services.ingress.inbound import Inbound, InboundMessage
-from agentbus.services.ingress.ports import DedupeStore, DedupeUnavailable, MediaDownloads, Publisher
+from agentbus.services.ingress.ports import DedupeStore, DedupeUnavailable, MediaDownloads, Publisher, Quota
 
 log = structlog.get_logger("agentbus.ingress")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # published | duplicate | ignored
+    status: str  # published | duplicate | ignored | over_quota
     event_id: uuid.UUID | None = None
     reason: str = ""
+    retry_after_s: float = 0.0  # over_quota: when the tenant's window has room again
 
 
 def policy(channel: ChannelBase, msg: InboundMessage) -> tuple[str | None, str | None]:
@@ -51,8 +52,9 @@ def policy(channel: ChannelBase, msg: InboundMessage) -> tuple[str | None, str |
 
 class Acceptor:
     def __init__(self, dedupe: DedupeStore, producer: Publisher, publish_timeout_s: float = 10.0,
-                 media: MediaDownloads | None = None) -> None:
+                 media: MediaDownloads | None = None, quota: Quota | None = None) -> None:
         self._dedupe = dedupe
+        self._quota = quota
         self._media = media
         self._producer = producer
         self._publish_timeout_s = publish_timeout_s
@@ -103,6 +105,14 @@ class Acceptor:
         except DedupeUnavailable as exc:
             # the table only saves work: the event id is deterministic, so a repeat is ignored downstream
             log.warning("dedupe_unavailable", channel=channel.id, error=str(exc)[:200])
+        # after de-duplication, so a retry of a message already published is never refused; a refused one
+        # is not recorded, so the platform's retry after the window is published (once)
+        if self._quota is not None:
+            verdict = await self._quota.admit(channel.tenant)
+            if not verdict.admitted:
+                log.info("message_over_quota", channel=channel.id, tenant=channel.tenant)
+                return Outcome("over_quota", reason="the tenant's messages_per_minute quota is used up",
+                               retry_after_s=verdict.retry_after_s)
         # only a new message is downloaded (a retry the table caught costs nothing); a failed download marks
         # the attachment and the message goes on
         attachments: tuple[Attachment, ...] = ()

@@ -15,6 +15,7 @@ from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.api.wiring import AuditRecorder, operator_api_mount
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
+from agentbus.services.ingress.chat.wiring import chat_api
 from agentbus.services.ingress.dedupe import PgDedupe
 from agentbus.services.ingress.longconn.lease import PgLeases
 from agentbus.services.ingress.longconn.supervisor import describe, replica_name
@@ -24,6 +25,7 @@ from agentbus.services.ingress.media_dingtalk import fetch as dingtalk_fetch
 from agentbus.services.ingress.media_feishu import fetch as feishu_fetch
 from agentbus.services.ingress.media_slack import fetch as slack_fetch
 from agentbus.services.ingress.media_telegram import fetch as telegram_fetch
+from agentbus.services.ingress.quota import MessageQuota, PgWindow
 from agentbus.services.ingress.routes import webhook_routes
 from agentbus.settings import Settings
 
@@ -35,6 +37,8 @@ def media_fetchers() -> dict[str, Fetcher]:
 def build_adapters(config: PlatformConfig) -> dict[str, InboundAdapter]:
     adapters: dict[str, InboundAdapter] = {}
     for ch in config.channels:
+        if ch.type == "api":  # its way in is the chat API (chat/), not a webhook
+            continue
         cls = ADAPTERS.get(ch.type)
         if cls is None:
             raise RuntimeError(f"no inbound adapter for channel type {ch.type!r} (channel {ch.id})")
@@ -53,7 +57,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     # downloads follow the platform's redirects (Slack, DingTalk hand out signed URLs on other hosts)
     media_http = async_client(timeout=30.0, max_connections=32, follow_redirects=True)
     media = MediaDownloader(blobs, media_http, media_fetchers())
-    acceptor = Acceptor(dedupe, producer, settings.ingress_publish_timeout_s, media)
+    acceptor = Acceptor(dedupe, producer, settings.ingress_publish_timeout_s, media,
+                        MessageQuota(config, PgWindow(pool)))
 
     async def watch_dead_letters() -> None:
         """Count the dead-letter topic's records into a gauge (ingress is the operator-facing service).
@@ -76,12 +81,13 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
 
     adapters = build_adapters(config)
     api, audit_log, api_http = operator_api_mount(settings, config, pool, producer)
+    chat = chat_api(settings, config, pool, acceptor)
     parts = ServiceParts(
         routes={AuditRecorded: AuditRecorder(audit_log).keep_audit},
-        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), api],
-        checks={"database": database},
+        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), *chat.routes, api],
+        checks={"database": database, **chat.checks},
         on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, pool.close],
-        background=[watch_dead_letters],
+        background=[watch_dead_letters, *chat.background],
     )
     if any(a.channel.mode == "stream" for a in adapters.values()):
         # long polls (Telegram) hold a request for up to a minute: per-request timeouts say how long

@@ -4,8 +4,18 @@ Read by ``agentbus schemas`` for the AsyncAPI document; ``serve`` refuses to sta
 table differs from its contract, so the document cannot drift from what runs.
 """
 
-from agentbus.events import AuditRecorded, DeadLettered, Event, JobRequested, MessageReceived
+from agentbus.events import (
+    AuditRecorded,
+    DeadLettered,
+    Event,
+    JobRequested,
+    MessageReceived,
+    ReplyGenerated,
+    ReplyProgress,
+)
 
 SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded,)  # kept in its audit table for the operator API
 PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded)  # the API's commands, audit
-FOLLOWS: tuple[type[Event], ...] = (DeadLettered,)  # read without a consumer group (the dead-letter gauge)
+# read outside the service's consumer group: the dead-letter gauge, and the chat API's replies (a group per
+# process, so every replica sees every reply to the requests it holds)
+FOLLOWS: tuple[type[Event], ...] = (DeadLettered, ReplyGenerated, ReplyProgress)

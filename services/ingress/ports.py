@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from agentbus.channeltypes import ChannelBase
@@ -58,3 +59,15 @@ class Leases(Protocol):
         """Give a held lease up at once (graceful shutdown), so another replica need not wait for expiry."""
         ...
 
+
+
+@dataclass(frozen=True)
+class Verdict:
+    admitted: bool
+    retry_after_s: float = 0.0  # refused: when there is room again
+
+
+class Quota(Protocol):
+    async def admit(self, tenant: str) -> Verdict:
+        """Whether one more message of the tenant is within its quota (and count it when it is)."""
+        ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import structlog
@@ -87,6 +88,12 @@ def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_
             log.error("webhook_not_accepted", channel=channel_id, error=f"{type(exc).__name__}: {exc}"[:300])
             status = 503 if is_transient(exc) else 500
             return error(status, "temporarily unable to accept the message; retry later")
+        if outcome.status == "over_quota":
+            # nothing published or recorded: the platform's retry after Retry-After is accepted (once)
+            refused = error(429, outcome.reason)
+            refused.headers["retry-after"] = str(max(1, math.ceil(outcome.retry_after_s)))
+            refused.headers["x-agentbus-outcome"] = outcome.status
+            return refused
         a = inbound.answer
         resp = Response(a.body, status_code=a.status, media_type=a.content_type)
         resp.headers["x-agentbus-outcome"] = outcome.status

@@ -13,6 +13,7 @@ from agentbus.db import service_database
 from agentbus.events import ContextAssembled, ReplyProgress
 from agentbus.httpclient import async_client
 from agentbus.service import ServiceParts
+from agentbus.services.reasoner.budget import PgUsage, TokenBudget
 from agentbus.services.reasoner.handlers import Reasoner
 from agentbus.services.reasoner.health import HealthBook, Prober, configured_endpoints, health_routes
 from agentbus.services.reasoner.ledger import Ledger
@@ -65,7 +66,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     if problems:
         raise ConfigError("invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
     blobs, blob_pool = await open_blob_store(settings)
-    reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer), blobs=blobs)
+    reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer), blobs=blobs,
+                        budget=TokenBudget(config, PgUsage(pool)))
 
     return ServiceParts(
         routes={ContextAssembled: reasoner.answer},

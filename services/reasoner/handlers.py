@@ -33,6 +33,7 @@ from agentbus.services.reasoner.parts import reply_parts
 from agentbus.services.reasoner.ports import (
     ECHO,
     BlobReader,
+    Budget,
     ChatModel,
     Completion,
     Endpoint,
@@ -94,6 +95,7 @@ class Reasoner:
     tool_timeout_s: float = 60.0
     progress: ProgressSink | None = None  # where reply.progress goes (published at once, best effort)
     blobs: BlobReader | None = None
+    budget: Budget | None = None  # the tenants' LLM tokens per day
 
     async def _images(self, event: ContextAssembled, chain: Sequence[Endpoint]) -> Images:
         """The images of the question, read from the blob store, when every model of the chain accepts them
@@ -119,6 +121,8 @@ class Reasoner:
     async def answer(self, event: ContextAssembled) -> Sequence[Event]:
         found = await self.ledger.lookup(event)
         if found.outputs is not None:
+            if self.budget is not None:  # counted once by id: this adds what a failed count left out
+                await self.budget.count(found.outputs)
             return found.outputs
         ctx = event.data
         agent = self._agent(ctx.agent)
@@ -135,6 +139,11 @@ class Reasoner:
             return await self._finish(event, agent, done, reused=True, store=fx.remember)
         if not fx.call_llm:
             return await self._no_recorded_inference(event, agent.id)
+        if self.budget is not None and (used_up := await self.budget.used_up(event.tenant)) is not None:
+            spent = Completion(text=used_up, model="budget", provider="agentbus", finish_reason="budget",
+                               latency_ms=0.0, attempts=0)
+            return await self._finish(event, agent, Answer(spent, steps=0, request=messages), reused=False,
+                                      store=False)
         chain = resolve_chain(agent, self.config, self.settings)
         if fx.model:
             chain = resolve_chain(agent.model_copy(update={"model": fx.model, "fallback_models": ()}), self.config,
@@ -185,6 +194,8 @@ class Reasoner:
                         outputs=outputs,
                         store_inference=store)
         recorded = await until_recorded(lambda: self.ledger.record(record), what="inference")
+        if self.budget is not None:
+            await self.budget.count(recorded)
         log.info("inference_completed", model=c.model, reused=reused, steps=done.steps, tool_calls=len(done.tools),
                  latency_ms=round(c.latency_ms, 1))
         return recorded

@@ -107,6 +107,18 @@ class Record:
     store_inference: bool = True
 
 
+class Budget(Protocol):
+    """The tenants' LLM tokens per day (``budget.TokenBudget``)."""
+
+    async def used_up(self, tenant: str) -> str | None:
+        """The text to answer instead of calling a model, once the tenant's day is used up; else None."""
+        ...
+
+    async def count(self, outputs: Sequence[Event]) -> None:
+        """Add the tokens of the model calls among an answer's outputs, each inference once."""
+        ...
+
+
 class InferenceLedger(Protocol):
     async def lookup(self, event: ContextAssembled) -> Lookup: ...
 

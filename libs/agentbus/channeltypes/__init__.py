@@ -3,6 +3,7 @@ adapter module registered under the same ``type``."""
 
 from __future__ import annotations
 
+from agentbus.channeltypes.api import ApiChannel
 from agentbus.channeltypes.base import ChannelBase, EnvRef
 from agentbus.channeltypes.dingtalk import DingTalkChannel
 from agentbus.channeltypes.feishu import FeishuChannel
@@ -13,9 +14,10 @@ from agentbus.channeltypes.wecom import WeComChannel
 
 CHANNEL_TYPES: list[type[ChannelBase]] = [WebhookChannel]
 
-__all__ = ["CHANNEL_TYPES", "ChannelBase", "EnvRef", "WebhookChannel"]
+__all__ = ["CHANNEL_TYPES", "ApiChannel", "ChannelBase", "EnvRef", "WebhookChannel"]
 CHANNEL_TYPES.append(FeishuChannel)
 CHANNEL_TYPES.append(DingTalkChannel)
 CHANNEL_TYPES.append(SlackChannel)
 CHANNEL_TYPES.append(WeComChannel)
 CHANNEL_TYPES.append(TelegramChannel)
+CHANNEL_TYPES.append(ApiChannel)

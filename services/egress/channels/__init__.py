@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agentbus.services.egress.channels.api import ApiOutbound
 from agentbus.services.egress.channels.base import OutboundAdapter
 from agentbus.services.egress.channels.dingtalk import DingTalkOutbound
 from agentbus.services.egress.channels.feishu import FeishuOutbound
@@ -13,5 +14,5 @@ from agentbus.services.egress.channels.wecom import WeComOutbound
 ADAPTERS: dict[str, type[OutboundAdapter]] = {
     cls.type: cls
     for cls in (WebhookOutbound, FeishuOutbound, DingTalkOutbound,
-                SlackOutbound, WeComOutbound, TelegramOutbound)
+                SlackOutbound, WeComOutbound, TelegramOutbound, ApiOutbound)
 }
