@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agentbus.authconfig import AuthConfig
 from agentbus.channeltypes import CHANNEL_TYPES, ChannelBase, EnvRef
 from agentbus.channeltypes.base import Strict
 from agentbus.jobs import JOB_ID_PATTERN
@@ -208,6 +209,7 @@ class PlatformConfig(BaseModel):
     jobs: tuple[Job, ...] = ()
     mcp_servers: tuple[McpServer, ...] = ()
     http_tools: tuple[HttpTool, ...] = ()
+    auth: AuthConfig = AuthConfig()
 
     # indexes by id, built once the configuration is validated (``_index``)
     _channels: dict[str, ChannelBase] = PrivateAttr(default_factory=dict)
@@ -329,6 +331,7 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
     for i, model in enumerate(cfg.models):
         if model.api_key is not None and model.api_key.resolve() is None:
             problems.append(f"models[{i}].api_key: environment variable {model.api_key.env} is not set")
+    problems += _auth_problems(cfg.auth, tenants)
     channel_ids = {c.id for c in cfg.channels}
     for i, job in enumerate(cfg.jobs):
         if job.channel not in channel_ids:
@@ -337,6 +340,20 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
             problems.append(f"jobs[{i}].agent: unknown agent {job.agent!r}")
     if problems:
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _auth_problems(auth: AuthConfig, tenants: set[str]) -> list[str]:
+    problems = []
+    for name, provider in auth.providers.items():
+        if provider.app_secret.resolve() is None:
+            problems.append(f"auth.providers.{name}.app_secret: environment variable {provider.app_secret.env} "
+                            "is not set")
+    for i, user in enumerate(auth.users):
+        if user.provider not in auth.providers:
+            problems.append(f"auth.users[{i}].provider: {user.provider!r} is not under auth.providers")
+        if user.tenant is not None and user.tenant not in tenants:
+            problems.append(f"auth.users[{i}].tenant: unknown tenant {user.tenant!r}")
+    return problems
 
 
 def _env_refs(value: Any, key: str) -> list[tuple[str, EnvRef]]:

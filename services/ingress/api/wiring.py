@@ -11,6 +11,8 @@ from agentbus.config import PlatformConfig
 from agentbus.httpclient import async_client
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
 from agentbus.services.ingress.api.audit import AuditRecorder
+from agentbus.services.ingress.api.auth_jwt import Signer
+from agentbus.services.ingress.api.auth_keys import PgSigningKeys
 from agentbus.services.ingress.api.ports import Publisher
 from agentbus.services.ingress.api.scheduler import SchedulerJobs
 from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
@@ -28,5 +30,6 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
     audit_log = PgAuditLog(pool)
     http = async_client(timeout=10.0, max_connections=16)
     deps = ApiDeps(config=config, tokens=PgTokenStore(pool), audit=audit_log,
-                   jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer)
+                   jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer,
+                   signer=Signer(PgSigningKeys(pool)), http=http)
     return Mount(PREFIX, app=operator_api(deps)), audit_log, http
