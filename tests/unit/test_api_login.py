@@ -101,9 +101,13 @@ async def test_a_callback_whose_state_differs_from_the_browsers_login_is_refused
                 stolen = await other.get(callback, params=query)
             assert stolen.status_code == 400 and "no login in progress" in stolen.json()["error"]
             assert idp.codes, "the code was never sent to the provider"
+            cookie = start.cookies["agentbus_login"]
             ok = await browser.get(callback, params=query)
-            assert ok.status_code == 200
-            replay = await browser.get(callback, params=query)  # a code is used once, at the provider
+            assert ok.status_code == 200 and "agentbus_login" not in browser.cookies  # the login is over
+            again = await browser.get(callback, params=query)
+            assert again.status_code == 400 and "no login in progress" in again.json()["error"]
+            async with httpx.AsyncClient(timeout=10, cookies={"agentbus_login": cookie}) as replayer:
+                replay = await replayer.get(callback, params=query)  # a kept cookie: the code is used once
             assert replay.status_code == 502 and "invalid_grant" in replay.json()["error"]
         assert [a.data.outcome for a in api.publisher.audits()] == ["ok"]
 

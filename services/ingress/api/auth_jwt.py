@@ -11,6 +11,7 @@ keeps the login flow's state cookie (also signed here) from passing for an API J
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
@@ -54,12 +55,15 @@ class Signer:
         # kids strangers send
         self._issuer = issuer
         self._keys: list[SigningKey] = []
+        self._lock = asyncio.Lock()
         self._loaded = float("-inf")
 
     async def _load(self, older_than_s: float) -> list[SigningKey]:
         if time.monotonic() - self._loaded >= older_than_s:
-            self._keys = await self._store.keys()
-            self._loaded = time.monotonic()
+            async with self._lock:  # one read for every request that found the cache old at once
+                if time.monotonic() - self._loaded >= older_than_s:
+                    self._keys = await self._store.keys()
+                    self._loaded = time.monotonic()
         return self._keys
 
     async def sign(self, claims: dict[str, Any], audience: str, ttl_s: float,

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -123,7 +123,7 @@ async def login(request: Request, provider: ProviderPath) -> RedirectResponse:
 @router.get("/auth/callback/{provider}", name="auth.callback", response_model=JwtOut,
             responses={400: {"description": "no login in progress, or its state does not match"},
                        502: {"description": "the identity provider refused the code or is unreachable"}})
-async def callback(request: Request, provider: ProviderPath,
+async def callback(request: Request, response: Response, provider: ProviderPath,
                    code: Annotated[str | None, Query(max_length=512)] = None,
                    auth_code: Annotated[str | None, Query(alias="authCode", max_length=512)] = None,
                    state: Annotated[str | None, Query(max_length=512)] = None,
@@ -132,6 +132,7 @@ async def callback(request: Request, provider: ProviderPath,
     auth = _configured(request, provider)
     signer = _signer(request)
     pending = await _pending(signer, request.cookies.get(COOKIE), provider)
+    response.delete_cookie(COOKIE, path=f"{PREFIX}/auth/callback/")  # whatever follows, this login is over
     if state is None or not hmac.compare_digest(state.encode(), str(pending["state"]).encode()):
         raise HTTPException(400, "state does not match the login in progress")
     if error:
