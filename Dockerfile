@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # One image for every agentbus service: `agentbus run <service>` (default: ingress), `agentbus init`.
 #   docker build -t agentbus:0.1.0 .
-#   docker run --rm -p 8080:8080 agentbus:0.1.0 run ingress
+#   docker run --rm -p 127.0.0.1:8080:8080 -v $PWD/agentbus.yaml:/etc/agentbus/agentbus.yaml:ro agentbus:0.1.0 run ingress
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -33,7 +33,8 @@ RUN groupadd --system --gid 10001 agentbus \
     && python -m pip uninstall -y setuptools wheel pip
 
 COPY --from=builder /opt/agentbus /opt/agentbus
-COPY infra/agentbus.yaml /etc/agentbus/agentbus.yaml
+# no configuration in the image: agentbus.yaml is mounted at run time (the chart's ConfigMap, compose's
+# volume), so no demo secret ships with it, and a service started without one stops, naming the file
 
 ENV PATH=/opt/agentbus/bin:$PATH \
     PYTHONUNBUFFERED=1 \

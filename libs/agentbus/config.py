@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agentbus.authconfig import AuthConfig
 from agentbus.channeltypes import CHANNEL_TYPES, ChannelBase, EnvRef
 from agentbus.channeltypes.base import Strict
 from agentbus.jobs import JOB_ID_PATTERN
@@ -221,6 +222,7 @@ class PlatformConfig(BaseModel):
     jobs: tuple[Job, ...] = ()
     mcp_servers: tuple[McpServer, ...] = ()
     http_tools: tuple[HttpTool, ...] = ()
+    auth: AuthConfig = AuthConfig()
 
     # indexes by id, built once the configuration is validated (``_index``)
     _channels: dict[str, ChannelBase] = PrivateAttr(default_factory=dict)
@@ -350,6 +352,7 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
         if c.type == "api" and api_agents.setdefault((c.tenant, c.agent), i) != i:
             problems.append(f"channels[{i}].agent: tenant {c.tenant!r} already has an api channel for agent "
                             f"{c.agent!r} (the request's model names the agent, so it must be unique)")
+    problems += _auth_problems(cfg.auth, tenants)
     channel_ids = {c.id for c in cfg.channels}
     for i, job in enumerate(cfg.jobs):
         if job.channel not in channel_ids:
@@ -361,6 +364,20 @@ def _check_references(cfg: PlatformConfig, source: str) -> None:
             problems.append(f"jobs[{i}].agent: unknown agent {job.agent!r}")
     if problems:
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _auth_problems(auth: AuthConfig, tenants: set[str]) -> list[str]:
+    problems = []
+    for name, provider in auth.providers.items():
+        if provider.app_secret.resolve() is None:
+            problems.append(f"auth.providers.{name}.app_secret: environment variable {provider.app_secret.env} "
+                            "is not set")
+    for i, user in enumerate(auth.users):
+        if user.provider not in auth.providers:
+            problems.append(f"auth.users[{i}].provider: {user.provider!r} is not under auth.providers")
+        if user.tenant is not None and user.tenant not in tenants:
+            problems.append(f"auth.users[{i}].tenant: unknown tenant {user.tenant!r}")
+    return problems
 
 
 def _env_refs(value: Any, key: str) -> list[tuple[str, EnvRef]]:

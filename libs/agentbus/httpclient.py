@@ -58,12 +58,14 @@ class _Transport(AiohttpTransport):
 
     def get_client(self) -> aiohttp.ClientSession:
         """The transport's own session, with a cookie jar that keeps nothing (see ``_Client``): aiohttp's
-        default jar stores a response's cookies and sends them with later requests to that host."""
+        default jar stores a response's cookies and sends them with later requests to that host. It honours
+        ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (read per request), as enterprise networks need: httpx
+        reads them only for its own transports, so the session underneath has to."""
         connector = aiohttp.TCPConnector(
             limit=self.limits.max_connections or 100, keepalive_timeout=self.limits.keepalive_expiry,
             ssl=self.ssl_context,
         )
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=True)
 
     def session(self) -> aiohttp.ClientSession:
         if not isinstance(self.client, aiohttp.ClientSession):

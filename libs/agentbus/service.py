@@ -24,6 +24,7 @@ from agentbus.config import ConfigError, PlatformConfig, load_config
 from agentbus.events import Event
 from agentbus.http import ReadyCheck, admin_app, server
 from agentbus.logs import configure_logging
+from agentbus.security import InsecureConfiguration, check_secure_defaults
 from agentbus.settings import Settings
 from agentbus.telemetry import configure_tracing, shutdown_tracing
 from agentbus.topics import all_topics
@@ -127,7 +128,8 @@ def run(service: str) -> None:
     configure_tracing(service, settings.otlp_endpoint, settings.environment)
     try:
         config = load_config(settings.config_file)
-    except ConfigError as err:
+        check_secure_defaults(config, settings, str(settings.config_file))
+    except (ConfigError, InsecureConfiguration) as err:
         print(f"agentbus {service}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     bootstrap: Bootstrap = importlib.import_module(f"agentbus.services.{service}.bootstrap").bootstrap

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
 
     # the deployment's name (dev, staging, production): on every span and log line
     environment: str = "dev"
+    # set by `agentbus up` (the embedded development stack, what `make up` and the tests start) for the
+    # services it runs: only then may credentials be `default:` values or the published demo secrets
+    dev_mode: bool = False
 
 
     def port_for(self, service: str) -> int:

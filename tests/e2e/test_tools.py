@@ -166,7 +166,7 @@ async def test_an_agent_naming_a_tool_nobody_provides_is_refused_at_start_naming
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, **infra.env, "AGENTBUS_CONFIG_FILE": str(path), "AGENTBUS_HTTP_PORT": "0",
            "AGENTBUS_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-           "AGENTBUS_DB_SCHEMA_SUFFIX": f"_t{uuid.uuid4().hex[:8]}"}
+           "AGENTBUS_DB_SCHEMA_SUFFIX": f"_t{uuid.uuid4().hex[:8]}", "AGENTBUS_DEV_MODE": "true"}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "agentbus.cli", "run", "reasoner", env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), 60)

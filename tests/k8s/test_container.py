@@ -140,7 +140,23 @@ def test_compose_runs_the_five_services_after_init(compose: dict[str, Any]) -> N
             assert dep in s, f"{name} depends on unknown service {dep}"
         assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
     assert s["embeddings"]["image"] == image
-    assert "8080:8080" in s["ingress"]["ports"]
+    assert "127.0.0.1:8080:8080" in s["ingress"]["ports"]
+
+
+def test_compose_binds_every_port_to_loopback(compose: dict[str, Any]) -> None:
+    published = [(name, str(p)) for name, svc in compose["services"].items() for p in svc.get("ports", [])]
+    assert {name for name, _ in published} >= {"ingress", "kafka", "jaeger"}
+    for name, port in published:
+        assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_the_image_carries_no_configuration(dockerfile: list[tuple[str, str]]) -> None:
+    for stage in stages(dockerfile):
+        for kind, arg in stage:
+            if kind in ("COPY", "ADD"):
+                assert "infra" not in arg and ".yaml" not in arg and ".env" not in arg, arg
+            if kind == "ENV":
+                assert "SECRET" not in arg and "whsec_" not in arg and "API_KEY" not in arg, arg
 
 
 def test_compose_environment_is_made_of_real_settings(compose: dict[str, Any]) -> None:

@@ -16,6 +16,8 @@ from agentbus.events import AuditRecorded, Event, JobRequested, utcnow
 from agentbus.http import LoopbackServer
 from agentbus.services.ingress.api.access import mint, token_hash
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
+from agentbus.services.ingress.api.auth_jwt import Signer
+from agentbus.services.ingress.api.auth_keys import SigningKey
 from agentbus.services.ingress.api.ports import (
     AuditEntry,
     JobsUnavailable,
@@ -109,6 +111,26 @@ class FakePublisher:
         return [e for e in self.published if isinstance(e, AuditRecorded)]
 
 
+@dataclass
+class FakeSigningKeys:
+    """Signing keys in memory, rotated as PgSigningKeys rotates them (the active key first)."""
+
+    rows: list[SigningKey] = field(default_factory=lambda: [SigningKey("k0", b"k" * 32, utcnow())])
+    reads: int = 0
+
+    async def keys(self) -> list[SigningKey]:
+        self.reads += 1
+        return list(self.rows)
+
+    async def rotate(self) -> SigningKey:
+        import secrets
+
+        now = utcnow()
+        key = SigningKey(secrets.token_hex(6), secrets.token_bytes(32), now)
+        self.rows = [key, *(replace(k, retired_at=k.retired_at or now) for k in self.rows)]
+        return key
+
+
 def config() -> PlatformConfig:
     return parse_config({
         "tenants": [{"id": "acme", "name": "Acme"}, {"id": "globex"}],
@@ -142,6 +164,8 @@ class Api:
     jobs: FakeJobs
     publisher: FakePublisher
     app: Any
+    keys: FakeSigningKeys
+    signer: Signer
 
     async def token(self, tenant: str | None, role: Role, name: str = "t", **kw: Any) -> str:
         record, token = mint(name, tenant, role, **kw)
@@ -157,14 +181,20 @@ class Api:
 @asynccontextmanager
 async def served_api(cfg: PlatformConfig | None = None,
                      models_health: ModelsHealthReader | None = None) -> AsyncIterator[Api]:
-    """The operator API mounted at /api/v1 in a Starlette app on a loopback port, as ingress serves it."""
-    tokens, audit, jobs, publisher = FakeTokens(), FakeAudit(), FakeJobs(), FakePublisher()
+    """The operator API mounted at /api/v1 in a Starlette app on a loopback port, as ingress serves it (with
+    the services' own HTTP client to the identity providers)."""
+    from agentbus.httpclient import async_client
+
+    tokens, audit, jobs, publisher, keys = FakeTokens(), FakeAudit(), FakeJobs(), FakePublisher(), FakeSigningKeys()
+    signer = Signer(keys)
+    http = async_client(timeout=10.0, max_connections=8)
     app = operator_api(ApiDeps(config=cfg or config(), tokens=tokens, audit=audit, jobs=jobs, publisher=publisher,
-                               models_health=models_health))
+                               models_health=models_health, signer=signer, http=http))
     server = LoopbackServer([Mount(PREFIX, app=app)])
     await server.start()
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            yield Api(server.url + PREFIX, client, tokens, audit, jobs, publisher, app)
+            yield Api(server.url + PREFIX, client, tokens, audit, jobs, publisher, app, keys, signer)
     finally:
         await server.stop()
+        await http.aclose()

@@ -19,7 +19,8 @@ import typer
 
 from agentbus.settings import Settings
 
-tokens_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke operator API tokens.")
+tokens_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke operator API tokens; rotate the "
+                         "key that signs JWTs.")
 ROLES = ("admin", "operator", "viewer")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -90,6 +91,14 @@ async def revoke_token(settings: Settings, token_id: str) -> Any:
             await publish_audit(settings, tenant=record.tenant, action="tokens.revoke", target=token_id,
                                 outcome="ok", detail=record.name)
         return await tokens.get(token_id)
+
+
+async def rotate_signing_key(settings: Settings) -> Any:
+    """A new JWT signing key (the old one verifies what it signed until that expires); audited."""
+    async with ingress_pool(settings) as pool:
+        key = await api_module("auth_keys").PgSigningKeys(pool).rotate()
+    await publish_audit(settings, tenant=None, action="tokens.rotate-signing-key", target=key.kid, outcome="ok")
+    return key
 
 
 async def list_tokens(settings: Settings, tenant: str | None) -> list[Any]:
@@ -166,6 +175,17 @@ def register(app: typer.Typer) -> None:
             table.add_row(r.id, r.name, r.tenant or "(all: owner)", r.role, _when(r.created_at), _when(r.expires_at),
                           _when(r.revoked_at), _when(r.last_used_at))
         Console(width=200).print(table)
+
+    @tokens_app.command("rotate-signing-key")
+    def rotate() -> None:
+        """Make a new key sign the operator API's JWTs; JWTs signed by the old one stay valid until they expire
+        (every ingress replica picks the new key up within 30 seconds)."""
+        try:
+            key = asyncio.run(rotate_signing_key(Settings()))
+        except Exception as exc:  # the database or the broker is away
+            typer.echo(f"could not rotate the signing key: {type(exc).__name__}: {exc}"[:400], err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"signing key {key.kid} is active from {_when(key.created_at)}")
 
     @tokens_app.command("revoke")
     def revoke(token_id: str = typer.Argument(..., help="the token's id (the part after agb_)")) -> None:

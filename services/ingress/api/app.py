@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +28,7 @@ from agentbus.config import PlatformConfig
 from agentbus.events import Event
 from agentbus.services.ingress.api.access import Identity, Unauthenticated, authenticate
 from agentbus.services.ingress.api.audit import audit_event
+from agentbus.services.ingress.api.auth_jwt import Signer, looks_like_jwt
 from agentbus.services.ingress.api.ports import (
     AuditLog,
     JobsReader,
@@ -51,6 +53,8 @@ class ApiDeps:
     jobs: JobsReader
     publisher: Publisher
     models_health: ModelsHealthReader | None = None  # the reasoner's view of its models
+    signer: Signer | None = None  # JWTs (None: API tokens only)
+    http: httpx.AsyncClient | None = None  # to the identity providers of the login flow
 
 
 class Error(BaseModel):
@@ -96,10 +100,17 @@ def deps_of(request: Request) -> ApiDeps:
     return deps
 
 
-bearer = HTTPBearer(auto_error=False, description="an API token: agb_<id>_<secret> (`agentbus tokens create`)")
+bearer = HTTPBearer(auto_error=False, description="an API token: agb_<id>_<secret> (`agentbus tokens create`), "
+                                                   "or a JWT from POST /auth/token or a login")
 
 
 PUBLIC = frozenset({"/openapi.json"})  # the document is public: it is committed to the repository
+# the login flow: a person arrives without a token, sent by the identity provider
+PUBLIC_PREFIXES = ("/auth/login/", "/auth/callback/")
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -115,21 +126,28 @@ class BearerAuth:
     """Authenticates every request before anything else reads it (its body included), so a request without
     a valid token learns nothing but 401, whatever it sends; the identity is put in the request's state."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenStore) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokenStore, signer: Signer | None = None) -> None:
         self._app = app
         self._tokens = tokens
+        self._signer = signer
+
+    async def _identify(self, header: str | None) -> Identity:
+        token = bearer_token(header)
+        if token and self._signer is not None and looks_like_jwt(token):
+            return await self._signer.identity(token)
+        return await authenticate(self._tokens, token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
         root, path = scope.get("root_path", ""), scope["path"]
-        if path.removeprefix(root) in PUBLIC:
+        if is_public(path.removeprefix(root)):
             await self._app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         try:
-            who = await authenticate(self._tokens, bearer_token(headers.get("authorization")))
+            who = await self._identify(headers.get("authorization"))
         except Unauthenticated as why:
             log.info("api_unauthenticated", path=path[:200], reason=str(why))
             response: JSONResponse = JSONResponse({"error": str(why)}, status_code=401,
@@ -214,7 +232,7 @@ def operator_api(deps: ApiDeps) -> FastAPI:
                   description="Tenants, agents, channels, models, jobs, tokens and the audit log of an agentbus "
                               "platform. Authenticate with `Authorization: Bearer <API token>`.")
     app.state.deps = deps
-    app.add_middleware(BearerAuth, tokens=deps.tokens)
+    app.add_middleware(BearerAuth, tokens=deps.tokens, signer=deps.signer)
     for router in ROUTERS:
         app.include_router(router, responses=ERRORS)
 

@@ -11,6 +11,8 @@ from agentbus.config import PlatformConfig
 from agentbus.httpclient import async_client
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
 from agentbus.services.ingress.api.audit import AuditRecorder
+from agentbus.services.ingress.api.auth_jwt import Signer
+from agentbus.services.ingress.api.auth_keys import PgSigningKeys
 from agentbus.services.ingress.api.ports import Publisher
 from agentbus.services.ingress.api.reasoner import ReasonerHealth
 from agentbus.services.ingress.api.scheduler import SchedulerJobs
@@ -34,5 +36,6 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
     http = async_client(timeout=10.0, max_connections=16)
     deps = ApiDeps(config=config, tokens=PgTokenStore(pool), audit=audit_log,
                    jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer,
-                   models_health=ReasonerHealth(reasoner_url(settings), http))
+                   models_health=ReasonerHealth(reasoner_url(settings), http),
+                   signer=Signer(PgSigningKeys(pool)), http=http)
     return Mount(PREFIX, app=operator_api(deps)), audit_log, http
