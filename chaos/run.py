@@ -40,8 +40,9 @@ def slice_plan(i: Injector) -> list[Fault]:
     # (same webhook-id; pinned by tests/chaos/test_interrupted_push.py), which would make the slice's
     # "no duplicated push" check depend on timing. The full plan kills every service and counts it.
     # ingress too: it holds the Telegram channel's long connection, and a webhook sender retries with the
-    # same webhook-id, so its SIGKILL is counted exactly
-    return [i.kill_service("ingress"), i.kill_service("reasoner"), i.llm_window("fail", 6), i.throttle_window(5)]
+    # same webhook-id, so its SIGKILL is counted exactly. The windows come first: they need traffic while they
+    # last, and a busy machine's slow recoveries from the kills must not push them past the end of the load.
+    return [i.throttle_window(5), i.llm_window("fail", 6), i.kill_service("ingress"), i.kill_service("reasoner")]
 
 
 PLANS: dict[str, tuple[Callable[[Injector], list[Fault]], float]] = {
