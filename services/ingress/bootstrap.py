@@ -25,13 +25,15 @@ from agentbus.services.ingress.media_dingtalk import fetch as dingtalk_fetch
 from agentbus.services.ingress.media_feishu import fetch as feishu_fetch
 from agentbus.services.ingress.media_slack import fetch as slack_fetch
 from agentbus.services.ingress.media_telegram import fetch as telegram_fetch
+from agentbus.services.ingress.media_wecom import fetch as wecom_fetch
 from agentbus.services.ingress.quota import MessageQuota, PgWindow
 from agentbus.services.ingress.routes import webhook_routes
 from agentbus.settings import Settings
 
 
 def media_fetchers() -> dict[str, Fetcher]:
-    return {"telegram": telegram_fetch, "slack": slack_fetch, "feishu": feishu_fetch, "dingtalk": dingtalk_fetch}
+    return {"telegram": telegram_fetch, "slack": slack_fetch, "feishu": feishu_fetch, "dingtalk": dingtalk_fetch,
+            "wecom": wecom_fetch}
 
 
 def build_adapters(config: PlatformConfig) -> dict[str, InboundAdapter]:

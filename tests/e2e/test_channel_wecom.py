@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.fakes.wecom import FakeWeCom, callback_request, text_message_xml, verify_url_query
+from tests.support.modes import asked, image_part
 from tests.support.platform import Infra, Platform, run_platform
 from tests.support.servers import FakeLLM
 
@@ -38,7 +39,8 @@ async def platform(infra: Infra, llm: FakeLLM, wecom: FakeWeCom) -> AsyncIterato
     config: dict[str, Any] = {
         "tenants": [{"id": "acme"}],
         "agents": [{"id": "assistant", "model": "fake", "memory": {"history_turns": 5, "recall_top_k": 0}}],
-        "models": [{"name": "fake", "base_url": llm.base_url, "model": "fake-model", "timeout_s": 10}],
+        "models": [{"name": "fake", "base_url": llm.base_url, "model": "fake-model", "timeout_s": 10,
+                    "vision": True}],
         "channels": [
             {
                 "id": "wecom",
@@ -88,3 +90,21 @@ async def test_message_is_answered_with_message_send(platform: Platform, wecom: 
     assert (sent["via"], sent["users"], sent["text"]) == ("app", ["zhangsan"], f"答复：{words}")
     assert f"答复：{words}".encode() in sent["raw"]
     assert wecom.token_fetches == 1
+
+
+async def test_an_image_is_fetched_by_its_media_id_and_reaches_the_model(
+        platform: Platform, wecom: FakeWeCom, llm: FakeLLM) -> None:
+    jpeg = b"\xff\xd8\xff\xe0" + uuid.uuid4().bytes * 64
+    media_id = wecom.add_media(jpeg, "image/jpeg")
+    xml = text_message_xml("https://wework.qpic.cn/wwpic/1", corp_id=CORP, agent_id=AGENT, msg_type="image",
+                           media_id=media_id, sender="lisi")
+    query, body = callback_request(TOKEN, AES, CORP, xml, agent_id=AGENT)
+    async with httpx.AsyncClient() as c:
+        first = await c.post(url(platform), params=query, content=body, headers={"content-type": "text/xml"})
+        assert first.status_code == 200 and first.headers["x-agentbus-outcome"] == "published"
+        again = await c.post(url(platform), params=query, content=body, headers={"content-type": "text/xml"})
+        assert again.headers["x-agentbus-outcome"] == "duplicate"
+    [sent] = await wecom.wait_for(lambda m: m["users"] == ["lisi"])
+    assert sent["via"] == "app"
+    [call] = [c for c in llm.calls if isinstance(asked(c), list) and image_part(jpeg, "image/jpeg") in asked(c)]
+    assert wecom.media_fetches == 1  # the retry was a duplicate: nothing downloaded again

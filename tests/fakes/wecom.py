@@ -58,6 +58,8 @@ class FakeWeCom:
     robot_calls: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     _recent: dict[tuple[str, str], float] = field(default_factory=dict)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # media_id -> (bytes, content type)
+    media_fetches: int = 0
 
     @property
     def url(self) -> str:
@@ -143,6 +145,25 @@ class FakeWeCom:
             {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.token_ttl}
         )
 
+    def add_media(self, data: bytes, content_type: str = "image/jpeg") -> str:
+        """A file a message refers to by its MediaId (served by media/get for three days, as WeCom keeps them)."""
+        media_id = "1" + uuid.uuid4().hex + uuid.uuid4().hex[:20]
+        self.media[media_id] = (data, content_type)
+        return media_id
+
+    async def _media_get(self, request: Request) -> Response:
+        """media/get: the file's bytes (with its content type and a Content-Disposition naming it), or WeCom's
+        JSON error answered with HTTP 200, as WeCom does."""
+        q = request.query_params
+        if q.get("access_token") not in self._tokens:
+            return JSONResponse(INVALID_TOKEN)
+        found = self.media.get(q.get("media_id", ""))
+        if found is None:
+            return JSONResponse({"errcode": 40007, "errmsg": "invalid media_id"})
+        self.media_fetches += 1
+        return Response(found[0], media_type=found[1],
+                        headers={"content-disposition": 'attachment; filename="media"'})
+
     async def _message_send(self, request: Request) -> Response:
         if request.query_params.get("access_token") not in self._tokens:
             return self._err("send: invalid token", INVALID_TOKEN)
@@ -224,6 +245,7 @@ class FakeWeCom:
         self.server = LoopbackServer(
             [
                 Route("/cgi-bin/gettoken", self._gettoken, methods=["GET"]),
+                Route("/cgi-bin/media/get", self._media_get, methods=["GET"]),
                 Route("/cgi-bin/message/send", self._message_send, methods=["POST"]),
                 Route("/cgi-bin/webhook/send", self._webhook_send, methods=["POST"]),
             ]
@@ -254,14 +276,17 @@ def text_message_xml(
     agent_id: int = 1000002,
     msg_id: str | None = None,
     msg_type: str = "text",
+    media_id: str = "media",
 ) -> str:
-    """The decrypted XML of a message sent to the app, as documented."""
+    """The decrypted XML of a message sent to the app, as documented (an image's ``content`` is its PicUrl)."""
     body = f"<Content><![CDATA[{content}]]></Content>" if msg_type == "text" else ""
     if msg_type == "voice":
         body = (
-            f"<MediaId><![CDATA[media]]></MediaId><Format><![CDATA[amr]]></Format>"
+            f"<MediaId><![CDATA[{media_id}]]></MediaId><Format><![CDATA[amr]]></Format>"
             f"<Recognition><![CDATA[{content}]]></Recognition>"
         )
+    if msg_type == "image":
+        body = f"<PicUrl><![CDATA[{content}]]></PicUrl><MediaId><![CDATA[{media_id}]]></MediaId>"
     return (
         f"<xml><ToUserName><![CDATA[{corp_id}]]></ToUserName><FromUserName><![CDATA[{sender}]]></FromUserName>"
         f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>{body}"

@@ -164,6 +164,34 @@ async def test_dingtalk_download_code_to_download_url(http: httpx.AsyncClient) -
         await ding.stop()
 
 
+async def test_wecom_media_id_through_media_get(http: httpx.AsyncClient) -> None:
+    from agentbus.channeltypes.wecom import WeComChannel
+    from tests.fakes.wecom import FakeWeCom
+
+    wc = await FakeWeCom().start()
+    try:
+        media, blobs = downloader(http)
+        ch = WeComChannel.model_validate({
+            "id": "wc-media", "type": "wecom", "tenant": "acme", "agent": "a", "corp_id": wc.corp_id,
+            "api_base_url": wc.url, "agent_id": wc.agent_id, "secret": {"env": "U", "default": wc.secret}})
+        ok = MediaItem(kind="image", source={"media_id": wc.add_media(JPEG, "image/jpeg")})
+        gone = MediaItem(kind="image", source={"media_id": "1-older-than-three-days"})
+        a, b = await media.download(ch, [ok, gone])
+        assert (a.ref, a.content_type, a.size, a.error) == (ref_of(JPEG), "image/jpeg", len(JPEG), None)
+        assert b.ref is None and b.error is not None and "errcode 40007" in b.error  # JSON in place of the file
+        assert blobs.puts == 1 and wc.media_fetches == 1
+        wc.expire_tokens()  # an expired token is dropped: the next download fetches a new one
+        [c] = await media.download(ch, [ok])
+        assert c.error is not None and "40014" in c.error
+        [d] = await media.download(ch, [ok])
+        assert d.ref == ref_of(JPEG) and wc.token_fetches == 2
+        no_secret = ch.model_copy(update={"secret": None, "id": "wc-no-secret"})
+        [e] = await media.download(no_secret, [MediaItem(kind="image", source={"media_id": "x"})])
+        assert e.error == "the channel has no app secret to download files with"
+    finally:
+        await wc.stop()
+
+
 async def test_a_store_that_is_down_marks_the_attachment(http: httpx.AsyncClient) -> None:
     tg = await FakeTelegram().start()
     try:

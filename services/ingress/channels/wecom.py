@@ -16,7 +16,7 @@ from agentbus.channeltypes.wecom import WeComChannel
 from agentbus.events import Chat, Sender
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
 from agentbus.services.ingress.channels.callback_crypto import CallbackCrypto, CryptoError
-from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage
+from agentbus.services.ingress.inbound import Answer, Inbound, InboundMessage, MediaItem
 
 EMPTY = Answer(200, b"", "text/plain")
 _DECLARATIONS = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -119,7 +119,8 @@ class WeComInbound(InboundAdapter):
             if msg_type == "voice"
             else None
         )
-        if text is None or not text.strip():
+        media = _media(x, msg_type, text)
+        if (text is None or not text.strip()) and not media:
             return Inbound(
                 answer=EMPTY, dedupe_id=msg_id, note=f"{msg_type} message without text: not handled"
             )
@@ -133,8 +134,27 @@ class WeComInbound(InboundAdapter):
                 platform_message_id=msg_id,
                 sender=Sender(id=sender),
                 chat=Chat(id=sender, type="direct"),
-                text=text.strip(),
+                text=(text or "").strip(),
                 mentioned_bot=True,
                 reply_route=route,
+                attachments=media,
             ),
         )
+
+
+def _media(x: ET.Element, msg_type: str, recognition: str | None) -> tuple[MediaItem, ...]:
+    """The file of an image, voice or video message, by its ``MediaId`` (fetched with ``media/get`` before
+    the message is published); a voice note's ``Recognition`` is its transcript."""
+    media_id = (field(x, "MediaId") or "").strip()
+    if not media_id or len(media_id) > 512:
+        return ()
+    source = {"media_id": media_id}
+    if msg_type == "image":
+        return (MediaItem(kind="image", source=source),)
+    if msg_type == "video":
+        return (MediaItem(kind="video", source=source, content_type="video/mp4"),)
+    if msg_type == "voice":
+        fmt = (field(x, "Format") or "amr").strip().lower()
+        return (MediaItem(kind="audio", source=source, content_type=f"audio/{fmt[:16]}",
+                          transcript=recognition.strip() if recognition and recognition.strip() else None),)
+    return ()

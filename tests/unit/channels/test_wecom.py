@@ -120,14 +120,23 @@ async def test_text_message_with_chinese_round_trips() -> None:
     assert policy(channel(allowlist=["lisi"]), m)[1] == channel().refusal_text
 
 
-async def test_voice_recognition_is_read_events_and_images_are_acknowledged() -> None:
+async def test_voice_recognition_is_read_events_acknowledged_and_images_carry_their_media() -> None:
     query, body = callback_request(TOKEN, AES, CORP, text_message_xml("语音内容", msg_type="voice"))
-    assert (await receive(request(body=body, query=query))).message.text == "语音内容"
+    voice = (await receive(request(body=body, query=query))).message
+    assert voice is not None and voice.text == "语音内容"
+    [audio] = voice.attachments
+    assert (audio.kind, audio.source, audio.content_type, audio.transcript) == (
+        "audio", {"media_id": "media"}, "audio/amr", "语音内容")
     query, body = callback_request(TOKEN, AES, CORP, event_xml("enter_agent"))
     ev = await receive(request(body=body, query=query))
     assert ev.message is None and "enter_agent" in ev.note and ev.answer.body == b""
-    query, body = callback_request(TOKEN, AES, CORP, text_message_xml("", msg_type="image"))
-    assert (await receive(request(body=body, query=query))).message is None
+    query, body = callback_request(TOKEN, AES, CORP, text_message_xml("https://wework.qpic.cn/x", msg_type="image",
+                                                                      media_id="1abc"))
+    image = (await receive(request(body=body, query=query))).message
+    assert image is not None and image.text == "" and [(a.kind, a.source) for a in image.attachments] == [
+        ("image", {"media_id": "1abc"})]
+    query, body = callback_request(TOKEN, AES, CORP, text_message_xml("", msg_type="image", media_id=""))
+    assert (await receive(request(body=body, query=query))).message is None  # nothing to fetch, nothing said
 
 
 async def test_replayed_callback_has_the_same_dedupe_id() -> None:
