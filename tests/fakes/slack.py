@@ -96,6 +96,7 @@ class FakeSlack:
     other_channels: set[str] = field(default_factory=set)  # exist, but the bot is not in them
     posted: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)  # chat.update calls accepted
+    statuses: list[dict[str, Any]] = field(default_factory=list)  # assistant.threads.setStatus calls accepted
     calls: int = 0
     unescaped: list[str] = field(default_factory=list)  # texts with raw control characters
     plan: list[tuple[int, str | None, dict[str, str]]] = field(default_factory=list)
@@ -124,6 +125,7 @@ class FakeSlack:
     async def start(self) -> FakeSlack:
         self.server = LoopbackServer([Route("/api/chat.postMessage", self._post, methods=["POST"]),
                                       Route("/api/chat.update", self._update, methods=["POST"]),
+                                      Route("/api/assistant.threads.setStatus", self._set_status, methods=["POST"]),
                                       Route("/files-pri/{rest:path}", self._file, methods=["GET"])])
         await self.server.start()
         return self
@@ -146,6 +148,25 @@ class FakeSlack:
         """A posted message's text as the channel shows it now (after its updates)."""
         texts = [m.get("text") or m.get("markdown_text") for m in [*self.posted, *self.updates] if m["ts"] == ts]
         return texts[-1] if texts else None
+
+    async def _set_status(self, request: Request) -> Response:
+        """assistant.threads.setStatus: channel_id, thread_ts and status required (status may be "" to clear)."""
+        try:
+            args = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return JSONResponse({"ok": False, "error": "invalid_json"})
+        auth = request.headers.get("authorization", "")
+        if not isinstance(args, dict) or auth[7:] not in self.tokens:
+            return JSONResponse({"ok": False, "error": "invalid_auth"})
+        if args.get("channel_id") not in self.channels:
+            return JSONResponse({"ok": False, "error": "channel_not_found"})
+        ts = args.get("thread_ts")
+        if not isinstance(ts, str) or not re.fullmatch(r"\d{10}\.\d{6}", ts):
+            return JSONResponse({"ok": False, "error": "invalid_thread_ts"})
+        if not isinstance(args.get("status"), str):
+            return JSONResponse({"ok": False, "error": "invalid_arguments"})
+        self.statuses.append(args)
+        return JSONResponse({"ok": True})
 
     async def _update(self, request: Request) -> Response:
         """chat.update of one of the bot's messages, by channel and ts (cant_update_message otherwise)."""

@@ -67,7 +67,7 @@ def sl_adapter(fake: FakeSlack, http: httpx.AsyncClient, progress: str) -> Slack
 
 
 ROUTE_TG: dict[str, Any] = {"chat_id": 42, "message_id": 10}
-ROUTE_SL: dict[str, Any] = {"channel": "D0DIRECT01"}
+ROUTE_SL: dict[str, Any] = {"channel": "D0DIRECT01", "ts": "1712000000.000100"}  # as ingress routes a DM
 
 
 def progress(stage: str, seq: int, text: str = "", route: dict[str, Any] | None = None) -> ReplyProgress:
@@ -169,11 +169,15 @@ async def test_a_failing_platform_never_fails_the_progress_handler(tg: FakeTeleg
         assert tg.actions == [] and tg.sent == [] and store.rows[("tg", "10")]["message_id"] is None
 
 
-async def test_slack_has_no_typing_and_streams_with_chat_update(sl: FakeSlack) -> None:
+async def test_slack_shows_the_thread_status_and_streams_with_chat_update(sl: FakeSlack) -> None:
     async with httpx.AsyncClient() as http:
         display, egress, _ = wiring(sl_adapter(sl, http, "stream"))
         await display.show(progress("working", 0, route=ROUTE_SL))
         assert sl.posted == []
+        [status] = sl.statuses  # the assistant thread status in the question's thread
+        thread = ROUTE_SL.get("thread_ts") or ROUTE_SL["ts"]
+        assert (status["channel_id"], status["thread_ts"], status["status"]) == (
+            ROUTE_SL["channel"], thread, "is thinking…")
         await display.show(progress("partial", 1, "a < b", route=ROUTE_SL))
         await display.show(progress("partial", 2, "a < b and b < c", route=ROUTE_SL))
         [posted] = sl.posted
@@ -194,6 +198,11 @@ async def test_the_official_sdks_speak_to_the_fakes_new_methods(tg: FakeTelegram
             await bot.edit_message_text("final", chat_id=42, message_id=msg.message_id)
     client = slack_sdk.web.async_client.AsyncWebClient(token=SLACK_TOKEN, base_url=sl.url + "/")
     posted = await client.chat_postMessage(channel="D0DIRECT01", text="draft")
+    set_status = await client.assistant_threads_setStatus(channel_id="D0DIRECT01", thread_ts=str(posted["ts"]),
+                                                          status="is thinking…")
+    assert set_status["ok"] and sl.statuses[-1]["status"] == "is thinking…"
+    with pytest.raises(slack_sdk.errors.SlackApiError, match="invalid_thread_ts"):
+        await client.assistant_threads_setStatus(channel_id="D0DIRECT01", thread_ts="soon", status="x")
     updated = await client.chat_update(channel="D0DIRECT01", ts=posted["ts"], text="final")
     assert updated["ok"] and sl.text_of(str(posted["ts"])) == "final"
     with pytest.raises(slack_sdk.errors.SlackApiError, match="message_not_found"):

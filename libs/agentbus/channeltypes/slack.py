@@ -13,6 +13,8 @@ class SlackChannel(ChannelBase):
     type: Literal["slack"]
     stream_capable: ClassVar[bool] = True
     editable: ClassVar[bool] = True  # progress: stream (editMessageText / chat.update)
+    # progress: typing: the assistant thread status shown while the agent works
+    typing_status: str = Field(default="is thinking…", min_length=1, max_length=100)
     api_base: str = Field(default="https://slack.com/api", pattern=r"^https?://[^\s/]+(:\d+)?(/[^\s]*)?$")
     # Basic Information → App Credentials → Signing Secret (webhook mode: every request is signed with it)
     signing_secret: EnvRef | None = None

@@ -112,8 +112,20 @@ class SlackOutbound(OutboundAdapter):
         raise Permanent(error, resp.status_code)
 
     # ---------------------------------------------------------------- progress (see egress.progress)
-    # Slack has no typing indicator for bots: progress: typing shows nothing, progress: stream posts the
-    # answer so far and edits it with chat.update.
+    # Slack's indicator is the assistant thread status ("is thinking…", assistant.threads.setStatus, chat:write):
+    # shown in the question's thread until the bot's next message there, or two minutes; set in direct
+    # messages only, where an app's assistant threads are. Slack refuses it outside them; progress is best
+    # effort, so that refusal is logged and nothing else changes. progress: stream posts the answer so far and edits it with chat.update.
+
+    async def typing(self, progress: ReplyProgressData) -> None:
+        if progress.chat.type != "direct":  # assistant threads live in the app's direct messages
+            return
+        route = progress.reply_route
+        thread = route.get("thread_ts") or route.get("ts")
+        if not isinstance(thread, str):
+            return
+        await self._call("assistant.threads.setStatus", {"channel_id": self._where(progress), "thread_ts": thread,
+                                                         "status": self.channel.typing_status})
 
     def _where(self, reply: ReplyGeneratedData | ReplyProgressData) -> str:
         return str(reply.reply_route.get("channel") or reply.chat.id)
