@@ -115,7 +115,8 @@ class SlackOutbound(OutboundAdapter):
     # Slack's indicator is the assistant thread status ("is thinking…", assistant.threads.setStatus, chat:write):
     # shown in the question's thread until the bot's next message there, or two minutes; set in direct
     # messages only, where an app's assistant threads are. Slack refuses it outside them; progress is best
-    # effort, so that refusal is logged and nothing else changes. progress: stream posts the answer so far and edits it with chat.update.
+    # effort, so that refusal is logged and nothing else changes. progress: stream posts the answer so far
+    # and edits it with chat.update.
 
     async def typing(self, progress: ReplyProgressData) -> None:
         if progress.chat.type != "direct":  # assistant threads live in the app's direct messages
