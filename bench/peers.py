@@ -29,6 +29,7 @@ from bench.minihttp import Response, run_forever, serve
 
 TAG = re.compile(r"\[m(\d+)\]")
 REPLY_PREFIX = "answer: "
+MODEL_LIST = b'{"object":"list","data":[{"id":"fake-model","object":"model","created":0,"owned_by":"bench"}]}'
 OK: dict[str, str] = {}
 _TASKS: set[asyncio.Task[None]] = set()
 
@@ -126,6 +127,8 @@ async def start_llm(port: int, delay_s: float, out: Path | None) -> None:
             stats["in_flight"] += 1
             stats["max_in_flight"] = max(stats["max_in_flight"], stats["in_flight"])
             return slow(body, at) if delay_s > 0 else answer(body, at)
+        if path.endswith("/models") and method == "GET":  # the reasoner's health probe: listed, never a call
+            return 200, MODEL_LIST, OK
         return _control(method, path, stats, records, reset) or (404, b'{"error":"not found"}', OK)
 
     await serve(handle, port)

@@ -18,10 +18,11 @@ _BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
 _QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
 _CODE = re.compile(r"(`+)(.+?)\1")
 _LINK = re.compile(r"\[([^\]\n]+)\]\(\s*((?:[^\s()]|\([^\s()]*\))+)\s*\)")
-_BOLD_ITALIC = re.compile(r"\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*")
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*|__(?=\S)(.+?)(?<=\S)__")
+# a marker right after a backslash is an escaped character in Markdown, never emphasis
+_BOLD_ITALIC = re.compile(r"(?<!\\)\*\*\*(?=\S)(.+?)(?<=\S)(?<!\\)\*\*\*")
+_BOLD = re.compile(r"(?<!\\)\*\*(?=\S)(.+?)(?<=\S)(?<!\\)\*\*|(?<!\\)__(?=\S)(.+?)(?<=\S)(?<!\\)__")
 _ITALIC = re.compile(r"(?<![*\w\\])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![*\w])|(?<![_\w\\])_(?=\S)([^_\n]+?)(?<=\S)_(?![_\w])")
-_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_STRIKE = re.compile(r"(?<!\\)~~(?=\S)(.+?)(?<=\S)(?<!\\)~~")
 _HOLD = "\x00"
 _HELD = re.compile(f"{_HOLD}(\\d+){_HOLD}")
 
