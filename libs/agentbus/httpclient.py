@@ -218,3 +218,27 @@ def async_client(*, timeout: float, max_connections: int, **kwargs: Any) -> http
     most ``max_connections`` open connections, idle ones kept alive, and no cookie jar."""
     return _Client(transport=_Transport(limits=httpx.Limits(max_connections=max_connections)),
                    timeout=timeout, **kwargs)
+
+
+class TooLarge(Exception):
+    """A response body over the caller's limit: ``declared`` is the Content-Length that said so before
+    anything was read (None: the limit was passed while reading)."""
+
+    def __init__(self, limit: int, declared: int | None = None) -> None:
+        super().__init__(f"more than {limit} bytes")
+        self.limit = limit
+        self.declared = declared
+
+
+async def read_capped(resp: httpx.Response, limit: int) -> bytes:
+    """The body of a streamed response, read at most ``limit`` bytes far: an announced larger size is refused
+    before reading, and a body that passes the limit stops being read there (a header is not trusted)."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(limit, int(declared))
+    buf = bytearray()
+    async for chunk in resp.aiter_bytes():
+        buf += chunk
+        if len(buf) > limit:
+            raise TooLarge(limit)
+    return bytes(buf)

@@ -20,6 +20,7 @@ import structlog
 from agentbus.blobs import BlobStore
 from agentbus.channeltypes import ChannelBase
 from agentbus.events import Attachment
+from agentbus.httpclient import TooLarge, read_capped
 from agentbus.services.ingress.inbound import MediaItem
 
 log = structlog.get_logger("agentbus.ingress")
@@ -50,15 +51,13 @@ async def get_capped(http: httpx.AsyncClient, url: str, max_bytes: int,
     async with http.stream("GET", url, headers=dict(headers or {})) as resp:
         if resp.status_code != 200:
             raise MediaError(f"{what}: HTTP {resp.status_code}")
-        declared = resp.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise MediaError(f"too large: {declared} bytes, the limit is {max_bytes}")
-        buf = bytearray()
-        async for chunk in resp.aiter_bytes():
-            buf += chunk
-            if len(buf) > max_bytes:
-                raise MediaError(f"too large: more than {max_bytes} bytes")
-        return Fetched(bytes(buf), resp.headers.get("content-type"))
+        try:
+            data = await read_capped(resp, max_bytes)
+        except TooLarge as big:
+            if big.declared is not None:
+                raise MediaError(f"too large: {big.declared} bytes, the limit is {max_bytes}") from None
+            raise MediaError(f"too large: more than {max_bytes} bytes") from None
+        return Fetched(data, resp.headers.get("content-type"))
 
 
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),

@@ -22,6 +22,7 @@ import httpx
 import orjson
 
 from agentbus.events import Attachment, Card, ReplyGeneratedData
+from agentbus.httpclient import TooLarge, read_capped
 from agentbus.netguard import Refused, checked_addresses, system_resolve
 from agentbus.services.egress.channels.parts_text import text_with_parts
 from agentbus.services.egress.ports import Pushed
@@ -124,19 +125,17 @@ async def fetch_image(http: httpx.AsyncClient, a: Attachment, schemes: tuple[str
             ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in IMAGE_TYPES:
                 raise ImageFailed(f"content type {ctype[:60]!r} is not an image Feishu takes")
-            declared = resp.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise ImageFailed(f"{declared} bytes: more than {limit}")
-            data = bytearray()
-            async for chunk in resp.aiter_bytes():
-                data += chunk
-                if len(data) > limit:
-                    raise ImageFailed(f"more than {limit} bytes")
+            try:
+                data = await read_capped(resp, limit)
+            except TooLarge as big:
+                if big.declared is not None:
+                    raise ImageFailed(f"{big.declared} bytes: more than {limit}") from None
+                raise ImageFailed(f"more than {limit} bytes") from None
     except httpx.HTTPError as exc:
         raise ImageFailed(f"{type(exc).__name__}: {str(exc)[:200]}") from None
     if not data:
         raise ImageFailed("empty body")
-    return bytes(data), ctype
+    return data, ctype
 
 
 async def upload_image(http: httpx.AsyncClient, base: str, token: str, name: str, data: bytes,
