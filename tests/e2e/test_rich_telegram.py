@@ -74,7 +74,8 @@ async def test_card_out_press_in_answered_once_in_the_group(platform: Platform, 
     assert markup is not None
     assert [(b.text, b.callback_data) for row in markup.inline_keyboard for b in row] == [
         ("Ship it", "deploy v2"), ("Cancel", "cancel")]
-    [photo] = [m for m in tg.media if m["chat_id"] == -100123]
+    # the photo is a second call after the card's message: wait for it rather than read it at once
+    [photo] = await tg.wait_for(lambda m: m["chat_id"] == -100123, media=True)
     assert photo["photo"] == CHART["url"] and photo["caption"] == CHART["name"]
 
     # Bob presses "Ship it" in the group, without mentioning the bot; Telegram then delivers the update again

@@ -244,10 +244,11 @@ class FakeTelegram:
     def remember(self, chat_id: int, message_id: int) -> None:
         self._messages.setdefault(chat_id, set()).add(message_id)
 
-    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+    async def wait_for(self, predicate: Any, timeout: float = 30.0, *, media: bool = False) -> list[dict[str, Any]]:
+        """The accepted sendMessage calls (or, with ``media``, sendPhoto/sendDocument calls) matching predicate."""
         deadline = time.monotonic() + timeout
         while True:
-            hits = [m for m in self.sent if predicate(m)]
+            hits = [m for m in (self.media if media else self.sent) if predicate(m)]
             if hits:
                 return hits
             if time.monotonic() > deadline:
