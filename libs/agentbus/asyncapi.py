@@ -21,6 +21,7 @@ CLI = "cli"
 CLI_SENDS = {("message.received", 1), ("job.triggered", 1), ("context.assembled", 1)}  # replay entry points
 CLI_COMMANDS = {("job.requested", 2)}  # agentbus jobs create|pause|resume|cancel
 CLI_AUDITS = {("audit.recorded", 1)}  # agentbus tokens create|revoke
+CLI_CONFIG = {("config.changed", 1)}  # agentbus config apply
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def document() -> dict[str, Any]:
         op(CLI, "send", key, "agentbus jobs publishes job commands (acks=all)")
     for key in sorted(CLI_AUDITS):
         op(CLI, "send", key, "agentbus tokens audits each token it creates or revokes (acks=all)")
+    for key in sorted(CLI_CONFIG):
+        op(CLI, "send", key, "agentbus config apply publishes a new version of the configuration (acks=all)")
     return {
         "asyncapi": "3.0.0",
         "info": {

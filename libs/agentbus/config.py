@@ -393,7 +393,9 @@ def _env_refs(value: Any, key: str) -> list[tuple[str, EnvRef]]:
     return []
 
 
-def load_config(path: Path, loader: Callable[[str], Any] = yaml.safe_load) -> PlatformConfig:
+def load_document(path: Path, loader: Callable[[str], Any] = yaml.safe_load) -> dict[str, Any]:
+    """The file as a document (not validated yet): what ``parse_config`` reads, and what the first
+    ``config.changed`` carries."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -402,4 +404,12 @@ def load_config(path: Path, loader: Callable[[str], Any] = yaml.safe_load) -> Pl
         raw = loader(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_config(raw or {}, source=str(path))
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return raw
+
+
+def load_config(path: Path, loader: Callable[[str], Any] = yaml.safe_load) -> PlatformConfig:
+    return parse_config(load_document(path, loader), source=str(path))

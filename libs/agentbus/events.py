@@ -342,6 +342,19 @@ class AuditRecordedData(Frozen):
     at: datetime
 
 
+class ConfigChangedData(Frozen):
+    """The whole platform configuration at one version, as agentbus.yaml writes it: credentials stay
+    ``{env: NAME}`` references, so the log holds no secret. Every replica of every service applies the newest."""
+
+    version: int = Field(ge=1, description="1 for the first (seeded from agentbus.yaml), one more per change")
+    document: dict[str, Any] = Field(description="the configuration (tenants, agents, models, channels, jobs, ...)")
+    digest: str = Field(description="sha256 of the document's canonical JSON")
+    actor: str = Field(description='"token:<id>", "cli", or "<service>:file" for the seed')
+    reason: Literal["seed", "apply", "api"]
+    changes: list[str] = Field(default_factory=list, description="what changed since the version before")
+    at: datetime
+
+
 # ---------------------------------------------------------------- envelope
 
 
@@ -590,6 +603,16 @@ class AuditRecorded(Event):
     data: AuditRecordedData
 
 
+class ConfigChanged(Event):
+    """config.changed v1: the platform's configuration at a new version (a compacted topic, one key)."""
+
+    TYPE: ClassVar[str] = "config.changed"
+    VERSION: ClassVar[int] = 1
+    type: Literal["config.changed"]
+    version: Literal[1]
+    data: ConfigChangedData
+
+
 CATALOGUE: dict[tuple[str, int], type[Event]] = {
     (c.TYPE, c.VERSION): c
     for c in (
@@ -608,6 +631,7 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         DeliveryCompleted,
         DeadLettered,
         AuditRecorded,
+        ConfigChanged,
     )
 }
 

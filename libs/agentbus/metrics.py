@@ -69,3 +69,8 @@ def child(metric: Any, *values: str) -> Any:
     come from small sets (event types, outcomes, configured models and channel types, HTTP statuses);
     ``labels`` validates and locks on every call."""
     return metric.labels(*values)
+CONFIG_VERSION = Gauge("agentbus_config_version", "The version of the platform's configuration this process runs")
+CONFIG_REFUSED = Counter(
+    "agentbus_config_refused_total",
+    "Configuration versions this process could not apply (it keeps the one it runs), or failed to rebuild for",
+)

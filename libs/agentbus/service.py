@@ -19,12 +19,13 @@ from starlette.routing import BaseRoute
 
 from agentbus.bus import ConsumerRunner, Handler, Producer
 from agentbus.bus.consumer import GiveUp
-from agentbus.bus.kafka import ensure_topics
-from agentbus.config import ConfigError, PlatformConfig, load_config
+from agentbus.bus.kafka import ensure_config_topic, ensure_topics
+from agentbus.config import ConfigError, PlatformConfig, load_document, parse_config
 from agentbus.events import Event
 from agentbus.http import ReadyCheck, admin_app, server
+from agentbus.liveconfig import follow_config, start_live_config
 from agentbus.logs import configure_logging
-from agentbus.security import InsecureConfiguration, check_secure_defaults
+from agentbus.security import InsecureConfiguration, check_secure_defaults, insecure_credentials
 from agentbus.settings import Settings
 from agentbus.telemetry import configure_tracing, shutdown_tracing
 from agentbus.topics import all_topics
@@ -56,15 +57,27 @@ def check_contract(service: str, parts: ServiceParts) -> None:
 Bootstrap = Callable[[Settings, PlatformConfig, Producer], Awaitable[ServiceParts]]
 
 
-async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: PlatformConfig) -> None:
+async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: PlatformConfig,
+                document: dict[str, Any]) -> None:
+    """Run ``service`` until SIGTERM. ``config`` and ``document`` are the file's: they seed the platform's
+    configuration when none is published yet; otherwise the published one is what runs (and is followed)."""
     if settings.create_topics:
         created = await ensure_topics(settings, all_topics(settings.topic_prefix))
+        if await ensure_config_topic(settings) == "created":
+            created.append("config")
         if created:
             log.info("topics_created", count=len(created), partitions=settings.topic_partitions)
     producer = Producer(settings, service)
     await producer.start()
-    parts = await bootstrap(settings, config, producer)
+    live, config_start = await start_live_config(settings, service, document, config, producer)
+    check_secure_defaults(live.current, settings, f"configuration version {live.version}")
+    if not settings.dev_mode:
+        live.check(lambda new: insecure_credentials(new, settings))
+    parts = await bootstrap(settings, live.as_config(), producer)
     check_contract(service, parts)
+    parts.background.append(lambda: follow_config(settings, live, config_start))
+    parts.details["config"] = lambda: {"version": live.version, "digest": live.applied.digest[:12],
+                                       "actor": live.applied.actor}
     consumer: ConsumerRunner | None = None
     if parts.routes:
         consumer = ConsumerRunner(settings, service, producer, parts.routes, give_up=parts.give_up)
@@ -127,7 +140,8 @@ def run(service: str) -> None:
     structlog.contextvars.bind_contextvars(environment=settings.environment)
     configure_tracing(service, settings.otlp_endpoint, settings.environment)
     try:
-        config = load_config(settings.config_file)
+        document = load_document(settings.config_file)
+        config = parse_config(document, source=str(settings.config_file))
         check_secure_defaults(config, settings, str(settings.config_file))
     except (ConfigError, InsecureConfiguration) as err:
         print(f"agentbus {service}: {err}", file=sys.stderr)
@@ -136,7 +150,10 @@ def run(service: str) -> None:
     import uvloop
 
     try:
-        uvloop.run(serve(service, bootstrap, settings, config))
+        uvloop.run(serve(service, bootstrap, settings, config, document))
+    except InsecureConfiguration as err:  # the published configuration, which a writer had let through
+        print(f"agentbus {service}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     except ConfigError as err:  # found while wiring (a tool an agent names that no source provides, say)
         print(f"agentbus {service}: {settings.config_file}: {err}", file=sys.stderr)
         raise SystemExit(2) from None

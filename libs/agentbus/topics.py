@@ -13,8 +13,16 @@ def topic_of(prefix: str, event: Event | type[Event]) -> str:
     return topic_for(prefix, event.TYPE, event.VERSION)
 
 
+CONFIG = ("config.changed", 1)  # one partition, compacted: created by ``ensure_config_topic``
+
+
 def all_topics(prefix: str) -> list[str]:
-    return sorted(topic_for(prefix, t, v) for (t, v) in CATALOGUE)
+    """The event topics created with the settings' partitions (every one but the configuration's)."""
+    return sorted(topic_for(prefix, t, v) for (t, v) in CATALOGUE if (t, v) != CONFIG)
+
+
+def config_topic(prefix: str) -> str:
+    return topic_for(prefix, *CONFIG)
 
 
 def dead_letter_topic(prefix: str) -> str:

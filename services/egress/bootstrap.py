@@ -3,15 +3,18 @@ limiter in PostgreSQL that all replicas share (``TokenBuckets`` is the in-proces
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
 from agentbus.bus import Producer
+from agentbus.channeltypes import ChannelBase
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import ReplyGenerated, ReplyProgress
 from agentbus.httpclient import async_client
+from agentbus.liveconfig import channel_changes, live_of
 from agentbus.service import ServiceParts
 from agentbus.services.egress.channels import ADAPTERS
 from agentbus.services.egress.channels.base import OutboundAdapter, TokenCache
@@ -25,19 +28,36 @@ from agentbus.settings import Settings
 
 def build_adapters(config: PlatformConfig, http: httpx.AsyncClient, tokens: TokenCache) -> dict[str, OutboundAdapter]:
     out: dict[str, OutboundAdapter] = {}
-    for ch in config.channels:
+    refresh_adapters(out, config.channels, [], http, tokens)
+    return out
+
+
+def refresh_adapters(adapters: dict[str, OutboundAdapter], changed: Sequence[ChannelBase], removed: Sequence[str],
+                     http: httpx.AsyncClient, tokens: TokenCache) -> None:
+    """Build the adapters of channels added or changed, drop those of removed ones (in place: the handlers
+    look a reply's channel up in this dict per reply)."""
+    for ch in changed:
         cls = ADAPTERS.get(ch.type)
         if cls is None:
             raise RuntimeError(f"no outbound adapter for channel type {ch.type!r} (channel {ch.id})")
-        out[ch.id] = cls(ch, http, tokens)
-    return out
+        adapters[ch.id] = cls(ch, http, tokens)
+    for cid in removed:
+        adapters.pop(cid, None)
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "egress", Path(__file__).parent / "migrations")
     http = async_client(timeout=settings.push_timeout_s, max_connections=512)
     ledger = PgDeliveryLedger(pool)
-    adapters = build_adapters(config, http, TokenCache())
+    tokens = TokenCache()
+    adapters = build_adapters(config, http, tokens)
+
+    async def channels_changed(old: PlatformConfig, new: PlatformConfig) -> None:
+        changed, removed = channel_changes(old, new)
+        refresh_adapters(adapters, changed, removed, http, tokens)
+
+    if (live := live_of(config)) is not None:
+        live.on_change(channels_changed)
     progress = ProgressDisplay(adapters, PgProgressStore(pool))
     egress = Egress(adapters, ledger, PgRateLimiter(pool), settings.push_attempts, progress=progress)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from agentbus.blobs import open_blob_store
 from agentbus.bus import Producer
+from agentbus.channeltypes import ChannelBase
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import AuditRecorded
 from agentbus.httpclient import async_client
+from agentbus.liveconfig import channel_changes, live_of
 from agentbus.service import ServiceParts
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.api.wiring import AuditRecorder, operator_api_mount
@@ -18,8 +21,8 @@ from agentbus.services.ingress.channels.base import InboundAdapter
 from agentbus.services.ingress.chat.wiring import chat_api
 from agentbus.services.ingress.dedupe import PgDedupe
 from agentbus.services.ingress.longconn.lease import PgLeases
-from agentbus.services.ingress.longconn.supervisor import describe, replica_name
-from agentbus.services.ingress.longconn.wiring import supervisors
+from agentbus.services.ingress.longconn.supervisor import replica_name
+from agentbus.services.ingress.longconn.wiring import LongConnections
 from agentbus.services.ingress.media import Fetcher, MediaDownloader
 from agentbus.services.ingress.media_dingtalk import fetch as dingtalk_fetch
 from agentbus.services.ingress.media_feishu import fetch as feishu_fetch
@@ -38,14 +41,23 @@ def media_fetchers() -> dict[str, Fetcher]:
 
 def build_adapters(config: PlatformConfig) -> dict[str, InboundAdapter]:
     adapters: dict[str, InboundAdapter] = {}
-    for ch in config.channels:
+    refresh_adapters(adapters, config.channels, [])
+    return adapters
+
+
+def refresh_adapters(adapters: dict[str, InboundAdapter], changed: Sequence[ChannelBase],
+                     removed: Sequence[str]) -> None:
+    """Build the adapters of channels added or changed, drop those of channels removed (in place: the webhook
+    routes read this dict per request)."""
+    for ch in changed:
         if ch.type == "api":  # its way in is the chat API (chat/), not a webhook
             continue
         cls = ADAPTERS.get(ch.type)
         if cls is None:
             raise RuntimeError(f"no inbound adapter for channel type {ch.type!r} (channel {ch.id})")
         adapters[ch.id] = cls(ch)
-    return adapters
+    for cid in removed:
+        adapters.pop(cid, None)
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
@@ -82,6 +94,18 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             structlog.get_logger("agentbus.ingress").warning("dlq_size_unavailable", error=str(exc)[:200])
 
     adapters = build_adapters(config)
+    # long polls (Telegram) hold a request for up to a minute: per-request timeouts say how long
+    http = async_client(timeout=30.0, max_connections=64)
+    links = LongConnections(adapters, acceptor, PgLeases(pool), replica_name(), http, settings.ingress_lease_ttl_s,
+                            settings.ingress_reconnect_max_s)
+
+    async def channels_changed(old: PlatformConfig, new: PlatformConfig) -> None:
+        changed, removed = channel_changes(old, new)
+        refresh_adapters(adapters, changed, removed)
+        await links.refresh(changed, removed)
+
+    if (live := live_of(config)) is not None:
+        live.on_change(channels_changed)
     api, audit_log, api_http = operator_api_mount(settings, config, pool, producer)
     chat = chat_api(settings, config, pool, acceptor)
     parts = ServiceParts(
@@ -91,13 +115,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, pool.close],
         background=[watch_dead_letters, *chat.background],
     )
-    if any(a.channel.mode == "stream" for a in adapters.values()):
-        # long polls (Telegram) hold a request for up to a minute: per-request timeouts say how long
-        http = async_client(timeout=30.0, max_connections=64)
-        sups = supervisors(adapters, acceptor, PgLeases(pool), replica_name(), http,
-                           settings.ingress_lease_ttl_s, settings.ingress_reconnect_max_s)
-        parts.background += [s.run for s in sups]
-        parts.on_stop.insert(0, http.aclose)
-        parts.details["connections"] = lambda: {
-            s.channel: describe(s.state, s.connection.channel.type) for s in sups}
+    parts.background.append(links.run)
+    parts.on_stop.insert(0, http.aclose)
+    parts.details["connections"] = links.describe
     return parts

@@ -6,6 +6,7 @@ table differs from its contract, so the document cannot drift from what runs.
 
 from agentbus.events import (
     AuditRecorded,
+    ConfigChanged,
     DeadLettered,
     Event,
     JobRequested,
@@ -15,7 +16,8 @@ from agentbus.events import (
 )
 
 SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded,)  # kept in its audit table for the operator API
-PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded)  # the API's commands, audit
+PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded, ConfigChanged)  # the API's
+# commands and configuration writes, audit
 # read outside the service's consumer group: the dead-letter gauge, and the chat API's replies (a group per
 # process, so every replica sees every reply to the requests it holds)
-FOLLOWS: tuple[type[Event], ...] = (DeadLettered, ReplyGenerated, ReplyProgress)
+FOLLOWS: tuple[type[Event], ...] = (DeadLettered, ReplyGenerated, ReplyProgress, ConfigChanged)

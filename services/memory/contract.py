@@ -1,6 +1,17 @@
 """Memory's row of the event map (see ``agentbus.asyncapi``; checked against the handler table at start)."""
 
-from agentbus.events import ContextAssembled, Event, JobTriggered, MemoryRequested, MessageReceived, ReplyGenerated
+from agentbus.events import (
+    ConfigChanged,
+    ContextAssembled,
+    Event,
+    JobTriggered,
+    MemoryRequested,
+    MessageReceived,
+    ReplyGenerated,
+)
 
 SUBSCRIBES: tuple[type[Event], ...] = (MessageReceived, JobTriggered, ReplyGenerated, MemoryRequested)
-PUBLISHES: tuple[type[Event], ...] = (ContextAssembled,)
+PUBLISHES: tuple[type[Event], ...] = (ContextAssembled, ConfigChanged)
+
+# every service follows the configuration's topic, and seeds it from its file when it is empty
+FOLLOWS: tuple[type[Event], ...] = (ConfigChanged,)

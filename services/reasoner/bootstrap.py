@@ -12,6 +12,7 @@ from agentbus.config import ConfigError, PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import ContextAssembled, ReplyProgress
 from agentbus.httpclient import async_client
+from agentbus.liveconfig import live_of
 from agentbus.service import ServiceParts
 from agentbus.services.reasoner.budget import PgUsage, TokenBudget
 from agentbus.services.reasoner.handlers import Reasoner
@@ -40,6 +41,12 @@ class ProducerProgress:
         await self._producer.publish([event])
 
 
+async def tool_sources_changed(old: PlatformConfig, new: PlatformConfig) -> None:
+    if old.mcp_servers != new.mcp_servers or old.http_tools != new.http_tools:
+        log.warning("config_needs_restart", keys=["mcp_servers", "http_tools"],
+                    reason="tool sources are connected at start")
+
+
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
     pool, database = await service_database(settings, "reasoner", Path(__file__).parent / "migrations")
     health = HealthBook()
@@ -65,6 +72,11 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     problems = registry.validate(config)
     if problems:
         raise ConfigError("invalid configuration\n" + "\n".join(f"  {p}" for p in problems))
+    if (live := live_of(config)) is not None:
+        # a new version naming a tool no source provides is not applied; MCP servers and HTTP tools are
+        # connected at start, so a change to them takes a restart of the reasoner (said in its log)
+        live.check(registry.validate)
+        live.on_change(tool_sources_changed)
     blobs, blob_pool = await open_blob_store(settings)
     reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer), blobs=blobs,
                         budget=TokenBudget(config, PgUsage(pool)))

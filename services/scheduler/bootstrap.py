@@ -1,4 +1,5 @@
-"""Wiring of the scheduler: jobs table, YAML job sync, the tick loop, job.requested commands."""
+"""Wiring of the scheduler: jobs table, the configuration's jobs synced at start and on every new version, the
+tick loop, job.requested commands."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobRequested
+from agentbus.liveconfig import live_of
 from agentbus.service import ServiceParts
 from agentbus.services.scheduler.handlers import Scheduler
 from agentbus.services.scheduler.routes import job_routes
@@ -20,6 +22,13 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     store = PgJobStore(pool)
     scheduler = Scheduler(config, store, producer, settings.scheduler_tick_s)
     await scheduler.sync_yaml_jobs()
+
+    async def jobs_changed(old: PlatformConfig, new: PlatformConfig) -> None:
+        if old.jobs != new.jobs or old.channels != new.channels or old.agents != new.agents:
+            await scheduler.sync_yaml_jobs()
+
+    if (live := live_of(config)) is not None:
+        live.on_change(jobs_changed)
 
     return ServiceParts(
         routes={JobRequested: scheduler.apply_command},

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 async def cli(infra: Infra, p: Platform, *args: str) -> tuple[int, str, str]:
     env = {**os.environ, **infra.env, "AGENTBUS_TOPIC_PREFIX": p.prefix,
            "AGENTBUS_DB_SCHEMA_SUFFIX": p.schema_suffix, "AGENTBUS_CONFIG_FILE": str(p.stack.config_file),
-           "COLUMNS": "200"}
+           "AGENTBUS_DEV_MODE": "true", "COLUMNS": "200"}  # the platform's own: a development stack
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agentbus.cli", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

@@ -21,6 +21,12 @@ NOT_WRITES = {"auth.token"}  # a POST that changes nothing: any role may exchang
 BODIES = {  # valid bodies, so that what answers is the access check, not the validation
     "jobs.create": {"channel": "acme-hook", "chat": "team", "prompt": "p", "every_s": 60},
     "tokens.create": {"name": "x", "role": "viewer"},
+    "agents.put": {"id": "assistant", "model": "echo"},
+    "models.put": {"name": "fake", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
+    "tenants.put": {"id": "acme"},
+    "tenants.create": {"id": "initech"},
+    "channels.put": {"type": "webhook", "agent": "assistant", "secret": {"env": "X", "default": "y"}},
+    "config.replace": {"document": {"tenants": [{"id": "acme"}], "agents": [{"id": "assistant"}]}},
 }
 
 
@@ -37,8 +43,16 @@ def routes(api: Api) -> list[tuple[str, str, APIRoute]]:
 
 
 def concrete(path: str, acme_token_id: str) -> str:
-    values = {"tenant": "acme", "job_id": "standup", "token_id": acme_token_id}
+    values = {"tenant": "acme", "job_id": "standup", "token_id": acme_token_id, "agent": "assistant",
+              "model": "fake", "channel": "acme-hook"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+
+
+def needs(route: APIRoute) -> str:
+    """The role the route's ``allow`` dependency asks for."""
+    found = [d.call.needs for d in route.dependant.dependencies if hasattr(d.call, "needs")]
+    assert len(found) == 1, route.name
+    return str(found[0])
 
 
 def takes_tenant_query(route: APIRoute) -> bool:
@@ -69,6 +83,10 @@ async def test_every_route_hides_another_tenants_resources_and_needs_a_token() -
             elif takes_tenant_query(route):
                 resp = await api.call(method, url, globex, params={"tenant": "acme"}, json=body)
                 assert resp.status_code == 404, (method, url, resp.text)
+            elif needs(route) == "owner":  # platform-wide (agents, models, the configuration): owners only
+                resp = await api.call(method, url, globex, json=body)
+                assert resp.status_code == 403, (method, url, resp.text)
+                assert "acme" not in resp.text.lower(), (method, url, resp.text)
             else:
                 resp = await api.call(method, url, globex, json=body)
                 assert resp.status_code == 200, (method, url, resp.text)
@@ -77,7 +95,7 @@ async def test_every_route_hides_another_tenants_resources_and_needs_a_token() -
         assert all(e.TYPE == "audit.recorded" for e in api.publisher.published), "a command was published"
         assert {(e.data.tenant, e.data.outcome, e.data.actor_name) for e in api.publisher.published} <= {
             ("globex", "denied", "globex-admin")}
-        writes = [r for m, _, r in walked if m != "GET" and "{tenant}" in r.path]
+        writes = [r for m, _, r in walked if m != "GET" and ("{tenant}" in r.path or needs(r) == "owner")]
         assert len(api.publisher.published) == len(writes)  # each refused write audited, once
         assert len(api.tokens.rows) == 2 and all(r.revoked_at is None for r, _ in api.tokens.rows.values())
 

@@ -96,6 +96,18 @@ async def create_topics(
         await admin.close()
 
 
+CONFIG_TOPIC_CONFIGS = {"cleanup.policy": "compact"}
+
+
+async def ensure_config_topic(s: Settings, replication_factor: int | None = None, wait_s: float = 0.0) -> str:
+    """The configuration's topic: one partition (one key, in order) and compacted (only the newest version of
+    the document needs to stay); returns "created" or "exists"."""
+    from agentbus.topics import config_topic
+
+    name = config_topic(s.topic_prefix)
+    return (await create_topics(s, [name], 1, replication_factor, CONFIG_TOPIC_CONFIGS, wait_s))[name]
+
+
 async def ensure_topics(s: Settings, topics: list[str]) -> list[str]:
     """Create missing topics with the settings' partitions and replication; returns the ones created."""
     return [t for t, state in (await create_topics(s, topics)).items() if state == "created"]

@@ -1,5 +1,5 @@
 """The ``agentbus`` command: run the stack, run one service, send a signed message, export schemas, jobs,
-operator API tokens and the audit log."""
+operator API tokens, the audit log and the running configuration."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import typer
 
 from agentbus.cli.admin import register as register_admin
 from agentbus.cli.audit import register as register_audit
+from agentbus.cli.configcmd import register as register_config
 from agentbus.cli.dlq import register as register_dlq
 from agentbus.cli.jobs import register as register_jobs
 from agentbus.cli.observe import register as register_observe
@@ -23,6 +24,7 @@ register_observe(app)
 register_jobs(app)
 register_tokens(app)
 register_audit(app)
+register_config(app)
 
 
 def main() -> None:

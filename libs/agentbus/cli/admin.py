@@ -60,8 +60,8 @@ async def init(
     migrations: bool = True,
     wait_s: float = 0.0,
 ) -> None:
-    from agentbus.bus.kafka import create_topics
-    from agentbus.topics import all_topics
+    from agentbus.bus.kafka import CONFIG_TOPIC_CONFIGS, create_topics, ensure_config_topic
+    from agentbus.topics import all_topics, config_topic
 
     if topics:
         names = all_topics(settings.topic_prefix)
@@ -71,6 +71,9 @@ async def init(
         for name, state in (await create_topics(settings, names, partitions, replication_factor, configs,
                                                 wait_s)).items():
             typer.echo(f"  {name}: {state}")
+        state = await ensure_config_topic(settings, replication_factor, wait_s)
+        shown = ", ".join(f"{k}={v}" for k, v in CONFIG_TOPIC_CONFIGS.items())
+        typer.echo(f"  {config_topic(settings.topic_prefix)}: {state} (1 partition, {shown})")
     if migrations:
         typer.echo("migrations:")
         for schema, versions in (await run_migrations(settings)).items():

@@ -26,11 +26,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentbus.config import PlatformConfig
 from agentbus.events import Event
+from agentbus.liveconfig import LiveConfig
 from agentbus.services.ingress.api.access import Identity, Unauthenticated, authenticate
 from agentbus.services.ingress.api.audit import audit_event
 from agentbus.services.ingress.api.auth_jwt import Signer, looks_like_jwt
 from agentbus.services.ingress.api.ports import (
     AuditLog,
+    ConfigWriting,
     JobsReader,
     JobsUnavailable,
     ModelsHealthReader,
@@ -55,6 +57,8 @@ class ApiDeps:
     models_health: ModelsHealthReader | None = None  # the reasoner's view of its models
     signer: Signer | None = None  # JWTs (None: API tokens only)
     http: httpx.AsyncClient | None = None  # to the identity providers of the login flow
+    config_writer: ConfigWriting | None = None  # publishes new versions of the configuration
+    live: LiveConfig | None = None  # the version this replica runs (``config`` reads through it)
 
 
 class Error(BaseModel):
@@ -197,6 +201,7 @@ def allow(need: Role) -> Callable[..., Awaitable[Access]]:
             raise HTTPException(403, f"this needs the {need} role; the token has {who.role}")
         return Access(who, tenant, action, deps)
 
+    check.needs = need  # type: ignore[attr-defined]  # read by the tests that walk every route
     return check
 
 
@@ -238,7 +243,8 @@ def operator_api(deps: ApiDeps) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}  # dict: error and problems
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

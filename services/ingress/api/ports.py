@@ -103,3 +103,10 @@ class ModelsHealthReader(Protocol):
 
 class Publisher(Protocol):
     async def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class ConfigWriting(Protocol):
+    """Publishes the next version of the configuration (``agentbus.configwriter.ConfigWriter``)."""
+
+    async def write(self, edit: Any, *, actor: str, reason: str, expected_version: int | None = None,
+                    dry_run: bool = False) -> Any: ...

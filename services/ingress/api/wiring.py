@@ -8,7 +8,9 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.routing import Mount
 
 from agentbus.config import PlatformConfig
+from agentbus.configwriter import ConfigWriter, pg_lock
 from agentbus.httpclient import async_client
+from agentbus.liveconfig import live_of
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
 from agentbus.services.ingress.api.audit import AuditRecorder
 from agentbus.services.ingress.api.auth_jwt import Signer
@@ -34,8 +36,11 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
                        producer: Publisher) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
     audit_log = PgAuditLog(pool)
     http = async_client(timeout=10.0, max_connections=16)
+    live = live_of(config)
+    writer = ConfigWriter(settings, producer, pg_lock(settings.database_url, settings.topic_prefix), "ingress")
     deps = ApiDeps(config=config, tokens=PgTokenStore(pool), audit=audit_log,
                    jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer,
                    models_health=ReasonerHealth(reasoner_url(settings), http),
-                   signer=Signer(PgSigningKeys(pool)), http=http)
+                   signer=Signer(PgSigningKeys(pool)), http=http,
+                   config_writer=writer if live is not None else None, live=live)
     return Mount(PREFIX, app=operator_api(deps)), audit_log, http
