@@ -7,15 +7,24 @@ table differs from its contract, so the document cannot drift from what runs.
 from agentbus.events import (
     AuditRecorded,
     DeadLettered,
+    DeliveryCompleted,
     Event,
+    InferenceCompleted,
     JobRequested,
     MessageReceived,
+    ReplayRequested,
+    ReplaySelected,
     ReplyGenerated,
     ReplyProgress,
+    ToolCalled,
 )
 
-SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded,)  # kept in its audit table for the operator API
-PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded)  # the API's commands, audit
+# audit events kept in its audit table for the operator API; replay runs asked for through it
+SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded, ReplayRequested)
+# the API's commands and audit, and a replay run's selection (its replayed copies keep their own source)
+PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded, ReplayRequested, ReplaySelected)
 # read outside the service's consumer group: the dead-letter gauge, and the chat API's replies (a group per
-# process, so every replica sees every reply to the requests it holds)
-FOLLOWS: tuple[type[Event], ...] = (DeadLettered, ReplyGenerated, ReplyProgress)
+# process, so every replica sees every reply to the requests it holds), and the operator API's dead letters and
+# replay runs (their selections and what they produced)
+FOLLOWS: tuple[type[Event], ...] = (DeadLettered, ReplyGenerated, ReplyProgress, ReplaySelected, InferenceCompleted,
+                                    DeliveryCompleted, ToolCalled)

@@ -21,6 +21,7 @@ NOT_WRITES = {"auth.token"}  # a POST that changes nothing: any role may exchang
 BODIES = {  # valid bodies, so that what answers is the access check, not the validation
     "jobs.create": {"channel": "acme-hook", "chat": "team", "prompt": "p", "every_s": 60},
     "tokens.create": {"name": "x", "role": "viewer"},
+    "replay.start": {"from": "context"},
 }
 
 
@@ -37,7 +38,8 @@ def routes(api: Api) -> list[tuple[str, str, APIRoute]]:
 
 
 def concrete(path: str, acme_token_id: str) -> str:
-    values = {"tenant": "acme", "job_id": "standup", "token_id": acme_token_id}
+    values = {"tenant": "acme", "job_id": "standup", "token_id": acme_token_id,
+              "letter_id": "7d4f2a52-3f0e-4a57-9a2e-1b2c3d4e5f60", "run": "replay-acme"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 
