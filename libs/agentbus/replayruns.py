@@ -98,17 +98,15 @@ class Results:
             if rid in self.wanted:
                 self.failed[rid] = e.data.error or "failed"
         elif isinstance(e, DeadLettered) and e.causation_id is not None:
-            rid = self._reply_of_failed(e.causation_id)
-            if rid is not None:
-                self.failed.setdefault(rid, f"dead-lettered by {e.data.service}: {e.data.error}"[:500])
+            failed = self._reply_of_failed(e.causation_id)
+            if failed is not None:
+                self.failed.setdefault(failed, f"dead-lettered by {e.data.service}: {e.data.error}"[:500])
 
     def _reply_of_failed(self, cause: uuid.UUID) -> uuid.UUID | None:
         """The entry's reply whose chain stopped at ``cause`` (an entry, its context, or the reply itself)."""
         by_entry = {entry: rid for rid, entry in self.wanted.items()}
-        for rid in (by_entry.get(cause), reply_id_of_context(cause), cause):
-            if rid is not None and rid in self.wanted:
-                return rid
-        return None
+        candidates = [by_entry.get(cause), reply_id_of_context(cause), cause]
+        return next((rid for rid in candidates if rid is not None and rid in self.wanted), None)
 
     @property
     def finished(self) -> set[uuid.UUID]:
