@@ -355,6 +355,40 @@ class ConfigChangedData(Frozen):
     at: datetime
 
 
+class ReplayRequestedData(Frozen):
+    """A replay run asked for through the operator API: which live events to re-run, and how. ``until`` is
+    fixed when the run is asked for, so a selection made again (after a crash) picks the same events."""
+
+    run: str = Field(min_length=1, max_length=64)
+    entry_type: Literal["message.received", "job.triggered", "context.assembled"]
+    since: datetime | None = None
+    until: datetime
+    conversation: str | None = None
+    correlation: str | None = None
+    limit: int = Field(ge=1, le=1000)
+    rerun_llm: bool = False
+    model: str | None = None
+    system_prompt: str | None = None
+    rerun_tools: bool = False
+    requested_by: str = Field(description='"token:<id>" of the caller')
+
+
+class ReplayEntry(Frozen):
+    id: uuid.UUID
+    conversation: str
+
+
+class ReplaySelectedData(Frozen):
+    """The events a replay run re-runs, recorded beside their republished copies: the run's status counts
+    its finished replies against this list."""
+
+    run: str = Field(min_length=1, max_length=64)
+    request_id: uuid.UUID
+    entry_type: str
+    entries: list[ReplayEntry]
+    truncated: bool = Field(default=False, description="more events matched than the run's limit")
+
+
 # ---------------------------------------------------------------- envelope
 
 
@@ -613,6 +647,26 @@ class ConfigChanged(Event):
     data: ConfigChangedData
 
 
+class ReplayRequested(Event):
+    """replay.requested v1: a command to start a replay run (ingress selects and republishes its events)."""
+
+    TYPE: ClassVar[str] = "replay.requested"
+    VERSION: ClassVar[int] = 1
+    type: Literal["replay.requested"]
+    version: Literal[1]
+    data: ReplayRequestedData
+
+
+class ReplaySelected(Event):
+    """replay.selected v1: the live events a replay run re-runs, published with their replayed copies."""
+
+    TYPE: ClassVar[str] = "replay.selected"
+    VERSION: ClassVar[int] = 1
+    type: Literal["replay.selected"]
+    version: Literal[1]
+    data: ReplaySelectedData
+
+
 CATALOGUE: dict[tuple[str, int], type[Event]] = {
     (c.TYPE, c.VERSION): c
     for c in (
@@ -632,6 +686,8 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         DeadLettered,
         AuditRecorded,
         ConfigChanged,
+        ReplayRequested,
+        ReplaySelected,
     )
 }
 

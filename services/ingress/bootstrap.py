@@ -10,11 +10,13 @@ from agentbus.bus import Producer
 from agentbus.channeltypes import ChannelBase
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
-from agentbus.events import AuditRecorded
+from agentbus.events import AuditRecorded, ReplayRequested
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import channel_changes, live_of
 from agentbus.service import ServiceParts
 from agentbus.services.ingress.accept import Acceptor
+from agentbus.services.ingress.api.eventlog import LogEntries
+from agentbus.services.ingress.api.replay_runner import ReplayRunner
 from agentbus.services.ingress.api.wiring import AuditRecorder, operator_api_mount
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
@@ -109,7 +111,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     api, audit_log, api_http = operator_api_mount(settings, config, pool, producer)
     chat = chat_api(settings, config, pool, acceptor)
     parts = ServiceParts(
-        routes={AuditRecorded: AuditRecorder(audit_log).keep_audit},
+        routes={AuditRecorded: AuditRecorder(audit_log).keep_audit,
+                ReplayRequested: ReplayRunner(LogEntries(settings)).select_replay},
         http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), *chat.routes, api],
         checks={"database": database, **chat.checks},
         on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, pool.close],

@@ -8,16 +8,26 @@ from agentbus.events import (
     AuditRecorded,
     ConfigChanged,
     DeadLettered,
+    DeliveryCompleted,
     Event,
+    InferenceCompleted,
     JobRequested,
     MessageReceived,
+    ReplayRequested,
+    ReplaySelected,
     ReplyGenerated,
     ReplyProgress,
+    ToolCalled,
 )
 
-SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded,)  # kept in its audit table for the operator API
-PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded, ConfigChanged)  # the API's
-# commands and configuration writes, audit
+# audit events kept in its audit table for the operator API; replay runs asked for through it
+SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded, ReplayRequested)
+# the API's commands, configuration writes and audit, and a replay run's selection (its replayed copies keep
+# their own source)
+PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded, ReplayRequested, ReplaySelected,
+                                      ConfigChanged)
 # read outside the service's consumer group: the dead-letter gauge, and the chat API's replies (a group per
-# process, so every replica sees every reply to the requests it holds)
-FOLLOWS: tuple[type[Event], ...] = (DeadLettered, ReplyGenerated, ReplyProgress, ConfigChanged)
+# process, so every replica sees every reply to the requests it holds), the operator API's dead letters and
+# replay runs (their selections and what they produced), and the configuration
+FOLLOWS: tuple[type[Event], ...] = (DeadLettered, ReplyGenerated, ReplyProgress, ReplaySelected, InferenceCompleted,
+                                    DeliveryCompleted, ToolCalled, ConfigChanged)

@@ -27,6 +27,7 @@ BODIES = {  # valid bodies, so that what answers is the access check, not the va
     "tenants.create": {"id": "initech"},
     "channels.put": {"type": "webhook", "agent": "assistant", "secret": {"env": "X", "default": "y"}},
     "config.replace": {"document": {"tenants": [{"id": "acme"}], "agents": [{"id": "assistant"}]}},
+    "replay.start": {"from": "context"},
 }
 
 
@@ -44,7 +45,8 @@ def routes(api: Api) -> list[tuple[str, str, APIRoute]]:
 
 def concrete(path: str, acme_token_id: str) -> str:
     values = {"tenant": "acme", "job_id": "standup", "token_id": acme_token_id, "agent": "assistant",
-              "model": "fake", "channel": "acme-hook"}
+              "model": "fake", "channel": "acme-hook", "letter_id": "7d4f2a52-3f0e-4a57-9a2e-1b2c3d4e5f60",
+              "run": "replay-acme"}
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 

@@ -1,4 +1,5 @@
-"""``agentbus dlq list`` and ``agentbus dlq redrive``: look at dead letters and send them back.
+"""``agentbus dlq list`` and ``agentbus dlq redrive``: look at dead letters and send them back (the reading
+and redriving live in ``agentbus.deadletters``, shared with the operator API).
 
 A dead letter keeps the original record's bytes, key and headers. Redriving publishes exactly that record
 again to its original topic (acks=all), with one extra header ``redriven-from`` naming the dead letter. The
@@ -10,107 +11,14 @@ the same dead letter twice has the effects of redriving it once. Nothing else is
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import typer
 
+from agentbus.deadletters import REDRIVEN_FROM, Letter, read_dead_letters, read_topic, redrive, redrive_record, select
 from agentbus.settings import Settings
 
-if TYPE_CHECKING:
-    from aiokafka.structs import ConsumerRecord
-
-REDRIVEN_FROM = "redriven-from"
-
-
-@dataclass(frozen=True)
-class Letter:
-    """One record of the dead-letter topic, parsed."""
-
-    partition: int
-    offset: int
-    event: Any  # a DeadLettered event
-
-    @property
-    def id(self) -> str:
-        return str(self.event.id)
-
-    def summary(self) -> dict[str, Any]:
-        d = self.event.data
-        return {
-            "id": self.id,
-            "time": self.event.occurred_at.isoformat(),
-            "service": d.service,
-            "original_type": d.original_type,
-            "original_id": d.original_id,
-            "original_topic": d.original_topic,
-            "original_partition": d.original_partition,
-            "original_offset": d.original_offset,
-            "attempts": d.attempts,
-            "error_type": d.error_type,
-            "error": d.error,
-            "redriven_from": d.original_headers.get(REDRIVEN_FROM),
-            "dlq_partition": self.partition,
-            "dlq_offset": self.offset,
-        }
-
-
-async def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[ConsumerRecord]:
-    """Every record of ``topic`` from the beginning up to its end, without a consumer group."""
-    from agentbus.eventlog import read_records
-
-    return await read_records(settings, [topic], timeout_s=timeout_s)
-
-
-async def read_dead_letters(settings: Settings, timeout_s: float = 30.0) -> list[Letter]:
-    """Every dead letter, oldest first."""
-    from agentbus.events import parse_event
-    from agentbus.topics import dead_letter_topic
-
-    records = await read_topic(settings, dead_letter_topic(settings.topic_prefix), timeout_s)
-    letters = [Letter(r.partition, r.offset, parse_event(r.value)) for r in records]
-    letters.sort(key=lambda x: (x.event.occurred_at, x.partition, x.offset))
-    return letters
-
-
-def select(
-    letters: list[Letter], ids: list[str] | None = None, type_: str | None = None, service: str | None = None
-) -> list[Letter]:
-    """Filter (all filters apply); one letter per dead-letter id, the latest (a redriven event that fails
-    again is dead-lettered again under the same id)."""
-    out: dict[str, Letter] = {}
-    for x in letters:
-        if ids and x.id not in ids:
-            continue
-        if type_ and x.event.data.original_type != type_:
-            continue
-        if service and x.event.data.service != service:
-            continue
-        out[x.id] = x
-    return list(out.values())
-
-
-def redrive_record(letter: Letter) -> tuple[str, bytes, bytes | None, list[tuple[str, bytes]]]:
-    """The original topic, value, key and headers, plus ``redriven-from`` (replacing an older one)."""
-    from agentbus.bus.deadletter import original_record
-
-    topic, value, key, headers = original_record(letter.event)
-    headers = [(k, v) for k, v in headers if k != REDRIVEN_FROM]
-    headers.append((REDRIVEN_FROM, letter.id.encode()))
-    return topic, value, key, headers
-
-
-async def redrive(settings: Settings, letters: list[Letter]) -> None:
-    from agentbus.bus import Producer
-
-    producer = Producer(settings, "dlq-redrive")  # acks=all
-    await producer.start()
-    try:
-        for letter in letters:
-            topic, value, key, headers = redrive_record(letter)
-            await producer.send_raw(topic, value, key, headers)
-    finally:
-        await producer.stop()
+__all__ = ["REDRIVEN_FROM", "Letter", "read_dead_letters", "read_topic", "redrive", "redrive_record", "select",
+           "register"]
 
 
 def _table(letters: list[Letter], title: str) -> None:

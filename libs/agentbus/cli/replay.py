@@ -19,11 +19,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from agentbus.events import DeliveryCompleted, Event, InferenceCompleted, Replay, ReplyGenerated, ToolCalled
-from agentbus.ids import reply_id, reply_id_of_context
+from agentbus.events import Replay
+from agentbus.replayruns import ENTRY
 from agentbus.settings import Settings
-
-ENTRY = {"message": "message.received", "job": "job.triggered", "context": "context.assembled"}
 
 
 def register(app: typer.Typer) -> None:
@@ -66,40 +64,35 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
                   tenant: str | None, conversation: str | None, correlation: str | None, limit: int, timeout: float,
                   dry_run: bool, as_json: bool) -> int:
     from agentbus.bus import Producer
-    from agentbus.eventlog import Filter, end_offsets, read
-    from agentbus.topics import topic_for, topics_of_type
+    from agentbus.eventlog import Filter, end_offsets, follow
+    from agentbus.replayruns import (
+        Results,
+        read_originals,
+        report_rows,
+        result_topics,
+        select_entries,
+        summary,
+        wanted_of,
+    )
 
     console = Console(highlight=False, stderr=as_json)
-    entry_topic = topic_for(s.topic_prefix, entry_type)
-    tool_topic = topic_for(s.topic_prefix, ToolCalled.TYPE)
-    result_topics = [*topics_of_type(s.topic_prefix, "reply.generated"),
-                     topic_for(s.topic_prefix, "delivery.completed"), tool_topic,
-                     *topics_of_type(s.topic_prefix, "inference.completed")]
-    selected = [lg.event for lg in await read(
-        s, [entry_topic],
-        Filter(tenant=tenant, conversation=conversation, correlation=correlation, since=since, until=until,
-               include_replays=False),
-    )][:limit]
+    topics = result_topics(s.topic_prefix)
+    selected, _ = await select_entries(s, entry_type, Filter(tenant=tenant, conversation=conversation,
+                                                             correlation=correlation, since=since, until=until,
+                                                             include_replays=False), limit)
     if not selected:
         console.print("nothing to replay: no live events match")
         return 1
-    reply_topics = topics_of_type(s.topic_prefix, "reply.generated")
-    originals = {lg.event.id: lg.event for lg in await read(s, reply_topics, lambda e: e.replay is None)}
-    original_tools: dict[uuid.UUID, list[ToolCalled]] = {}
-    for lg in await read(s, [tool_topic], lambda e: e.replay is None):
-        _add_tool(original_tools, lg.event)
+    originals = await read_originals(s)
     if dry_run:
         for e in selected:
             console.print(f"would replay {e.TYPE} {e.id} {e.conversation} at {e.occurred_at:%Y-%m-%d %H:%M:%S}")
         return 0
-    starts = await end_offsets(s, result_topics)
+    starts = await end_offsets(s, topics)
     producer = Producer(s, "replay")
     await producer.start()
-    wanted = {reply_id(e.id, e.TYPE): e for e in selected}
-    replayed: dict[uuid.UUID, Event] = {}
-    failed: dict[uuid.UUID, str] = {}
-    deliveries: dict[uuid.UUID, str] = {}
-    replayed_tools: dict[uuid.UUID, list[ToolCalled]] = {}
+    entries = [(e.id, e.TYPE) for e in selected]
+    results = Results(wanted_of(entries))
     t0 = time.monotonic()
     try:
         with Progress(console=console, transient=as_json) as progress:
@@ -110,28 +103,14 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
                 await producer.publish(chunk)
                 progress.update(sent, advance=len(chunk))
             done = progress.add_task("waiting for replayed replies", total=len(selected))
-            from agentbus.eventlog import follow
-
             stop = asyncio.Event()
 
             async def collect() -> None:
-                async for lg in follow(s, result_topics, lambda e: e.replay is not None and e.replay.run == run.run,
+                async for lg in follow(s, topics, lambda e: e.replay is not None and e.replay.run == run.run,
                                        start=starts, stop=stop):
-                    e = lg.event
-                    if isinstance(e, ReplyGenerated) and e.id in wanted:
-                        replayed[e.id] = e
-                    elif isinstance(e, ToolCalled):
-                        _add_tool(replayed_tools, e)
-                    elif isinstance(e, DeliveryCompleted):
-                        deliveries[e.data.reply_id] = e.data.status
-                    elif (isinstance(e, InferenceCompleted) and e.data.outcome == "failed"
-                          and e.causation_id is not None):
-                        rid = reply_id_of_context(e.causation_id)
-                        if rid in wanted:
-                            failed[rid] = e.data.error or "failed"
-                    finished = len(set(replayed) & set(deliveries) | set(failed))
-                    progress.update(done, completed=finished)
-                    if finished >= len(wanted):
+                    results.add(lg.event)
+                    progress.update(done, completed=len(results.finished))
+                    if len(results.finished) >= len(results.wanted):
                         return
 
             try:
@@ -141,23 +120,9 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
             stop.set()
     finally:
         await producer.stop()
-    rows: list[dict[str, Any]] = []
-    for rid, entry in wanted.items():
-        orig = originals.get(rid)
-        new = replayed.get(rid)
-        rows.append({
-            "entry_id": str(entry.id), "conversation": entry.conversation, "reply_id": str(rid),
-            "original_model": orig.data.model if orig else None, "original": orig.data.text if orig else None,
-            "replayed_model": new.data.model if new else None, "replayed": new.data.text if new else None,
-            "changed": (orig.data.text != new.data.text) if orig and new else None,
-            "delivery": deliveries.get(rid), "error": failed.get(rid),
-            "original_tools": [_tool_line(t) for t in original_tools.get(rid, [])],
-            "replayed_tools": [_tool_line(t) for t in replayed_tools.get(rid, [])],
-        })
-    pushed = [r for r in rows if r["delivery"] not in (None, "suppressed")]
-    report = {"run": run.run, "rerun_llm": run.rerun_llm, "model": run.model, "selected": len(selected),
-              "replayed": len(replayed), "failed": len(failed), "changed": sum(1 for r in rows if r["changed"]),
-              "pushed_to_channels": len(pushed), "seconds": round(time.monotonic() - t0, 2), "messages": rows}
+    rows = report_rows(entries, {e.id: e.conversation for e in selected}, originals, results)
+    report: dict[str, Any] = {"run": run.run, "rerun_llm": run.rerun_llm, "model": run.model, **summary(rows, results),
+                              "seconds": round(time.monotonic() - t0, 2), "messages": rows}
     if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
@@ -175,21 +140,8 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
         console.print(f"{report['replayed']}/{report['selected']} replayed, {report['changed']} changed, "
                       f"{report['failed']} failed, {report['pushed_to_channels']} pushed to a channel "
                       f"(replayed replies are never pushed), {report['seconds']} s")
-    complete = len(replayed) + len(failed) == len(wanted)
-    return 0 if complete and not pushed else 1
-
-
-def _add_tool(by_reply: dict[uuid.UUID, list[ToolCalled]], e: Event) -> None:
-    if isinstance(e, ToolCalled) and e.causation_id is not None:
-        by_reply.setdefault(reply_id_of_context(e.causation_id), []).append(e)
-
-
-def _tool_line(t: ToolCalled) -> str:
-    """One tool call of an answer: step, tool, arguments, outcome and the start of its result."""
-    d = t.data
-    args = json.dumps(d.arguments, ensure_ascii=False) if isinstance(d.arguments, dict) else d.arguments
-    how = "reused" if d.reused else f"{d.latency_ms:.0f} ms"
-    return f"{d.step}. {d.tool}({args[:80]}) → {d.outcome} ({how}): {' '.join(d.result.split())[:80]}"
+    complete = len(results.replayed) + len(results.failed) == len(results.wanted)
+    return 0 if complete and not report["pushed_to_channels"] else 1
 
 
 def _with_tools(text: str, tools: list[str]) -> str:

@@ -30,6 +30,7 @@ from agentbus.liveconfig import LiveConfig
 from agentbus.services.ingress.api.access import Identity, Unauthenticated, authenticate
 from agentbus.services.ingress.api.audit import audit_event
 from agentbus.services.ingress.api.auth_jwt import Signer, looks_like_jwt
+from agentbus.services.ingress.api.eventlog import DeadLetterStore, LogUnavailable, ReplayLog
 from agentbus.services.ingress.api.ports import (
     AuditLog,
     ConfigWriting,
@@ -59,6 +60,8 @@ class ApiDeps:
     http: httpx.AsyncClient | None = None  # to the identity providers of the login flow
     config_writer: ConfigWriting | None = None  # publishes new versions of the configuration
     live: LiveConfig | None = None  # the version this replica runs (``config`` reads through it)
+    dead_letters: DeadLetterStore | None = None  # the dead-letter topic (None: not served)
+    replays: ReplayLog | None = None  # replay runs, read from the event log (None: not served)
 
 
 class Error(BaseModel):
@@ -255,6 +258,7 @@ def operator_api(deps: ApiDeps) -> FastAPI:
     @app.exception_handler(PublishFailed)
     @app.exception_handler(StoreUnavailable)
     @app.exception_handler(JobsUnavailable)
+    @app.exception_handler(LogUnavailable)
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("api_backend_unavailable", error=str(exc)[:300])
         return JSONResponse({"error": "temporarily unavailable; retry later"}, status_code=503)

@@ -1,5 +1,6 @@
 """The operator API's adapters, built for ingress's bootstrap: PostgreSQL stores on ingress's pool, the
-scheduler's and the reasoner's admin endpoints, the service's producer, the app mounted at ``/api/v1``."""
+scheduler's and the reasoner's admin endpoints, the event log (dead letters, replay runs), the service's
+producer, the app mounted at ``/api/v1``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import httpx
 from psycopg_pool import AsyncConnectionPool
 from starlette.routing import Mount
 
+from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.configwriter import ConfigWriter, pg_lock
 from agentbus.httpclient import async_client
@@ -15,7 +17,7 @@ from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
 from agentbus.services.ingress.api.audit import AuditRecorder
 from agentbus.services.ingress.api.auth_jwt import Signer
 from agentbus.services.ingress.api.auth_keys import PgSigningKeys
-from agentbus.services.ingress.api.ports import Publisher
+from agentbus.services.ingress.api.eventlog import LogDeadLetters, LogReplays
 from agentbus.services.ingress.api.reasoner import ReasonerHealth
 from agentbus.services.ingress.api.scheduler import SchedulerJobs
 from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
@@ -33,7 +35,7 @@ def reasoner_url(settings: Settings) -> str:
 
 
 def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool,
-                       producer: Publisher) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
+                       producer: Producer) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
     audit_log = PgAuditLog(pool)
     http = async_client(timeout=10.0, max_connections=16)
     live = live_of(config)
@@ -42,5 +44,6 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
                    jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer,
                    models_health=ReasonerHealth(reasoner_url(settings), http),
                    signer=Signer(PgSigningKeys(pool)), http=http,
-                   config_writer=writer if live is not None else None, live=live)
+                   config_writer=writer if live is not None else None, live=live,
+                   dead_letters=LogDeadLetters(settings, producer), replays=LogReplays(settings))
     return Mount(PREFIX, app=operator_api(deps)), audit_log, http
