@@ -33,6 +33,31 @@ async def _current(settings: Settings) -> Any:
     return latest
 
 
+def known_config(path: Path) -> tuple[Any, str] | None:
+    """The configuration a check of the command line holds names against: the running one when the broker
+    answers (within 10 s), else the file at ``path`` when there is one; None when neither is here."""
+    from agentbus.config import ConfigError, load_config, parse_config
+    from agentbus.liveconfig import read_log
+
+    async def running() -> Any:
+        latest, _ = await asyncio.wait_for(read_log(Settings()), 10)
+        return latest
+
+    try:
+        latest = asyncio.run(running())
+    except Exception:  # no broker here (an offline check): the file is what there is
+        latest = None
+    try:
+        if latest is not None:
+            label = f"the running configuration (version {latest.data.version})"
+            return parse_config(latest.data.document, source=label), label
+        if path.exists():
+            return load_config(path), str(path)
+    except ConfigError as err:
+        raise refuse(str(err)) from None
+    return None
+
+
 def to_yaml(document: dict[str, Any]) -> str:
     import yaml
 

@@ -34,24 +34,27 @@ def refuse(message: str) -> typer.Exit:
 
 def check_target(config: Path | None, tenant: str, channel: str, agent: str | None) -> None:
     """The channel must be the tenant's (and the agent known), as the scheduler will check."""
+    from agentbus.cli.configcmd import known_config
     from agentbus.cli.stackcmds import default_config
     from agentbus.config import ConfigError, load_config
 
-    path = config or default_config()
-    if config is None and not path.exists():
-        typer.echo(f"note: no {path} here, the channel is checked by the scheduler only", err=True)
+    if config is not None:  # the file named on the command line, as asked
+        try:
+            cfg, where = load_config(config), str(config)
+        except ConfigError as err:
+            raise refuse(str(err)) from None
+    elif (known := known_config(default_config())) is not None:
+        cfg, where = known
+    else:
+        typer.echo("note: no configuration here, the channel is checked by the scheduler only", err=True)
         return
-    try:
-        cfg = load_config(path)
-    except ConfigError as err:
-        raise refuse(str(err)) from None
     ch = cfg.channel(channel)
     if ch is None:
-        raise refuse(f"channel: unknown channel {channel!r} in {path}")
+        raise refuse(f"channel: unknown channel {channel!r} in {where}")
     if ch.tenant != tenant:
         raise refuse(f"channel: {channel!r} is a channel of tenant {ch.tenant!r}, not {tenant!r}")
     if agent is not None and cfg.agent(agent) is None:
-        raise refuse(f"agent: unknown agent {agent!r} in {path}")
+        raise refuse(f"agent: unknown agent {agent!r} in {where}")
 
 
 def publish(tenant: str, channel: str, chat: str, cmd: Any) -> None:

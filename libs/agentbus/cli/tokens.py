@@ -108,21 +108,19 @@ async def list_tokens(settings: Settings, tenant: str | None) -> list[Any]:
 
 
 def check_tenant(tenant: str) -> None:
-    """A tenant id as agentbus.yaml writes one, and (when the file is here) one it declares."""
+    """A tenant id as agentbus.yaml writes one, and one the running configuration (or, offline, the file)
+    declares."""
+    from agentbus.cli.configcmd import known_config
     from agentbus.cli.stackcmds import default_config
-    from agentbus.config import ConfigError, load_config
 
     if not _TENANT.match(tenant):
         raise refuse(f"tenant: {tenant[:64]!r} is not a tenant id")
-    path = default_config()
-    if not path.exists():
+    known = known_config(default_config())
+    if known is None:
         return
-    try:
-        cfg = load_config(path)
-    except ConfigError as err:
-        raise refuse(str(err)) from None
+    cfg, where = known
     if tenant not in {t.id for t in cfg.tenants}:
-        raise refuse(f"tenant: unknown tenant {tenant!r} in {path}")
+        raise refuse(f"tenant: unknown tenant {tenant!r} in {where}")
 
 
 def _when(d: Any) -> str:
