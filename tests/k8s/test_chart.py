@@ -441,6 +441,7 @@ def test_dashboard_config_map_uses_the_exported_metrics(production_docs: list[di
     from prometheus_client import REGISTRY
 
     import agentbus.metrics  # noqa: F401 - registers the metrics
+    import agentbus.quota_metrics  # noqa: F401 - and the quota gauges
 
     cm = one(production_docs, "ConfigMap", "dashboard")
     assert cm["metadata"]["namespace"] == "monitoring"
