@@ -37,8 +37,9 @@ def routes(api: Api) -> list[tuple[str, str, APIRoute]]:
 
 
 def concrete(path: str, acme_token_id: str) -> str:
-    values = {"tenant": "acme", "job_id": "standup", "token_id": acme_token_id}
-    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+    values = {"tenant": "acme", "job_id": "standup", "token_id": acme_token_id,
+              "conversation": "acme/acme-hook/team", "correlation_id": "7b0c3a52-1d8e-4f4e-9a3c-2f1e5d6c7b8a"}
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], path)
 
 
 def takes_tenant_query(route: APIRoute) -> bool:

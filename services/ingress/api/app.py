@@ -35,6 +35,7 @@ from agentbus.services.ingress.api.ports import (
     JobsUnavailable,
     ModelsHealthReader,
     Publisher,
+    Reads,
     Role,
     StoreUnavailable,
     TokenStore,
@@ -55,6 +56,7 @@ class ApiDeps:
     models_health: ModelsHealthReader | None = None  # the reasoner's view of its models
     signer: Signer | None = None  # JWTs (None: API tokens only)
     http: httpx.AsyncClient | None = None  # to the identity providers of the login flow
+    reads: Reads | None = None  # conversations, deliveries, inferences, traces (history_routes)
 
 
 class Error(BaseModel):

@@ -7,7 +7,8 @@ from fastapi import APIRouter
 from agentbus.services.ingress.api.audit_routes import router as audit
 from agentbus.services.ingress.api.auth_routes import router as auth
 from agentbus.services.ingress.api.config_routes import router as config
+from agentbus.services.ingress.api.history_routes import router as history
 from agentbus.services.ingress.api.job_routes import router as jobs
 from agentbus.services.ingress.api.token_routes import router as tokens
 
-ROUTERS: tuple[APIRouter, ...] = (config, jobs, tokens, audit, auth)
+ROUTERS: tuple[APIRouter, ...] = (config, jobs, history, tokens, audit, auth)

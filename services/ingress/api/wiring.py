@@ -1,5 +1,6 @@
 """The operator API's adapters, built for ingress's bootstrap: PostgreSQL stores on ingress's pool, the
-scheduler's and the reasoner's admin endpoints, the service's producer, the app mounted at ``/api/v1``."""
+admin endpoints of the scheduler, the reasoner, memory and egress, the event log, the service's producer,
+the app mounted at ``/api/v1``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
 from agentbus.services.ingress.api.audit import AuditRecorder
 from agentbus.services.ingress.api.auth_jwt import Signer
 from agentbus.services.ingress.api.auth_keys import PgSigningKeys
-from agentbus.services.ingress.api.ports import Publisher
+from agentbus.services.ingress.api.history import EgressDeliveries, EventLogTrace, MemoryHistory, ReasonerInferences
+from agentbus.services.ingress.api.ports import Publisher, Reads
 from agentbus.services.ingress.api.reasoner import ReasonerHealth
 from agentbus.services.ingress.api.scheduler import SchedulerJobs
 from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
@@ -30,6 +32,14 @@ def reasoner_url(settings: Settings) -> str:
     return (settings.reasoner_url or f"http://127.0.0.1:{DEFAULT_PORTS['reasoner']}").rstrip("/")
 
 
+def memory_url(settings: Settings) -> str:
+    return (settings.memory_url or f"http://127.0.0.1:{DEFAULT_PORTS['memory']}").rstrip("/")
+
+
+def egress_url(settings: Settings) -> str:
+    return (settings.egress_url or f"http://127.0.0.1:{DEFAULT_PORTS['egress']}").rstrip("/")
+
+
 def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool,
                        producer: Publisher) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
     audit_log = PgAuditLog(pool)
@@ -37,5 +47,9 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
     deps = ApiDeps(config=config, tokens=PgTokenStore(pool), audit=audit_log,
                    jobs=SchedulerJobs(scheduler_url(settings), http), publisher=producer,
                    models_health=ReasonerHealth(reasoner_url(settings), http),
-                   signer=Signer(PgSigningKeys(pool)), http=http)
+                   signer=Signer(PgSigningKeys(pool)), http=http,
+                   reads=Reads(history=MemoryHistory(memory_url(settings), http),
+                               deliveries=EgressDeliveries(egress_url(settings), http),
+                               inferences=ReasonerInferences(reasoner_url(settings), http),
+                               trace=EventLogTrace(settings)))
     return Mount(PREFIX, app=operator_api(deps)), audit_log, http
