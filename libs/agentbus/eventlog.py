@@ -152,15 +152,53 @@ async def read_records(
     return out
 
 
+async def window_start(settings: Settings, topics: Sequence[str], since: datetime,
+                       max_per_partition: int) -> dict[TopicPartition, int]:
+    """Where a bounded read of ``topics`` starts: the first offset at or after ``since`` where the broker can
+    look offsets up by time, and never more than ``max_per_partition`` records before each partition's end
+    (a broker without a time index answers offset 0, so the cap is what bounds the read there)."""
+    c, tps = await _consumer(settings, topics)
+    try:
+        if not tps:
+            return {}
+        ends = await c.end_offsets(tps)
+        try:
+            by_time = await c.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
+        except Exception:  # noqa: BLE001 - no time index: the cap alone bounds the read
+            by_time = {}
+        start: dict[TopicPartition, int] = {}
+        for tp in tps:
+            if tp in by_time:  # None: no record that new (the partition has nothing in the window)
+                found = by_time[tp]
+                at = found.offset if found is not None else ends[tp]
+            else:
+                at = 0
+            start[tp] = max(at, ends[tp] - max_per_partition, 0)
+        return start
+    finally:
+        await c.stop()
+
+
+def chain_of(logged: Sequence[Logged], wanted: str) -> tuple[str, list[Logged]] | None:
+    """The correlation id and the events of the chain that ``wanted`` (an event id or a correlation id) is
+    part of, in the order of ``logged``; None when no event has that id."""
+    correlation = next((str(lg.event.correlation_id) for lg in logged
+                        if str(lg.event.id) == wanted or str(lg.event.correlation_id) == wanted), None)
+    if correlation is None:
+        return None
+    return correlation, [lg for lg in logged if str(lg.event.correlation_id) == correlation]
+
+
 async def read(
     settings: Settings,
     topics: Sequence[str],
     keep: Callable[[Event], bool] = lambda _e: True,
     start: dict[TopicPartition, int] | None = None,
+    timeout_s: float = 60.0,
 ) -> list[Logged]:
     """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now, oldest first."""
     out: list[Logged] = []
-    for rec in await read_records(settings, topics, start):
+    for rec in await read_records(settings, topics, start, timeout_s):
         logged = _decode(rec)
         if logged is not None and keep(logged.event):
             out.append(logged)

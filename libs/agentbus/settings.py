@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     push_timeout_s: float = 15.0
     push_attempts: int = 6
 
-    # memory's admin HTTP, which the reasoner's memory tool searches (empty: memory's default port on loopback)
+    # memory's admin HTTP, which the reasoner's memory tool searches and the operator API reads conversations
+    # from (empty: memory's default port on loopback)
     memory_url: str | None = None
 
     # telemetry
@@ -111,6 +112,8 @@ class Settings(BaseSettings):
     scheduler_url: str | None = None
     # the reasoner's admin HTTP, where the operator API reads the models' health (empty: its default port)
     reasoner_url: str | None = None
+    # egress's admin HTTP, where the operator API reads the delivery ledger (empty: its default port)
+    egress_url: str | None = None
 
     # the deployment's name (dev, staging, production): on every span and log line
     environment: str = "dev"

@@ -22,6 +22,7 @@ from agentbus.services.egress.handlers import Egress
 from agentbus.services.egress.ledger import PgDeliveryLedger
 from agentbus.services.egress.progress import ProgressDisplay
 from agentbus.services.egress.progress_store import PgProgressStore
+from agentbus.services.egress.routes import PgDeliveries, delivery_routes
 from agentbus.services.egress.shared_limits import PgRateLimiter
 from agentbus.settings import Settings
 
@@ -63,6 +64,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
 
     return ServiceParts(
         routes={ReplyGenerated: egress.push_reply, ReplyProgress: progress.show},
+        http_routes=delivery_routes(PgDeliveries(pool)),
         checks={"database": database},
         on_stop=[http.aclose, ledger.aclose, pool.close],
     )

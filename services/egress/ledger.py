@@ -61,9 +61,10 @@ class PgDeliveryLedger:
             row = await cur.fetchone()
             if row is None:
                 await conn.execute(
-                    "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
-                    "VALUES (%s, %s, %s, %s, %s, 'pushing')",
-                    (event.id, event.correlation_id, d.channel, d.channel_type, target),
+                    "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, "
+                    "tenant, conversation) VALUES (%s, %s, %s, %s, %s, 'pushing', %s, %s)",
+                    (event.id, event.correlation_id, d.channel, d.channel_type, target, event.tenant,
+                     event.conversation),
                 )
                 return Claim("claimed")
             status, attempts = row
@@ -73,14 +74,14 @@ class PgDeliveryLedger:
             return Claim("ambiguous", previous_attempts=attempts)
 
     async def _claim_many(self, items: list[_Claiming]) -> list[bool]:
-        rows = [(i.event.id, i.event.correlation_id, i.event.data.channel, i.event.data.channel_type, i.target)
-                for i in items]
+        rows = [(i.event.id, i.event.correlation_id, i.event.data.channel, i.event.data.channel_type, i.target,
+                 i.event.tenant, i.event.conversation) for i in items]
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status) "
-                "SELECT *, 'pushing' FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[]) "
-                "ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id",
-                columns(rows, 5),
+                "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, tenant, "
+                "conversation, status) SELECT *, 'pushing' FROM unnest(%b::uuid[], %b::uuid[], %b::text[], "
+                "%b::text[], %b::text[], %b::text[], %b::text[]) ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id",
+                columns(rows, 7),
             )
             claimed = {r[0] for r in await cur.fetchall()}
         return [i.event.id in claimed for i in items]
@@ -108,21 +109,22 @@ class PgDeliveryLedger:
         rows = [
             (i.event.id, i.event.correlation_id, i.event.data.channel, i.event.data.channel_type, i.target,
              i.outcome.status, i.outcome.attempts, i.outcome.http_status, i.outcome.error,
-             i.outcome.platform_message_id)
+             i.outcome.platform_message_id, i.event.tenant, i.event.conversation)
             for i in items
         ]
         upsert = (
             "INSERT INTO deliveries (reply_id, correlation_id, channel, channel_type, target, status, "
-            "attempts, http_status, error, platform_message_id, finished_at) "
+            "attempts, http_status, error, platform_message_id, tenant, conversation, finished_at) "
             "SELECT *, now() FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
-            "%b::int[], %b::int[], %b::text[], %b::text[]) ON CONFLICT (reply_id) DO UPDATE SET "
+            "%b::int[], %b::int[], %b::text[], %b::text[], %b::text[], %b::text[]) "
+            "ON CONFLICT (reply_id) DO UPDATE SET "
             "status = EXCLUDED.status, attempts = deliveries.attempts + EXCLUDED.attempts, "
             "http_status = EXCLUDED.http_status, error = EXCLUDED.error, "
             "platform_message_id = EXCLUDED.platform_message_id, finished_at = now() "
             # a reply already recorded as processed keeps its outcome
             "WHERE NOT EXISTS (SELECT 1 FROM processed_events p WHERE p.event_id = EXCLUDED.reply_id "
             "AND p.replay_run = '')",
-            columns(rows, 10),
+            columns(rows, 12),
         )
         async with self._pool.connection() as conn:
             return await record_batch(conn, [(i.event, i.outputs) for i in items], upsert)

@@ -17,6 +17,7 @@ from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.commands import MemoryCommands
 from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.handlers import Memory
+from agentbus.services.memory.history import PgHistory, history_routes
 from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.ports import Embedder, VectorStore
 from agentbus.services.memory.routes import recall_routes
@@ -52,7 +53,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             ReplyGenerated: memory.remember_reply,
             MemoryRequested: commands.apply,
         },
-        http_routes=recall_routes(config, embedder, vectors),
+        http_routes=[*recall_routes(config, embedder, vectors), *history_routes(PgHistory(pool))],
         checks={"database": database},
         on_stop=on_stop,
     )

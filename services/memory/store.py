@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import coalesced, columns, record_batch
@@ -87,11 +88,17 @@ class PgTurnStore:
         # events of one conversation are handled one at a time, so a history read and the write of the turn
         # that follows it cannot interleave with another turn of the conversation
         turns = [(w.event.id, w.event.tenant, w.event.conversation, w.turn.role, w.turn.sender, w.turn.text,
-                  w.turn.at) for w in items if w.turn is not None]
+                  w.turn.at, w.event.correlation_id, _attachments(w.turn)) for w in items if w.turn is not None]
         async with self._pool.connection() as conn:
             return await record_batch(
                 conn, [(w.event, w.outputs) for w in items],
-                ("INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at) "
-                 "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
-                 "%b::timestamptz[]) ON CONFLICT (event_id) DO NOTHING", columns(turns, 7)),
+                ("INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at, correlation_id, "
+                 "attachments) SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                 "%b::text[], %b::timestamptz[], %b::uuid[], %b::jsonb[]) ON CONFLICT (event_id) DO NOTHING",
+                 columns(turns, 9)),
             )
+
+
+def _attachments(turn: Turn) -> Jsonb:
+    """The turn's attachments by reference (what the blob store or a URL holds; never bytes)."""
+    return Jsonb([a.model_dump(mode="json", exclude_none=True) for a in turn.attachments])

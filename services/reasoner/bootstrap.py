@@ -20,6 +20,7 @@ from agentbus.services.reasoner.health import HealthBook, Prober, configured_end
 from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.llm import ChatClient
 from agentbus.services.reasoner.ports import Tool
+from agentbus.services.reasoner.routes import PgInferences, inference_routes
 from agentbus.services.reasoner.tools.http_action import HttpActionTool
 from agentbus.services.reasoner.tools.mcp import McpSource
 from agentbus.services.reasoner.tools.memory import MemoryTool, memory_url
@@ -84,7 +85,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     return ServiceParts(
         routes={ContextAssembled: reasoner.answer},
         give_up={ContextAssembled: reasoner.apologise},
-        http_routes=health_routes(prober),
+        http_routes=[*health_routes(prober), *inference_routes(PgInferences(pool))],
         checks={"database": database},
         background=[prober.run],
         on_stop=[*(s.aclose for s in sources), llm.aclose, probe_http.aclose, tool_http.aclose, memory.aclose,

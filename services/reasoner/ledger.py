@@ -36,7 +36,7 @@ def _inference_row(r: Record) -> tuple[object, ...]:
     # models_tried is an array per row: unnest would flatten an array of arrays, so it goes as jsonb
     return (r.event.id, r.event.correlation_id, r.agent, c.model, c.provider, Jsonb(list(c.models_tried)),
             c.attempts, Jsonb(r.request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason,
-            float(c.latency_ms))
+            float(c.latency_ms), r.event.tenant, r.event.conversation)
 
 
 class Ledger:
@@ -81,16 +81,18 @@ class Ledger:
         return await self._records(record)
 
     async def _record_many(self, items: list[Record]) -> list[list[Event]]:
-        cols = columns([_inference_row(r) for r in items if r.store_inference], 13)
+        cols = columns([_inference_row(r) for r in items if r.store_inference], 15)
         async with self._pool.connection() as conn:
             return await record_batch(
                 conn, [(r.event, r.outputs) for r in items],
                 ("INSERT INTO inferences (input_event_id, correlation_id, agent, model, provider, models_tried, "
-                 "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms) "
-                 "SELECT k, c, a, m, p, ARRAY(SELECT jsonb_array_elements_text(t)), n, r, o, pt, ct, f, l "
+                 "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms, "
+                 "tenant, conversation) "
+                 "SELECT k, c, a, m, p, ARRAY(SELECT jsonb_array_elements_text(t)), n, r, o, pt, ct, f, l, tn, cv "
                  "FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::jsonb[], %b::int[], "
-                 "%b::jsonb[], %b::text[], %b::int[], %b::int[], %b::text[], %b::float8[]) "
-                 "AS u(k, c, a, m, p, t, n, r, o, pt, ct, f, l) ON CONFLICT (input_event_id) DO NOTHING", cols),
+                 "%b::jsonb[], %b::text[], %b::int[], %b::int[], %b::text[], %b::float8[], %b::text[], %b::text[]) "
+                 "AS u(k, c, a, m, p, t, n, r, o, pt, ct, f, l, tn, cv) ON CONFLICT (input_event_id) DO NOTHING",
+                 cols),
             )
 
     async def record_step(self, event: ContextAssembled, step: StepRecord) -> None:

@@ -479,7 +479,7 @@ def test_the_reasoners_tools_reach_memory_and_the_scheduler_through_their_servic
     for name, var in (("memory", "AGENTBUS_MEMORY_URL"), ("scheduler", "AGENTBUS_SCHEDULER_URL")):
         svc = one(default_docs, "Service", name)
         assert env[var]["value"] == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
-    for other in ("ingress", "memory", "scheduler", "egress"):
+    for other in ("memory", "scheduler", "egress"):
         (oc,) = containers(one(default_docs, "Deployment", other))
         assert "AGENTBUS_MEMORY_URL" not in env_of(oc)
 
@@ -489,9 +489,10 @@ def test_the_operator_api_reads_the_schedulers_jobs_and_the_reasoners_model_heal
 ) -> None:
     (c,) = containers(one(default_docs, "Deployment", "ingress"))
     env = env_of(c)
-    for name, var in (("scheduler", "AGENTBUS_SCHEDULER_URL"), ("reasoner", "AGENTBUS_REASONER_URL")):
+    for name, var in (("scheduler", "AGENTBUS_SCHEDULER_URL"), ("reasoner", "AGENTBUS_REASONER_URL"),
+                      ("memory", "AGENTBUS_MEMORY_URL"), ("egress", "AGENTBUS_EGRESS_URL")):
         svc = one(default_docs, "Service", name)
         assert env[var]["value"] == f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
     for other in ("memory", "reasoner", "scheduler", "egress"):
         (oc,) = containers(one(default_docs, "Deployment", other))
-        assert "AGENTBUS_REASONER_URL" not in env_of(oc)
+        assert "AGENTBUS_REASONER_URL" not in env_of(oc) and "AGENTBUS_EGRESS_URL" not in env_of(oc)

@@ -22,6 +22,7 @@ from agentbus.services.ingress.api.ports import (
     AuditEntry,
     JobsUnavailable,
     ModelsHealthReader,
+    Reads,
     Role,
     StoreUnavailable,
     TokenRecord,
@@ -180,7 +181,8 @@ class Api:
 
 @asynccontextmanager
 async def served_api(cfg: PlatformConfig | None = None,
-                     models_health: ModelsHealthReader | None = None) -> AsyncIterator[Api]:
+                     models_health: ModelsHealthReader | None = None,
+                     reads: Reads | None = None) -> AsyncIterator[Api]:
     """The operator API mounted at /api/v1 in a Starlette app on a loopback port, as ingress serves it (with
     the services' own HTTP client to the identity providers)."""
     from agentbus.httpclient import async_client
@@ -189,7 +191,7 @@ async def served_api(cfg: PlatformConfig | None = None,
     signer = Signer(keys)
     http = async_client(timeout=10.0, max_connections=8)
     app = operator_api(ApiDeps(config=cfg or config(), tokens=tokens, audit=audit, jobs=jobs, publisher=publisher,
-                               models_health=models_health, signer=signer, http=http))
+                               models_health=models_health, signer=signer, http=http, reads=reads))
     server = LoopbackServer([Mount(PREFIX, app=app)])
     await server.start()
     try:

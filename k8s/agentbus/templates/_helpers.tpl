@@ -161,8 +161,8 @@ Where things are comes in as plain values; every credential comes from a Secret 
 - name: AGENTBUS_SHUTDOWN_GRACE_S
   value: {{ $v.shutdownGraceSeconds | quote }}
 {{- end }}
-{{- if eq $c "reasoner" }}
-{{- /* the admin endpoints the agent's memory and schedule tools read */}}
+{{- if or (eq $c "reasoner") (eq $c "ingress") }}
+{{- /* memory's admin endpoints: the agent's memory tool, and the operator API's conversations */}}
 - name: AGENTBUS_MEMORY_URL
   value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "memory")) $v.services.memory.port | quote }}
 {{- end }}
@@ -175,6 +175,9 @@ Where things are comes in as plain values; every credential comes from a Secret 
 {{- /* the models' health, which the operator API reads from the reasoner */}}
 - name: AGENTBUS_REASONER_URL
   value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "reasoner")) $v.services.reasoner.port | quote }}
+{{- /* the delivery ledger, which the operator API reads from egress */}}
+- name: AGENTBUS_EGRESS_URL
+  value: {{ printf "http://%s:%v" (include "agentbus.componentName" (dict "root" $root "component" "egress")) $v.services.egress.port | quote }}
 {{- end }}
 - name: AGENTBUS_KAFKA_BOOTSTRAP_SERVERS
   value: {{ $v.kafka.bootstrapServers | quote }}

@@ -83,7 +83,7 @@ async def _tail(s: Settings, types: tuple[str, ...], conversation: str | None, t
 
 async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     from agentbus.describe import summary
-    from agentbus.eventlog import read
+    from agentbus.eventlog import chain_of, read
     from agentbus.topics import all_topics
 
     try:
@@ -91,17 +91,11 @@ async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     except ValueError:
         print(f"not an id: {wanted!r}")
         return 2
-    everything = await read(s, all_topics(s.topic_prefix))
-    correlation = None
-    for logged in everything:
-        e = logged.event
-        if str(e.id) == wanted or str(e.correlation_id) == wanted:
-            correlation = str(e.correlation_id)
-            break
-    if correlation is None:
+    found = chain_of(await read(s, all_topics(s.topic_prefix)), wanted)
+    if found is None:
         print(f"no event with id or correlation id {wanted}")
         return 1
-    chain = [lg for lg in everything if str(lg.event.correlation_id) == correlation]
+    correlation, chain = found
     ids = {lg.event.id for lg in chain}
     by_id = {lg.event.id: lg for lg in chain}
     if as_json:

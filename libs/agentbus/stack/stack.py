@@ -185,7 +185,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         }
         env.setdefault("AGENTBUS_DEV_MODE", "true")  # the development stack: demo credentials allowed
-        for other in ("memory", "scheduler", "reasoner"):  # admin endpoints that tools and the operator API read
+        for other in ("memory", "scheduler", "reasoner", "egress"):  # admin endpoints tools and the operator API read
             env.setdefault(f"AGENTBUS_{other.upper()}_URL", f"http://127.0.0.1:{self.ports.services[other]}")
         if name != "memory":
             env.pop("AGENTBUS_QDRANT_PATH", None)

@@ -38,6 +38,7 @@ from agentbus.services.ingress.api.ports import (
     JobsUnavailable,
     ModelsHealthReader,
     Publisher,
+    Reads,
     Role,
     StoreUnavailable,
     TokenStore,
@@ -62,6 +63,7 @@ class ApiDeps:
     live: LiveConfig | None = None  # the version this replica runs (``config`` reads through it)
     dead_letters: DeadLetterStore | None = None  # the dead-letter topic (None: not served)
     replays: ReplayLog | None = None  # replay runs, read from the event log (None: not served)
+    reads: Reads | None = None  # conversations, deliveries, inferences, traces (history_routes)
 
 
 class Error(BaseModel):

@@ -110,3 +110,53 @@ class ConfigWriting(Protocol):
 
     async def write(self, edit: Any, *, actor: str, reason: str, expected_version: int | None = None,
                     dry_run: bool = False) -> Any: ...
+
+
+class ReadUnavailable(Exception):
+    """A service behind a read (its admin endpoint, or the event log) could not answer: 503 with the reason."""
+
+
+class ReadRefused(Exception):
+    """The service behind a read refused what it was asked (a cursor it did not make): 422 with the reason."""
+
+
+Page = dict[str, Any]  # {"items": [...], "next_before": cursor or None}, as the services' listings answer
+
+
+class HistoryReader(Protocol):
+    """Memory's conversation history (``GET /v1/conversations``, ``.../{conversation}/turns``)."""
+
+    async def conversations(self, tenant: str, limit: int, before: str | None) -> Page: ...
+
+    async def turns(self, tenant: str, conversation: str, limit: int, before: str | None) -> Page | None:
+        """None: the tenant has no such conversation."""
+        ...
+
+
+class DeliveriesReader(Protocol):
+    """Egress's delivery ledger (``GET /v1/deliveries``)."""
+
+    async def deliveries(self, tenant: str, limit: int, before: str | None, filters: dict[str, str]) -> Page: ...
+
+
+class InferencesReader(Protocol):
+    """The reasoner's inference ledger (``GET /v1/inferences``)."""
+
+    async def inferences(self, tenant: str, limit: int, before: str | None, filters: dict[str, str]) -> Page: ...
+
+
+class TraceReader(Protocol):
+    async def trace(self, tenant: str, wanted: str, since: datetime, until: datetime) -> list[Any] | None:
+        """The tenant's events of the chain ``wanted`` is part of (``agentbus.eventlog.Logged``, in order)
+        that occurred in the window; None when none did."""
+        ...
+
+
+@dataclass(frozen=True)
+class Reads:
+    """Where the operator API reads what happened: each service's own state, and the event log."""
+
+    history: HistoryReader
+    deliveries: DeliveriesReader
+    inferences: InferencesReader
+    trace: TraceReader

@@ -1,6 +1,6 @@
 """The operator API's adapters, built for ingress's bootstrap: PostgreSQL stores on ingress's pool, the
-scheduler's and the reasoner's admin endpoints, the event log (dead letters, replay runs), the service's
-producer, the app mounted at ``/api/v1``."""
+admin endpoints of the scheduler, the reasoner, memory and egress, the event log (dead letters, replay runs,
+traces), the service's producer, the app mounted at ``/api/v1``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from agentbus.services.ingress.api.audit import AuditRecorder
 from agentbus.services.ingress.api.auth_jwt import Signer
 from agentbus.services.ingress.api.auth_keys import PgSigningKeys
 from agentbus.services.ingress.api.eventlog import LogDeadLetters, LogReplays
+from agentbus.services.ingress.api.history import EgressDeliveries, EventLogTrace, MemoryHistory, ReasonerInferences
+from agentbus.services.ingress.api.ports import Reads
 from agentbus.services.ingress.api.reasoner import ReasonerHealth
 from agentbus.services.ingress.api.scheduler import SchedulerJobs
 from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
@@ -34,6 +36,14 @@ def reasoner_url(settings: Settings) -> str:
     return (settings.reasoner_url or f"http://127.0.0.1:{DEFAULT_PORTS['reasoner']}").rstrip("/")
 
 
+def memory_url(settings: Settings) -> str:
+    return (settings.memory_url or f"http://127.0.0.1:{DEFAULT_PORTS['memory']}").rstrip("/")
+
+
+def egress_url(settings: Settings) -> str:
+    return (settings.egress_url or f"http://127.0.0.1:{DEFAULT_PORTS['egress']}").rstrip("/")
+
+
 def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool,
                        producer: Producer) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
     audit_log = PgAuditLog(pool)
@@ -45,5 +55,9 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
                    models_health=ReasonerHealth(reasoner_url(settings), http),
                    signer=Signer(PgSigningKeys(pool)), http=http,
                    config_writer=writer if live is not None else None, live=live,
-                   dead_letters=LogDeadLetters(settings, producer), replays=LogReplays(settings))
+                   dead_letters=LogDeadLetters(settings, producer), replays=LogReplays(settings),
+                   reads=Reads(history=MemoryHistory(memory_url(settings), http),
+                               deliveries=EgressDeliveries(egress_url(settings), http),
+                               inferences=ReasonerInferences(reasoner_url(settings), http),
+                               trace=EventLogTrace(settings)))
     return Mount(PREFIX, app=operator_api(deps)), audit_log, http

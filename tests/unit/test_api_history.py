@@ -1,0 +1,196 @@
+"""The operator API's history reads against fakes of the services' listings and of the event log: what
+each endpoint answers, how a conversation key with '/' travels, what is refused, and 503 with the reason
+when the service behind is down."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agentbus.eventlog import Logged
+from agentbus.events import Chat, MessageReceived, MessageReceivedData, ReplyGenerated, ReplyGeneratedData, Sender
+from agentbus.services.ingress.api.history import EgressDeliveries, EventLogTrace, MemoryHistory
+from agentbus.services.ingress.api.ports import Page, ReadRefused, Reads, ReadUnavailable
+from agentbus.settings import Settings
+from agentbus.stack.procs import free_port
+from tests.unit.fakes_api import served_api
+
+KEY = "acme/acme-hook/thread/1"
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@dataclass
+class FakeReads:
+    asked: list[tuple[str, ...]] = field(default_factory=list)
+    down: bool = False
+    chain: list[Logged] = field(default_factory=list)
+    window: tuple[datetime, datetime] | None = None
+
+    def _up(self) -> None:
+        if self.down:
+            raise ReadUnavailable("memory: ConnectError: connection refused")
+
+    async def conversations(self, tenant: str, limit: int, before: str | None) -> Page:
+        self._up()
+        self.asked.append(("conversations", tenant, str(limit), str(before)))
+        if before == "bad":
+            raise ReadRefused("before: not a cursor this listing made")
+        now = datetime.now(UTC).isoformat()
+        return {"items": [{"conversation": KEY, "channel": "acme-hook", "chat": "thread/1", "turns": 2,
+                           "first_at": now, "last_at": now}], "next_before": "c2VxOjE"}
+
+    async def turns(self, tenant: str, conversation: str, limit: int, before: str | None) -> Page | None:
+        self._up()
+        self.asked.append(("turns", tenant, conversation))
+        if conversation != KEY:
+            return None
+        return {"items": [{"event_id": str(uuid.uuid4()), "role": "user", "sender": "u1", "text": "hi",
+                           "at": datetime.now(UTC).isoformat(), "correlation_id": str(uuid.uuid4()),
+                           "attachments": [{"kind": "image", "ref": "sha256:00"}]}], "next_before": None}
+
+    async def deliveries(self, tenant: str, limit: int, before: str | None, filters: dict[str, str]) -> Page:
+        self._up()
+        self.asked.append(("deliveries", tenant, *sorted(f"{k}={v}" for k, v in filters.items())))
+        return {"items": [], "next_before": None}
+
+    async def inferences(self, tenant: str, limit: int, before: str | None, filters: dict[str, str]) -> Page:
+        self._up()
+        self.asked.append(("inferences", tenant, *sorted(f"{k}={v}" for k, v in filters.items())))
+        return {"items": [], "next_before": None}
+
+    async def trace(self, tenant: str, wanted: str, since: datetime, until: datetime) -> list[Any] | None:
+        self._up()
+        self.window = (since, until)
+        chain = [lg for lg in self.chain if lg.event.tenant == tenant and str(lg.event.correlation_id) == wanted]
+        return chain or None
+
+
+def reads(fake: FakeReads) -> Reads:
+    return Reads(history=fake, deliveries=fake, inferences=fake, trace=fake)
+
+
+def chain() -> list[Logged]:
+    msg = MessageReceived.new(
+        MessageReceivedData(channel="acme-hook", channel_type="webhook", agent="assistant", platform_message_id="p1",
+                            sender=Sender(id="u1"), chat=Chat(id="thread/1"), text="hi",
+                            received_at=datetime.now(UTC)),
+        source="ingress", tenant="acme", conversation=KEY)
+    reply = msg.follow(ReplyGenerated, ReplyGeneratedData(agent="assistant", channel="acme-hook",
+                                                          channel_type="webhook", chat=Chat(id="thread/1"),
+                                                          text="hello", model="echo"), source="reasoner", step="reply")
+    return [Logged(msg, "t.message.received.v1", 0, 7, {"traceparent": TRACEPARENT}),
+            Logged(reply, "t.reply.generated.v2", 2, 3, {"traceparent": TRACEPARENT})]
+
+
+async def test_conversations_and_turns_with_a_key_holding_slashes() -> None:
+    fake = FakeReads()
+    async with served_api(reads=reads(fake)) as api:
+        viewer = await api.token("acme", "viewer")
+        resp = await api.call("GET", "/tenants/acme/conversations?limit=10", viewer)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["items"][0]["conversation"] == KEY and resp.json()["next_before"] == "c2VxOjE"
+        for path in (KEY, KEY.replace("/", "%2F")):  # plain or escaped, the whole key arrives
+            resp = await api.call("GET", f"/tenants/acme/conversations/{path}/turns", viewer)
+            assert resp.status_code == 200, resp.text
+            [turn] = resp.json()["items"]
+            assert (turn["text"], turn["attachments"][0]["ref"]) == ("hi", "sha256:00")
+        assert fake.asked[-1] == ("turns", "acme", KEY)
+        resp = await api.call("GET", "/tenants/acme/conversations/acme/acme-hook/nobody/turns", viewer)
+        assert resp.status_code == 404 and "no conversation" in resp.json()["error"]
+        asked = len(fake.asked)
+        # a key naming another tenant is not even asked about
+        for key in ("globex/globex-hook/x", "acme/only-two", "acme//x"):
+            resp = await api.call("GET", f"/tenants/acme/conversations/{key}/turns", viewer)
+            assert resp.status_code == 404, (key, resp.text)
+        assert len(fake.asked) == asked
+
+
+async def test_bad_paging_is_a_422_and_a_service_down_a_503_with_the_reason() -> None:
+    fake = FakeReads()
+    async with served_api(reads=reads(fake)) as api:
+        viewer = await api.token("acme", "viewer")
+        for query, loc in (("limit=0", "limit"), ("limit=501", "limit"), ("before=no%20spaces", "before"),
+                           ("before=bad", "before")):
+            resp = await api.call("GET", f"/tenants/acme/conversations?{query}", viewer)
+            assert resp.status_code == 422 and loc in resp.json()["error"], (query, resp.text)
+        resp = await api.call("GET", "/tenants/acme/deliveries?status=lost", viewer)
+        assert resp.status_code == 422 and "status" in resp.json()["error"]
+        resp = await api.call("GET", "/tenants/acme/inferences?correlation=nope", viewer)
+        assert resp.status_code == 422 and "correlation" in resp.json()["error"]
+        fake.down = True
+        for path in ("/tenants/acme/conversations", f"/tenants/acme/conversations/{KEY}/turns",
+                     "/tenants/acme/deliveries", "/tenants/acme/inferences",
+                     f"/tenants/acme/messages/{uuid.uuid4()}/trace"):
+            resp = await api.call("GET", path, viewer)
+            assert resp.status_code == 503 and "connection refused" in resp.json()["error"], (path, resp.text)
+    async with served_api() as api:  # an ingress without the reads wired says so
+        viewer = await api.token("acme", "viewer")
+        resp = await api.call("GET", "/tenants/acme/deliveries", viewer)
+        assert resp.status_code == 503 and "not configured" in resp.json()["error"]
+
+
+async def test_deliveries_and_inferences_pass_their_filters_on() -> None:
+    fake = FakeReads()
+    async with served_api(reads=reads(fake)) as api:
+        viewer = await api.token("acme", "viewer")
+        corr = uuid.uuid4()
+        resp = await api.call("GET", f"/tenants/acme/deliveries?status=failed&conversation={KEY}&correlation={corr}",
+                              viewer)
+        assert resp.status_code == 200 and resp.json() == {"items": [], "next_before": None}
+        resp = await api.call("GET", f"/tenants/acme/inferences?correlation={corr}", viewer)
+        assert resp.status_code == 200
+        assert fake.asked == [("deliveries", "acme", f"conversation={KEY}", f"correlation={corr}", "status=failed"),
+                              ("inferences", "acme", f"correlation={corr}")]
+
+
+async def test_the_trace_lists_the_chain_with_its_trace_id_in_a_bounded_window() -> None:
+    fake = FakeReads(chain=chain())
+    corr = fake.chain[0].event.correlation_id
+    async with served_api(reads=reads(fake)) as api:
+        viewer = await api.token("acme", "viewer")
+        resp = await api.call("GET", f"/tenants/acme/messages/{corr}/trace", viewer)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["correlation_id"] == str(corr) and body["trace_ids"] == ["0af7651916cd43dd8448eb211c80319c"]
+        assert [(e["type"], e["topic"], e["offset"], e["traceparent"]) for e in body["events"]] == [
+            ("message.received", "t.message.received.v1", 7, TRACEPARENT),
+            ("reply.generated", "t.reply.generated.v2", 3, TRACEPARENT)]
+        assert body["events"][1]["causation_id"] == str(fake.chain[0].event.id)
+        assert body["events"][1]["data"]["text"] == "hello"
+        assert fake.window is not None and fake.window[1] - fake.window[0] == timedelta(hours=24)
+        resp = await api.call("GET", f"/tenants/acme/messages/{corr}/trace?window_h=2&until=2030-01-01T00:00:00Z",
+                              viewer)
+        assert resp.status_code == 200, resp.text
+        assert fake.window == (datetime(2029, 12, 31, 22, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC))
+        resp = await api.call("GET", f"/tenants/acme/messages/{corr}/trace?window_h=1000", viewer)
+        assert resp.status_code == 422 and "window_h" in resp.json()["error"]
+        resp = await api.call("GET", "/tenants/acme/messages/not-a-uuid/trace", viewer)
+        assert resp.status_code == 422
+        globex = await api.token("globex", "viewer")
+        resp = await api.call("GET", f"/tenants/globex/messages/{corr}/trace", globex)
+        assert resp.status_code == 404 and "no message" in resp.json()["error"]
+
+
+async def test_the_adapters_say_which_service_is_down() -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        closed = f"http://127.0.0.1:{free_port()}"
+        for call in (MemoryHistory(closed, http).conversations("acme", 5, None),
+                     EgressDeliveries(closed, http).deliveries("acme", 5, None, {})):
+            try:
+                await call
+            except ReadUnavailable as exc:
+                assert str(exc).split(":")[0] in ("memory", "egress")
+            else:
+                raise AssertionError("no error")
+    trace = EventLogTrace(Settings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}"), timeout_s=2)
+    now = datetime.now(UTC)
+    try:
+        await trace.trace("acme", str(uuid.uuid4()), now - timedelta(hours=1), now)
+    except ReadUnavailable as exc:
+        assert str(exc).startswith("event log:")
+    else:
+        raise AssertionError("no error")
