@@ -9,6 +9,7 @@ each export ``router``; ``ROUTERS`` below is the list of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentbus.config import PlatformConfig
@@ -67,6 +69,7 @@ class Error(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "a body that cannot be read at all (not UTF-8 JSON)"},
     401: {"model": Error, "description": "missing, unknown, revoked or expired token"},
     403: {"model": Error, "description": "the token's role does not allow this"},
     404: {"model": Error, "description": "no such resource (or one of another tenant)"},
@@ -228,6 +231,25 @@ def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [{"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
 
 
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method of the path: Starlette's 405 names only those of the first route that matched it, when
+    the path's methods are routes of their own (PUT and DELETE of one resource)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "\0"})  # no route has this method: path matches are partial
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def api_mount(app: ASGIApp) -> Mount:
+    """The API at ``PREFIX``, for every path under it: Starlette's mount pattern stops at a newline (``%0A`` in
+    a path parameter), which would leave the request to the outer app's plain-text 404, past the token check."""
+    mount = Mount(PREFIX, app=app)
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
+
+
 def operator_api(deps: ApiDeps) -> FastAPI:
     from agentbus import __version__
     from agentbus.services.ingress.api.routes import ROUTERS
@@ -242,9 +264,12 @@ def operator_api(deps: ApiDeps) -> FastAPI:
         app.include_router(router, responses=ERRORS)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}  # dict: error and problems
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.scope))}
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
