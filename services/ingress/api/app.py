@@ -19,11 +19,12 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Mount
+from starlette.routing import Mount, compile_path, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentbus.config import PlatformConfig
@@ -234,11 +235,11 @@ def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
 def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     """Every method of the path: Starlette's 405 names only those of the first route that matched it, when
     the path's methods are routes of their own (PUT and DELETE of one resource)."""
+    path = get_route_path(scope)
     methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches({**scope, "method": "\0"})  # no route has this method: path matches are partial
-        if match is not Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+    for ctx in iter_route_contexts(app.router.routes):  # the included routers' routes, flattened
+        if ctx.path is not None and ctx.methods and compile_path(ctx.path)[0].match(path):
+            methods |= set(ctx.methods)
     return sorted(methods)
 
 
