@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration e2e chaos bench bench-compare schemas lint clean
+.PHONY: up test unit integration e2e chaos bench bench-compare schemas lint clean fuzz
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -35,6 +35,11 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
+
+## the operator API fuzzed against schemas/openapi.json with many more examples per operation than make test
+## runs (FUZZ_EXAMPLES, default 200)
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) $(PY) -m pytest -q -p no:cacheprovider tests/integration/test_api_fuzz.py
 
 schemas: $(STAMP)
 	$(VENV)/bin/agentbus schemas

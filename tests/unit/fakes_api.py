@@ -9,13 +9,12 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from starlette.routing import Mount
 
 from agentbus.config import PlatformConfig, parse_config
 from agentbus.events import AuditRecorded, Event, JobRequested, utcnow
 from agentbus.http import LoopbackServer
 from agentbus.services.ingress.api.access import mint, token_hash
-from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
+from agentbus.services.ingress.api.app import PREFIX, ApiDeps, api_mount, operator_api
 from agentbus.services.ingress.api.auth_jwt import Signer
 from agentbus.services.ingress.api.auth_keys import SigningKey
 from agentbus.services.ingress.api.ports import (
@@ -192,7 +191,7 @@ async def served_api(cfg: PlatformConfig | None = None,
     http = async_client(timeout=10.0, max_connections=8)
     app = operator_api(ApiDeps(config=cfg or config(), tokens=tokens, audit=audit, jobs=jobs, publisher=publisher,
                                models_health=models_health, signer=signer, http=http, reads=reads))
-    server = LoopbackServer([Mount(PREFIX, app=app)])
+    server = LoopbackServer([api_mount(app)])
     await server.start()
     try:
         async with httpx.AsyncClient(timeout=10) as client:

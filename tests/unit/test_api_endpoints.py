@@ -159,6 +159,22 @@ async def test_the_audit_log_is_kept_once_per_event_and_listed_per_tenant() -> N
         owner = await api.token(None, "owner")
         assert [x["target"] for x in (await api.call("GET", "/audit", owner)).json()] == ["def", "abc"]
         assert [x["target"] for x in (await api.call("GET", "/audit?tenant=globex&limit=1", owner)).json()] == ["def"]
-        for bad in ("limit=0", "limit=x", "before=yesterday", "tenant=BAD!"):
+        for bad in ("limit=0", "limit=x", "before=yesterday", "before=0.5", "before=1700000000", "tenant=BAD!"):
             resp = await api.call("GET", f"/audit?{bad}", owner)
             assert resp.status_code == 422 and resp.json()["problems"], bad
+
+
+async def test_answers_the_fuzzer_found_wrong_are_documented_ones() -> None:
+    """Found by tests/integration/test_api_fuzz.py: a 405 names every method of the path; a newline in a path
+    parameter still reaches the API (its token check, its JSON answers); a body that is not UTF-8 is a 400."""
+    async with served_api() as api:
+        owner = await api.token(None, "owner")
+        resp = await api.call("OPTIONS", "/agents/assistant", owner)
+        assert resp.status_code == 405 and resp.headers["allow"] == "DELETE, PUT"
+        assert (await api.call("GET", "/tenants/a%0Ab/jobs", None)).status_code == 401
+        resp = await api.call("GET", "/tenants/a%0Ab/jobs", owner)
+        assert resp.status_code in (404, 422) and resp.json()["error"]
+        resp = await api.call("POST", "/tenants", owner, content=b"{\xc3(",
+                              headers={"content-type": "application/json"})
+        assert resp.status_code == 400 and resp.json()["error"]
+        assert not api.publisher.commands()

@@ -9,6 +9,7 @@ each export ``router``; ``ROUTERS`` below is the list of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,12 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Mount, compile_path, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentbus.config import PlatformConfig
@@ -72,6 +75,7 @@ class Error(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "a body that cannot be read at all (not UTF-8 JSON)"},
     401: {"model": Error, "description": "missing, unknown, revoked or expired token"},
     403: {"model": Error, "description": "the token's role does not allow this"},
     404: {"model": Error, "description": "no such resource (or one of another tenant)"},
@@ -233,6 +237,25 @@ def _problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [{"loc": ".".join(str(p) for p in e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
 
 
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method of the path: Starlette's 405 names only those of the first route that matched it, when
+    the path's methods are routes of their own (PUT and DELETE of one resource)."""
+    path = get_route_path(scope)
+    methods: set[str] = set()
+    for ctx in iter_route_contexts(app.router.routes):  # the included routers' routes, flattened
+        if ctx.path is not None and ctx.methods and compile_path(ctx.path)[0].match(path):
+            methods |= set(ctx.methods)
+    return sorted(methods)
+
+
+def api_mount(app: ASGIApp) -> Mount:
+    """The API at ``PREFIX``, for every path under it: Starlette's mount pattern stops at a newline (``%0A`` in
+    a path parameter), which would leave the request to the outer app's plain-text 404, past the token check."""
+    mount = Mount(PREFIX, app=app)
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)
+    return mount
+
+
 def operator_api(deps: ApiDeps) -> FastAPI:
     from agentbus import __version__
     from agentbus.services.ingress.api.routes import ROUTERS
@@ -247,9 +270,12 @@ def operator_api(deps: ApiDeps) -> FastAPI:
         app.include_router(router, responses=ERRORS)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         body = exc.detail if isinstance(exc.detail, dict) else {"error": exc.detail}  # dict: error and problems
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.scope))}
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

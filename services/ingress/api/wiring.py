@@ -13,7 +13,7 @@ from agentbus.config import PlatformConfig
 from agentbus.configwriter import ConfigWriter, pg_lock
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import live_of
-from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
+from agentbus.services.ingress.api.app import ApiDeps, api_mount, operator_api
 from agentbus.services.ingress.api.audit import AuditRecorder
 from agentbus.services.ingress.api.auth_jwt import Signer
 from agentbus.services.ingress.api.auth_keys import PgSigningKeys
@@ -60,4 +60,4 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
                                deliveries=EgressDeliveries(egress_url(settings), http),
                                inferences=ReasonerInferences(reasoner_url(settings), http),
                                trace=EventLogTrace(settings)))
-    return Mount(PREFIX, app=operator_api(deps)), audit_log, http
+    return api_mount(operator_api(deps)), audit_log, http
