@@ -23,7 +23,7 @@ from agentbus.events import (
     Turn,
 )
 from agentbus.ids import Step
-from agentbus.services.memory.ports import Scope
+from agentbus.services.memory.ports import Origin, Scope
 from agentbus.services.memory.routes import recall_routes
 from agentbus.services.reasoner.tools.base import ToolContext
 from agentbus.services.reasoner.tools.memory import MemoryTool, memory_url
@@ -51,9 +51,10 @@ def context(tenant: str = "acme", sender: str = "u1", text: str = "remember my l
 async def vectors() -> FakeVectors:
     v = FakeVectors()
     await v.upsert(uuid.uuid4(), [1.0, 0.0], Scope("acme"), "acme/acme/c1", "user",
-                   "Alice's locker is number 12", NOW, "fact", "u1")
+                   "Alice's locker is number 12", NOW, "fact", "u1", Origin(owner="u1", sender="u1"))
     await v.upsert(uuid.uuid4(), [1.0, 0.0], Scope("globex"), "globex/globex/c1", "user",
-                   "globex's secret", NOW)
+                   "globex's secret", NOW, origin=Origin(owner="u1", sender="u1", sender_name="Gus", chat="c1",
+                                                          chat_type="direct", channel="globex"))
     return v
 
 
@@ -68,13 +69,21 @@ async def tool(vectors: FakeVectors) -> AsyncIterator[MemoryTool]:
 async def test_search_reads_the_tenants_matches(tool: MemoryTool) -> None:
     result = await tool.call({"action": "search", "text": "locker", "limit": 3}, context())
     assert not result.is_error and result.commands == ()
-    assert "Alice's locker is number 12 (fact by user, 2026-03-01; score 0.90)" in result.content
+    assert "- [2026-03-01, fact about u1] Alice's locker is number 12 (fact; score 0.90)" in result.content
     assert "globex" not in result.content
+
+
+async def test_search_reads_only_the_askers_own_memories(tool: MemoryTool, vectors: FakeVectors) -> None:
+    result = await tool.call({"action": "search", "text": "locker"}, context(sender="u2"))
+    assert not result.is_error and result.content == "Nothing remembered matches that."
+    [(scope, _)] = vectors.searches
+    assert scope == Scope("acme", owner="u2")  # filtered in the store, by the agent's default user scope
 
 
 async def test_search_with_nothing_remembered_says_so(tool: MemoryTool) -> None:
     result = await tool.call({"action": "search", "text": "locker"}, context(tenant="globex"))
-    assert not result.is_error and "globex's secret" in result.content
+    assert not result.is_error
+    assert "- [2026-03-01, Gus in a direct chat on globex] globex's secret (turn; score 0.90)" in result.content
     empty = MemoryTool("http://unused")  # not called: arguments are refused first
     bad = await empty.call({"action": "search", "text": ""}, context())
     assert bad.is_error and "text" in bad.content
