@@ -82,6 +82,7 @@ RECALL_SKIPPED = Counter(
 )
 VECTORS_DEFERRED = Counter(
     "agentbus_vectors_deferred_total",
-    "Turns whose vector was put off while the embeddings server was away (deferred), and made later (indexed)",
+    "Turns whose vector was put off while the embeddings server was away (deferred), made later (indexed), or "
+    "refused by the server when it was back (refused)",
     ["outcome"],
 )

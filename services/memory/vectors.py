@@ -76,7 +76,9 @@ class QdrantStore:
                     await self._c.create_collection(
                         name, vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE)
                     )
-                    for key in _INDEXED if self._payload_indexes else ():  # a server filters with them
+                if self._payload_indexes:  # a server filters with them; collections made before get them too
+                    have = (await self._c.get_collection(name)).payload_schema or {}
+                    for key in (k for k in _INDEXED if k not in have):
                         await self._c.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
                 self._ready.add(name)
         return name

@@ -76,3 +76,4 @@ async def test_the_scope_is_a_payload_filter_so_a_narrow_one_still_gets_its_best
     assert await store.search(close, Scope("acme", owner="mallory"), 3) == []
     assert "stored before owners" in [r.text for r in await store.search(close, ACME, 40)]
     await store.aclose()
+
