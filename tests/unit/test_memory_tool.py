@@ -136,6 +136,29 @@ async def test_the_recall_route_refuses_bad_input_with_a_reason(vectors: FakeVec
         too_big = await http.post("/v1/recall", json={"tenant": "acme", "text": "x" * 70_000})
         assert too_big.status_code == 413
         assert (await http.get("/v1/recall")).status_code == 405
+        no_agent = await http.post("/v1/recall", json={"tenant": "acme", "text": "x", "agent": "nobody",
+                                                       "sender": "u1", "conversation": "acme/acme/c1"})
+        assert no_agent.status_code == 422 and "unknown agent 'nobody'" in no_agent.json()["error"]
+        nowhere = await http.post("/v1/recall", json={"tenant": "acme", "text": "x", "agent": "assistant",
+                                                      "sender": "u1"})
+        assert nowhere.status_code == 422 and "conversation is required" in nowhere.json()["error"]
+        bad_group = await http.post("/v1/recall", json={"tenant": "acme", "text": "x", "group": "yes please"})
+        assert bad_group.status_code == 422 and "group" in bad_group.json()["error"]
+    assert [scope for scope, _ in vectors.searches] == [Scope("acme")]  # the refused ones searched nothing
+
+
+async def test_the_recall_route_searches_in_the_agents_scope_for_the_person_asking(vectors: FakeVectors) -> None:
+    doc = base_config()
+    doc["agents"][0]["memory"]["recall_scope"] = "conversation"
+    async with serving("memory", recall_routes(parse_config(doc), FakeEmbedder(), vectors)) as url, \
+            httpx.AsyncClient(base_url=url) as http:
+        ask = {"tenant": "acme", "text": "locker", "agent": "assistant", "sender": "u2", "conversation": "acme/acme/c1"}
+        mine = await http.post("/v1/recall", json=ask)
+        elsewhere = await http.post("/v1/recall", json={**ask, "conversation": "acme/acme/c9"})
+    assert [m["text"] for m in mine.json()["matches"]] == ["Alice's locker is number 12"]
+    assert elsewhere.status_code == 200 and elsewhere.json() == {"matches": []}
+    assert [scope for scope, _ in vectors.searches] == [Scope("acme", conversation="acme/acme/c1"),
+                                                         Scope("acme", conversation="acme/acme/c9")]
 
 
 async def test_without_semantic_memory_recall_answers_503() -> None:
