@@ -57,6 +57,10 @@ class MemorySettings(Strict):
     history_turns: int = Field(default=10, ge=0, le=200)
     recall_top_k: int = Field(default=3, ge=0, le=50)
     recall_min_score: float = Field(default=0.0, ge=-1.0, le=1.0)
+    recall_scope: Literal["conversation", "user", "tenant"] = Field(
+        default="user", description="whose memories are recalled: this conversation's; the asker's own across "
+        "the tenant's channels and chats (in a group chat only what they said in group chats); or the whole "
+        "tenant's, as shared knowledge")
     semantic: bool = True
 
 

@@ -173,6 +173,14 @@ class Recall(Frozen):
     conversation: str | None = None
     kind: Literal["turn", "fact"] = Field(
         default="turn", description="a turn of a conversation, or a fact someone asked the agent to remember")
+    event_id: uuid.UUID | None = Field(default=None, description="the event the memory was made from")
+    sender: str | None = Field(default=None, description="who said it: a sender id, or the agent's id for a "
+                               "reply (none for memories stored before senders were kept)")
+    sender_name: str | None = None
+    channel: str | None = Field(default=None, description="where it was said: the channel id")
+    chat: str | None = Field(default=None, description="where it was said: the chat id within the channel")
+    chat_name: str | None = None
+    chat_type: Literal["direct", "group"] | None = None
 
 
 class MemoryCommand(Frozen):

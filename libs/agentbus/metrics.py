@@ -74,3 +74,15 @@ CONFIG_REFUSED = Counter(
     "agentbus_config_refused_total",
     "Configuration versions this process could not apply (it keeps the one it runs), or failed to rebuild for",
 )
+RECALL_SKIPPED = Counter(
+    "agentbus_recall_skipped_total",
+    "Turns answered without semantic recall, by reason (embeddings_unavailable: the server is away or failing; "
+    "embeddings_rejected: it refused the text)",
+    ["reason"],
+)
+VECTORS_DEFERRED = Counter(
+    "agentbus_vectors_deferred_total",
+    "Turns whose vector was put off while the embeddings server was away (deferred), made later (indexed), or "
+    "refused by the server when it was back (refused)",
+    ["outcome"],
+)

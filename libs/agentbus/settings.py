@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     embeddings_api_key: SecretStr | None = None
     embeddings_dim: int = 384
     embeddings_timeout_s: float = 10.0
+    # after a failed embeddings call, turns skip recall for this long instead of each waiting for a timeout
+    embeddings_pause_s: float = Field(default=30.0, ge=0.0)
+    # how often memory looks for turns whose vector was put off while embeddings were away
+    embeddings_retry_s: float = Field(default=5.0, gt=0.0)
 
     # LLM defaults (agents may override per model in the YAML)
     llm_base_url: str | None = None

@@ -15,11 +15,14 @@ from agentbus.events import JobTriggered, MemoryRequested, MessageReceived, Repl
 from agentbus.service import ServiceParts
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.commands import MemoryCommands
+from agentbus.services.memory.deferredstore import PgDeferredIndex
 from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.history import PgHistory, history_routes
+from agentbus.services.memory.outage import keep_indexing_deferred
 from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.ports import Embedder, VectorStore
+from agentbus.services.memory.recallgate import EmbeddingsGate
 from agentbus.services.memory.routes import recall_routes
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
@@ -43,8 +46,14 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         embedder, vectors = client, index
     store = PgTurnStore(pool)
     on_stop += [store.aclose, pool.close]  # the pool last: the vector index and the store flush through it
-    memory = Memory(config, store, embedder, vectors)
+    deferred = PgDeferredIndex(pool)
+    memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s))
     commands = MemoryCommands(embedder, vectors, PgCommandLog(pool))
+    background = []
+    if embedder is not None and vectors is not None:
+        em, vs = embedder, vectors
+        background.append(lambda: keep_indexing_deferred(em, vs, deferred, memory.gate,
+                                                         settings.embeddings_retry_s))
 
     return ServiceParts(
         routes={
@@ -56,6 +65,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         http_routes=[*recall_routes(config, embedder, vectors), *history_routes(PgHistory(pool))],
         checks={"database": database},
         on_stop=on_stop,
+        background=background,
     )
 
 

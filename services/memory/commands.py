@@ -19,8 +19,8 @@ import structlog
 from agentbus.bus import PermanentError
 from agentbus.events import Event, MemoryRequested
 from agentbus.replaying import effects_of
-from agentbus.services.memory.handlers import KIND
-from agentbus.services.memory.ports import CommandLog, Embedder, Scope, VectorStore
+from agentbus.services.memory.ports import CommandLog, Embedder, Origin, Scope, VectorStore
+from agentbus.services.memory.recallgate import KIND
 
 log = structlog.get_logger("agentbus.memory")
 
@@ -46,8 +46,10 @@ class MemoryCommands:
         scope = Scope.of(event)
         deleted = []
         if cmd.action == "remember":
+            # a fact is its subject's memory: a person's recall finds the facts about them
             await self.vectors.upsert(event.id, vector, scope, event.conversation, "user", cmd.text,
-                                      event.occurred_at, kind="fact", subject=cmd.subject)
+                                      event.occurred_at, kind="fact", subject=cmd.subject,
+                                      origin=Origin(owner=cmd.subject, sender=cmd.subject))
             log.info("fact_remembered", fact_id=str(event.id), subject=cmd.subject, requested_by=cmd.requested_by)
         else:
             deleted = await self.vectors.forget(vector, scope, cmd.min_score)

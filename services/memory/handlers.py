@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
@@ -25,12 +25,13 @@ from agentbus.events import (
     Turn,
 )
 from agentbus.ids import Step
+from agentbus.metrics import VECTORS_DEFERRED, child
 from agentbus.replaying import effects_of
-from agentbus.services.memory.ports import Embedder, Scope, TurnStore, VectorStore
+from agentbus.services.memory.ports import Deferred, DeferredIndex, Embedder, Origin, Scope, TurnStore, VectorStore
+from agentbus.services.memory.recallgate import Embedding, EmbeddingsGate, embed_or_skip
 
 log = structlog.get_logger("agentbus.memory")
 SOURCE = "memory"
-KIND = "query"  # E5 prefix for symmetric similarity: turns are matched against turns
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class Memory:
     store: TurnStore
     embedder: Embedder | None
     vectors: VectorStore | None
+    deferred: DeferredIndex | None = None  # where turns wait for their vector while embeddings are away
+    gate: EmbeddingsGate = field(default_factory=EmbeddingsGate)
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self.config.agent(agent_id)
@@ -96,38 +99,46 @@ class Memory:
             raise PermanentError(f"unknown agent {agent_id!r}")
         return agent
 
-    async def _recall(self, event: Event, agent: Agent, turn: Turn) -> tuple[list[Recall], Awaitable[None] | None]:
-        """Recall this tenant's memories like the turn; returns them and the write that indexes the turn
-        itself (None in a replay, or without semantic memory), for the caller to run beside its own write.
-
-        Turns are compared with turns (a symmetric task), so one embedding per turn serves both the
-        search and the index, as E5's guidance has it for similarity (both sides with the query prefix)."""
-        if not self._semantic(agent) or not turn.text.strip():  # an image alone has no words to recall by
-            return [], None
-        assert self.embedder is not None and self.vectors is not None
-        [vector] = await self.embedder.embed([turn.text], KIND)
-        recalls: list[Recall] = []
-        k = agent.memory.recall_top_k
-        if k > 0:
-            recalls = [
-                r
-                for r in await self.vectors.search(vector, Scope.of(event), k, exclude=event.id)
-                if r.score >= agent.memory.recall_min_score
-            ]
-        if not effects_of(event).remember:
-            return recalls, None
-        return recalls, self._index(event, turn, vector)
-
     def _semantic(self, agent: Agent | None) -> bool:
         """Whether the agent's turns are embedded, recalled and indexed."""
         return (agent is not None and agent.memory.semantic and self.embedder is not None
                 and self.vectors is not None)
 
-    def _index(self, event: Event, turn: Turn, vector: list[float]) -> Awaitable[None]:
-        """The write that makes the turn searchable."""
+    async def _embedding(self, agent: Agent | None, text: str) -> Embedding | None:
+        """The turn's vector (one serves both its search and its index, as E5's guidance has it for symmetric
+        similarity), a counted skip while embeddings are away, or None when nothing is to be embedded."""
+        if not self._semantic(agent) or not text.strip():  # an image alone has no words to recall by
+            return None
+        assert self.embedder is not None
+        return await embed_or_skip(self.embedder, self.gate, text)
+
+    async def _recall(self, event: Event, entry: Entry, agent: Agent, vector: list[float],
+                      history: Sequence[Turn]) -> list[Recall]:
+        """The agent's memories like the turn, within its recall scope, leaving out the turn itself and every
+        turn of the history sent beside it (the model must not read a turn twice)."""
+        k = agent.memory.recall_top_k
+        if k <= 0:
+            return []
         assert self.vectors is not None
-        return self.vectors.upsert(event.id, vector, Scope.of(event), event.conversation, turn.role, turn.text,
-                                   turn.at)
+        owner = entry.asker.id if entry.asker is not None else None
+        scope = Scope.recall(event, agent.memory.recall_scope, owner, entry.chat.type == "group")
+        exclude = {event.id, *(t.event_id for t in history if t.event_id is not None)}
+        found = await self.vectors.search(vector, scope, k, exclude)
+        return [r for r in found if r.score >= agent.memory.recall_min_score]
+
+    def _keep_vector(self, event: Event, turn: Turn, made: Embedding | None, origin: Origin) -> Awaitable[None] | None:
+        """The write that makes the turn searchable: its vector, or its place in the deferred turns."""
+        if made is None or not effects_of(event).remember:
+            return None
+        assert self.vectors is not None
+        if made.vector is not None:
+            return self.vectors.upsert(event.id, made.vector, Scope.of(event), event.conversation, turn.role,
+                                       turn.text, turn.at, origin=origin)
+        if made.deferred and self.deferred is not None:
+            child(VECTORS_DEFERRED, "deferred").inc()
+            return self.deferred.defer(Deferred(event.id, event.tenant, event.conversation, turn.role, turn.text,
+                                                turn.at, origin))
+        return None  # refused by the embeddings server: kept in the history only
 
     async def assemble_context(self, event: MessageReceived | JobTriggered) -> Sequence[Event]:
         """message.received / job.triggered → context.assembled."""
@@ -136,27 +147,24 @@ class Memory:
         if channel is None:
             raise PermanentError(f"unknown channel {entry.channel!r}")
         agent = self._agent(entry.agent)
-        memories: list[Recall] = []
-        index: Awaitable[None] | None = None
-        if entry.refusal is None:
-            memories, index = await self._recall(event, agent, entry.turn)
-        outputs = await _together(self._record(event, entry, agent, channel.type, memories), index)
-        log.info("context_assembled", history=len(outputs[0].data.history) if outputs else 0, memories=len(memories))
-        return outputs
-
-    async def _record(self, event: MessageReceived | JobTriggered, entry: Entry, agent: Agent, channel_type: str,
-                      memories: Sequence[Recall]) -> list[Event]:
-        """Read the history before the turn, make the context from it, and keep the turn with the context as
-        the event's recorded output. A redelivery makes its context again and gets the one recorded first;
-        a replay sees the history as it was before its turn and keeps nothing; a refusal sees no history
-        and is not remembered."""
         history: list[Turn] = []
-        if entry.refusal is None:
-            history = await self.store.history(event.conversation, agent.memory.history_turns,
-                                               before=entry.turn.at, exclude=event.id)
-        context = context_of(event, entry, channel_type, history, memories)
+        memories: list[Recall] = []
+        made: Embedding | None = None
+        if entry.refusal is None:  # a refusal sees no history and is not remembered
+            history, made = await asyncio.gather(
+                self.store.history(event.conversation, agent.memory.history_turns, before=entry.turn.at,
+                                   exclude=event.id),
+                self._embedding(agent, entry.turn.text))
+            if made is not None and made.vector is not None:
+                memories = await self._recall(event, entry, agent, made.vector, history)
+        context = context_of(event, entry, channel.type, history, memories)
         keep = entry.refusal is None and effects_of(event).remember
-        return await self.store.remember(event, entry.turn if keep else None, [context])
+        index = self._keep_vector(event, entry.turn, made, origin_of(entry)) if keep else None
+        # a redelivery makes its context again and gets the one recorded first; a replay keeps nothing
+        outputs = await _together(self.store.remember(event, entry.turn if keep else None, [context]), index)
+        log.info("context_assembled", history=len(history), memories=len(memories),
+                 recall=made.skipped if made is not None and made.skipped else "done" if made else "off")
+        return outputs
 
     async def remember_reply(self, event: ReplyGenerated) -> Sequence[Event]:
         """reply.generated → an assistant turn (no output)."""
@@ -164,14 +172,20 @@ class Memory:
             return []
         d = event.data
         turn = Turn(role="assistant", text=_with_parts(d), at=event.occurred_at, event_id=event.id, sender=d.agent)
-        agent = self.config.agent(d.agent)
-        index: Awaitable[None] | None = None
-        if self._semantic(agent):
-            assert self.embedder is not None
-            [vector] = await self.embedder.embed([turn.text], KIND)
-            index = self._index(event, turn, vector)
-        await _together(self.store.remember(event, turn, []), index)
+        made = await self._embedding(self.config.agent(d.agent), turn.text)
+        origin = Origin(owner=d.asker.id if d.asker is not None else None, sender=d.agent, channel=d.channel,
+                        chat=d.chat.id, chat_name=d.chat.name, chat_type=d.chat.type)
+        await _together(self.store.remember(event, turn, []), self._keep_vector(event, turn, made, origin))
         return []
+
+
+def origin_of(entry: Entry) -> Origin:
+    """Who said the entry's turn and where; its owner is the person who sent it (none for a job's firing)."""
+    asker = entry.asker
+    return Origin(owner=asker.id if asker is not None else None,
+                  sender=asker.id if asker is not None else entry.turn.sender,
+                  sender_name=asker.name if asker is not None else None, channel=entry.channel,
+                  chat=entry.chat.id, chat_name=entry.chat.name, chat_type=entry.chat.type)
 
 
 def _with_parts(d: ReplyGeneratedData) -> str:

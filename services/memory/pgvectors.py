@@ -5,7 +5,8 @@ Every vector is written to memory's own schema (table ``vectors``), so it is as 
 the newest ``max_per_tenant`` vectors of each tenant are held in RAM as one unit-normalised float32
 matrix, and a recall is a product with the tenant's rows: one pass over the matrix answers every search of
 the tenant waiting at that moment. Tenants never share a
-matrix, so one tenant's memories cannot reach another's context.
+matrix, so one tenant's memories cannot reach another's context; within a tenant, a search's scope (one
+conversation, one person) is a mask applied inside the scan (``vectorring``).
 
 Why not Qdrant's local mode: it normalises the whole collection again on every query and commits every
 point to SQLite one by one; profiled under load, that was about half of memory's CPU.
@@ -22,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from psycopg_pool import AsyncConnectionPool
@@ -32,106 +34,23 @@ from threadpoolctl import threadpool_limits
 from agentbus.batching import MicroBatcher
 from agentbus.db import columns
 from agentbus.events import Recall
-from agentbus.services.memory.ports import Kind, Scope
+from agentbus.services.memory.ports import Kind, Origin, Scope
+from agentbus.services.memory.vectorring import Row, TenantIndex, unit
 
 _SEQ_MARGIN = 4096
 _SCAN = 4096  # rows read per statement when forgetting (the whole tenant is compared, not only the ring)
-_Meta = tuple[uuid.UUID, str, str, str, datetime, Kind]  # id, conversation, role, text, at, kind
-_Row = tuple[uuid.UUID, str, str, str, datetime, Kind, np.ndarray]
-_Upsert = tuple[_Row, str, str | None]  # a row, its tenant and its subject
-_COLUMNS = "seq, id, conversation, role, text, at, kind, embedding"
-_Search = tuple[np.ndarray, int, uuid.UUID | None]  # a unit query vector, the limit, the id to leave out
+_Upsert = tuple[Row, str, str | None]  # a row, its tenant and its subject
+_COLUMNS = ("seq, id, conversation, role, text, at, kind, owner, sender, sender_name, channel, chat, chat_name, "
+            "chat_type, embedding")
+_Search = tuple[np.ndarray, int, Collection[uuid.UUID], Scope]  # a unit query, the limit, ids left out, scope
 
 
-@dataclass
-class _TenantIndex:
-    """A ring of the newest ``capacity`` vectors of one tenant."""
-
-    capacity: int
-    dim: int
-    matrix: np.ndarray = field(init=False)
-    meta: list[_Meta | None] = field(init=False)
-    slots: dict[uuid.UUID, int] = field(default_factory=dict)
-    dead: set[int] = field(default_factory=set)  # slots whose vector was forgotten (until the ring reuses them)
-    count: int = 0  # vectors ever added (the next slot is count % capacity)
-    seq: int = 0  # highest database sequence number seen
-    recent: dict[uuid.UUID, int] = field(default_factory=dict)  # ids read within the margin, and their seq
-    refreshed: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.matrix = np.zeros((min(self.capacity, 1024), self.dim), dtype=np.float32)
-        self.meta = [None] * self.matrix.shape[0]
-
-    def add(self, row: _Row) -> None:
-        point_id, conversation, role, text, at, kind, vector = row
-        if point_id in self.slots:
-            return
-        slot = self.count % self.capacity
-        if slot >= self.matrix.shape[0]:  # grow by doubling up to the capacity
-            rows = min(self.capacity, self.matrix.shape[0] * 2)
-            grown = np.zeros((rows, self.dim), dtype=np.float32)
-            grown[: self.matrix.shape[0]] = self.matrix
-            self.matrix = grown
-            self.meta.extend([None] * (rows - len(self.meta)))
-        old = self.meta[slot]
-        if old is not None:
-            self.slots.pop(old[0], None)
-        self.matrix[slot] = vector
-        self.meta[slot] = (point_id, conversation, role, text, at, kind)
-        self.slots[point_id] = slot
-        self.dead.discard(slot)
-        self.count += 1
-
-    def remove(self, point_id: uuid.UUID) -> None:
-        slot = self.slots.pop(point_id, None)
-        if slot is None:
-            return
-        self.matrix[slot] = 0.0
-        self.meta[slot] = None
-        self.dead.add(slot)
-
-    @property
-    def size(self) -> int:
-        return min(self.count, self.capacity) - len(self.dead)
-
-    def search(self, queries: np.ndarray, asks: list[tuple[int, uuid.UUID | None]]) -> list[list[Recall]]:
-        """Several searches in one pass over the matrix (``queries`` row i answers ``asks[i]``: limit, exclude).
-        A scan is bound by memory bandwidth, so answering the searches waiting together costs about one."""
-        n = min(self.count, self.capacity)
-        if n == 0:
-            return [[] for _ in asks]
-        # (rows x dim) @ (dim x queries): for a few queries this runs about twice as fast as the transposed
-        # product, which BLAS treats as a skinny matrix-matrix product
-        all_scores = np.ascontiguousarray((self.matrix[:n] @ queries.T).T)
-        if self.dead:  # forgotten slots never take a place in the best k
-            all_scores[:, list(self.dead)] = -np.inf
-        for row, (_, exclude) in enumerate(asks):
-            if exclude is not None and (slot := self.slots.get(exclude)) is not None:
-                all_scores[row, slot] = -np.inf
-        k = min(max(limit for limit, _ in asks), n)
-        if k <= 0:
-            return [[] for _ in asks]
-        # the best k of every row at once, then sorted within those k
-        top = np.argpartition(all_scores, n - k, axis=1)[:, n - k:] if k < n else np.tile(np.arange(n), (len(asks), 1))
-        out: list[list[Recall]] = []
-        for scores, best, (limit, _) in zip(all_scores, top, asks, strict=True):
-            found = []
-            for i in sorted(best.tolist(), key=lambda j: -scores[j])[: max(limit, 0)]:
-                meta = self.meta[i]
-                score = float(scores[i])
-                if meta is None or score == -np.inf:
-                    continue
-                _, conversation, role, text, at, kind = meta
-                found.append(Recall(text=text, score=score, role=role, at=at, conversation=conversation,
-                                    kind=kind))
-            out.append(found)
-        return out
-
-
-def _unit(vector: list[float] | np.ndarray) -> np.ndarray:
-    v = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else v
+def _row(r: tuple[Any, ...]) -> tuple[int, Row]:
+    """A row of ``_COLUMNS`` as the index holds it, and its sequence number."""
+    seq, point_id, conversation, role, text, at, kind, owner, sender, sender_name, channel, chat, chat_name, \
+        chat_type, blob = r
+    origin = Origin(owner, sender, sender_name, channel, chat, chat_name, chat_type)
+    return seq, (point_id, conversation, role, text, at, kind, origin, np.frombuffer(blob, dtype=np.float32))
 
 
 class PgVectorIndex:
@@ -144,7 +63,7 @@ class PgVectorIndex:
         self._cap = max_per_tenant
         self._refresh_s = refresh_s
         self._writer = uuid.uuid4().hex
-        self._tenants: dict[str, _TenantIndex] = {}
+        self._tenants: dict[str, TenantIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         # a tenant's searches issued in the same turn of the event loop, answered in one pass over its matrix
         self._searches: MicroBatcher[_Search, list[Recall]] = MicroBatcher(self._answer, max_batch, 0.0)
@@ -163,7 +82,7 @@ class PgVectorIndex:
         idx = self._tenants.get(tenant)
         return 0 if idx is None else idx.size
 
-    async def _index(self, tenant: str) -> _TenantIndex:
+    async def _index(self, tenant: str) -> TenantIndex:
         """The tenant's index, loaded on first use and refreshed with other replicas' writes."""
         idx = self._tenants.get(tenant)
         if idx is not None and time.monotonic() - idx.refreshed < self._refresh_s:
@@ -180,7 +99,7 @@ class PgVectorIndex:
                         (tenant, self._cap))
                     rows = list(reversed(await cur.fetchall()))
                     gone: list[tuple[int, uuid.UUID]] = []  # a fresh load reads no deleted row
-                    idx = _TenantIndex(self._cap, self._dim)
+                    idx = TenantIndex(self._cap, self._dim)
                 else:
                     since = (tenant, idx.seq - _SEQ_MARGIN, self._writer)
                     cur = await conn.execute(
@@ -192,11 +111,12 @@ class PgVectorIndex:
                         "SELECT seq, id FROM vector_deletions WHERE tenant = %s AND seq > %s AND writer <> %s",
                         since)
                     gone = await cur.fetchall()
-            for seq, point_id, conversation, role, text, at, kind, blob in rows:
-                if point_id in idx.recent:  # read again inside the margin (and maybe evicted since): once only
+            for r in rows:
+                seq, row = _row(r)
+                if row[0] in idx.recent:  # read again inside the margin (and maybe evicted since): once only
                     continue
-                idx.recent[point_id] = seq
-                idx.add((point_id, conversation, role, text, at, kind, np.frombuffer(blob, dtype=np.float32)))
+                idx.recent[row[0]] = seq
+                idx.add(row)
                 idx.seq = max(idx.seq, seq)
             for seq, point_id in gone:  # removing twice (read again inside the margin) is harmless
                 idx.remove(point_id)
@@ -208,35 +128,40 @@ class PgVectorIndex:
             return idx
 
     async def search(
-        self, vector: list[float], scope: Scope, limit: int, exclude: uuid.UUID | None
+        self, vector: list[float], scope: Scope, limit: int, exclude: Collection[uuid.UUID] = ()
     ) -> list[Recall]:
-        """Searches of a tenant issued in the same turn of the event loop are answered together."""
+        """Searches of a tenant issued in the same turn of the event loop are answered together, each with its
+        own scope applied inside the scan."""
         await self._index(scope.tenant)
-        [found] = await self._searches.submit(scope.tenant, [(_unit(vector), limit, exclude)])
+        [found] = await self._searches.submit(scope.tenant, [(unit(vector), limit, exclude, scope)])
         return found
 
     async def _answer(self, tenant: str, asks: list[_Search]) -> list[list[Recall]]:
         idx = self._tenants[tenant]  # loaded by ``_index`` before the search was submitted
-        return idx.search(np.stack([q for q, _, _ in asks]), [(k, x) for _, k, x in asks])
+        return idx.search(np.stack([q for q, _, _, _ in asks]), [(k, x, s) for _, k, x, s in asks])
 
     async def upsert(
         self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
-        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
+        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None, origin: Origin | None = None,
     ) -> None:
         """Durable in PostgreSQL, then searchable. Written with the upserts made in the same turn of the event
         loop (no timer: the handler writes the vector beside the turn's record, so a wait here is latency)."""
-        row = (point_id, conversation, role, text, at, kind, _unit(vector))
+        row = (point_id, conversation, role, text, at, kind, origin or Origin(), unit(vector))
         await self._upserts.submit("", [(row, scope.tenant, subject)])
 
     async def _write(self, _: str, batch: list[_Upsert]) -> list[None]:
-        cols = columns([(point_id, tenant, conversation, role, text, at, vec.tobytes(), kind, subject)
-                        for (point_id, conversation, role, text, at, kind, vec), tenant, subject in batch], 9)
+        cols = columns([(point_id, tenant, conversation, role, text, at, vec.tobytes(), kind, subject, o.owner,
+                         o.sender, o.sender_name, o.channel, o.chat, o.chat_name, o.chat_type)
+                        for (point_id, conversation, role, text, at, kind, o, vec), tenant, subject in batch], 16)
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "WITH u AS (SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
-                "%b::timestamptz[], %b::bytea[], %b::text[], %b::text[]) AS u(i, t, c, r, x, a, e, k, s)), "
+                "%b::timestamptz[], %b::bytea[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                "%b::text[], %b::text[], %b::text[], %b::text[]) "
+                "AS u(i, t, c, r, x, a, e, k, s, ow, se, sn, ch, ct, cn, cy)), "
                 "ins AS (INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, kind, subject, "
-                "writer) SELECT i, t, c, r, x, a, e, k, s, %s FROM u "
+                "owner, sender, sender_name, channel, chat, chat_name, chat_type, writer) "
+                "SELECT i, t, c, r, x, a, e, k, s, ow, se, sn, ch, ct, cn, cy, %s FROM u "
                 "WHERE NOT EXISTS (SELECT 1 FROM vector_deletions d WHERE d.id = u.i) "
                 "ON CONFLICT (id) DO NOTHING RETURNING seq, id) "
                 "SELECT seq, id, false FROM ins UNION ALL "
@@ -258,7 +183,7 @@ class PgVectorIndex:
         """Compares the query with every row of the tenant in the table (the ring holds only the newest), then
         deletes the matches and leaves their tombstones in one statement, under the tenant's lock so that a
         refresh in flight cannot add a deleted row back to this replica's matrix."""
-        query = _unit(vector)
+        query = unit(vector)
         doomed: list[uuid.UUID] = []
         after = -1
         async with self._pool.connection() as conn:

@@ -8,7 +8,7 @@ server to them, and unit tests wire fakes that record what happened, both checke
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -18,16 +18,56 @@ from agentbus.events import Event, MemoryRequested, Recall, Turn
 Kind = Literal["turn", "fact"]
 
 
+RecallScope = Literal["conversation", "user", "tenant"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who said a memory, where, and whose memory it is: stored with every vector so that recall filters on it
+    inside the vector store and the prompt can say it. ``owner`` is the person a memory belongs to: the sender
+    of a turn, the person a reply answered, the subject of a fact; none for a job's turn."""
+
+    owner: str | None = None
+    sender: str | None = None
+    sender_name: str | None = None
+    channel: str | None = None
+    chat: str | None = None
+    chat_name: str | None = None
+    chat_type: Literal["direct", "group"] | None = None
+
+
 @dataclass(frozen=True)
 class Scope:
-    """Whose memories a search, a write or a deletion may touch. Today a tenant's; per-user memory narrows
-    it with a field here, which every adapter then filters on, so no signature has to change."""
+    """Whose memories a search, a write or a deletion may touch: always one tenant's, narrowed for a search
+    to one conversation (``conversation``), to one person's (``owner``), and to what was said in group chats
+    (``group_only``: a person asking in a group must not have their direct chats recalled in front of it).
+    Every adapter filters on these inside its store, never by thinning out a top k afterwards.
+
+    Vectors stored before owners were kept have none: only a ``tenant`` or ``conversation`` search finds them."""
 
     tenant: str
+    conversation: str | None = None
+    owner: str | None = None
+    group_only: bool = False
 
     @classmethod
     def of(cls, event: Event) -> Scope:
         return cls(tenant=event.tenant)
+
+    @classmethod
+    def recall(cls, event: Event, mode: RecallScope, owner: str | None, in_group: bool) -> Scope:
+        """The scope a turn of ``event`` recalls from."""
+        return cls.within(event.tenant, mode, event.conversation, owner, in_group)
+
+    @classmethod
+    def within(cls, tenant: str, mode: RecallScope, conversation: str, owner: str | None, in_group: bool) -> Scope:
+        """A recall scope: ``user`` without an owner (a job's turn) falls back to the conversation, as there
+        is nobody whose memories to read."""
+        if mode == "tenant":
+            return cls(tenant=tenant)
+        if mode == "conversation" or owner is None:
+            return cls(tenant=tenant, conversation=conversation)
+        return cls(tenant=tenant, owner=owner, group_only=in_group)
 
 
 class Embedder(Protocol):
@@ -36,12 +76,15 @@ class Embedder(Protocol):
 
 class VectorStore(Protocol):
     async def search(
-        self, vector: list[float], scope: Scope, limit: int, exclude: uuid.UUID | None
-    ) -> list[Recall]: ...
+        self, vector: list[float], scope: Scope, limit: int, exclude: Collection[uuid.UUID] = ()
+    ) -> list[Recall]:
+        """The ``limit`` best matches within ``scope``, leaving out the ids in ``exclude`` (the asking turn and
+        the history sent beside it), best first."""
+        ...
 
     async def upsert(
         self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
-        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
+        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None, origin: Origin | None = None,
     ) -> None:
         """Idempotent by ``point_id``; an id forgotten before is never written again (a redelivered turn
         must not bring back what someone asked to forget)."""
@@ -51,6 +94,33 @@ class VectorStore(Protocol):
         """Delete every vector of the scope whose cosine similarity to ``vector`` is at least ``min_score``
         (all of them, not only the newest a search sees), everywhere it is searched; returns their ids."""
         ...
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A turn whose vector could not be made (the embeddings server was away), kept to be indexed later."""
+
+    point_id: uuid.UUID
+    tenant: str
+    conversation: str
+    role: str
+    text: str
+    at: datetime
+    origin: Origin
+
+
+class DeferredIndex(Protocol):
+    """Turns waiting for their vector. ``take`` hands out a batch no other replica holds until it is
+    ``done``, ``release``d (the server is still away) or its claim expires, so a crash in between only means
+    the batch is indexed again (upserts are by id)."""
+
+    async def defer(self, item: Deferred) -> None: ...
+
+    async def take(self, limit: int) -> list[Deferred]: ...
+
+    async def done(self, ids: Sequence[uuid.UUID]) -> None: ...
+
+    async def release(self, ids: Sequence[uuid.UUID]) -> None: ...
 
 
 class CommandLog(Protocol):

@@ -1,7 +1,9 @@
 """Memory's admin HTTP: ``POST /v1/recall``, the semantic search behind the agent's ``memory`` tool.
 
 Read-only, so it may be served over HTTP (writes are ``memory.requested`` commands on the bus). It searches
-what context assembly recalls from: the same embeddings, the same vector store, the same scope.
+what context assembly recalls from: the same embeddings, the same vector store, the same scope. With
+``agent``, ``sender`` and ``conversation`` (what the agent's tool sends) the scope is the agent's
+``memory.recall_scope`` for that person; without them (an operator's query) the whole tenant.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from starlette.routing import BaseRoute, Route
 from agentbus.config import PlatformConfig
 from agentbus.events import Recall
 from agentbus.http import error
-from agentbus.services.memory.handlers import KIND
 from agentbus.services.memory.ports import Embedder, Scope, VectorStore
+from agentbus.services.memory.recallgate import KIND
 
 log = structlog.get_logger("agentbus.memory")
 MAX_BODY = 64 * 1024
@@ -30,11 +32,28 @@ class RecallQuery(BaseModel):
     tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     text: str = Field(min_length=1, max_length=4000)
     limit: int = Field(default=5, ge=1, le=50)
+    agent: str | None = Field(default=None, max_length=63, description="search as this agent recalls")
+    sender: str | None = Field(default=None, max_length=256, description="the person asking")
+    conversation: str | None = Field(default=None, max_length=512, description="where they ask")
+    group: bool = Field(default=False, description="they ask in a group chat")
 
+    def scope(self, config: PlatformConfig) -> Scope | str:
+        """The scope to search, or why the query cannot be answered."""
+        if self.agent is None:
+            return Scope(tenant=self.tenant)
+        agent = config.agent(self.agent)
+        if agent is None:
+            return f"unknown agent {self.agent!r}"
+        mode = agent.memory.recall_scope
+        if mode != "tenant" and self.conversation is None:
+            return "conversation is required for this agent's recall scope"
+        return Scope.within(self.tenant, mode, self.conversation or "", self.sender, self.group)
 
 def match_json(r: Recall) -> dict[str, Any]:
     return {"text": r.text, "role": r.role, "kind": r.kind, "at": r.at.isoformat() if r.at else None,
-            "score": round(r.score, 4), "conversation": r.conversation}
+            "score": round(r.score, 4), "conversation": r.conversation, "sender": r.sender,
+            "sender_name": r.sender_name, "channel": r.channel, "chat": r.chat, "chat_name": r.chat_name,
+            "chat_type": r.chat_type}
 
 
 def _reason(err: ValidationError) -> str:
@@ -56,11 +75,14 @@ def recall_routes(config: PlatformConfig, embedder: Embedder | None, vectors: Ve
             return error(422, _reason(err))
         if query.tenant not in tenants:
             return error(404, f"unknown tenant {query.tenant!r}")
+        scope = query.scope(config)
+        if isinstance(scope, str):
+            return error(422, scope)
         if embedder is None or vectors is None:
             return error(503, "semantic memory is off (no embeddings endpoint configured)")
         try:
             [vector] = await embedder.embed([query.text], KIND)
-            found = await vectors.search(vector, Scope(tenant=query.tenant), query.limit, None)
+            found = await vectors.search(vector, scope, query.limit)
         except Exception as exc:  # the embeddings server or the vector store is away: say so, the caller retries
             log.warning("recall_failed", tenant=query.tenant, error=f"{type(exc).__name__}: {exc}"[:300])
             return error(503, f"memory search unavailable: {type(exc).__name__}")

@@ -1,7 +1,9 @@
 """Semantic memory in Qdrant: one collection per tenant, conversation and text in every point's payload.
 
 A collection per tenant makes isolation structural: recall searches only the tenant's own collection, so
-one tenant's memories can never reach another's context, and a search needs no payload filter.
+one tenant's memories can never reach another's context. Within it, a search's scope (one conversation, one
+person, group chats only) and the ids it leaves out are a payload filter Qdrant applies while it searches
+(keyword indexes on the filtered fields), so a narrow scope still gets its own best k.
 Upserts from concurrent events are gathered for a few milliseconds and written together.
 A Qdrant URL serves production; local mode (a folder) is kept for development against Qdrant's API.
 The embedded stack uses ``pgvectors`` instead.
@@ -11,21 +13,38 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
 from agentbus.batching import MicroBatcher
 from agentbus.events import Recall
-from agentbus.services.memory.ports import Kind, Scope
+from agentbus.services.memory.ports import Kind, Origin, Scope
 
 _PAGE = 256  # matches deleted per round when forgetting
+_INDEXED = ("conversation", "owner", "chat_type")  # the payload fields a recall filters on
+
+
+def scope_filter(scope: Scope, exclude: Collection[uuid.UUID]) -> models.Filter | None:
+    """The scope of a search as Qdrant's payload filter (the tenant is the collection)."""
+    must: list[Any] = []
+    if scope.conversation is not None:
+        must.append(models.FieldCondition(key="conversation", match=models.MatchValue(value=scope.conversation)))
+    if scope.owner is not None:
+        must.append(models.FieldCondition(key="owner", match=models.MatchValue(value=scope.owner)))
+    if scope.group_only:
+        must.append(models.FieldCondition(key="chat_type", match=models.MatchValue(value="group")))
+    must_not: list[Any] = [models.HasIdCondition(has_id=[str(i) for i in exclude])] if exclude else []
+    return models.Filter(must=must, must_not=must_not) if must or must_not else None
 
 
 class QdrantStore:
     def __init__(self, client: AsyncQdrantClient, collection: str, dim: int, max_batch: int = 256,
-                 max_wait_s: float = 0.005) -> None:
+                 max_wait_s: float = 0.005, payload_indexes: bool = True) -> None:
         self._c = client
+        self._payload_indexes = payload_indexes
         self._prefix = collection
         self._dim = dim
         self._ready: set[str] = set()
@@ -35,12 +54,10 @@ class QdrantStore:
     @classmethod
     def connect(cls, url: str | None, path: str | None, api_key: str | None, collection: str, dim: int) -> QdrantStore:
         if url:
-            client = AsyncQdrantClient(url=url, api_key=api_key, timeout=10)
-        elif path:
-            client = AsyncQdrantClient(path=path)
-        else:
-            client = AsyncQdrantClient(location=":memory:")
-        return cls(client, collection, dim)
+            return cls(AsyncQdrantClient(url=url, api_key=api_key, timeout=10), collection, dim)
+        # local mode filters by scanning, and warns that payload indexes have no effect there
+        local = AsyncQdrantClient(path=path) if path else AsyncQdrantClient(location=":memory:")
+        return cls(local, collection, dim, payload_indexes=False)
 
     def collection(self, tenant: str) -> str:
         return f"{self._prefix}__{tenant}"
@@ -59,44 +76,37 @@ class QdrantStore:
                     await self._c.create_collection(
                         name, vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE)
                     )
+                if self._payload_indexes:  # a server filters with them; collections made before get them too
+                    have = (await self._c.get_collection(name)).payload_schema or {}
+                    for key in (k for k in _INDEXED if k not in have):
+                        await self._c.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
                 self._ready.add(name)
         return name
 
     async def search(
-        self, vector: list[float], scope: Scope, limit: int, exclude: uuid.UUID | None
+        self, vector: list[float], scope: Scope, limit: int, exclude: Collection[uuid.UUID] = ()
     ) -> list[Recall]:
         name = await self._ensure(scope.tenant)
-        res = await self._c.query_points(name, query=vector, limit=limit + (1 if exclude else 0), with_payload=True)
-        out = []
-        for p in res.points:
-            pl = p.payload or {}
-            if exclude is not None and str(p.id) == str(exclude):
-                continue
-            out.append(
-                Recall(
-                    text=pl.get("text", ""),
-                    score=float(p.score),
-                    role=pl.get("role", "user"),
-                    at=pl.get("at"),
-                    conversation=pl.get("conversation"),
-                    kind=pl.get("kind", "turn"),
-                )
-            )
-        return out[:limit]
+        res = await self._c.query_points(name, query=vector, limit=limit, query_filter=scope_filter(scope, exclude),
+                                         with_payload=True)
+        return [_recall(p.id, p.payload or {}, float(p.score)) for p in res.points]
 
     async def upsert(
         self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
-        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
+        text: str, at: datetime, kind: Kind = "turn", subject: str | None = None, origin: Origin | None = None,
     ) -> None:
         """Qdrant keeps no tombstones: a turn redelivered after it was forgotten would be written again. The
         window is short (a redelivery comes before the turn's offset is committed, a forget after the
         answer), and the processed record keeps a remember command from being applied twice."""
         name = await self._ensure(scope.tenant)
+        o = origin or Origin()
         point = models.PointStruct(
             id=str(point_id),
             vector=vector,
             payload={"tenant": scope.tenant, "conversation": conversation, "role": role, "text": text,
-                     "at": at.isoformat(), "kind": kind, "subject": subject},
+                     "at": at.isoformat(), "kind": kind, "subject": subject, "owner": o.owner, "sender": o.sender,
+                     "sender_name": o.sender_name, "channel": o.channel, "chat": o.chat, "chat_name": o.chat_name,
+                     "chat_type": o.chat_type},
         )
         await self._batches.submit(name, [point])  # durable (as Qdrant makes it) before the event counts
 
@@ -120,3 +130,10 @@ class QdrantStore:
     async def aclose(self) -> None:
         await self._batches.aclose()
         await self._c.close()
+
+
+def _recall(point_id: Any, pl: dict[str, Any], score: float) -> Recall:
+    return Recall(text=pl.get("text", ""), score=score, role=pl.get("role", "user"), at=pl.get("at"),
+                  conversation=pl.get("conversation"), kind=pl.get("kind", "turn"), event_id=uuid.UUID(str(point_id)),
+                  sender=pl.get("sender"), sender_name=pl.get("sender_name"), channel=pl.get("channel"),
+                  chat=pl.get("chat"), chat_name=pl.get("chat_name"), chat_type=pl.get("chat_type"))

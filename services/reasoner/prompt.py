@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentbus.config import Agent
-from agentbus.events import Attachment, ContextAssembledData, Turn
+from agentbus.events import Attachment, ContextAssembledData, Recall, Turn
 
 IMAGE_TOKENS = 765  # what a 1024x1024 image costs at OpenAI's "high" detail: a budget estimate, not a price
 Images = Mapping[str, tuple[bytes, str]]  # blob ref -> (bytes, content type)
@@ -63,11 +63,30 @@ def without_image_data(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def attribution(m: Recall) -> str:
+    """Who said a recalled memory, where and when, as the model reads it: ``[2026-11-30, alice in #team]``.
+    Without it the model cannot tell whose fact it is (one person's locker code is not another's)."""
+    when = m.at.date().isoformat() if m.at is not None else "undated"
+    if m.role == "assistant":
+        who = "you (the assistant)"
+    else:
+        who = m.sender_name or m.sender or "someone (sender not recorded)"
+    if m.chat_type == "group":
+        where = f" in #{m.chat_name or m.chat}" if (m.chat_name or m.chat) else " in a group chat"
+    elif m.chat_type == "direct":
+        where = " in a direct chat"
+    else:
+        where = ""
+    via = f" on {m.channel}" if m.channel else ""
+    kind = "fact about " if m.kind == "fact" else ""
+    return f"[{when}, {kind}{who}{where}{via}]"
+
+
 def build_messages(agent: Agent, ctx: ContextAssembledData, system_prompt: str | None = None,
                    images: Images | None = None) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt or agent.system_prompt}]
     if ctx.memories:
-        notes = "\n".join(f"- ({m.role}) {m.text}" for m in ctx.memories)
+        notes = "\n".join(f"- {attribution(m)} {m.text}" for m in ctx.memories)
         messages.append({"role": "system", "content": f"Relevant memories from earlier conversations:\n{notes}"})
     for t in ctx.history:
         messages.append({"role": "assistant" if t.role == "assistant" else "user", "content": t.text})

@@ -18,9 +18,9 @@ from agentbus.events import MemoryCommand, MemoryRequested
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.commands import MemoryCommands
 from agentbus.services.memory.embeddings import OpenAIEmbedder
-from agentbus.services.memory.handlers import KIND
 from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.ports import Scope
+from agentbus.services.memory.recallgate import KIND
 from agentbus.services.memory.routes import recall_routes
 from agentbus.services.reasoner.tools.memory import MemoryTool
 from agentbus.settings import Settings
@@ -72,7 +72,7 @@ async def test_remembered_facts_are_recalled_and_forgetting_reaches_every_replic
     assert await texts(pool, "acme") == set(FACTS)
 
     [question] = await embedder.embed(["what is my locker number?"], KIND)
-    [top] = await other.search(question, ACME, 1, None)  # loads the tenant into the other replica's matrix
+    [top] = await other.search(question, ACME, 1)  # loads the tenant into the other replica's matrix
     assert (top.text, top.kind, top.role) == ("my locker is 12", "fact", "user")
     assert other.size("acme") == 3
 
@@ -82,7 +82,7 @@ async def test_remembered_facts_are_recalled_and_forgetting_reaches_every_replic
     assert await texts(pool, "globex") == {"my locker is 12"}
     assert await log.deleted_by(forget.id) == [facts[0].id]
     for replica in (mine, other):  # this replica at once, the other one at its refresh
-        found = await replica.search(question, ACME, 5, None)
+        found = await replica.search(question, ACME, 5)
         assert {r.text for r in found} == {"the offsite is in May", "I like green tea"}
         assert replica.size("acme") == 2
 
@@ -95,7 +95,7 @@ async def test_remembered_facts_are_recalled_and_forgetting_reaches_every_replic
     assert await log.deleted_by(forget.id) == [facts[0].id]
     assert mine.size("acme") == other.size("acme") == 2
     restarted = PgVectorIndex(pool, Settings().embeddings_dim)
-    assert "my locker is 12" not in {r.text for r in await restarted.search(question, ACME, 5, None)}
+    assert "my locker is 12" not in {r.text for r in await restarted.search(question, ACME, 5)}
 
 
 async def test_recall_over_http_and_the_tool_end_to_end(pool: AsyncConnectionPool, embedder: OpenAIEmbedder) -> None:
@@ -118,7 +118,7 @@ async def test_recall_over_http_and_the_tool_end_to_end(pool: AsyncConnectionPoo
             assert other_tenant.json() == {"matches": []}
 
         found = await tool.call({"action": "search", "text": "Alice's locker", "limit": 1}, context())
-        assert not found.is_error and "Alice's locker is number 12 (fact by user" in found.content
+        assert not found.is_error and "fact about u1] Alice's locker is number 12 (fact;" in found.content
 
         forgot = await tool.call({"action": "forget", "text": "Alice's locker"},
                                  context(text="forget Alice's locker"))

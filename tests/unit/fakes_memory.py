@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from agentbus.events import Event, MemoryRequested, Recall, Turn
-from agentbus.services.memory.ports import Kind, Scope
+from agentbus.services.memory.ports import Deferred, Kind, Origin, Scope
 
 
 @dataclass
@@ -56,6 +56,13 @@ class Point:
     kind: Kind = "turn"
     subject: str | None = None
     at: datetime | None = None
+    origin: Origin = Origin()
+
+    def within(self, scope: Scope) -> bool:
+        return (self.tenant == scope.tenant
+                and (scope.conversation is None or self.conversation == scope.conversation)
+                and (scope.owner is None or self.origin.owner == scope.owner)
+                and (not scope.group_only or self.origin.chat_type == "group"))
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -65,21 +72,28 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 @dataclass
 class FakeVectors:
-    """Search answers every point of the tenant with score 0.9 (handler tests check who sees what, not the
+    """Search answers every point of the scope with score 0.9 (handler tests check who sees what, not the
     ranking); forget compares for real, as the threshold is what its tests are about."""
 
     points: dict[uuid.UUID, Point] = field(default_factory=dict)
     forgotten: set[uuid.UUID] = field(default_factory=set)
+    searches: list[tuple[Scope, frozenset[uuid.UUID]]] = field(default_factory=list)  # scope, ids left out
 
-    async def search(self, vector: list[float], scope: Scope, limit: int, exclude: uuid.UUID | None) -> list[Recall]:
-        hits = [p for pid, p in self.points.items() if p.tenant == scope.tenant and pid != exclude]
-        return [Recall(text=p.text, score=0.9, role=p.role, kind=p.kind, at=p.at) for p in hits[:limit]]
+    async def search(self, vector: list[float], scope: Scope, limit: int,
+                     exclude: Collection[uuid.UUID] = ()) -> list[Recall]:
+        self.searches.append((scope, frozenset(exclude)))
+        hits = [(pid, p) for pid, p in self.points.items() if p.within(scope) and pid not in exclude]
+        return [Recall(text=p.text, score=0.9, role=p.role, kind=p.kind, at=p.at, conversation=p.conversation,
+                       event_id=pid, sender=p.origin.sender, sender_name=p.origin.sender_name,
+                       channel=p.origin.channel, chat=p.origin.chat, chat_name=p.origin.chat_name,
+                       chat_type=p.origin.chat_type) for pid, p in hits[:limit]]
 
     async def upsert(self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
-                     text: str, at: datetime, kind: Kind = "turn", subject: str | None = None) -> None:
+                     text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
+                     origin: Origin | None = None) -> None:
         if point_id not in self.forgotten:
             self.points[point_id] = Point(scope.tenant, conversation, role, text, tuple(vector), kind,
-                                           subject, at)
+                                           subject, at, origin or Origin())
 
     async def forget(self, vector: list[float], scope: Scope, min_score: float) -> list[uuid.UUID]:
         gone = [pid for pid, p in self.points.items()
@@ -99,3 +113,22 @@ class FakeCommandLog:
 
     async def record(self, event: MemoryRequested, deleted: Sequence[uuid.UUID]) -> None:
         self.applied_commands.setdefault(event.id, list(deleted))
+
+
+@dataclass
+class FakeDeferredIndex:
+    waiting: dict[uuid.UUID, Deferred] = field(default_factory=dict)
+    released: list[uuid.UUID] = field(default_factory=list)
+
+    async def defer(self, item: Deferred) -> None:
+        self.waiting.setdefault(item.point_id, item)
+
+    async def take(self, limit: int) -> list[Deferred]:
+        return list(self.waiting.values())[:limit]
+
+    async def done(self, ids: Sequence[uuid.UUID]) -> None:
+        for i in ids:
+            self.waiting.pop(i, None)
+
+    async def release(self, ids: Sequence[uuid.UUID]) -> None:
+        self.released.extend(ids)

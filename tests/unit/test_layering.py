@@ -17,7 +17,7 @@ SERVICES = ROOT / "services"
 # domain modules that import no adapter or client library themselves
 HANDLERS = {
     "ingress": ("accept.py", {"ports", "inbound"}),
-    "memory": ("handlers.py", {"ports"}),
+    "memory": ("handlers.py", {"ports", "recallgate"}),
     "reasoner": ("handlers.py", {"ports", "prompt", "loop", "parts", "progress"}),
     "scheduler": ("handlers.py", {"ports", "schedule"}),
     "egress": ("handlers.py", {"ports"}),

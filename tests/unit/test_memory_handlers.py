@@ -25,7 +25,7 @@ from agentbus.events import (
 )
 from agentbus.ids import Step, derive_id
 from agentbus.services.memory.handlers import Memory
-from agentbus.services.memory.ports import Kind, Scope
+from agentbus.services.memory.ports import Kind, Origin, Scope
 from tests.support.platform import base_config
 from tests.unit.fakes_memory import FakeEmbedder, FakeTurnStore, FakeVectors
 
@@ -52,8 +52,11 @@ async def test_context_has_history_and_same_tenant_memories_only() -> None:
     await m.assemble_context(message("globex", "g1", "globex secret plans"))
     [ctx] = await m.assemble_context(message("acme", "c1", "what was the hint?"))
     assert [t.text for t in ctx.data.history] == ["the password hint is blue"]
-    assert all("globex" not in r.text for r in ctx.data.memories)
-    assert any("blue" in r.text for r in ctx.data.memories)
+    assert ctx.data.memories == ()  # the turn is in the history already: never recalled a second time
+    [other] = await m.assemble_context(message("acme", "c2", "what was the hint again?"))
+    assert other.data.history == ()
+    assert all("globex" not in r.text for r in other.data.memories)
+    assert any("blue" in r.text for r in other.data.memories)
     assert ctx.causation_id is not None and ctx.correlation_id == ctx.causation_id
     assert ctx.data.asker == Sender(id="u1")  # the reply can address whoever asked
 
@@ -140,12 +143,13 @@ class FlakyVectors(FakeVectors):
         self.failures = failures
 
     async def upsert(self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
-                     text: str, at: datetime, kind: Kind = "turn", subject: str | None = None) -> None:
+                     text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
+                     origin: Origin | None = None) -> None:
         await asyncio.sleep(0.01)
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("vector store unavailable")
-        await super().upsert(point_id, vector, scope, conversation, role, text, at, kind, subject)
+        await super().upsert(point_id, vector, scope, conversation, role, text, at, kind, subject, origin)
 
 
 async def test_a_failed_vector_write_fails_the_event_and_its_retry_writes_it() -> None:

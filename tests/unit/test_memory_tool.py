@@ -23,7 +23,7 @@ from agentbus.events import (
     Turn,
 )
 from agentbus.ids import Step
-from agentbus.services.memory.ports import Scope
+from agentbus.services.memory.ports import Origin, Scope
 from agentbus.services.memory.routes import recall_routes
 from agentbus.services.reasoner.tools.base import ToolContext
 from agentbus.services.reasoner.tools.memory import MemoryTool, memory_url
@@ -51,9 +51,10 @@ def context(tenant: str = "acme", sender: str = "u1", text: str = "remember my l
 async def vectors() -> FakeVectors:
     v = FakeVectors()
     await v.upsert(uuid.uuid4(), [1.0, 0.0], Scope("acme"), "acme/acme/c1", "user",
-                   "Alice's locker is number 12", NOW, "fact", "u1")
+                   "Alice's locker is number 12", NOW, "fact", "u1", Origin(owner="u1", sender="u1"))
     await v.upsert(uuid.uuid4(), [1.0, 0.0], Scope("globex"), "globex/globex/c1", "user",
-                   "globex's secret", NOW)
+                   "globex's secret", NOW, origin=Origin(owner="u1", sender="u1", sender_name="Gus", chat="c1",
+                                                          chat_type="direct", channel="globex"))
     return v
 
 
@@ -68,13 +69,21 @@ async def tool(vectors: FakeVectors) -> AsyncIterator[MemoryTool]:
 async def test_search_reads_the_tenants_matches(tool: MemoryTool) -> None:
     result = await tool.call({"action": "search", "text": "locker", "limit": 3}, context())
     assert not result.is_error and result.commands == ()
-    assert "Alice's locker is number 12 (fact by user, 2026-03-01; score 0.90)" in result.content
+    assert "- [2026-03-01, fact about u1] Alice's locker is number 12 (fact; score 0.90)" in result.content
     assert "globex" not in result.content
+
+
+async def test_search_reads_only_the_askers_own_memories(tool: MemoryTool, vectors: FakeVectors) -> None:
+    result = await tool.call({"action": "search", "text": "locker"}, context(sender="u2"))
+    assert not result.is_error and result.content == "Nothing remembered matches that."
+    [(scope, _)] = vectors.searches
+    assert scope == Scope("acme", owner="u2")  # filtered in the store, by the agent's default user scope
 
 
 async def test_search_with_nothing_remembered_says_so(tool: MemoryTool) -> None:
     result = await tool.call({"action": "search", "text": "locker"}, context(tenant="globex"))
-    assert not result.is_error and "globex's secret" in result.content
+    assert not result.is_error
+    assert "- [2026-03-01, Gus in a direct chat on globex] globex's secret (turn; score 0.90)" in result.content
     empty = MemoryTool("http://unused")  # not called: arguments are refused first
     bad = await empty.call({"action": "search", "text": ""}, context())
     assert bad.is_error and "text" in bad.content
@@ -127,6 +136,29 @@ async def test_the_recall_route_refuses_bad_input_with_a_reason(vectors: FakeVec
         too_big = await http.post("/v1/recall", json={"tenant": "acme", "text": "x" * 70_000})
         assert too_big.status_code == 413
         assert (await http.get("/v1/recall")).status_code == 405
+        no_agent = await http.post("/v1/recall", json={"tenant": "acme", "text": "x", "agent": "nobody",
+                                                       "sender": "u1", "conversation": "acme/acme/c1"})
+        assert no_agent.status_code == 422 and "unknown agent 'nobody'" in no_agent.json()["error"]
+        nowhere = await http.post("/v1/recall", json={"tenant": "acme", "text": "x", "agent": "assistant",
+                                                      "sender": "u1"})
+        assert nowhere.status_code == 422 and "conversation is required" in nowhere.json()["error"]
+        bad_group = await http.post("/v1/recall", json={"tenant": "acme", "text": "x", "group": "yes please"})
+        assert bad_group.status_code == 422 and "group" in bad_group.json()["error"]
+    assert [scope for scope, _ in vectors.searches] == [Scope("acme")]  # the refused ones searched nothing
+
+
+async def test_the_recall_route_searches_in_the_agents_scope_for_the_person_asking(vectors: FakeVectors) -> None:
+    doc = base_config()
+    doc["agents"][0]["memory"]["recall_scope"] = "conversation"
+    async with serving("memory", recall_routes(parse_config(doc), FakeEmbedder(), vectors)) as url, \
+            httpx.AsyncClient(base_url=url) as http:
+        ask = {"tenant": "acme", "text": "locker", "agent": "assistant", "sender": "u2", "conversation": "acme/acme/c1"}
+        mine = await http.post("/v1/recall", json=ask)
+        elsewhere = await http.post("/v1/recall", json={**ask, "conversation": "acme/acme/c9"})
+    assert [m["text"] for m in mine.json()["matches"]] == ["Alice's locker is number 12"]
+    assert elsewhere.status_code == 200 and elsewhere.json() == {"matches": []}
+    assert [scope for scope, _ in vectors.searches] == [Scope("acme", conversation="acme/acme/c1"),
+                                                         Scope("acme", conversation="acme/acme/c9")]
 
 
 async def test_without_semantic_memory_recall_answers_503() -> None:

@@ -8,7 +8,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from agentbus.services.memory.ports import Scope
+from agentbus.services.memory.ports import Origin, Scope
 from agentbus.services.memory.vectors import QdrantStore
 
 ACME, GLOBEX = Scope("acme"), Scope("globex")
@@ -25,10 +25,10 @@ async def test_recall_per_tenant_ranked_without_the_asking_turn() -> None:
         store.upsert(asking, [2.0, 0.0, 0.0, 0.0], ACME, "acme/c", "user", "the question", now),
         store.upsert(uuid.uuid4(), [1.0, 0.0, 0.0, 0.0], GLOBEX, "globex/c", "user", "globex secret", now),
     )
-    found = await store.search([1.0, 0.0, 0.0, 0.0], ACME, 2, exclude=asking)
+    found = await store.search([1.0, 0.0, 0.0, 0.0], ACME, 2, exclude={asking})
     assert [r.text for r in found] == ["exact", "diagonal"]
     assert found[1].role == "assistant" and found[1].conversation == "acme/c"
-    assert [r.text for r in await store.search([1.0, 0.0, 0.0, 0.0], GLOBEX, 5, None)] == ["globex secret"]
+    assert [r.text for r in await store.search([1.0, 0.0, 0.0, 0.0], GLOBEX, 5)] == ["globex secret"]
     await store.aclose()
 
 
@@ -42,11 +42,38 @@ async def test_forget_deletes_only_what_is_alike_above_the_threshold_in_the_tena
         store.upsert(far, [0.0, 1.0, 0.0, 0.0], ACME, "acme/c", "user", "the offsite is in May", now),
         store.upsert(other, [1.0, 0.0, 0.0, 0.0], GLOBEX, "globex/c", "user", "globex locker", now),
     )
-    [top] = await store.search([1.0, 0.0, 0.0, 0.0], ACME, 1, None)
+    [top] = await store.search([1.0, 0.0, 0.0, 0.0], ACME, 1)
     assert (top.text, top.kind) == ("my locker is 12", "fact")
     assert sorted(await store.forget([1.0, 0.0, 0.0, 0.0], ACME, 0.9)) == sorted([locker, near])
-    assert [r.text for r in await store.search([1.0, 0.0, 0.0, 0.0], ACME, 5, None)] == ["the offsite is in May"]
-    [kept] = await store.search([1.0, 0.0, 0.0, 0.0], GLOBEX, 5, None)
+    assert [r.text for r in await store.search([1.0, 0.0, 0.0, 0.0], ACME, 5)] == ["the offsite is in May"]
+    [kept] = await store.search([1.0, 0.0, 0.0, 0.0], GLOBEX, 5)
     assert kept.text == "globex locker" and kept.kind == "turn"
     assert await store.forget([1.0, 0.0, 0.0, 0.0], ACME, 0.9) == []
     await store.aclose()
+
+
+async def test_the_scope_is_a_payload_filter_so_a_narrow_one_still_gets_its_best_k() -> None:
+    store = QdrantStore.connect(None, None, None, "test_scope", 4)
+    now = datetime.now(UTC)
+    close = [1.0, 0.0, 0.0, 0.0]
+    await asyncio.gather(*(
+        store.upsert(uuid.uuid4(), close, ACME, f"acme/c{i}", "user", f"other {i}", now,
+                     origin=Origin(owner=f"u{i}", chat_type="direct")) for i in range(30)))
+    alice = [uuid.uuid4() for _ in range(3)]
+    for n, (point_id, chat_type) in enumerate(zip(alice, ("direct", "group", "direct"), strict=True)):
+        await store.upsert(point_id, [0.5, 0.5 + n, 0.0, 0.0], ACME, f"acme/a{n}", "user", f"alice {n}", now,
+                           origin=Origin(owner="alice", sender="alice", sender_name="Alice", channel="acme",
+                                         chat=f"a{n}", chat_type=chat_type))  # type: ignore[arg-type]
+    await store.upsert(uuid.uuid4(), close, ACME, "acme/old", "user", "stored before owners", now)
+    mine = await store.search(close, Scope("acme", owner="alice"), 3)
+    assert sorted(r.text for r in mine) == ["alice 0", "alice 1", "alice 2"]
+    assert {(r.sender, r.sender_name, r.channel) for r in mine} == {("alice", "Alice", "acme")}
+    assert {r.event_id for r in mine} == set(alice)
+    assert [r.text for r in await store.search(close, Scope("acme", owner="alice", group_only=True), 3)] == [
+        "alice 1"]
+    assert [r.text for r in await store.search(close, Scope("acme", conversation="acme/a2"), 3)] == ["alice 2"]
+    assert await store.search(close, Scope("acme", conversation="acme/a2"), 3, exclude={alice[2]}) == []
+    assert await store.search(close, Scope("acme", owner="mallory"), 3) == []
+    assert "stored before owners" in [r.text for r in await store.search(close, ACME, 40)]
+    await store.aclose()
+

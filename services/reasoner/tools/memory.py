@@ -16,8 +16,9 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentbus.events import MemoryCommand, MemoryRequested
+from agentbus.events import MemoryCommand, MemoryRequested, Recall
 from agentbus.httpclient import async_client
+from agentbus.services.reasoner.prompt import attribution
 from agentbus.services.reasoner.tools.base import ToolContext, ToolResult, TypedTool
 from agentbus.settings import DEFAULT_PORTS, Settings
 
@@ -65,7 +66,10 @@ class MemoryTool(TypedTool[MemoryArgs]):
         return ToolResult(f"{said}: {args.text}", commands=(event,))
 
     async def _search(self, args: MemoryArgs, ctx: ToolContext) -> ToolResult:
-        body = {"tenant": ctx.tenant, "text": args.text, "limit": args.limit or self._default_limit}
+        # memory applies the agent's recall scope for this person in this chat: the tool reads no further
+        body = {"tenant": ctx.tenant, "text": args.text, "limit": args.limit or self._default_limit,
+                "agent": ctx.agent, "sender": _subject(ctx), "conversation": ctx.conversation,
+                "group": ctx.chat.type == "group"}
         try:
             resp = await self._client.post(f"{self._url}/v1/recall", json=body)
         except httpx.HTTPError as exc:
@@ -102,7 +106,6 @@ def _render(matches: list[dict[str, Any]]) -> str:
         return "Nothing remembered matches that."
     lines = []
     for m in matches:
-        when = f", {m['at'][:10]}" if m.get("at") else ""
-        lines.append(f"- {m['text']} ({m.get('kind', 'turn')} by {m.get('role', 'user')}{when}; "
-                     f"score {float(m['score']):.2f})")
+        said = Recall.model_validate({k: v for k, v in m.items() if k in Recall.model_fields})
+        lines.append(f"- {attribution(said)} {said.text} ({said.kind}; score {said.score:.2f})")
     return "Remembered:\n" + "\n".join(lines)
