@@ -1,0 +1,5 @@
+"""(page in progress)"""
+
+from starlette.routing import BaseRoute
+
+routes: list[BaseRoute] = []

@@ -1,0 +1,103 @@
+"""The web console in headless Chromium against the running platform: log in with a token made by
+``agentbus tokens create``, see a signed webhook's message, reply and delivery appear on Live, and operate
+jobs, dead letters and agents, each in English and Chinese at a desktop's and a phone's width, with
+axe-core finding nothing serious on any page."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.e2e.test_operator_api import cli
+from tests.e2e.test_operator_ops import send
+from tests.support.browser import PHONE, Chromium, axe
+from tests.support.platform import Infra, Platform, base_config, run_platform
+from tests.support.servers import FakeLLM, WebhookSink
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink) -> AsyncIterator[Platform]:
+    assert sink.server is not None
+    async with run_platform(infra, base_config(sink.server.url, llm.base_url),
+                            env={"AGENTBUS_SCHEDULER_TICK_S": "0.5"}) as p:
+        yield p
+
+
+async def token(infra: Infra, p: Platform, *args: str) -> str:
+    code, out, err = await cli(infra, p, "tokens", "create", "--name", f"console-{uuid.uuid4().hex[:4]}", *args)
+    assert code == 0, err
+    return out.strip()
+
+
+async def log_in(page: Page, p: Platform, secret: str) -> None:
+    await page.goto(p.ingress_url + "/console/login")
+    await page.get_by_label(re.compile("API token|API 令牌")).fill(secret)
+    await page.get_by_role("button", name=re.compile("^(Log in|登录)$")).click()
+    await expect(page).to_have_url(re.compile(r"/console/live"))
+
+
+async def no_violations(page: Page) -> None:
+    found = await axe(page)
+    assert found == [], found
+
+
+async def test_login_live_and_logout(infra: Infra, platform: Platform, page: Page, sink: WebhookSink) -> None:
+    p = platform
+    await page.goto(p.ingress_url + "/console/live")
+    await expect(page).to_have_url(re.compile(r"/console/login"))  # no session: to the login page
+    await no_violations(page)
+    await page.get_by_label("API token").fill("agb_000000000000_notatokenatallnotatoken")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("unknown token")
+
+    await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "agentbus_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    assert not cookie["value"].startswith("agb_"), "the browser keeps a short-lived JWT, not the API token"
+    await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    await expect(page.get_by_text("Tenant: acme")).to_be_visible()
+    await expect(page.locator("#live-status")).to_have_text(re.compile("Connected"))
+    await no_violations(page)
+
+    conv = f"live-{uuid.uuid4().hex[:6]}"
+    await send(p, conv, "hello console")
+    events = page.get_by_role("log", name="Events")
+    await expect(events.locator("li[data-kind='message.received']", has_text="hello console")).to_be_visible()
+    await expect(events.locator("li[data-kind='reply.generated']", has_text="answer: hello console")).to_be_visible()
+    await expect(events.locator("li[data-kind='delivery.completed']").first).to_contain_text("delivered")
+    shown = [await li.get_attribute("data-conversation") or "" for li in await events.locator("li").all()]
+    assert shown and all(c.startswith("acme/") for c in shown), shown
+
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("status")).to_have_text("You are logged out.")
+    assert not [c for c in await page.context.cookies() if c["name"] == "agentbus_console"]
+    await page.goto(p.ingress_url + "/console/live")
+    await expect(page).to_have_url(re.compile(r"/console/login"))
+
+
+async def test_live_in_chinese_on_a_phone_shows_only_its_tenant(
+    infra: Infra, platform: Platform, chromium: Chromium
+) -> None:
+    p = platform
+    page = await chromium.page(lang="zh-CN,zh;q=0.9", viewport=PHONE)
+    try:
+        await log_in(page, p, await token(infra, p, "--tenant", "globex", "--role", "viewer"))
+        await expect(page.get_by_role("heading", level=1)).to_have_text("实时")
+        await expect(page.locator("#live-status")).to_have_text(re.compile("已连接"))
+        await no_violations(page)
+        await send(p, f"other-{uuid.uuid4().hex[:6]}", "for acme only")  # acme's: never shown to globex
+        await page.goto(p.ingress_url + "/console/live?lang=en")  # a choice remembered in a cookie
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Live")
+        await page.goto(p.ingress_url + "/console/live")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Live")
+        assert await page.get_by_text("for acme only").count() == 0
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], "nothing wider than the phone's screen"
+    finally:
+        await page.close()
