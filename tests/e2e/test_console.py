@@ -101,3 +101,86 @@ async def test_live_in_chinese_on_a_phone_shows_only_its_tenant(
         assert width <= PHONE["width"], "nothing wider than the phone's screen"
     finally:
         await page.close()
+
+
+async def reload_until(page: Page, locator: str, text: str) -> None:
+    """Reload until ``locator`` shows ``text`` (the scheduler applies commands a moment after the API)."""
+    for _ in range(60):
+        await page.reload()
+        if text in (await page.locator(locator).all_inner_texts() or [""])[0]:
+            return
+        await page.wait_for_timeout(250)
+    raise AssertionError(f"{locator} never showed {text!r}")
+
+
+async def test_jobs_cron_preview_create_pause_and_cancel(infra: Infra, platform: Platform, page: Page) -> None:
+    p = platform
+    await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+    await page.get_by_role("link", name="Jobs").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Jobs")
+    await expect(page.locator("#preview li")).to_have_count(5)  # the defaults: 09:00 on weekdays
+    await page.get_by_label("Minute").fill("30")
+    await page.get_by_label("Hour").fill("8")
+    await page.get_by_label("Day of week").fill("6")
+    await expect(page.get_by_test_id("expr")).to_have_text("30 8 * * 6")
+    times = await page.locator("#preview li time").evaluate_all("ts => ts.map(t => t.getAttribute('datetime'))")
+    assert len(times) == 5 and all(t.endswith("+00:00") and "T08:30:00" in t for t in times), times
+    assert all("Saturday" in x for x in await page.locator("#preview li").all_inner_texts())
+    await page.get_by_label("Hour").fill("25")
+    await expect(page.locator("#preview [role=alert]")).to_be_visible()  # croniter refuses the hour
+    await page.get_by_label("Hour").fill("8")
+    await no_violations(page)
+
+    job = f"weekly-{uuid.uuid4().hex[:4]}"
+    await page.get_by_label("Job id (optional)").fill(job)
+    await page.get_by_label("Chat id").fill("team")
+    await page.get_by_label("Prompt", exact=True).fill("Weekly summary, please")
+    await page.get_by_label("Time zone").fill("Mars/Base")
+    await page.get_by_role("button", name="Create job").click()
+    await expect(page.locator("div[role=alert]")).to_contain_text("body.schedule.timezone")  # the API's reason
+    assert await page.get_by_label("Chat id").input_value() == "team"
+    await page.get_by_label("Time zone").fill("Asia/Shanghai")
+    await page.get_by_role("button", name="Create job").click()
+    await expect(page.get_by_role("status")).to_contain_text(job)
+    row = f"tr[data-job='{job}'] [data-state]"
+    await reload_until(page, row, "active")
+    await expect(page.locator(f"tr[data-job='{job}']")).to_contain_text("cron 30 8 * * 6")
+    await page.get_by_role("button", name=f"Pause {job}").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Pause {job}")
+    await reload_until(page, row, "paused")
+    await page.get_by_role("button", name=f"Cancel {job}").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Cancel {job}")
+    await reload_until(page, row, "cancelled")
+    await no_violations(page)
+
+
+async def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
+    infra: Infra, platform: Platform, page: Page
+) -> None:
+    p = platform
+    operator = await token(infra, p, "--tenant", "acme", "--role", "operator")
+    await log_in(page, p, operator)
+    await page.goto(p.ingress_url + "/console/jobs")
+    job = f"daily-{uuid.uuid4().hex[:4]}"
+    await page.get_by_label("Job id (optional)").fill(job)
+    await page.get_by_label("Chat id").fill("team")
+    await page.get_by_label("Prompt", exact=True).fill("Daily")
+    await page.get_by_role("button", name="Create job").click()
+    await expect(page.get_by_role("status")).to_contain_text(job)
+    await reload_until(page, f"tr[data-job='{job}'] [data-state]", "active")
+    await page.context.clear_cookies()
+
+    await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "viewer"))
+    await page.goto(p.ingress_url + "/console/jobs")
+    await expect(page.locator(f"tr[data-job='{job}']")).to_be_visible()
+    assert await page.locator("main form, main button").count() == 0
+    await expect(page.get_by_text("Your role can read this page")).to_be_visible()
+    await no_violations(page)
+    csrf = await page.locator("body").get_attribute("data-csrf")
+    forged = await page.request.post(p.ingress_url + f"/console/jobs/{job}/pause?tenant=acme",
+                                     form={"csrf": csrf or ""})
+    assert forged.status == 403 and "needs the operator role" in await forged.text()
+    no_token = await page.request.post(p.ingress_url + f"/console/jobs/{job}/pause?tenant=acme", form={})
+    assert no_token.status == 403 and "did not come from this console" in await no_token.text()
+    await page.goto(p.ingress_url + "/console/jobs")
+    await expect(page.locator(f"tr[data-job='{job}'] [data-state]")).to_have_text("active")

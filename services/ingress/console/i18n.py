@@ -147,6 +147,13 @@ EN: dict[str, str] = {
     "health.up": "up",
     "health.down": "down",
     "health.unknown": "unknown",
+    "dow.0": "Monday",
+    "dow.1": "Tuesday",
+    "dow.2": "Wednesday",
+    "dow.3": "Thursday",
+    "dow.4": "Friday",
+    "dow.5": "Saturday",
+    "dow.6": "Sunday",
     "none": "—",
 }
 
@@ -285,6 +292,13 @@ ZH: dict[str, str] = {
     "health.up": "正常",
     "health.down": "不可用",
     "health.unknown": "未知",
+    "dow.0": "星期一",
+    "dow.1": "星期二",
+    "dow.2": "星期三",
+    "dow.3": "星期四",
+    "dow.4": "星期五",
+    "dow.5": "星期六",
+    "dow.6": "星期日",
     "none": "—",
 }
 
