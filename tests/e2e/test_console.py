@@ -184,3 +184,41 @@ async def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
     assert no_token.status == 403 and "did not come from this console" in await no_token.text()
     await page.goto(p.ingress_url + "/console/jobs")
     await expect(page.locator(f"tr[data-job='{job}'] [data-state]")).to_have_text("active")
+
+
+async def test_dead_letters_redriven_after_confirmation_in_chinese(
+    infra: Infra, platform: Platform, chromium: Chromium, llm: FakeLLM, sink: WebhookSink
+) -> None:
+    p = platform
+    page = await chromium.page(lang="zh-CN,zh;q=0.9")
+    try:
+        await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+        conv = f"dl-{uuid.uuid4().hex[:6]}"
+        text = f"please answer {uuid.uuid4().hex[:6]}"
+        llm.fail_status = 400  # the provider refuses: dead-lettered by the reasoner at once
+        try:
+            await send(p, conv, text)
+            await page.get_by_role("link", name="死信").click()
+            await reload_until(page, "main", conv)
+        finally:
+            llm.fail_status = None
+        await expect(page.get_by_role("heading", level=1)).to_have_text("死信")
+        row = page.locator("tr", has_text=conv)
+        await expect(row).to_contain_text("reasoner")
+        await expect(row).to_contain_text("400")
+        await no_violations(page)
+
+        await page.get_by_role("button", name="重新投递所选").click()  # nothing selected: said so
+        await expect(page.get_by_role("alert")).to_have_text("请至少选择一条死信。")
+        await page.locator("tr", has_text=conv).get_by_role("checkbox").check()
+        await page.get_by_role("button", name="重新投递所选").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("确认重新投递")
+        await expect(page.locator(".chosen li")).to_have_count(1)
+        await expect(page.locator(".chosen li")).to_contain_text(conv)
+        await no_violations(page)
+        await page.get_by_role("button", name="确认重新投递").click()
+        await expect(page.get_by_role("status")).to_contain_text("已重新投递")
+        [answer] = await sink.wait_for(lambda m: m["conversation"] == conv and text in m["text"])
+        assert answer["text"] == f"answer: {text}"
+    finally:
+        await page.close()
