@@ -222,3 +222,42 @@ async def test_dead_letters_redriven_after_confirmation_in_chinese(
         assert answer["text"] == f"answer: {text}"
     finally:
         await page.close()
+
+
+async def test_an_owner_switches_an_agents_model_and_sees_model_health(
+    infra: Infra, platform: Platform, page: Page, llm: FakeLLM, sink: WebhookSink
+) -> None:
+    p = platform
+    await log_in(page, p, await token(infra, p, "--owner"))
+    await page.get_by_role("banner").get_by_label("Tenant").select_option("globex")  # the owner's tenant selector
+    await page.get_by_role("banner").get_by_role("button", name="Switch").click()
+    await expect(page.get_by_role("banner").get_by_label("Tenant")).to_have_value("globex")
+    await page.get_by_role("link", name="Agents and models").click()
+    await expect(page.get_by_role("banner").get_by_label("Tenant")).to_have_value("globex")  # remembered
+    conv = f"agent-{uuid.uuid4().hex[:6]}"
+    await send(p, conv, "warm up the model")
+    await sink.wait_for(lambda m: m["conversation"] == conv)
+    await reload_until(page, "tr[data-model='fake'] [data-health]", "up")  # the reasoner's view, via the API
+    await no_violations(page)
+
+    agent = page.locator("section[data-agent='assistant']")
+    await agent.get_by_text("Edit assistant").click()
+    await agent.get_by_label("Fallback models").fill("nope")
+    await agent.get_by_role("button", name="Save agent").click()
+    await expect(page.locator("div[role=alert]")).to_contain_text("fallback_models[0]: unknown model 'nope'")
+    agent = page.locator("section[data-agent='assistant']")
+    await agent.get_by_label("Fallback models").fill("")
+    await agent.get_by_label("Model", exact=True).select_option("echo")
+    await agent.get_by_role("button", name="Save agent").click()
+    await expect(page.get_by_role("status")).to_contain_text("Saved: the configuration is now version")
+    await expect(page.locator("section[data-agent='assistant'] [data-field=model]")).to_have_text("echo")
+    try:
+        asked = f"who answers {uuid.uuid4().hex[:6]}"
+        await send(p, conv, asked)
+        [reply] = await sink.wait_for(lambda m: m["conversation"] == conv and "[echo model]" in m["text"])
+        assert llm.calls_with(asked) == [], "the next message went to the new model"
+    finally:
+        agent = page.locator("section[data-agent='assistant']")
+        await agent.get_by_label("Model", exact=True).select_option("fake")
+        await agent.get_by_role("button", name="Save agent").click()
+        await expect(page.locator("section[data-agent='assistant'] [data-field=model]")).to_have_text("fake")
