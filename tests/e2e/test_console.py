@@ -5,6 +5,7 @@ axe-core finding nothing serious on any page."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from playwright.async_api import Page, expect
 
 from tests.e2e.test_operator_api import cli
 from tests.e2e.test_operator_ops import send
+from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.support.browser import PHONE, Chromium, axe
 from tests.support.platform import Infra, Platform, base_config, run_platform
 from tests.support.servers import FakeLLM, WebhookSink
@@ -22,11 +24,29 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink) -> AsyncIterator[Platform]:
+async def idp() -> AsyncIterator[FakeOAuthProvider]:
+    provider = await FakeOAuthProvider("cli_console", "console-secret").start()
+    try:
+        yield provider
+    finally:
+        await provider.stop()
+
+
+@pytest.fixture(scope="module")
+async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink, idp: FakeOAuthProvider) -> AsyncIterator[Platform]:
     assert sink.server is not None
-    async with run_platform(infra, base_config(sink.server.url, llm.base_url),
-                            env={"AGENTBUS_SCHEDULER_TICK_S": "0.5"}) as p:
-        yield p
+    cfg = base_config(sink.server.url, llm.base_url)
+    cfg["auth"] = {"providers": {"feishu": {"app_id": "cli_console", "app_secret": {"env": "TEST_FEISHU_CONSOLE"},
+                                            "authorize_url": f"{idp.url}/open-apis/authen/v1/authorize",
+                                            "api_base_url": idp.url}},
+                   "users": [{"provider": "feishu", "user_id": "ou_alice", "tenant": "acme", "role": "viewer"}]}
+    os.environ["TEST_FEISHU_CONSOLE"] = "console-secret"  # the CLI reads the configuration too
+    try:
+        async with run_platform(infra, cfg, env={"AGENTBUS_SCHEDULER_TICK_S": "0.5",
+                                                 "TEST_FEISHU_CONSOLE": "console-secret"}) as p:
+            yield p
+    finally:
+        os.environ.pop("TEST_FEISHU_CONSOLE", None)
 
 
 async def token(infra: Infra, p: Platform, *args: str) -> str:
@@ -261,3 +281,21 @@ async def test_an_owner_switches_an_agents_model_and_sees_model_health(
         await agent.get_by_label("Model", exact=True).select_option("fake")
         await agent.get_by_role("button", name="Save agent").click()
         await expect(page.locator("section[data-agent='assistant'] [data-field=model]")).to_have_text("fake")
+
+
+async def test_a_person_logs_in_through_feishu(platform: Platform, page: Page, idp: FakeOAuthProvider) -> None:
+    p = platform
+    idp.person = {"name": "Alice", "open_id": "ou_alice", "union_id": "on_alice"}
+    await page.goto(p.ingress_url + "/console/login")
+    await page.get_by_role("link", name="Feishu / Lark").click()  # to the provider and back, as a browser does
+    await expect(page).to_have_url(re.compile(r"/console/live"))
+    await expect(page.get_by_role("banner")).to_contain_text("Alice")
+    await expect(page.get_by_role("banner")).to_contain_text("viewer")
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "agentbus_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    idp.person = {"name": "Eve", "open_id": "ou_eve"}
+    await page.context.clear_cookies()
+    await page.goto(p.ingress_url + "/console/login")
+    await page.get_by_role("link", name="Feishu / Lark").click()
+    await expect(page.get_by_text("may not log in")).to_be_visible()  # the API's refusal, no session
+    assert not [c for c in await page.context.cookies() if c["name"] == "agentbus_console"]

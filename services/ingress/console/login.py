@@ -3,11 +3,15 @@ browser keeps in an HttpOnly, SameSite=Strict cookie (Secure over https); loggin
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import structlog
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from agentbus.services.ingress.api.app import PREFIX as API_PREFIX
+from agentbus.services.ingress.console import i18n
 from agentbus.services.ingress.console.apiclient import Api, ApiError
 from agentbus.services.ingress.console.web import (
     BASE,
@@ -19,6 +23,7 @@ from agentbus.services.ingress.console.web import (
     redirect,
     render,
     session,
+    url,
 )
 
 log = structlog.get_logger("agentbus.ingress.console")
@@ -64,6 +69,29 @@ async def logout(request: Request) -> Response:
     return resp
 
 
+async def sso(request: Request) -> Response:
+    """To the API's login with the provider, which hands the person back to the console (``handoff``)."""
+    provider = request.path_params["provider"]
+    if provider not in _console(request).providers:
+        return render(Ctx(request, language(request)), "error.html", status=404, title="error",
+                      reason=f"no identity provider {provider[:32]!r}")
+    return RedirectResponse(f"{API_PREFIX}/auth/login/{provider}?then=console", status_code=303)
+
+
+def handoff(console: Console, request: Request, token: str, expires: datetime) -> Response:
+    """The API's answer to a person logged in through a provider for the console: the session cookie, and a
+    page that moves on to the console. Not a redirect: the provider's redirect to the callback is a
+    cross-site navigation, and a SameSite=Strict cookie goes only with a navigation this site starts."""
+    lang = language(request)
+    html = console.env.get_template("login_done.html").render(t=i18n.translator(lang), lang=lang, url=url)
+    resp = HTMLResponse(html, headers={"cache-control": "no-store", "referrer-policy": "no-referrer"})
+    ttl = max(0, int((expires - datetime.now(UTC)).total_seconds()))
+    resp.set_cookie(SESSION, token, max_age=ttl, path=BASE, httponly=True, samesite="strict",
+                    secure=request.url.scheme == "https")
+    log.info("console_sso_login")
+    return resp
+
+
 async def home(request: Request) -> Response:
     return redirect("/live")
 
@@ -73,4 +101,5 @@ routes = [
     Route("/login", login_page, methods=["GET"]),
     Route("/login", login, methods=["POST"]),
     Route("/logout", logout, methods=["POST"]),
+    Route("/login/{provider}", sso, methods=["GET"]),
 ]

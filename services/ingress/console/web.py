@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp
 
+from agentbus.config import PlatformConfig
 from agentbus.services.ingress.console import i18n
 from agentbus.services.ingress.console.apiclient import Api, ApiError
 from agentbus.settings import Settings
@@ -38,7 +39,11 @@ class Console:
 
     api_app: ASGIApp
     settings: Settings
-    providers: tuple[str, ...] = ()
+    config: PlatformConfig | None = None  # the live configuration: its identity providers are offered
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(sorted(self.config.auth.providers)) if self.config is not None else ()
+
     env: Environment = field(default_factory=lambda: Environment(
         loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
         trim_blocks=True, lstrip_blocks=True))
