@@ -10,14 +10,15 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from agentbus.cli.tools import signed_request
 from tests.e2e.test_operator_api import cli
-from tests.e2e.test_operator_ops import send
 from tests.fakes.oauth_provider import FakeOAuthProvider
-from tests.support.browser import PHONE, Chromium, axe
-from tests.support.platform import Infra, Platform, base_config, run_platform
+from tests.support.browser import PHONE, Chromium, axe, shot
+from tests.support.platform import Infra, Platform, base_config, run_platform, secret_for
 from tests.support.servers import FakeLLM, WebhookSink
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +50,14 @@ async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink, idp: FakeOAuth
         os.environ.pop("TEST_FEISHU_CONSOLE", None)
 
 
+async def send(p: Platform, conversation: str, text: str, channel: str = "acme") -> None:
+    body, headers = signed_request(secret_for(channel), {"conversation": conversation, "sender": {"id": "u"},
+                                                         "text": text})
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{p.ingress_url}/v1/webhooks/{channel}", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+
+
 async def token(infra: Infra, p: Platform, *args: str) -> str:
     code, out, err = await cli(infra, p, "tokens", "create", "--name", f"console-{uuid.uuid4().hex[:4]}", *args)
     assert code == 0, err
@@ -71,6 +80,7 @@ async def test_login_live_and_logout(infra: Infra, platform: Platform, page: Pag
     p = platform
     await page.goto(p.ingress_url + "/console/live")
     await expect(page).to_have_url(re.compile(r"/console/login"))  # no session: to the login page
+    await shot(page, "login")
     await no_violations(page)
     await page.get_by_label("API token").fill("agb_000000000000_notatokenatallnotatoken")
     await page.get_by_role("button", name="Log in").click()
@@ -91,6 +101,7 @@ async def test_login_live_and_logout(infra: Infra, platform: Platform, page: Pag
     await expect(events.locator("li[data-kind='message.received']", has_text="hello console")).to_be_visible()
     await expect(events.locator("li[data-kind='reply.generated']", has_text="answer: hello console")).to_be_visible()
     await expect(events.locator("li[data-kind='delivery.completed']").first).to_contain_text("delivered")
+    await shot(page, "live")
     shown = [await li.get_attribute("data-conversation") or "" for li in await events.locator("li").all()]
     assert shown and all(c.startswith("acme/") for c in shown), shown
 
@@ -110,15 +121,18 @@ async def test_live_in_chinese_on_a_phone_shows_only_its_tenant(
         await log_in(page, p, await token(infra, p, "--tenant", "globex", "--role", "viewer"))
         await expect(page.get_by_role("heading", level=1)).to_have_text("实时")
         await expect(page.locator("#live-status")).to_have_text(re.compile("已连接"))
-        await no_violations(page)
         await send(p, f"other-{uuid.uuid4().hex[:6]}", "for acme only")  # acme's: never shown to globex
+        await send(p, f"phone-{uuid.uuid4().hex[:6]}", "globex 的消息", channel="globex")
+        await expect(page.locator("li[data-kind='reply.generated']", has_text="globex 的消息")).to_be_visible()
+        assert await page.get_by_text("for acme only").count() == 0
+        await shot(page, "live-phone-zh")
+        await no_violations(page)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], "nothing wider than the phone's screen"
         await page.goto(p.ingress_url + "/console/live?lang=en")  # a choice remembered in a cookie
         await expect(page.get_by_role("heading", level=1)).to_have_text("Live")
         await page.goto(p.ingress_url + "/console/live")
         await expect(page.get_by_role("heading", level=1)).to_have_text("Live")
-        assert await page.get_by_text("for acme only").count() == 0
-        width = await page.evaluate("document.documentElement.scrollWidth")
-        assert width <= PHONE["width"], "nothing wider than the phone's screen"
     finally:
         await page.close()
 
@@ -168,6 +182,9 @@ async def test_jobs_cron_preview_create_pause_and_cancel(infra: Infra, platform:
     await page.get_by_role("button", name=f"Pause {job}").click()
     await expect(page.get_by_role("status")).to_contain_text(f"Pause {job}")
     await reload_until(page, row, "paused")
+    await page.get_by_label("Minute").fill("30")  # the preview shown in the screenshot
+    await expect(page.locator("#preview li")).to_have_count(5)
+    await shot(page, "jobs")
     await page.get_by_role("button", name=f"Cancel {job}").click()
     await expect(page.get_by_role("status")).to_contain_text(f"Cancel {job}")
     await reload_until(page, row, "cancelled")
@@ -226,6 +243,7 @@ async def test_dead_letters_redriven_after_confirmation_in_chinese(
         row = page.locator("tr", has_text=conv)
         await expect(row).to_contain_text("reasoner")
         await expect(row).to_contain_text("400")
+        await shot(page, "dead-letters-zh")
         await no_violations(page)
 
         await page.get_by_role("button", name="重新投递所选").click()  # nothing selected: said so
@@ -235,6 +253,7 @@ async def test_dead_letters_redriven_after_confirmation_in_chinese(
         await expect(page.get_by_role("heading", level=1)).to_have_text("确认重新投递")
         await expect(page.locator(".chosen li")).to_have_count(1)
         await expect(page.locator(".chosen li")).to_contain_text(conv)
+        await shot(page, "dead-letters-confirm-zh")
         await no_violations(page)
         await page.get_by_role("button", name="确认重新投递").click()
         await expect(page.get_by_role("status")).to_contain_text("已重新投递")
@@ -271,6 +290,7 @@ async def test_an_owner_switches_an_agents_model_and_sees_model_health(
     await agent.get_by_role("button", name="Save agent").click()
     await expect(page.get_by_role("status")).to_contain_text("Saved: the configuration is now version")
     await expect(page.locator("section[data-agent='assistant'] [data-field=model]")).to_have_text("echo")
+    await shot(page, "agents", full_page=True)
     try:
         asked = f"who answers {uuid.uuid4().hex[:6]}"
         await send(p, conv, asked)

@@ -61,6 +61,15 @@ async def page(chromium: Chromium) -> AsyncIterator[Page]:
         await p.close()
 
 
+async def shot(page: Page, name: str, full_page: bool = False) -> None:
+    """A screenshot for docs/console.md, taken only by ``make console-screenshots`` (the folder in
+    AGENTBUS_CONSOLE_SCREENSHOTS): the visible part of the page (small files) unless ``full_page``."""
+    folder = os.environ.get("AGENTBUS_CONSOLE_SCREENSHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        await page.screenshot(path=os.path.join(folder, f"{name}.png"), animations="disabled", full_page=full_page)
+
+
 async def axe(page: Page) -> list[dict[str, Any]]:
     """The serious and critical violations axe-core finds on the page as it is now."""
     from axe_playwright_python.async_playwright import Axe
@@ -70,4 +79,4 @@ async def axe(page: Page) -> list[dict[str, Any]]:
             for v in results.response["violations"] if v.get("impact") in ("serious", "critical")]
 
 
-__all__ = ["Browser", "Chromium", "DESKTOP", "PHONE", "axe", "chromium", "page"]
+__all__ = ["Browser", "Chromium", "DESKTOP", "PHONE", "axe", "chromium", "page", "shot"]
