@@ -319,3 +319,34 @@ async def test_a_person_logs_in_through_feishu(platform: Platform, page: Page, i
     await page.get_by_role("link", name="Feishu / Lark").click()
     await expect(page.get_by_text("may not log in")).to_be_visible()  # the API's refusal, no session
     assert not [c for c in await page.context.cookies() if c["name"] == "agentbus_console"]
+
+
+MARK_CONTROLS = """() => {
+  const all = [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea, summary')];
+  const shown = all.filter(e => e.getClientRects().length > 0 || e.classList.contains('skip'));
+  // a group of radio buttons is one stop of the Tab key (the arrows move within it)
+  const stops = shown.filter(e => e.type !== 'radio' || e.checked);
+  stops.forEach((e, i) => e.setAttribute('data-kb', String(i)));
+  return stops.length;
+}"""
+
+
+async def test_every_control_is_reached_by_the_keyboard(infra: Infra, platform: Platform, page: Page) -> None:
+    p = platform
+    await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+    await page.goto(p.ingress_url + "/console/jobs")
+    await expect(page.locator("#preview li")).to_have_count(5)
+    stops = await page.evaluate(MARK_CONTROLS)
+    reached: list[str | None] = []
+    for _ in range(stops + 3):
+        await page.keyboard.press("Tab")
+        reached.append(await page.evaluate("document.activeElement && document.activeElement.dataset.kb"))
+    assert reached[0] == "0" and await page.locator("[data-kb='0']").get_attribute("class") == "skip"
+    assert {str(i) for i in range(stops)} <= set(reached), sorted(set(map(str, range(stops))) - set(reached))
+    await page.goto(p.ingress_url + "/console/jobs")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")  # the skip link
+    assert await page.evaluate("document.activeElement.id") == "main"
+    outline = await page.evaluate("""() => { const b = document.querySelector('main button');
+        b.focus(); return getComputedStyle(b).outlineStyle; }""")
+    assert outline != "none", "the focused control shows a focus ring"
