@@ -259,6 +259,10 @@ async def test_dead_letters_redriven_after_confirmation_in_chinese(
         await expect(page.get_by_role("status")).to_contain_text("已重新投递")
         [answer] = await sink.wait_for(lambda m: m["conversation"] == conv and text in m["text"])
         assert answer["text"] == f"answer: {text}"
+        await page.get_by_role("link", name="返回").click()  # the letter stays listed; one row's own button
+        await page.locator("tr", has_text=conv).get_by_role("button", name=re.compile("^重新投递 ")).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("确认重新投递")
+        await expect(page.locator(".chosen li")).to_have_count(1)
     finally:
         await page.close()
 
