@@ -105,6 +105,16 @@ async def test_login_live_and_logout(infra: Infra, platform: Platform, page: Pag
     shown = [await li.get_attribute("data-conversation") or "" for li in await events.locator("li").all()]
     assert shown and all(c.startswith("acme/") for c in shown), shown
 
+    wanted, other = f"want-{uuid.uuid4().hex[:6]}", f"skip-{uuid.uuid4().hex[:6]}"
+    await page.get_by_label("Conversation").fill(wanted)  # a chat id filters to that conversation
+    await page.get_by_label("Channel").select_option("acme")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(page.locator("#live-status")).to_have_text(re.compile("Connected"))
+    await send(p, other, "not this one")
+    await send(p, wanted, "only this one")
+    await expect(events.locator("li[data-kind='reply.generated']", has_text="only this one")).to_be_visible()
+    assert await events.get_by_text("not this one").count() == 0
+
     await page.get_by_role("button", name="Log out").click()
     await expect(page.get_by_role("status")).to_have_text("You are logged out.")
     assert not [c for c in await page.context.cookies() if c["name"] == "agentbus_console"]
