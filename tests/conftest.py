@@ -7,6 +7,8 @@ import pytest
 from tests.support.platform import Infra, secret_for, start_infra
 from tests.support.servers import FakeLLM, WebhookSink
 
+pytest_plugins = ["tests.support.browser"]  # the console's browser fixtures (chromium, page)
+
 
 @pytest.fixture(scope="session")
 async def infra() -> AsyncIterator[Infra]:

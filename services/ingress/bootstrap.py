@@ -21,6 +21,7 @@ from agentbus.services.ingress.api.wiring import AuditRecorder, operator_api_mou
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
 from agentbus.services.ingress.chat.wiring import chat_api
+from agentbus.services.ingress.console.wiring import console_routes
 from agentbus.services.ingress.dedupe import PgDedupe
 from agentbus.services.ingress.longconn.lease import PgLeases
 from agentbus.services.ingress.longconn.supervisor import replica_name
@@ -113,7 +114,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     parts = ServiceParts(
         routes={AuditRecorded: AuditRecorder(audit_log).keep_audit,
                 ReplayRequested: ReplayRunner(LogEntries(settings)).select_replay},
-        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), *chat.routes, api],
+        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), *chat.routes, api,
+                     *console_routes(settings, config, api.app)],
         checks={"database": database, **chat.checks},
         on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, pool.close],
         background=[watch_dead_letters, *chat.background],

@@ -1,4 +1,5 @@
-"""The chart's Ingress routes only the public parts of ingress: webhooks, the chat API, the operator API.
+"""The chart's Ingress routes only the public parts of ingress: webhooks, the chat API, the operator API, the
+web console.
 
 Each rendered rule is matched against request paths as Kubernetes defines Prefix (element-wise) and Exact
 matching, so the test says what the internet can reach, not only which strings the values hold.
@@ -13,9 +14,9 @@ import pytest
 from tests.k8s.helpers import PRODUCTION, Helm, by_kind
 
 PUBLIC = ("/v1/webhooks/acme-hook", "/v1/chat/completions", "/api/v1/me", "/api/v1/auth/login/feishu",
-          "/api/v1/openapi.json", "/api/v1")
+          "/api/v1/openapi.json", "/api/v1", "/console", "/console/live", "/console/static/htmx.min.js")
 INTERNAL = ("/", "/metrics", "/readyz", "/healthz", "/v1/channels", "/v1/jobs", "/v1/jobs/acme",
-            "/v1/deliveries", "/v1/chat/completionsx", "/api/v10", "/v1/webhooksx", "/admin")
+            "/v1/deliveries", "/v1/chat/completionsx", "/api/v10", "/v1/webhooksx", "/admin", "/consolex")
 
 
 def matches(rule: dict[str, Any], path: str) -> bool:

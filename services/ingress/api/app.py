@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
@@ -67,6 +68,8 @@ class ApiDeps:
     dead_letters: DeadLetterStore | None = None  # the dead-letter topic (None: not served)
     replays: ReplayLog | None = None  # replay runs, read from the event log (None: not served)
     reads: Reads | None = None  # conversations, deliveries, inferences, traces (history_routes)
+    # a login started with ``then=console``: the web console's answer to a person it logged in (None: refused)
+    login_handoff: Callable[[Request, str, datetime], Response] | None = None
 
 
 class Error(BaseModel):

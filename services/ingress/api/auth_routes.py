@@ -1,5 +1,6 @@
 """Logging in: an API token exchanged for a short-lived JWT, and the OAuth2 authorization-code login through
-Feishu/Lark or DingTalk, which maps the person to a role by ``auth.users`` and answers with a JWT.
+Feishu/Lark or DingTalk, which maps the person to a role by ``auth.users`` and answers with a JWT (or, for
+a login started with ``then=console``, hands the JWT to the web console as its session).
 
 The login holds no state in the replica: the state and the PKCE verifier travel in an HttpOnly cookie signed
 with the platform's key (audience ``agentbus-login``, 10 minutes), so any replica can take the callback, and
@@ -15,7 +16,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -36,6 +37,8 @@ router = APIRouter(tags=["auth"])
 COOKIE = "agentbus_login"
 LOGIN_TTL_S = 600
 ProviderPath = Annotated[Literal["feishu", "dingtalk"], Path(description="the identity provider")]
+Then = Annotated[Literal["api", "console"], Query(description="api: the callback answers the JWT as JSON; "
+                                                  "console: it logs the browser in to the web console")]
 
 
 class TokenIn(BaseModel):
@@ -104,13 +107,15 @@ def _challenge(verifier: str) -> str:
 
 @router.get("/auth/login/{provider}", name="auth.login", status_code=302,
             responses={302: {"description": "to the provider's authorization page"}})
-async def login(request: Request, provider: ProviderPath) -> RedirectResponse:
+async def login(request: Request, provider: ProviderPath, then: Then = "api") -> RedirectResponse:
     """Starts a login: sends the browser to the provider with a fresh state (and PKCE challenge)."""
     auth = _configured(request, provider)
+    if then == "console" and deps_of(request).login_handoff is None:
+        raise HTTPException(404, "no web console on this ingress")
     idp = identity_provider(provider, auth.providers[provider])
     state, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(48)
     cookie, _ = await _signed(_signer(request).sign(
-        {"sub": "login", "state": state, "verifier": verifier, "provider": provider}, LOGIN_AUDIENCE,
+        {"sub": "login", "state": state, "verifier": verifier, "provider": provider, "then": then}, LOGIN_AUDIENCE,
         LOGIN_TTL_S))
     redirect_uri = _redirect_uri(request, auth, provider)
     resp = RedirectResponse(idp.authorize_url(redirect_uri, state, _challenge(verifier)), status_code=302)
@@ -127,7 +132,7 @@ async def callback(request: Request, response: Response, provider: ProviderPath,
                    code: Annotated[str | None, Query(max_length=512)] = None,
                    auth_code: Annotated[str | None, Query(alias="authCode", max_length=512)] = None,
                    state: Annotated[str | None, Query(max_length=512)] = None,
-                   error: Annotated[str | None, Query(max_length=200)] = None) -> JwtOut:
+                   error: Annotated[str | None, Query(max_length=200)] = None) -> Any:
     """Where the provider sends the browser back: checks the state, exchanges the code, maps the person."""
     auth = _configured(request, provider)
     signer = _signer(request)
@@ -163,6 +168,13 @@ async def callback(request: Request, response: Response, provider: ProviderPath,
     token, exp = await _signed(signer.issue(who, auth.jwt_ttl_s))
     resp_out = _out(token, exp, user.tenant, user.role, person.actor)
     log.info("login", provider=provider, actor=person.actor, tenant=user.tenant, role=user.role)
+    handoff = deps_of(request).login_handoff
+    if pending.get("then") == "console" and handoff is not None:
+        answer = handoff(request, token, exp)
+        for key, value in response.headers.items():  # the login cookie's deletion
+            if key == "set-cookie":
+                answer.headers.append(key, value)
+        return answer
     return resp_out
 
 

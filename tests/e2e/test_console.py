@@ -1,0 +1,366 @@
+"""The web console in headless Chromium against the running platform: log in with a token made by
+``agentbus tokens create``, see a signed webhook's message, reply and delivery appear on Live, and operate
+jobs, dead letters and agents, each in English and Chinese at a desktop's and a phone's width, with
+axe-core finding nothing serious on any page."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from agentbus.cli.tools import signed_request
+from tests.e2e.test_operator_api import cli
+from tests.fakes.oauth_provider import FakeOAuthProvider
+from tests.support.browser import PHONE, Chromium, axe, shot
+from tests.support.platform import Infra, Platform, base_config, run_platform, secret_for
+from tests.support.servers import FakeLLM, WebhookSink
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+async def idp() -> AsyncIterator[FakeOAuthProvider]:
+    provider = await FakeOAuthProvider("cli_console", "console-secret").start()
+    try:
+        yield provider
+    finally:
+        await provider.stop()
+
+
+@pytest.fixture(scope="module")
+async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink, idp: FakeOAuthProvider) -> AsyncIterator[Platform]:
+    assert sink.server is not None
+    cfg = base_config(sink.server.url, llm.base_url)
+    cfg["auth"] = {"providers": {"feishu": {"app_id": "cli_console", "app_secret": {"env": "TEST_FEISHU_CONSOLE"},
+                                            "authorize_url": f"{idp.url}/open-apis/authen/v1/authorize",
+                                            "api_base_url": idp.url}},
+                   "users": [{"provider": "feishu", "user_id": "ou_alice", "tenant": "acme", "role": "viewer"}]}
+    os.environ["TEST_FEISHU_CONSOLE"] = "console-secret"  # the CLI reads the configuration too
+    try:
+        async with run_platform(infra, cfg, env={"AGENTBUS_SCHEDULER_TICK_S": "0.5",
+                                                 "TEST_FEISHU_CONSOLE": "console-secret"}) as p:
+            yield p
+    finally:
+        os.environ.pop("TEST_FEISHU_CONSOLE", None)
+
+
+async def send(p: Platform, conversation: str, text: str, channel: str = "acme") -> None:
+    body, headers = signed_request(secret_for(channel), {"conversation": conversation, "sender": {"id": "u"},
+                                                         "text": text})
+    async with httpx.AsyncClient() as c:
+        r = await c.post(f"{p.ingress_url}/v1/webhooks/{channel}", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+
+
+async def token(infra: Infra, p: Platform, *args: str) -> str:
+    code, out, err = await cli(infra, p, "tokens", "create", "--name", f"console-{uuid.uuid4().hex[:4]}", *args)
+    assert code == 0, err
+    return out.strip()
+
+
+async def log_in(page: Page, p: Platform, secret: str) -> None:
+    await page.goto(p.ingress_url + "/console/login")
+    await page.get_by_label(re.compile("API token|API 令牌")).fill(secret)
+    await page.get_by_role("button", name=re.compile("^(Log in|登录)$")).click()
+    await expect(page).to_have_url(re.compile(r"/console/live"))
+
+
+async def no_violations(page: Page) -> None:
+    found = await axe(page)
+    assert found == [], found
+
+
+async def test_login_live_and_logout(infra: Infra, platform: Platform, page: Page, sink: WebhookSink) -> None:
+    p = platform
+    await page.goto(p.ingress_url + "/console/live")
+    await expect(page).to_have_url(re.compile(r"/console/login"))  # no session: to the login page
+    await shot(page, "login")
+    await no_violations(page)
+    await page.get_by_label("API token").fill("agb_000000000000_notatokenatallnotatoken")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("unknown token")
+
+    await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "agentbus_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    assert not cookie["value"].startswith("agb_"), "the browser keeps a short-lived JWT, not the API token"
+    await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    await expect(page.get_by_text("Tenant: acme")).to_be_visible()
+    await expect(page.locator("#live-status")).to_have_text(re.compile("Connected"))
+    await no_violations(page)
+
+    conv = f"live-{uuid.uuid4().hex[:6]}"
+    await send(p, conv, "hello console")
+    events = page.get_by_role("log", name="Events")
+    await expect(events.locator("li[data-kind='message.received']", has_text="hello console")).to_be_visible()
+    await expect(events.locator("li[data-kind='reply.generated']", has_text="answer: hello console")).to_be_visible()
+    await expect(events.locator("li[data-kind='delivery.completed']").first).to_contain_text("delivered")
+    await shot(page, "live")
+    shown = [await li.get_attribute("data-conversation") or "" for li in await events.locator("li").all()]
+    assert shown and all(c.startswith("acme/") for c in shown), shown
+
+    wanted, other = f"want-{uuid.uuid4().hex[:6]}", f"skip-{uuid.uuid4().hex[:6]}"
+    await page.get_by_label("Conversation").fill(wanted)  # a chat id filters to that conversation
+    await page.get_by_label("Channel").select_option("acme")
+    await page.get_by_role("button", name="Apply filters").click()
+    await expect(page.locator("#live-status")).to_have_text(re.compile("Connected"))
+    await send(p, other, "not this one")
+    await send(p, wanted, "only this one")
+    await expect(events.locator("li[data-kind='reply.generated']", has_text="only this one")).to_be_visible()
+    assert await events.get_by_text("not this one").count() == 0
+
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page.get_by_role("status")).to_have_text("You are logged out.")
+    assert not [c for c in await page.context.cookies() if c["name"] == "agentbus_console"]
+    await page.goto(p.ingress_url + "/console/live")
+    await expect(page).to_have_url(re.compile(r"/console/login"))
+
+
+async def test_live_in_chinese_on_a_phone_shows_only_its_tenant(
+    infra: Infra, platform: Platform, chromium: Chromium
+) -> None:
+    p = platform
+    page = await chromium.page(lang="zh-CN,zh;q=0.9", viewport=PHONE)
+    try:
+        await log_in(page, p, await token(infra, p, "--tenant", "globex", "--role", "viewer"))
+        await expect(page.get_by_role("heading", level=1)).to_have_text("实时")
+        await expect(page.locator("#live-status")).to_have_text(re.compile("已连接"))
+        await send(p, f"other-{uuid.uuid4().hex[:6]}", "for acme only")  # acme's: never shown to globex
+        await send(p, f"phone-{uuid.uuid4().hex[:6]}", "globex 的消息", channel="globex")
+        await expect(page.locator("li[data-kind='reply.generated']", has_text="globex 的消息")).to_be_visible()
+        assert await page.get_by_text("for acme only").count() == 0
+        await shot(page, "live-phone-zh")
+        await no_violations(page)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], "nothing wider than the phone's screen"
+        await page.goto(p.ingress_url + "/console/live?lang=en")  # a choice remembered in a cookie
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Live")
+        await page.goto(p.ingress_url + "/console/live")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Live")
+    finally:
+        await page.close()
+
+
+async def reload_until(page: Page, locator: str, text: str) -> None:
+    """Reload until ``locator`` shows ``text`` (the scheduler applies commands a moment after the API)."""
+    for _ in range(60):
+        await page.reload()
+        if text in (await page.locator(locator).all_inner_texts() or [""])[0]:
+            return
+        await page.wait_for_timeout(250)
+    raise AssertionError(f"{locator} never showed {text!r}")
+
+
+async def test_jobs_cron_preview_create_pause_and_cancel(infra: Infra, platform: Platform, page: Page) -> None:
+    p = platform
+    await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+    await page.get_by_role("link", name="Jobs").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Jobs")
+    await expect(page.locator("#preview li")).to_have_count(5)  # the defaults: 09:00 on weekdays
+    await page.get_by_label("Minute").fill("30")
+    await page.get_by_label("Hour").fill("8")
+    await page.get_by_label("Day of week").fill("6")
+    await expect(page.get_by_test_id("expr")).to_have_text("30 8 * * 6")
+    times = await page.locator("#preview li time").evaluate_all("ts => ts.map(t => t.getAttribute('datetime'))")
+    assert len(times) == 5 and all(t.endswith("+00:00") and "T08:30:00" in t for t in times), times
+    assert all("Saturday" in x for x in await page.locator("#preview li").all_inner_texts())
+    await page.get_by_label("Hour").fill("25")
+    await expect(page.locator("#preview [role=alert]")).to_be_visible()  # croniter refuses the hour
+    await page.get_by_label("Hour").fill("8")
+    await no_violations(page)
+
+    job = f"weekly-{uuid.uuid4().hex[:4]}"
+    await page.get_by_label("Job id (optional)").fill(job)
+    await page.get_by_label("Chat id").fill("team")
+    await page.get_by_label("Prompt", exact=True).fill("Weekly summary, please")
+    await page.get_by_label("Time zone").fill("Mars/Base")
+    await page.get_by_role("button", name="Create job").click()
+    await expect(page.locator("div[role=alert]")).to_contain_text("body.schedule.timezone")  # the API's reason
+    assert await page.get_by_label("Chat id").input_value() == "team"
+    await page.get_by_label("Time zone").fill("Asia/Shanghai")
+    await page.get_by_role("button", name="Create job").click()
+    await expect(page.get_by_role("status")).to_contain_text(job)
+    row = f"tr[data-job='{job}'] [data-state]"
+    await reload_until(page, row, "active")
+    await expect(page.locator(f"tr[data-job='{job}']")).to_contain_text("cron 30 8 * * 6")
+    await page.get_by_role("button", name=f"Pause {job}").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Pause {job}")
+    await reload_until(page, row, "paused")
+    await page.get_by_label("Minute").fill("30")  # the preview shown in the screenshot
+    await expect(page.locator("#preview li")).to_have_count(5)
+    await shot(page, "jobs")
+    await page.get_by_role("button", name=f"Cancel {job}").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"Cancel {job}")
+    await reload_until(page, row, "cancelled")
+    await no_violations(page)
+
+
+async def test_a_viewer_sees_no_write_controls_and_a_forged_post_is_refused(
+    infra: Infra, platform: Platform, page: Page
+) -> None:
+    p = platform
+    operator = await token(infra, p, "--tenant", "acme", "--role", "operator")
+    await log_in(page, p, operator)
+    await page.goto(p.ingress_url + "/console/jobs")
+    job = f"daily-{uuid.uuid4().hex[:4]}"
+    await page.get_by_label("Job id (optional)").fill(job)
+    await page.get_by_label("Chat id").fill("team")
+    await page.get_by_label("Prompt", exact=True).fill("Daily")
+    await page.get_by_role("button", name="Create job").click()
+    await expect(page.get_by_role("status")).to_contain_text(job)
+    await reload_until(page, f"tr[data-job='{job}'] [data-state]", "active")
+    await page.context.clear_cookies()
+
+    await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "viewer"))
+    await page.goto(p.ingress_url + "/console/jobs")
+    await expect(page.locator(f"tr[data-job='{job}']")).to_be_visible()
+    assert await page.locator("main form, main button").count() == 0
+    await expect(page.get_by_text("Your role can read this page")).to_be_visible()
+    await no_violations(page)
+    csrf = await page.locator("body").get_attribute("data-csrf")
+    forged = await page.request.post(p.ingress_url + f"/console/jobs/{job}/pause?tenant=acme",
+                                     form={"csrf": csrf or ""})
+    assert forged.status == 403 and "needs the operator role" in await forged.text()
+    no_token = await page.request.post(p.ingress_url + f"/console/jobs/{job}/pause?tenant=acme", form={})
+    assert no_token.status == 403 and "did not come from this console" in await no_token.text()
+    await page.goto(p.ingress_url + "/console/jobs")
+    await expect(page.locator(f"tr[data-job='{job}'] [data-state]")).to_have_text("active")
+
+
+async def test_dead_letters_redriven_after_confirmation_in_chinese(
+    infra: Infra, platform: Platform, chromium: Chromium, llm: FakeLLM, sink: WebhookSink
+) -> None:
+    p = platform
+    page = await chromium.page(lang="zh-CN,zh;q=0.9")
+    try:
+        await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+        conv = f"dl-{uuid.uuid4().hex[:6]}"
+        text = f"please answer {uuid.uuid4().hex[:6]}"
+        llm.fail_status = 400  # the provider refuses: dead-lettered by the reasoner at once
+        try:
+            await send(p, conv, text)
+            await page.get_by_role("link", name="死信").click()
+            await reload_until(page, "main", conv)
+        finally:
+            llm.fail_status = None
+        await expect(page.get_by_role("heading", level=1)).to_have_text("死信")
+        row = page.locator("tr", has_text=conv)
+        await expect(row).to_contain_text("reasoner")
+        await expect(row).to_contain_text("400")
+        await shot(page, "dead-letters-zh")
+        await no_violations(page)
+
+        await page.get_by_role("button", name="重新投递所选").click()  # nothing selected: said so
+        await expect(page.get_by_role("alert")).to_have_text("请至少选择一条死信。")
+        await page.locator("tr", has_text=conv).get_by_role("checkbox").check()
+        await page.get_by_role("button", name="重新投递所选").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("确认重新投递")
+        await expect(page.locator(".chosen li")).to_have_count(1)
+        await expect(page.locator(".chosen li")).to_contain_text(conv)
+        await shot(page, "dead-letters-confirm-zh")
+        await no_violations(page)
+        await page.get_by_role("button", name="确认重新投递").click()
+        await expect(page.get_by_role("status")).to_contain_text("已重新投递")
+        [answer] = await sink.wait_for(lambda m: m["conversation"] == conv and text in m["text"])
+        assert answer["text"] == f"answer: {text}"
+        await page.get_by_role("link", name="返回").click()  # the letter stays listed; one row's own button
+        await page.locator("tr", has_text=conv).get_by_role("button", name=re.compile("^重新投递 ")).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("确认重新投递")
+        await expect(page.locator(".chosen li")).to_have_count(1)
+    finally:
+        await page.close()
+
+
+async def test_an_owner_switches_an_agents_model_and_sees_model_health(
+    infra: Infra, platform: Platform, page: Page, llm: FakeLLM, sink: WebhookSink
+) -> None:
+    p = platform
+    await log_in(page, p, await token(infra, p, "--owner"))
+    await page.get_by_role("banner").get_by_label("Tenant").select_option("globex")  # the owner's tenant selector
+    await page.get_by_role("banner").get_by_role("button", name="Switch").click()
+    await expect(page.get_by_role("banner").get_by_label("Tenant")).to_have_value("globex")
+    await page.get_by_role("link", name="Agents and models").click()
+    await expect(page.get_by_role("banner").get_by_label("Tenant")).to_have_value("globex")  # remembered
+    conv = f"agent-{uuid.uuid4().hex[:6]}"
+    await send(p, conv, "warm up the model")
+    await sink.wait_for(lambda m: m["conversation"] == conv)
+    await reload_until(page, "tr[data-model='fake'] [data-health]", "up")  # the reasoner's view, via the API
+    await no_violations(page)
+
+    agent = page.locator("section[data-agent='assistant']")
+    await agent.get_by_text("Edit assistant").click()
+    await agent.get_by_label("Fallback models").fill("nope")
+    await agent.get_by_role("button", name="Save agent").click()
+    await expect(page.locator("div[role=alert]")).to_contain_text("fallback_models[0]: unknown model 'nope'")
+    agent = page.locator("section[data-agent='assistant']")
+    await agent.get_by_label("Fallback models").fill("")
+    await agent.get_by_label("Model", exact=True).select_option("echo")
+    await agent.get_by_role("button", name="Save agent").click()
+    await expect(page.get_by_role("status")).to_contain_text("Saved: the configuration is now version")
+    await expect(page.locator("section[data-agent='assistant'] [data-field=model]")).to_have_text("echo")
+    await shot(page, "agents", full_page=True)
+    try:
+        asked = f"who answers {uuid.uuid4().hex[:6]}"
+        await send(p, conv, asked)
+        [reply] = await sink.wait_for(lambda m: m["conversation"] == conv and "[echo model]" in m["text"])
+        assert llm.calls_with(asked) == [], "the next message went to the new model"
+    finally:
+        agent = page.locator("section[data-agent='assistant']")
+        await agent.get_by_label("Model", exact=True).select_option("fake")
+        await agent.get_by_role("button", name="Save agent").click()
+        await expect(page.locator("section[data-agent='assistant'] [data-field=model]")).to_have_text("fake")
+
+
+async def test_a_person_logs_in_through_feishu(platform: Platform, page: Page, idp: FakeOAuthProvider) -> None:
+    p = platform
+    idp.person = {"name": "Alice", "open_id": "ou_alice", "union_id": "on_alice"}
+    await page.goto(p.ingress_url + "/console/login")
+    await page.get_by_role("link", name="Feishu / Lark").click()  # to the provider and back, as a browser does
+    await expect(page).to_have_url(re.compile(r"/console/live"))
+    await expect(page.get_by_role("banner")).to_contain_text("Alice")
+    await expect(page.get_by_role("banner")).to_contain_text("viewer")
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "agentbus_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    idp.person = {"name": "Eve", "open_id": "ou_eve"}
+    await page.context.clear_cookies()
+    await page.goto(p.ingress_url + "/console/login")
+    await page.get_by_role("link", name="Feishu / Lark").click()
+    await expect(page.get_by_text("may not log in")).to_be_visible()  # the API's refusal, no session
+    assert not [c for c in await page.context.cookies() if c["name"] == "agentbus_console"]
+
+
+MARK_CONTROLS = """() => {
+  const all = [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea, summary')];
+  const shown = all.filter(e => e.getClientRects().length > 0 || e.classList.contains('skip'));
+  // a group of radio buttons is one stop of the Tab key (the arrows move within it)
+  const stops = shown.filter(e => e.type !== 'radio' || e.checked);
+  stops.forEach((e, i) => e.setAttribute('data-kb', String(i)));
+  return stops.length;
+}"""
+
+
+async def test_every_control_is_reached_by_the_keyboard(infra: Infra, platform: Platform, page: Page) -> None:
+    p = platform
+    await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+    await page.goto(p.ingress_url + "/console/jobs")
+    await expect(page.locator("#preview li")).to_have_count(5)
+    stops = await page.evaluate(MARK_CONTROLS)
+    reached: list[str | None] = []
+    for _ in range(stops + 3):
+        await page.keyboard.press("Tab")
+        reached.append(await page.evaluate("document.activeElement && document.activeElement.dataset.kb"))
+    assert reached[0] == "0" and await page.locator("[data-kb='0']").get_attribute("class") == "skip"
+    assert {str(i) for i in range(stops)} <= set(reached), sorted(set(map(str, range(stops))) - set(reached))
+    await page.goto(p.ingress_url + "/console/jobs")
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Enter")  # the skip link
+    assert await page.evaluate("document.activeElement.id") == "main"
+    outline = await page.evaluate("""() => { const b = document.querySelector('main button');
+        b.focus(); return getComputedStyle(b).outlineStyle; }""")
+    assert outline != "none", "the focused control shows a focus ring"

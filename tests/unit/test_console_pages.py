@@ -1,0 +1,155 @@
+"""The console over real HTTP in front of the operator API with fake ports: a session only from a token the
+API accepts, every write checked for the session's CSRF token and then decided by the API (nothing
+published when either refuses), bad input a clear 4xx page, the headers that keep scripts our own, and
+the helpers that turn forms into the API's bodies."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from starlette.routing import Mount
+
+from agentbus.http import LoopbackServer
+from agentbus.services.ingress.api.access import mint, token_hash
+from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
+from agentbus.services.ingress.api.auth_jwt import Signer
+from agentbus.services.ingress.console.agents import edited_agent
+from agentbus.services.ingress.console.deadletters import _ids
+from agentbus.services.ingress.console.jobs import _body, due_times, schedule
+from agentbus.services.ingress.console.wiring import console_routes
+from agentbus.settings import Settings
+from tests.unit.fakes_api import FakeAudit, FakeJobs, FakePublisher, FakeSigningKeys, FakeTokens, config, job
+
+
+@asynccontextmanager
+async def served() -> AsyncIterator[tuple[str, FakeTokens, FakePublisher]]:
+    cfg = config()
+    tokens, publisher, jobs = FakeTokens(), FakePublisher(), FakeJobs()
+    jobs.jobs = [job("acme", "standup", "acme-hook")]
+    app = operator_api(ApiDeps(config=cfg, tokens=tokens, audit=FakeAudit(), jobs=jobs, publisher=publisher,
+                               signer=Signer(FakeSigningKeys())))
+    server = LoopbackServer([Mount(PREFIX, app=app), *console_routes(Settings(), cfg, app)])
+    await server.start()
+    try:
+        yield server.url, tokens, publisher
+    finally:
+        await server.stop()
+
+
+async def _token(tokens: FakeTokens, tenant: str, role: str) -> str:
+    record, token = mint("console-test", tenant, role)  # type: ignore[arg-type]
+    await tokens.create(record, token_hash(token))
+    return token
+
+
+async def _login(c: httpx.AsyncClient, tokens: FakeTokens, role: str) -> str:
+    resp = await c.post("/console/login", data={"token": await _token(tokens, "acme", role)})
+    assert resp.status_code == 303 and resp.headers["location"] == "/console/live"
+    cookie = resp.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain http here; https requests get Secure
+    page = await c.get("/console/jobs")
+    assert page.status_code == 200
+    found = re.search(r'data-csrf="([0-9a-f]+)"', page.text)
+    assert found
+    return found.group(1)
+
+
+async def test_no_session_goes_to_login_and_a_bad_token_is_refused_with_the_apis_reason() -> None:
+    async with served() as (url, _tokens, _pub), httpx.AsyncClient(base_url=url) as c:
+        resp = await c.get("/console/jobs")
+        assert resp.status_code == 303 and resp.headers["location"] == "/console/login?reason=expired"
+        htmx = await c.get("/console/jobs/preview", headers={"hx-request": "true"})
+        assert htmx.headers["hx-redirect"] == "/console/login?reason=expired"
+        bad = await c.post("/console/login", data={"token": "agb_nope"})
+        assert bad.status_code == 401 and "malformed token" in bad.text and "set-cookie" not in bad.headers
+        empty = await c.post("/console/login", data={})
+        assert empty.status_code == 422 and "token: required" in empty.text
+        forged = await c.get("/console/jobs", cookies={"agentbus_console": "a.b.c"})
+        assert forged.status_code == 303 and 'agentbus_console=""' in forged.headers["set-cookie"]
+
+
+async def test_pages_are_served_with_our_own_scripts_only() -> None:
+    async with served() as (url, tokens, _pub), httpx.AsyncClient(base_url=url) as c:
+        page = await c.get("/console/login")
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert not re.search(r'(src|href)="(https?:)?//', page.text), "no asset from elsewhere"
+        assert (await c.get("/console/static/htmx.min.js")).status_code == 200
+        missing = await c.get("/console/nowhere")
+        assert missing.status_code == 404 and "No such page" in missing.text
+        zh = await c.get("/console/login", headers={"accept-language": "zh-CN,zh;q=0.9"})
+        assert '<html lang="zh-CN">' in zh.text and "登录" in zh.text
+
+
+async def test_a_write_needs_the_sessions_csrf_token_and_then_the_apis_consent() -> None:
+    async with served() as (url, tokens, publisher), httpx.AsyncClient(base_url=url) as c:
+        csrf = await _login(c, tokens, "operator")
+        assert (await c.post("/console/jobs/standup/pause", data={})).status_code == 403
+        assert (await c.post("/console/jobs/standup/pause", data={"csrf": "0" * 40})).status_code == 403
+        assert publisher.commands() == []
+        ok = await c.post("/console/jobs/standup/pause", data={"csrf": csrf})
+        assert ok.status_code == 303 and "requested=pause" in ok.headers["location"]
+        assert [cmd.data.action for cmd in publisher.commands()] == ["pause"]
+        unknown = await c.post("/console/jobs/nope/pause", data={"csrf": csrf})
+        assert unknown.status_code == 404 and "no job" in unknown.text
+        bad = await c.post("/console/jobs", data={"csrf": csrf, "channel": "acme-hook", "chat": "x", "prompt": "p",
+                                                  "kind": "cron", "hour": "25"})
+        assert bad.status_code == 422 and "body.schedule" in bad.text
+        other = await c.post("/console/jobs", data={"csrf": csrf, "channel": "globex-hook", "chat": "x",
+                                                    "prompt": "p", "kind": "every", "every_s": "60"})
+        assert other.status_code == 422 and "unknown channel" in other.text
+        assert [cmd.data.action for cmd in publisher.commands()] == ["pause"]
+
+
+async def test_a_viewer_is_refused_by_the_api_even_with_a_good_csrf_token() -> None:
+    async with served() as (url, tokens, publisher), httpx.AsyncClient(base_url=url) as c:
+        csrf = await _login(c, tokens, "viewer")
+        page = await c.get("/console/jobs")
+        assert "standup" in page.text and "Pause" not in page.text and "New job" not in page.text
+        resp = await c.post("/console/jobs/standup/pause", data={"csrf": csrf})
+        assert resp.status_code == 403 and "needs the operator role" in resp.text
+        assert publisher.commands() == []
+
+
+async def test_the_preview_shows_the_next_five_due_times_or_the_reason() -> None:
+    async with served() as (url, tokens, _pub), httpx.AsyncClient(base_url=url) as c:
+        await _login(c, tokens, "viewer")
+        ok = await c.get("/console/jobs/preview", params={"kind": "cron", "minute": "15", "hour": "*/6", "dow": "*",
+                                                          "timezone": "Asia/Shanghai"})
+        assert ok.status_code == 200 and ok.text.count("<li>") == 5 and "15 */6 * * *" in ok.text
+        bad = await c.get("/console/jobs/preview", params={"kind": "cron", "dom": "31", "month": "2", "dow": "*"})
+        assert "role=\"alert\"" in bad.text
+        tz = await c.get("/console/jobs/preview", params={"kind": "every", "every_s": "60", "timezone": "Mars/X"})
+        assert "unknown time zone" in tz.text
+
+
+def test_due_times_are_the_schedulers_in_the_jobs_time_zone() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
+    times = due_times("cron", "30 8 * * 6", "Asia/Shanghai", now)
+    assert [t.isoformat() for t in times] == [f"2026-01-{d:02d}T08:30:00+08:00" for d in (3, 10, 17, 24, 31)]
+    every = due_times("every", "90", "UTC", now)
+    assert [(b - a).total_seconds() for a, b in zip(every, every[1:], strict=False)] == [90.0] * 4
+    assert len(due_times("at", "2026-02-01T09:00", "UTC", now)) == 1
+    with pytest.raises(ValueError):
+        due_times("cron", "0 25 * * *", "UTC", now)
+
+
+def test_forms_become_the_apis_bodies() -> None:
+    assert schedule({"kind": "cron", "minute": "5", "hour": "", "dow": "1-5"}) == ("cron", "5 9 * * 1-5", "UTC")
+    assert _body({"kind": "every", "every_s": "60", "channel": "c", "chat": "x", "prompt": "p"})["every_s"] == 60.0
+    body = _body({"kind": "at", "at": "2030-01-01T00:00", "channel": "c", "chat": "x", "prompt": "p", "id": "j1"})
+    assert (body["at"], body["id"], "cron" in body) == ("2030-01-01T00:00", "j1", False)
+    current = {"id": "a", "model": "qwen", "temperature": 0.2, "memory": {"history_turns": 4}, "tools": ["x"]}
+    out = edited_agent(current, {"system_prompt": "Be brief.", "model": " echo ", "fallback": "qwen, , other",
+                                 "tools": ""})
+    assert out == {"id": "a", "model": "echo", "temperature": 0.2, "memory": {"history_turns": 4},
+                   "system_prompt": "Be brief.", "fallback_models": ["qwen", "other"], "tools": []}
+    good = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    assert _ids([good, "nope", good.upper(), "../x"]) == [good]
