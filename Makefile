@@ -25,7 +25,7 @@ up: $(STAMP) $(if $(TRACING),.venv-tracing/.installed)
 
 ## the test suite: lint, then unit, integration (real broker + PostgreSQL), end to end (processes)
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(or $(TEST_WORKERS),2) --dist loadfile
 
 ## ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear), then mypy over libs/ and
 ## services/ (configuration in pyproject.toml; tools/typecheck.sh explains the tree it checks)
