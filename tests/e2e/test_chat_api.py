@@ -25,6 +25,7 @@ from agentbus.settings import Settings
 from agentbus.topics import dead_letter_topic, topics_of_type
 from tests.support.otlp import Collector
 from tests.support.platform import Infra, Platform, run_platform
+from tests.support.remembered import until_remembered
 from tests.support.servers import FakeLLM, content_text
 
 pytestmark = pytest.mark.e2e
@@ -92,24 +93,6 @@ async def events_of(p: Platform, *types: str) -> list[Any]:
     return [logged.event for logged in await read(s, [t for ty in types for t in topics_of_type(p.prefix, ty)])]
 
 
-async def remembered(p: Platform, chat: str, text: str, timeout_s: float = 30.0) -> None:
-    """Wait until memory has kept the assistant turn ``text`` of ``chat``: the chat API answers as soon as the
-    reply event exists, and memory records that reply from the same event on its own time."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=p.url_of("memory"), timeout=10) as http:
-        while True:
-            convs = (await http.get("/v1/conversations", params={"tenant": "acme"})).json()["items"]
-            for conv in (c for c in convs if c["chat"] == chat):
-                turns = (await http.get(f"/v1/conversations/{conv['conversation']}/turns",
-                                        params={"tenant": "acme"})).json()["items"]
-                if any(t["role"] == "assistant" and t["text"] == text for t in turns):
-                    return
-            assert time.monotonic() < deadline, f"memory never kept {text!r}"
-            await asyncio.sleep(0.2)
-
-
 async def test_two_replicas_answer_every_conversation_through_memory_and_egress(
         infra: Infra, platform: Platform, llm: FakeLLM, collector: Collector) -> None:
     key = await token(infra, platform, "acme", "operator")
@@ -125,7 +108,7 @@ async def test_two_replicas_answer_every_conversation_through_memory_and_egress(
     answers = await asyncio.gather(*(ask(n, u, f"first question of {u}") for n, u in enumerate(users)))
     assert answers == [f"answer: first question of {u}" for u in users]
     # the second question of a conversation, on the other replica: memory gave the model the first turn
-    await remembered(platform, users[0], f"answer: first question of {users[0]}")
+    await until_remembered(platform, "acme", users[0], f"answer: first question of {users[0]}")
     assert await ask(1, users[0], "and the second?") == "answer: and the second?"
     [call] = llm.calls_with("and the second?")
     history = [(m["role"], content_text(m["content"])) for m in call["messages"]]

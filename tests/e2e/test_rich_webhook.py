@@ -13,6 +13,7 @@ import pytest
 
 from agentbus.cli.tools import signed_request
 from tests.support.platform import Infra, Platform, base_config, run_platform, secret_for
+from tests.support.remembered import until_remembered
 from tests.support.servers import FakeLLM, WebhookSink, content_text, tool_call
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +72,9 @@ async def test_a_card_goes_out_and_a_press_comes_back_answered_once(
     [image] = push["attachments"]
     assert (image["kind"], image["url"], image["name"]) == ("image", PLAN["url"], "plan.png")
 
-    # bob presses Yes in the group: no mention, no text, the value is what the model reads
+    # bob presses Yes in the group once memory has kept the card (the push and memory's turn come from the
+    # same reply event, each on its own time): no mention, no text, the value is what the model reads
+    await until_remembered(platform, "acme", conv, "Shall I book room 4?")
     press = {"conversation": conv, "sender": {"id": "bob", "name": "Bob"}, "chat_type": "group",
              "message_id": f"press-{uuid.uuid4().hex[:8]}",
              "action": {"value": "book room 4", "label": "Yes", "card_message_id": push["reply_id"]}}
