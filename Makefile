@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
+.PHONY: up test test-jaeger unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -14,14 +14,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run the whole platform on the embedded stack (Ctrl-C stops it); TRACING=1 adds a local trace viewer
-up: $(STAMP) $(if $(TRACING),.venv-tracing/.installed)
-	$(VENV)/bin/agentbus up $(if $(TRACING),--tracing)
+## run the whole platform on the embedded stack (Ctrl-C stops it); TRACING=1 adds Jaeger (built once with Go)
+up: $(STAMP) $(if $(TRACING),$(JAEGER))
+	$(if $(TRACING),AGENTBUS_JAEGER_BIN=$(abspath $(JAEGER))) $(VENV)/bin/agentbus up $(if $(TRACING),--tracing)
 
-.venv-tracing/.installed:
-	test -x .venv-tracing/bin/python || $(PYTHON) -m venv .venv-tracing
-	.venv-tracing/bin/python -m pip install --quiet arize-phoenix==20.26.1
-	touch $@
+## Jaeger v2 from its Go module, at the version pinned in tools/jaeger/go.mod (go.sum checks it); cached in build/
+JAEGER_VERSION := $(shell awk '$$1 == "github.com/jaegertracing/jaeger" {print $$2}' tools/jaeger/go.mod)
+JAEGER := build/jaeger/$(JAEGER_VERSION)/jaeger
+
+$(JAEGER): tools/jaeger/go.mod tools/jaeger/go.sum tools/jaeger.sh
+	tools/jaeger.sh
+
+## the e2e test that reads a message's trace back from a real Jaeger (builds it first)
+test-jaeger: $(STAMP) $(JAEGER)
+	AGENTBUS_JAEGER_BIN=$(abspath $(JAEGER)) $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_jaeger.py
 
 ## the test suite: lint, then unit, integration (real broker + PostgreSQL), end to end (processes)
 test: lint

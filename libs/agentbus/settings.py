@@ -106,6 +106,8 @@ class Settings(BaseSettings):
 
     # telemetry
     otlp_endpoint: str | None = None
+    # Jaeger's query API and UI (set by `agentbus up --tracing`): `agentbus trace` and the console link to it
+    jaeger_url: str | None = None
     log_level: str = "info"
     log_json: bool = True
     debug_log_bodies: bool = False

@@ -120,5 +120,7 @@ async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     total = (chain[-1].event.occurred_at - root.occurred_at).total_seconds() * 1000
     console.print(f"{len(chain)} events, {total:.0f} ms from first to last")
     for tid in trace_ids:
-        console.print(f"trace id: {tid}   (open it in Jaeger or any OTLP trace viewer)")
+        where = (f"{s.jaeger_url.rstrip('/')}/trace/{tid}" if s.jaeger_url
+                 else "open it in Jaeger or any OTLP trace viewer")
+        console.print(f"trace id: {tid}   ({where})")
     return 0

@@ -43,8 +43,8 @@ def register(app: typer.Typer) -> None:
         home: Path = typer.Option(Path(".agentbus"), help="where the embedded stack keeps its data and logs"),
         inbox_port: int = typer.Option(8099, help="port of the demo inbox receiving webhook pushes (0: off)"),
         restart: bool = typer.Option(True, help="restart a service that exits unexpectedly"),
-        tracing: bool = typer.Option(False, "--tracing", help="also start a local trace viewer (OTLP) and send "
-                                     "the services' spans to it"),
+        tracing: bool = typer.Option(False, "--tracing", help="also start Jaeger (built by `make up TRACING=1`) "
+                                     "and send the services' spans to it"),
     ) -> None:
         """Start the embedded stack and the five services; Ctrl-C stops everything."""
         from agentbus.config import ConfigError, load_config
@@ -56,10 +56,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(str(err), err=True)
             raise typer.Exit(2) from None
         if tracing:
-            from agentbus.stack.stack import find_phoenix
+            from agentbus.stack.stack import find_jaeger
 
             try:
-                find_phoenix()
+                find_jaeger()
             except RuntimeError as err:
                 typer.echo(str(err), err=True)
                 raise typer.Exit(2) from None
@@ -127,7 +127,8 @@ def _banner(stack: Stack, elapsed: float, inbox_port: int) -> None:
     if inbox_port:
         lines.append(f"  inbox:    http://127.0.0.1:{inbox_port}/replies   (pushes of the webhook channel land here)")
     if stack.tracing:
-        lines.append(f"  traces:   http://127.0.0.1:{stack.ports.tracing}   (trace viewer; OTLP received there)")
+        lines.append(f"  traces:   http://127.0.0.1:{stack.ports.tracing}   "
+                     f"(Jaeger UI; OTLP received on :{stack.ports.otlp})")
     lines += [
         "",
         "Send a first message (signed for you) and wait for the answer:",

@@ -25,11 +25,12 @@ class Ports:
     postgres: int = 5433
     embeddings: int = 8090
     services: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
-    tracing: int = 6006
+    tracing: int = 16686  # Jaeger's query API and UI
+    otlp: int = 4318  # Jaeger's OTLP/HTTP receiver
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES}, free_port())
+        return cls(free_port(), free_port(), free_port(), {s: free_port() for s in SERVICES}, free_port(), free_port())
 
 
 async def service_ready(port: int, name: str) -> bool:
@@ -46,18 +47,36 @@ async def service_ready(port: int, name: str) -> bool:
     return r.status_code == 200 and isinstance(body, dict) and body.get("service") == name and body.get("ready") is True
 
 
-def find_phoenix() -> str:
-    """The local trace viewer (Arize Phoenix, which receives OTLP): installed apart by `make up TRACING=1`
-    into its own virtualenv, since its dependencies are many and pinned differently from ours."""
+def find_jaeger() -> str:
+    """The local trace viewer, Jaeger v2 (one binary: OTLP receiver, in-memory storage, query API and UI), built
+    from its Go module by `make up TRACING=1` (tools/jaeger.sh, into build/jaeger/<version>/jaeger)."""
     import shutil
 
-    candidates = [os.environ.get("AGENTBUS_PHOENIX_BIN"), ".venv-tracing/bin/phoenix", shutil.which("phoenix")]
+    candidates = [os.environ.get("AGENTBUS_JAEGER_BIN"), *sorted(Path("build/jaeger").glob("*/jaeger"), reverse=True),
+                  shutil.which("jaeger")]
     for c in candidates:
         if c and Path(c).is_file() and os.access(c, os.X_OK):
             return str(Path(c).resolve())
     raise RuntimeError(
-        "no trace viewer installed: run `make up TRACING=1` (installs arize-phoenix into .venv-tracing), "
-        "or set AGENTBUS_PHOENIX_BIN, or point AGENTBUS_OTLP_ENDPOINT at your own collector"
+        "no Jaeger binary: run `make up TRACING=1` (builds Jaeger with `go install` into build/jaeger/), "
+        "or set AGENTBUS_JAEGER_BIN, or point AGENTBUS_OTLP_ENDPOINT at your own collector"
+    )
+
+
+def jaeger_proc(binary: str, ports: Ports, log_dir: Path, echo: bool = False, color: str = "") -> Proc:
+    """Jaeger with the embedded stack's configuration (stack/jaeger.yaml): OTLP/HTTP on ``ports.otlp``, the query
+    API and UI on ``ports.tracing``; ready when its health check says so."""
+    health = free_port()
+    config = Path(__file__).with_name("jaeger.yaml")
+    return Proc(
+        "tracing",
+        [binary, "--config", f"file:{config}"],
+        env={"JAEGER_QUERY_PORT": str(ports.tracing), "JAEGER_QUERY_GRPC_PORT": str(free_port()),
+             "JAEGER_OTLP_HTTP_PORT": str(ports.otlp), "JAEGER_HEALTH_PORT": str(health)},
+        ready=partial(http_ok, f"http://127.0.0.1:{health}/status"),
+        log_dir=log_dir,
+        echo=echo,
+        color=color,
     )
 
 
@@ -136,21 +155,10 @@ class Stack:
             env["AGENTBUS_EMBEDDINGS_URL"] = f"http://127.0.0.1:{port}/v1"
 
         if self.tracing:
-            phoenix = find_phoenix()
-            tport = self.ports.tracing
-            viewer = Proc(
-                "tracing",
-                [phoenix, "serve"],
-                env={"PHOENIX_PORT": str(tport), "PHOENIX_HOST": "127.0.0.1",
-                     "PHOENIX_WORKING_DIR": str(home / "phoenix"), "PHOENIX_GRPC_PORT": str(free_port()),
-                     "PHOENIX_TELEMETRY_ENABLED": "false"},
-                ready=partial(http_ok, f"http://127.0.0.1:{tport}/healthz"),
-                log_dir=logs,
-                echo=False,  # verbose; its log is in <home>/logs/tracing.log
-                color=self._color(8),
-            )
-            starts.append((viewer, 120))
-            env["AGENTBUS_OTLP_ENDPOINT"] = f"http://127.0.0.1:{tport}"
+            viewer = jaeger_proc(find_jaeger(), self.ports, logs, color=self._color(8))  # its log: logs/tracing.log
+            starts.append((viewer, 60))
+            env["AGENTBUS_OTLP_ENDPOINT"] = f"http://127.0.0.1:{self.ports.otlp}"
+            env["AGENTBUS_JAEGER_URL"] = f"http://127.0.0.1:{self.ports.tracing}"
 
         for proc, _ in starts:
             await proc.start()
