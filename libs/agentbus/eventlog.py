@@ -87,7 +87,9 @@ def _decode(rec: ConsumerRecord) -> Logged | None:
     return Logged(event, rec.topic, rec.partition, rec.offset, headers)
 
 
-async def _consumer(settings: Settings, topics: Sequence[str]) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+async def _consumer(settings: Settings, topics: Sequence[str],
+                    only: Sequence[TopicPartition] | None = None) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+    """A consumer with no group assigned every partition of ``topics`` (or only the existing ones of ``only``)."""
     c = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
     await c.start()
@@ -97,7 +99,8 @@ async def _consumer(settings: Settings, topics: Sequence[str]) -> tuple[AIOKafka
         if t not in existing:
             continue
         for p in sorted(c.partitions_for_topic(t) or ()):
-            tps.append(TopicPartition(t, p))
+            if only is None or TopicPartition(t, p) in only:
+                tps.append(TopicPartition(t, p))
     c.assign(tps)
     return c, tps
 
@@ -115,13 +118,15 @@ async def read_records(
     topics: Sequence[str],
     start: dict[TopicPartition, int] | None = None,
     timeout_s: float = 60.0,
+    only_start: bool = False,
 ) -> list[ConsumerRecord]:
-    """Every record of ``topics`` from the beginning (or ``start``) up to the end as of now.
+    """Every record of ``topics`` from the beginning (or ``start``) up to the end as of now; with
+    ``only_start``, of the partitions in ``start`` only.
 
     The end of a partition is the high watermark of the first fetch response (and at least what ListOffsets
     says): Tansu answers ListOffsets(latest) with the base offset of the last batch plus one, which is short of
     the end whenever that batch holds more than one record."""
-    c, tps = await _consumer(settings, topics)
+    c, tps = await _consumer(settings, topics, list(start or ()) if only_start else None)
     out: list[ConsumerRecord] = []
     try:
         if not tps:
@@ -149,6 +154,58 @@ async def read_records(
                 out += [r for r in recs if r.offset < end]
     finally:
         await c.stop()
+    return out
+
+
+def logged_of(topic: str, partition: int, offset: int, value: bytes,
+              headers: Sequence[tuple[str, bytes]] | None) -> Logged | None:
+    """A record kept elsewhere (the log's archive) as it would have been read from its topic."""
+    return _decode(ConsumerRecord(topic, partition, offset, 0, 0, None, value, None, 0, len(value),
+                                  list(headers or ())))
+
+
+async def read_at(settings: Settings, locations: Sequence[tuple[str, int, int]],
+                  timeout_s: float = 10.0) -> list[Logged]:
+    """The events at these (topic, partition, offset) locations (from the log index), oldest first: each
+    partition is read from its lowest wanted offset to its highest, so a chain costs a few short fetches
+    instead of a scan of every topic. A location the log no longer holds (retention) is left out."""
+    if not locations:
+        return []
+    wanted: dict[TopicPartition, set[int]] = {}
+    for topic, part, offset in locations:
+        wanted.setdefault(TopicPartition(topic, part), set()).add(offset)
+    c = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+    await c.start()
+    out: list[Logged] = []
+    try:
+        tps = list(wanted)
+        c.assign(tps)
+        starts = await c.beginning_offsets(tps)
+        for tp in tps:
+            wanted[tp] = {o for o in wanted[tp] if o >= starts[tp]}
+            if wanted[tp]:
+                c.seek(tp, min(wanted[tp]))
+        pending = {tp: max(offs) for tp, offs in wanted.items() if offs}
+        c.pause(*[tp for tp in tps if tp not in pending])
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"could not read {len(pending)} partition(s) of the log within {timeout_s:.0f}s")
+            batch = await c.getmany(*pending, timeout_ms=500, max_records=1000)
+            for tp, recs in batch.items():
+                for rec in recs:
+                    if rec.offset in wanted[tp] and (logged := _decode(rec)) is not None:
+                        out.append(logged)
+            for tp in list(pending):  # done: past the highest wanted offset, or at the partition's end
+                hw = c.highwater(tp)
+                at = await c.position(tp)
+                if at > pending[tp] or (hw is not None and at >= hw):
+                    pending.pop(tp)
+                    c.pause(tp)
+    finally:
+        await c.stop()
+    out.sort(key=lambda logged: logged.event.occurred_at)
     return out
 
 
@@ -195,10 +252,12 @@ async def read(
     keep: Callable[[Event], bool] = lambda _e: True,
     start: dict[TopicPartition, int] | None = None,
     timeout_s: float = 60.0,
+    only_start: bool = False,
 ) -> list[Logged]:
-    """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now, oldest first."""
+    """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now, oldest first (with
+    ``only_start``, of the partitions in ``start`` only)."""
     out: list[Logged] = []
-    for rec in await read_records(settings, topics, start, timeout_s):
+    for rec in await read_records(settings, topics, start, timeout_s, only_start):
         logged = _decode(rec)
         if logged is not None and keep(logged.event):
             out.append(logged)

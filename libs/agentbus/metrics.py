@@ -60,6 +60,7 @@ STREAM_EVENTS = Counter(
     "agentbus_channel_stream_events_total", "Platform events received over long connections, by outcome",
     ["channel", "outcome"],
 )
+LOG_INDEXED = Counter("agentbus_log_indexed_total", "Records of the event log written to its index (and archive)")
 DLQ_SIZE = Gauge("agentbus_dlq_size", "Records in the dead-letter topic (all time; redriven ones included)")
 
 

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     push_timeout_s: float = 15.0
     push_attempts: int = 6
 
+    # the log index (libs/agentbus/logindex.py): ingress indexes every record of every topic into PostgreSQL
+    # for trace and replay; with log_archive (set by `agentbus up`, whose broker keeps its log in memory) it also
+    # archives the records and snapshots the consumer groups' offsets every log_snapshot_s, to restore the log
+    log_index: bool = True
+    log_archive: bool = False
+    log_snapshot_s: float = 5.0
+
     # memory's admin HTTP, which the reasoner's memory tool searches and the operator API reads conversations
     # from (empty: memory's default port on loopback)
     memory_url: str | None = None

@@ -13,6 +13,7 @@ from agentbus.db import service_database
 from agentbus.events import AuditRecorded, ReplayRequested
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import channel_changes, live_of
+from agentbus.logindex import Indexer, open_log_index
 from agentbus.service import ServiceParts
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.api.eventlog import LogEntries
@@ -109,7 +110,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
 
     if (live := live_of(config)) is not None:
         live.on_change(channels_changed)
-    api, audit_log, api_http = operator_api_mount(settings, config, pool, producer)
+    index, index_pool = (await open_log_index(settings)) if settings.log_index else (None, None)
+    api, audit_log, api_http = operator_api_mount(settings, config, pool, producer, index)
     chat = chat_api(settings, config, pool, acceptor)
     parts = ServiceParts(
         routes={AuditRecorded: AuditRecorder(audit_log).keep_audit,
@@ -121,6 +123,11 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         background=[watch_dead_letters, *chat.background],
     )
     parts.background.append(links.run)
+    if index is not None and index_pool is not None:
+        indexer = Indexer(settings, index)
+        parts.background.append(indexer.run)
+        parts.on_stop.append(index_pool.close)
+        parts.details["log_index"] = lambda: {"indexed": indexer.indexed, "archive": settings.log_archive}
     parts.on_stop.insert(0, http.aclose)
     parts.details["connections"] = links.describe
     return parts

@@ -48,7 +48,7 @@ async def start_infra(embeddings: bool = True) -> AsyncIterator[Infra]:
               "AGENTBUS_QDRANT_URL"):
         os.environ.pop(k, None)
     stack = Stack(home=home, config_file=home / "unused.yaml", ports=Ports.free(), env=env,
-                  echo=bool(os.environ.get("AGENTBUS_TEST_ECHO")))
+                  echo=bool(os.environ.get("AGENTBUS_TEST_ECHO")), archive_log=False)
     try:
         conn = await stack.start_infra()
         yield Infra(stack, conn)

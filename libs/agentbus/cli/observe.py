@@ -7,12 +7,16 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from agentbus.settings import Settings
+
+if TYPE_CHECKING:
+    from agentbus.eventlog import Logged
 
 events_app = typer.Typer(no_args_is_help=True, help="Read the event log.")
 
@@ -81,6 +85,26 @@ async def _tail(s: Settings, types: tuple[str, ...], conversation: str | None, t
             return
 
 
+async def _indexed(s: Settings, wanted: str) -> tuple[str, list[Logged]] | None:
+    """The chain through the log index that ingress keeps in PostgreSQL; None when it has no such id or cannot
+    be read (the log itself is then read)."""
+    if not s.log_index:
+        return None
+    from agentbus.logindex import indexed_chain, open_log_index
+
+    try:
+        index, pool = await open_log_index(s, max_size=1)
+    except Exception:  # noqa: BLE001 - no database reachable from here: read the log
+        return None
+    try:
+        chain = await indexed_chain(s, index, wanted, None)
+    finally:
+        await pool.close()
+    if not chain:
+        return None
+    return str(chain[0].event.correlation_id), chain
+
+
 async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     from agentbus.describe import summary
     from agentbus.eventlog import chain_of, read
@@ -91,7 +115,9 @@ async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     except ValueError:
         print(f"not an id: {wanted!r}")
         return 2
-    found = chain_of(await read(s, all_topics(s.topic_prefix)), wanted)
+    found = await _indexed(s, wanted)
+    if found is None:  # not in the index (not indexed yet, or no index): read every topic
+        found = chain_of(await read(s, all_topics(s.topic_prefix)), wanted)
     if found is None:
         print(f"no event with id or correlation id {wanted}")
         return 1

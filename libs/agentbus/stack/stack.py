@@ -93,6 +93,10 @@ class Stack:
     replica_ports: dict[str, int] = field(default_factory=dict)
     infra: list[Proc] = field(default_factory=list)
     service_env: dict[str, str] = field(default_factory=dict)
+    # the embedded broker's log archived by ingress in PostgreSQL and restored into the next fresh broker
+    # (libs/agentbus/logindex.py); the test suite's shared broker, which lives as long as one run, turns it off
+    archive_log: bool = True
+    restored: int = 0
 
     def _color(self, i: int) -> str:
         return COLORS[i % len(COLORS)]
@@ -125,6 +129,8 @@ class Stack:
             )
             starts.append((broker, 30))
             env["AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{self.ports.kafka}"
+            if self.archive_log:  # the broker keeps its log in memory: archived, and restored at the next start
+                env["AGENTBUS_LOG_ARCHIVE"] = "true"
 
         if all_env.get("AGENTBUS_DATABASE_URL"):
             env["AGENTBUS_DATABASE_URL"] = all_env["AGENTBUS_DATABASE_URL"]
@@ -165,7 +171,32 @@ class Stack:
             self.infra.append(proc)
         await asyncio.gather(*(p.wait_ready(t) for p, t in starts))
         self.service_env = env
+        if env.get("AGENTBUS_LOG_ARCHIVE") == "true":
+            self.restored = await self._restore_log(env)
         return env
+
+    async def _restore_log(self, env: dict[str, str]) -> int:
+        """The archived log back into the fresh in-memory broker, before any service starts (topics created
+        first with the services' own settings, so partitions match)."""
+        from agentbus.bus.kafka import ensure_config_topic, ensure_topics
+        from agentbus.logindex import restore
+        from agentbus.settings import Settings
+        from agentbus.topics import all_topics
+
+        service = {**self.env, **env}
+        saved = {k: os.environ.get(k) for k in service}
+        os.environ.update(service)  # the services' own settings: the same prefix, partitions and database
+        try:
+            settings = Settings()
+            await ensure_topics(settings, all_topics(settings.topic_prefix))
+            await ensure_config_topic(settings)
+            return await restore(settings)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
     async def _kafka_ready(self) -> bool:
         if not port_open(self.ports.kafka):

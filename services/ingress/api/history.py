@@ -4,7 +4,9 @@ HTTP (each service's own state), and the event log for the trace of a message.
 A service that cannot be reached, or answers an error of its own, is a ``ReadUnavailable`` (503 with the
 reason); a 400 from a listing is the caller's cursor it did not make (422). The trace reads the log with no
 consumer group, bounded twice: by the time window (where the broker can look offsets up by time) and by a
-cap of records per partition before its end, and at most a few traces are read at once.
+cap of records per partition before its end, and at most a few traces are read at once. With the log index
+(ingress's indexer, libs/agentbus/logindex.py) the chain is looked up there and only its offsets are read
+(or its archived records taken as they are); a message the index does not hold yet is read the bounded way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httpx
 import structlog
 
 from agentbus.eventlog import Filter, Logged, chain_of, read, window_start
+from agentbus.logindex import LogIndex, indexed_chain
 from agentbus.services.ingress.api.ports import Page, ReadRefused, ReadUnavailable
 from agentbus.settings import Settings
 from agentbus.topics import all_topics
@@ -110,8 +113,9 @@ class ReasonerInferences:
 
 class EventLogTrace:
     def __init__(self, settings: Settings, max_per_partition: int = 50_000, timeout_s: float = 30.0,
-                 concurrent: int = 2) -> None:
+                 concurrent: int = 2, index: LogIndex | None = None) -> None:
         self._settings = settings
+        self._index = index
         self._max = max_per_partition
         self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(concurrent)
@@ -119,6 +123,14 @@ class EventLogTrace:
     async def trace(self, tenant: str, wanted: str, since: datetime, until: datetime) -> list[Any] | None:
         topics = all_topics(self._settings.topic_prefix)
         keep = Filter(tenant=tenant, since=since, until=until)
+        if self._index is not None:
+            try:
+                indexed = await indexed_chain(self._settings, self._index, wanted, tenant)
+            except Exception as exc:  # noqa: BLE001 - the index is an optimisation: read the log itself
+                log.warning("trace_index_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+                indexed = None
+            if indexed:
+                return [lg for lg in indexed if keep(lg.event)] or None
         async with self._slots:
             try:
                 start = await window_start(self._settings, topics, since, self._max)
@@ -128,3 +140,4 @@ class EventLogTrace:
                 raise ReadUnavailable(f"event log: {type(exc).__name__}: {exc}"[:300]) from exc
         found = chain_of(logged, wanted)
         return None if found is None else found[1]
+

@@ -13,6 +13,7 @@ from agentbus.config import PlatformConfig
 from agentbus.configwriter import ConfigWriter, pg_lock
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import live_of
+from agentbus.logindex import LogIndex
 from agentbus.services.ingress.api.app import ApiDeps, api_mount, operator_api
 from agentbus.services.ingress.api.audit import AuditRecorder
 from agentbus.services.ingress.api.auth_jwt import Signer
@@ -45,7 +46,8 @@ def egress_url(settings: Settings) -> str:
 
 
 def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool,
-                       producer: Producer) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
+                       producer: Producer, index: LogIndex | None = None
+                       ) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
     audit_log = PgAuditLog(pool)
     http = async_client(timeout=10.0, max_connections=16)
     live = live_of(config)
@@ -59,5 +61,5 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
                    reads=Reads(history=MemoryHistory(memory_url(settings), http),
                                deliveries=EgressDeliveries(egress_url(settings), http),
                                inferences=ReasonerInferences(reasoner_url(settings), http),
-                               trace=EventLogTrace(settings)))
+                               trace=EventLogTrace(settings, index=index)))
     return api_mount(operator_api(deps)), audit_log, http
