@@ -21,6 +21,7 @@ from agentbus.services.ingress.api.auth_jwt import Signer
 from agentbus.services.ingress.console.agents import edited_agent
 from agentbus.services.ingress.console.deadletters import _ids
 from agentbus.services.ingress.console.jobs import _body, due_times, schedule
+from agentbus.services.ingress.console.trace import jaeger_links, waterfall
 from agentbus.services.ingress.console.wiring import console_routes
 from agentbus.settings import Settings
 from tests.unit.fakes_api import FakeAudit, FakeJobs, FakePublisher, FakeSigningKeys, FakeTokens, config, job
@@ -153,3 +154,28 @@ def test_forms_become_the_apis_bodies() -> None:
                    "system_prompt": "Be brief.", "fallback_models": ["qwen", "other"], "tools": []}
     good = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
     assert _ids([good, "nope", good.upper(), "../x"]) == [good]
+
+
+def test_a_trace_becomes_a_waterfall_of_its_steps() -> None:
+    def event(ident: str, kind: str, ms: int, cause: str | None, **data: object) -> dict[str, object]:
+        return {"id": ident, "type": kind, "source": "s", "causation_id": cause, "summary": kind,
+                "occurred_at": f"2026-01-01T00:00:00.{ms:03d}000+00:00", "data": data}
+
+    steps, total = waterfall([
+        event("m", "message.received", 10, None, received_at="2026-01-01T00:00:00.004000+00:00"),
+        event("c", "context.assembled", 40, "m"),
+        event("i", "inference.completed", 340, "c", latency_ms=250.0, model="qwen", outcome="ok",
+              usage={"input_tokens": 12, "output_tokens": None}),
+        event("r", "reply.generated", 341, "c", model="qwen"),
+        event("d", "delivery.completed", 400, "r", latency_ms=5000.0, status="delivered"),  # longer than the chain
+    ])
+    assert [(s.type, s.start_ms, s.duration_ms) for s in steps] == [
+        ("message.received", 0.0, 6.0), ("context.assembled", 6.0, 30.0), ("inference.completed", 86.0, 250.0),
+        ("reply.generated", 36.0, 301.0), ("delivery.completed", 0.0, 396.0)]
+    assert total == 396.0
+    assert steps[2].tokens == (12, None) and steps[2].model == "qwen" and steps[2].outcome == "ok"
+    assert steps[4].outcome == "delivered" and steps[1].outcome is None and steps[1].tokens is None
+    assert steps[2].bar(total) == (217.2, 631.3) and steps[0].bar(total) == (0.0, 15.2)
+    assert waterfall([]) == ([], 0.0)
+    assert jaeger_links("http://jaeger:16686/", ["ab12"]) == [("ab12", "http://jaeger:16686/trace/ab12")]
+    assert jaeger_links(None, ["ab12"]) == []
