@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     # egress's admin HTTP, where the operator API reads the delivery ledger (empty: its default port)
     egress_url: str | None = None
 
+    # a trace viewer (Jaeger's UI): the web console's Trace page links each trace to {jaeger_url}/trace/{trace id}
+    jaeger_url: str | None = None
+
     # the deployment's name (dev, staging, production): on every span and log line
     environment: str = "dev"
     # set by `agentbus up` (the embedded development stack, what `make up` and the tests start) for the

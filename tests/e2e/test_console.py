@@ -9,6 +9,7 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -19,9 +20,10 @@ from tests.e2e.test_operator_api import cli
 from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.support.browser import PHONE, Chromium, axe, shot
 from tests.support.platform import Infra, Platform, base_config, run_platform, secret_for
-from tests.support.servers import FakeLLM, WebhookSink
+from tests.support.servers import FakeLLM, WebhookSink, tool_call
 
 pytestmark = pytest.mark.e2e
+JAEGER = "http://jaeger.example.test:16686"  # the trace viewer the Trace page links to (never opened)
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +39,14 @@ async def idp() -> AsyncIterator[FakeOAuthProvider]:
 async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink, idp: FakeOAuthProvider) -> AsyncIterator[Platform]:
     assert sink.server is not None
     cfg = base_config(sink.server.url, llm.base_url)
+    cfg["agents"][0]["tools"] = ["now"]  # the clock, for a trace with a tool step
     cfg["auth"] = {"providers": {"feishu": {"app_id": "cli_console", "app_secret": {"env": "TEST_FEISHU_CONSOLE"},
                                             "authorize_url": f"{idp.url}/open-apis/authen/v1/authorize",
                                             "api_base_url": idp.url}},
                    "users": [{"provider": "feishu", "user_id": "ou_alice", "tenant": "acme", "role": "viewer"}]}
     os.environ["TEST_FEISHU_CONSOLE"] = "console-secret"  # the CLI reads the configuration too
     try:
-        async with run_platform(infra, cfg, env={"AGENTBUS_SCHEDULER_TICK_S": "0.5",
+        async with run_platform(infra, cfg, env={"AGENTBUS_SCHEDULER_TICK_S": "0.5", "AGENTBUS_JAEGER_URL": JAEGER,
                                                  "TEST_FEISHU_CONSOLE": "console-secret"}) as p:
             yield p
     finally:
@@ -120,6 +123,96 @@ async def test_login_live_and_logout(infra: Infra, platform: Platform, page: Pag
     assert not [c for c in await page.context.cookies() if c["name"] == "agentbus_console"]
     await page.goto(p.ingress_url + "/console/live")
     await expect(page).to_have_url(re.compile(r"/console/login"))
+
+
+def clock_script(body: dict[str, Any]) -> dict[str, Any]:
+    """The model reads the clock when asked the time, then answers with what it said."""
+    last = body["messages"][-1]
+    if last["role"] == "tool":
+        return {"content": "the clock says " + str(last["content"])[:60]}
+    if "what time" in str(last["content"]):
+        return {"tool_calls": [tool_call("now", {"timezone": "UTC"}, "call_now")]}
+    return {"content": f"answer: {last['content']}"}
+
+
+async def test_a_live_row_opens_its_messages_trace_as_a_waterfall(
+    infra: Infra, platform: Platform, chromium: Chromium, llm: FakeLLM
+) -> None:
+    p = platform
+    page = await chromium.page()
+    try:
+        await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "viewer"))
+        await expect(page.locator("#live-status")).to_have_text(re.compile("Connected"))
+        conv = f"trace-{uuid.uuid4().hex[:6]}"
+        llm.script = clock_script
+        try:
+            await send(p, conv, "what time is it?")
+            events = page.get_by_role("log", name="Events")
+            await expect(events.locator(f"li[data-kind='delivery.completed'][data-conversation='acme/acme/{conv}']")
+                         ).to_contain_text("delivered")
+        finally:
+            llm.script = None
+        reply = events.locator("li[data-kind='reply.generated']", has_text="the clock says")
+        await reply.get_by_role("link", name=re.compile("^Trace")).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Trace")
+        correlation = page.url.split("/console/trace/")[1].split("?")[0]
+        await expect(page.locator("[data-field=correlation]")).to_have_text(correlation)
+        kinds = await page.locator("tr[data-step]").evaluate_all("rs => rs.map(r => r.dataset.step)")
+        chain = ["message.received", "context.assembled", "tool.called", "inference.completed", "reply.generated",
+                 "delivery.completed"]
+        assert [k for k in kinds if k in chain] == chain, kinds
+        llm_step = page.locator("tr[data-step='inference.completed']")
+        await expect(llm_step.locator("[data-field=model]")).to_have_text("fake-model")
+        await expect(llm_step.locator("[data-field=tokens]")).to_have_text(re.compile(r"^\d+ → \d+$"))
+        await expect(llm_step.locator("[data-field=outcome]")).to_have_text("ok")
+        tool = page.locator("tr[data-step='tool.called']")
+        await expect(tool.locator("[data-field=model]")).to_have_text("now")
+        await expect(tool.locator("[data-field=outcome]")).to_have_text("ok")
+        await expect(page.locator("tr[data-step='delivery.completed'] [data-field=outcome]")).to_have_text("delivered")
+        durations = await page.locator("[data-field=duration]").all_inner_texts()
+        assert len(durations) == len(kinds) and all(re.fullmatch(r"\d+ ms", d) for d in durations), durations
+        bars = await page.locator("rect.span").evaluate_all(
+            "rs => rs.map(r => [Number(r.getAttribute('x')), Number(r.getAttribute('width'))])")
+        assert len(bars) == len(kinds) and all(0 <= x and w > 0 and x + w <= 1002 for x, w in bars), bars
+        viewer = page.get_by_role("link", name=re.compile("Open in the trace viewer"))
+        await expect(viewer).to_have_count(1)
+        trace_id = await viewer.get_attribute("data-trace-id")
+        assert trace_id and re.fullmatch(r"[0-9a-f]{32}", trace_id)
+        assert await viewer.get_attribute("href") == f"{JAEGER}/trace/{trace_id}"
+        await shot(page, "trace")
+        await no_violations(page)
+        await every_control_is_reached_by_the_keyboard(page, page.url, "tr[data-step]")
+
+        await page.get_by_label("Correlation id").fill("not-a-uuid")  # the lookup form: a clear refusal
+        await page.get_by_role("button", name="Show trace").click()
+        await expect(page.get_by_role("alert")).to_contain_text("A correlation id is a UUID")
+        await page.get_by_label("Correlation id").fill(str(uuid.uuid4()))
+        await page.get_by_label("Look back").select_option("1")
+        await page.get_by_role("button", name="Show trace").click()
+        await expect(page.get_by_role("alert")).to_contain_text("no message")  # the API's 404, with its reason
+        await page.get_by_label("Correlation id").fill(correlation)
+        await page.get_by_role("button", name="Show trace").click()
+        await expect(page.locator("tr[data-step]")).to_have_count(len(kinds))
+    finally:
+        await page.close()
+
+    phone = await chromium.page(lang="zh-CN,zh;q=0.9", viewport=PHONE)
+    try:
+        await log_in(phone, p, await token(infra, p, "--tenant", "acme", "--role", "viewer"))
+        await phone.goto(p.ingress_url + f"/console/trace/{correlation}")
+        await expect(phone.get_by_role("heading", level=1)).to_have_text("消息追踪")
+        await expect(phone.locator("tr[data-step='inference.completed']")).to_contain_text("大模型推理")
+        await shot(phone, "trace-phone-zh")
+        await no_violations(phone)
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        other = await token(infra, p, "--tenant", "globex", "--role", "viewer")  # another tenant sees nothing
+        await phone.context.clear_cookies()
+        await log_in(phone, p, other)
+        await phone.goto(p.ingress_url + f"/console/trace/{correlation}")
+        await expect(phone.get_by_role("alert")).to_contain_text(correlation)
+        assert await phone.locator("tr[data-step]").count() == 0
+    finally:
+        await phone.close()
 
 
 async def test_live_in_chinese_on_a_phone_shows_only_its_tenant(
@@ -317,6 +410,76 @@ async def test_an_owner_switches_an_agents_model_and_sees_model_health(
         await expect(page.locator("section[data-agent='assistant'] [data-field=model]")).to_have_text("fake")
 
 
+async def test_a_replay_with_another_system_prompt_is_followed_and_reported_with_a_word_diff(
+    infra: Infra, platform: Platform, chromium: Chromium, llm: FakeLLM, sink: WebhookSink
+) -> None:
+    p = platform
+    page = await chromium.page()
+    try:
+        await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+        conv = f"replay-{uuid.uuid4().hex[:6]}"
+        asked = f"tell me about {uuid.uuid4().hex[:6]}"
+        await send(p, conv, asked)
+        await sink.wait_for(lambda m: m["conversation"] == conv and asked in m["text"])
+        pushes = len(sink.received)
+        await page.get_by_role("link", name="Replay").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Replay")
+        await no_violations(page)
+        await every_control_is_reached_by_the_keyboard(page, page.url)
+
+        await page.get_by_label("Conversation").fill(conv)
+        await page.get_by_label("System prompt").fill("Answer in one line.")
+        await page.get_by_role("button", name="Start replay").click()  # a prompt without a new LLM call: refused
+        await expect(page.get_by_role("alert")).to_contain_text("need rerun_llm")
+        assert await page.get_by_label("Conversation").input_value() == conv  # the form as it was
+        await page.get_by_label("Call the LLM again").check()
+        llm.reply_prefix = "reply: "  # the provider answers differently now
+        try:
+            await page.get_by_role("button", name="Start replay").click()
+            await expect(page.get_by_role("heading", level=1)).to_contain_text("Replay run")
+            await expect(page.locator("#run-status")).to_have_attribute("data-status", "done", timeout=60_000)
+        finally:
+            llm.reply_prefix = "answer: "
+        run = page.url.split("/console/replays/")[1].split("?")[0]
+        assert any(m["role"] == "system" and "Answer in one line." in str(m["content"])
+                   for call in llm.calls for m in call["messages"]), "the replay used the new system prompt"
+        await expect(page.locator("[data-field=selected]")).to_have_text("1")
+        await expect(page.locator("[data-field=changed]")).to_have_text("1")
+        await expect(page.locator("[data-field=pushed]")).to_have_text("0")
+        entry = page.locator("section.compare")
+        await expect(entry).to_have_count(1)
+        await expect(entry.locator("[data-side=original] del")).to_have_text(["answer"])
+        await expect(entry.locator("[data-side=replayed] ins")).to_have_text(["reply"])
+        await expect(entry.locator("[data-side=original]")).to_have_text(f"answer: {asked}")
+        await expect(entry.locator("[data-side=replayed]")).to_have_text(f"reply: {asked}")
+        await shot(page, "replay", full_page=True)
+        await no_violations(page)
+        assert len(sink.received) == pushes, "a replayed reply is never pushed"
+    finally:
+        await page.close()
+
+    phone = await chromium.page(lang="zh-CN,zh;q=0.9", viewport=PHONE)
+    try:
+        await log_in(phone, p, await token(infra, p, "--tenant", "acme", "--role", "viewer"))
+        await phone.goto(p.ingress_url + "/console/replays")
+        await expect(phone.get_by_role("heading", level=1)).to_have_text("重放")
+        assert await phone.locator("main form[method=post]").count() == 0  # a viewer starts nothing
+        await phone.get_by_label("运行 ID").fill("../etc")
+        await phone.get_by_role("button", name="打开运行").click()
+        await expect(phone.get_by_role("alert")).to_contain_text("不是重放运行 ID")
+        await phone.get_by_label("运行 ID").fill(run)
+        await phone.get_by_role("button", name="打开运行").click()
+        await expect(phone.locator("#run-status")).to_have_attribute("data-status", "done")
+        await expect(phone.locator("[data-side=replayed] ins")).to_have_text(["reply"])
+        await shot(phone, "replay-phone-zh")
+        await no_violations(phone)
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        missing = await phone.request.get(p.ingress_url + "/console/replays/replay-000000000000?tenant=acme")
+        assert missing.status == 404 and "no replay run" in await missing.text()
+    finally:
+        await phone.close()
+
+
 async def test_a_person_logs_in_through_feishu(platform: Platform, page: Page, idp: FakeOAuthProvider) -> None:
     p = platform
     idp.person = {"name": "Alice", "open_id": "ou_alice", "union_id": "on_alice"}
@@ -345,18 +508,29 @@ MARK_CONTROLS = """() => {
 }"""
 
 
+async def every_control_is_reached_by_the_keyboard(page: Page, url: str, ready: str | None = None) -> None:
+    """Tab from the top of the page at ``url`` (once ``ready`` shows) reaches every visible control, the skip
+    link first."""
+    await page.goto(url)
+    if ready:
+        await expect(page.locator(ready).first).to_be_visible()
+    stops = await page.evaluate(MARK_CONTROLS)
+    reached: list[str | None] = []
+    wanted = {str(i) for i in range(stops)}
+    for _ in range(6 * stops + 3):  # a date and time input is several stops (its day, month, hour, ...)
+        await page.keyboard.press("Tab")
+        reached.append(await page.evaluate("document.activeElement && document.activeElement.dataset.kb"))
+        if wanted <= set(reached):
+            break
+    assert reached[0] == "0" and await page.locator("[data-kb='0']").get_attribute("class") == "skip"
+    assert wanted <= set(reached), sorted(wanted - set(reached), key=int)
+
+
 async def test_every_control_is_reached_by_the_keyboard(infra: Infra, platform: Platform, page: Page) -> None:
     p = platform
     await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
-    await page.goto(p.ingress_url + "/console/jobs")
+    await every_control_is_reached_by_the_keyboard(page, p.ingress_url + "/console/jobs", "#preview li")
     await expect(page.locator("#preview li")).to_have_count(5)
-    stops = await page.evaluate(MARK_CONTROLS)
-    reached: list[str | None] = []
-    for _ in range(stops + 3):
-        await page.keyboard.press("Tab")
-        reached.append(await page.evaluate("document.activeElement && document.activeElement.dataset.kb"))
-    assert reached[0] == "0" and await page.locator("[data-kb='0']").get_attribute("class") == "skip"
-    assert {str(i) for i in range(stops)} <= set(reached), sorted(set(map(str, range(stops))) - set(reached))
     await page.goto(p.ingress_url + "/console/jobs")
     await page.keyboard.press("Tab")
     await page.keyboard.press("Enter")  # the skip link

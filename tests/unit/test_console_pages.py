@@ -14,6 +14,7 @@ import httpx
 import pytest
 from starlette.routing import Mount
 
+from agentbus.events import ReplayRequested
 from agentbus.http import LoopbackServer
 from agentbus.services.ingress.api.access import mint, token_hash
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
@@ -21,6 +22,8 @@ from agentbus.services.ingress.api.auth_jwt import Signer
 from agentbus.services.ingress.console.agents import edited_agent
 from agentbus.services.ingress.console.deadletters import _ids
 from agentbus.services.ingress.console.jobs import _body, due_times, schedule
+from agentbus.services.ingress.console.replays import replay_body, word_diff
+from agentbus.services.ingress.console.trace import jaeger_links, waterfall
 from agentbus.services.ingress.console.wiring import console_routes
 from agentbus.settings import Settings
 from tests.unit.fakes_api import FakeAudit, FakeJobs, FakePublisher, FakeSigningKeys, FakeTokens, config, job
@@ -153,3 +156,81 @@ def test_forms_become_the_apis_bodies() -> None:
                    "system_prompt": "Be brief.", "fallback_models": ["qwen", "other"], "tools": []}
     good = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
     assert _ids([good, "nope", good.upper(), "../x"]) == [good]
+
+
+def test_a_trace_becomes_a_waterfall_of_its_steps() -> None:
+    def event(ident: str, kind: str, ms: int, cause: str | None, **data: object) -> dict[str, object]:
+        return {"id": ident, "type": kind, "source": "s", "causation_id": cause, "summary": kind,
+                "occurred_at": f"2026-01-01T00:00:00.{ms:03d}000+00:00", "data": data}
+
+    steps, total = waterfall([
+        event("m", "message.received", 10, None, received_at="2026-01-01T00:00:00.004000+00:00"),
+        event("c", "context.assembled", 40, "m"),
+        event("i", "inference.completed", 340, "c", latency_ms=250.0, model="qwen", outcome="ok",
+              usage={"input_tokens": 12, "output_tokens": None}),
+        event("r", "reply.generated", 341, "c", model="qwen"),
+        event("d", "delivery.completed", 400, "r", latency_ms=5000.0, status="delivered"),  # longer than the chain
+    ])
+    assert [(s.type, s.start_ms, s.duration_ms) for s in steps] == [
+        ("message.received", 0.0, 6.0), ("context.assembled", 6.0, 30.0), ("inference.completed", 86.0, 250.0),
+        ("reply.generated", 36.0, 301.0), ("delivery.completed", 0.0, 396.0)]
+    assert total == 396.0
+    assert steps[2].tokens == (12, None) and steps[2].model == "qwen" and steps[2].outcome == "ok"
+    assert steps[4].outcome == "delivered" and steps[1].outcome is None and steps[1].tokens is None
+    assert steps[2].bar(total) == (217.2, 631.3) and steps[0].bar(total) == (0.0, 15.2)
+    assert waterfall([]) == ([], 0.0)
+    assert jaeger_links("http://jaeger:16686/", ["ab12"]) == [("ab12", "http://jaeger:16686/trace/ab12")]
+    assert jaeger_links(None, ["ab12"]) == []
+
+
+def test_the_word_diff_marks_what_each_side_has_that_the_other_has_not() -> None:
+    left, right = word_diff("The cat sat on the mat.", "The dog sat on the mat!")
+    assert left == [("equal", "The "), ("delete", "cat"), ("equal", " sat on the mat"), ("delete", ".")]
+    assert right == [("equal", "The "), ("insert", "dog"), ("equal", " sat on the mat"), ("insert", "!")]
+    left, right = word_diff("明天上午开会", "明天下午开会")  # no spaces: each character is a word
+    assert left == [("equal", "明天"), ("delete", "上"), ("equal", "午开会")]
+    assert right == [("equal", "明天"), ("insert", "下"), ("equal", "午开会")]
+    assert word_diff("", "new text") == ([], [("insert", "new text")])
+    assert word_diff("same", "same") == ([("equal", "same")], [("equal", "same")])
+
+
+def test_the_replay_form_becomes_the_apis_body() -> None:
+    form = {"from": "message", "conversation": " room-1 ", "correlation": "", "since": "2026-01-01T09:00",
+            "until": "", "model": "echo", "system_prompt": "Be brief.", "limit": "5", "rerun_llm": "on"}
+    assert replay_body(form) == {"from": "message", "conversation": "room-1", "since": "2026-01-01T09:00",
+                                 "model": "echo", "system_prompt": "Be brief.", "limit": 5, "rerun_llm": True,
+                                 "rerun_tools": False}
+    assert replay_body({"limit": "lots"})["limit"] == "lots"  # the API names the field it refuses
+    assert replay_body({}) == {"from": "context", "limit": 20, "rerun_llm": False, "rerun_tools": False}
+
+
+async def test_a_replay_is_started_by_an_operators_form_and_refused_with_the_apis_reason() -> None:
+    async with served() as (url, tokens, publisher), httpx.AsyncClient(base_url=url) as c:
+        csrf = await _login(c, tokens, "operator")
+        form = {"csrf": csrf, "conversation": "room-1", "rerun_llm": "on", "model": "echo", "limit": "3"}
+        assert (await c.post("/console/replays", data={**form, "csrf": ""})).status_code == 403
+        bad = await c.post("/console/replays", data={**form, "limit": "0"})
+        assert bad.status_code == 422 and "body.limit" in bad.text
+        no_llm = await c.post("/console/replays", data={**form, "rerun_llm": ""})
+        assert no_llm.status_code == 422 and "need rerun_llm" in no_llm.text and 'value="room-1"' in no_llm.text
+        assert [e for e in publisher.published if isinstance(e, ReplayRequested)] == []
+        ok = await c.post("/console/replays", data=form)
+        assert ok.status_code == 303 and re.fullmatch(r"/console/replays/replay-[0-9a-f]{12}\?tenant=acme",
+                                                      ok.headers["location"])
+        [asked] = [e for e in publisher.published if isinstance(e, ReplayRequested)]
+        assert (asked.tenant, asked.data.conversation, asked.data.model, asked.data.limit) == ("acme", "room-1",
+                                                                                               "echo", 3)
+        unserved = await c.get(ok.headers["location"])  # this API reads no event log: said so, not a 500
+        assert unserved.status_code == 503
+        odd = await c.get("/console/replays", params={"run": "../x"})
+        assert odd.status_code == 422 and "Not a replay run id" in odd.text
+
+
+async def test_a_viewer_cannot_start_a_replay() -> None:
+    async with served() as (url, tokens, publisher), httpx.AsyncClient(base_url=url) as c:
+        csrf = await _login(c, tokens, "viewer")
+        page = await c.get("/console/replays")
+        assert page.status_code == 200 and "Start replay" not in page.text
+        resp = await c.post("/console/replays", data={"csrf": csrf, "conversation": "room-1"})
+        assert resp.status_code == 403 and "needs the operator role" in resp.text
+        assert not [e for e in publisher.published if isinstance(e, ReplayRequested)]

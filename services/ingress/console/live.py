@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from agentbus.eventlog import Filter, Logged, end_offsets, follow
 from agentbus.events import DeliveryCompleted, Event, MessageReceived, ReplyGenerated
-from agentbus.services.ingress.console.web import Ctx, render, session
+from agentbus.services.ingress.console.web import Ctx, render, session, url
 from agentbus.topics import topic_of
 
 log = structlog.get_logger("agentbus.ingress.console.live")
@@ -118,7 +118,7 @@ async def events(request: Request) -> Response:
                 except TimeoutError:
                     yield b": keepalive\n\n"
                     continue
-                yield sse("row", template.render(t=ctx.t, r=row(ctx, logged)))
+                yield sse("row", template.render(t=ctx.t, url=url, r=row(ctx, logged)))
         finally:
             task.cancel()
             with contextlib.suppress(BaseException):
