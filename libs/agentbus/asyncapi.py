@@ -22,6 +22,7 @@ CLI_SENDS = {("message.received", 1), ("job.triggered", 1), ("context.assembled"
 CLI_COMMANDS = {("job.requested", 2)}  # agentbus jobs create|pause|resume|cancel
 CLI_AUDITS = {("audit.recorded", 1)}  # agentbus tokens create|revoke
 CLI_CONFIG = {("config.changed", 1)}  # agentbus config apply
+CLI_ERASURES = {("user.erasure_requested", 1)}  # agentbus forget
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ def document() -> dict[str, Any]:
         op(CLI, "send", key, "agentbus tokens audits each token it creates or revokes (acks=all)")
     for key in sorted(CLI_CONFIG):
         op(CLI, "send", key, "agentbus config apply publishes a new version of the configuration (acks=all)")
+    for key in sorted(CLI_ERASURES):
+        op(CLI, "send", key, "agentbus forget publishes the erasure of a person (acks=all), with its audit event")
     return {
         "asyncapi": "3.0.0",
         "info": {

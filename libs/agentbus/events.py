@@ -163,6 +163,8 @@ class Turn(Frozen):
     event_id: uuid.UUID | None = None
     sender: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    owner: str | None = Field(default=None, description="whose text it is: the sender of a person's turn, the "
+                              "person a reply answered (none for a job's turn); forgetting them erases it")
 
 
 class Recall(Frozen):
@@ -181,6 +183,8 @@ class Recall(Frozen):
     chat: str | None = Field(default=None, description="where it was said: the chat id within the channel")
     chat_name: str | None = None
     chat_type: Literal["direct", "group"] | None = None
+    owner: str | None = Field(default=None, description="whose memory it is (the person who said it, was "
+                              "answered, or a fact is about); forgetting them erases it")
 
 
 class MemoryCommand(Frozen):
@@ -337,10 +341,33 @@ class DeadLetteredData(Frozen):
     attempts: int
 
 
+class EraseUser(Frozen):
+    """Command (user.erasure_requested v1): forget a person of the tenant. Every service that keeps their text
+    deletes it and says so with a ``user.erased``; the person's data key is deleted, so their text in the
+    event log reads ``[forgotten]`` from then on."""
+
+    user: str = Field(min_length=1, max_length=256, description="the person's sender id, as the platform gives it")
+    requested_by: str = Field(description='"token:<id>", "cli", or "user:<id>" when the person asked in chat')
+
+
+class UserErasedData(Frozen):
+    """What one service erased of a person, in answer to a ``user.erasure_requested`` (its id is the causation)."""
+
+    user: str
+    service: str
+    request_id: uuid.UUID
+    deleted: dict[str, int] = Field(default_factory=dict, description="rows (or points) deleted, by store")
+    keys_deleted: int = Field(default=0, ge=0, description="data keys this service deleted (the first to act "
+                              "deletes the key; the others find it gone)")
+    requested_by: str = ""
+    at: datetime
+
+
 class AuditRecordedData(Frozen):
     """Who did what to which tenant through the operator API or the command line, and how it ended."""
 
-    actor: str = Field(description='"token:<id>" for an API token, "cli" for the command line')
+    actor: str = Field(description='"token:<id>" for an API token, "cli" for the command line, "user:<id>" for '
+                       'a person asking in chat')
     actor_name: str | None = Field(default=None, description="the token's name")
     tenant: str | None = Field(default=None, description="the tenant acted on; none for platform-wide actions")
     action: str = Field(description='what was asked, e.g. "jobs.create", "tokens.revoke"')
@@ -675,6 +702,26 @@ class ReplaySelected(Event):
     data: ReplaySelectedData
 
 
+class UserErasureRequested(Event):
+    """user.erasure_requested v1: a command to forget a person (keyed ``<tenant>/erasure/<user>``)."""
+
+    TYPE: ClassVar[str] = "user.erasure_requested"
+    VERSION: ClassVar[int] = 1
+    type: Literal["user.erasure_requested"]
+    version: Literal[1]
+    data: EraseUser
+
+
+class UserErased(Event):
+    """user.erased v1: one service has erased what it kept of a person (the audit trail of an erasure)."""
+
+    TYPE: ClassVar[str] = "user.erased"
+    VERSION: ClassVar[int] = 1
+    type: Literal["user.erased"]
+    version: Literal[1]
+    data: UserErasedData
+
+
 CATALOGUE: dict[tuple[str, int], type[Event]] = {
     (c.TYPE, c.VERSION): c
     for c in (
@@ -696,6 +743,8 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         ConfigChanged,
         ReplayRequested,
         ReplaySelected,
+        UserErasureRequested,
+        UserErased,
     )
 }
 

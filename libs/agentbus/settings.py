@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     db_pool_min: int = 1
     db_pool_max: int = 10
+    # how long a process keeps a person's data key (or the news that it was deleted) before reading it again:
+    # after a person is forgotten, another process may still open their text for at most this long
+    key_cache_s: float = Field(default=10.0, ge=0.0)
 
     # Semantic memory: a Qdrant server at qdrant_url (production), Qdrant's local mode at qdrant_path, else
     # vectors in memory's PostgreSQL schema searched in process (the newest vectors_max_per_tenant per tenant)

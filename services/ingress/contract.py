@@ -18,14 +18,17 @@ from agentbus.events import (
     ReplyGenerated,
     ReplyProgress,
     ToolCalled,
+    UserErased,
+    UserErasureRequested,
 )
 
-# audit events kept in its audit table for the operator API; replay runs asked for through it
-SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded, ReplayRequested)
+# audit events (and every service's erasures) kept in its audit table for the operator API; replay runs asked
+# for through it; erasures, whose data keys it deletes
+SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded, ReplayRequested, UserErasureRequested, UserErased)
 # the API's commands, configuration writes and audit, and a replay run's selection (its replayed copies keep
 # their own source)
 PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, AuditRecorded, ReplayRequested, ReplaySelected,
-                                      ConfigChanged)
+                                      ConfigChanged, UserErasureRequested, UserErased)
 # read outside the service's consumer group: the dead-letter gauge, and the chat API's replies (a group per
 # process, so every replica sees every reply to the requests it holds), the operator API's dead letters and
 # replay runs (their selections and what they produced), and the configuration

@@ -11,12 +11,15 @@ from psycopg_pool import AsyncConnectionPool
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
-from agentbus.events import JobTriggered, MemoryRequested, MessageReceived, ReplyGenerated
+from agentbus.events import JobTriggered, MemoryRequested, MessageReceived, ReplyGenerated, UserErasureRequested
+from agentbus.sealing import Keyring
+from agentbus.sealing.keystore import open_key_store
 from agentbus.service import ServiceParts
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.commands import MemoryCommands
 from agentbus.services.memory.deferredstore import PgDeferredIndex
 from agentbus.services.memory.embeddings import OpenAIEmbedder
+from agentbus.services.memory.erasure import MemoryErasure
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.history import PgHistory, history_routes
 from agentbus.services.memory.outage import keep_indexing_deferred
@@ -44,8 +47,10 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         await index.ensure()
         on_stop += [client.aclose, index.aclose]
         embedder, vectors = client, index
+    key_store, key_pool = await open_key_store(settings)
+    keys = Keyring(key_store, settings.key_cache_s)
     store = PgTurnStore(pool)
-    on_stop += [store.aclose, pool.close]  # the pool last: the vector index and the store flush through it
+    on_stop += [store.aclose, pool.close, key_pool.close]  # the pool last: the index and the store flush through it
     deferred = PgDeferredIndex(pool)
     memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s))
     commands = MemoryCommands(embedder, vectors, PgCommandLog(pool))
@@ -61,6 +66,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             JobTriggered: memory.assemble_context,
             ReplyGenerated: memory.remember_reply,
             MemoryRequested: commands.apply,
+            UserErasureRequested: MemoryErasure(pool, keys, vectors).erase,
         },
         http_routes=[*recall_routes(config, embedder, vectors), *history_routes(PgHistory(pool))],
         checks={"database": database},

@@ -8,10 +8,13 @@ from agentbus.events import (
     MemoryRequested,
     MessageReceived,
     ReplyGenerated,
+    UserErased,
+    UserErasureRequested,
 )
 
-SUBSCRIBES: tuple[type[Event], ...] = (MessageReceived, JobTriggered, ReplyGenerated, MemoryRequested)
-PUBLISHES: tuple[type[Event], ...] = (ContextAssembled, ConfigChanged)
+SUBSCRIBES: tuple[type[Event], ...] = (MessageReceived, JobTriggered, ReplyGenerated, MemoryRequested,
+                                       UserErasureRequested)
+PUBLISHES: tuple[type[Event], ...] = (ContextAssembled, ConfigChanged, UserErased)
 
 # every service follows the configuration's topic, and seeds it from its file when it is empty
 FOLLOWS: tuple[type[Event], ...] = (ConfigChanged,)

@@ -60,7 +60,7 @@ def entry_of(event: MessageReceived | JobTriggered) -> Entry:
     return Entry(
         agent=m.agent, channel=m.channel, chat=m.chat, trigger="message", reply_route=m.reply_route,
         turn=Turn(role="user", text=m.text, at=m.received_at, event_id=event.id, sender=m.sender.id,
-                  attachments=m.attachments),
+                  attachments=m.attachments, owner=m.sender.id),
         in_reply_to=m.platform_message_id, refusal=m.refusal, asker=m.sender,
     )
 
@@ -171,7 +171,8 @@ class Memory:
         if not effects_of(event).remember:  # a shadow run must not change what live conversations remember
             return []
         d = event.data
-        turn = Turn(role="assistant", text=_with_parts(d), at=event.occurred_at, event_id=event.id, sender=d.agent)
+        turn = Turn(role="assistant", text=_with_parts(d), at=event.occurred_at, event_id=event.id, sender=d.agent,
+                    owner=d.asker.id if d.asker is not None else None)
         made = await self._embedding(self.config.agent(d.agent), turn.text)
         origin = Origin(owner=d.asker.id if d.asker is not None else None, sender=d.agent, channel=d.channel,
                         chat=d.chat.id, chat_name=d.chat.name, chat_type=d.chat.type)

@@ -213,6 +213,22 @@ class PgVectorIndex:
                         idx.remove(point_id)
         return deleted
 
+    async def erase(self, tenant: str, user: str) -> int:
+        """The person's rows deleted with their tombstones (the other replicas drop them on their next refresh,
+        and a redelivered turn cannot write one again), under the tenant's lock like a forget."""
+        async with self._pool.connection() as conn, self._locks.setdefault(tenant, asyncio.Lock()):
+            cur = await conn.execute(
+                "WITH gone AS (DELETE FROM vectors WHERE tenant = %(t)s AND (owner = %(u)s OR subject = %(u)s "
+                "OR (owner IS NULL AND role = 'user' AND sender = %(u)s)) RETURNING id) "
+                "INSERT INTO vector_deletions (id, tenant, writer) SELECT id, %(t)s, %(w)s FROM gone "
+                "ON CONFLICT (id) DO NOTHING RETURNING id", {"t": tenant, "u": user, "w": self._writer})
+            deleted = [r[0] for r in await cur.fetchall()]
+            idx = self._tenants.get(tenant)
+            if idx is not None:
+                for point_id in deleted:
+                    idx.remove(point_id)
+        return len(deleted)
+
     async def aclose(self) -> None:
         await self._searches.aclose()
         await self._upserts.aclose()

@@ -95,6 +95,11 @@ class VectorStore(Protocol):
         (all of them, not only the newest a search sees), everywhere it is searched; returns their ids."""
         ...
 
+    async def erase(self, tenant: str, user: str) -> int:
+        """Delete every memory of the person (their turns, the replies to them, the facts about them), for
+        good (a redelivered turn does not bring one back); returns how many."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deferred:

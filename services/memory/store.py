@@ -62,10 +62,10 @@ class PgTurnStore:
         """The history each item asks for (oldest first), for every item in one statement."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT q.i, h.role, h.text, h.at, h.event_id, h.sender "
+                "SELECT q.i, h.role, h.text, h.at, h.event_id, h.sender, h.owner "
                 "FROM unnest(%b::int[], %b::text[], %b::uuid[], %b::timestamptz[], %b::int[]) "
                 "AS q(i, conv, eid, before, lim) "
-                "CROSS JOIN LATERAL (SELECT role, text, at, event_id, sender, seq FROM turns "
+                "CROSS JOIN LATERAL (SELECT role, text, at, event_id, sender, owner, seq FROM turns "
                 "WHERE conversation = q.conv AND event_id IS DISTINCT FROM q.eid "
                 "AND at <= coalesce(q.before, 'infinity') "
                 "ORDER BY at DESC, seq DESC LIMIT q.lim) AS h "
@@ -80,22 +80,24 @@ class PgTurnStore:
             )
             rows = await cur.fetchall()
         histories: list[list[Turn]] = [[] for _ in items]
-        for i, role, text, at, event_id, sender in rows:
-            histories[i].append(Turn(role=role, text=text, at=at, event_id=event_id, sender=sender))
+        for i, role, text, at, event_id, sender, owner in rows:
+            histories[i].append(Turn(role=role, text=text, at=at, event_id=event_id, sender=sender, owner=owner))
         return histories
 
     async def _remember_many(self, items: list[_Write]) -> list[list[Event]]:
         # events of one conversation are handled one at a time, so a history read and the write of the turn
         # that follows it cannot interleave with another turn of the conversation
         turns = [(w.event.id, w.event.tenant, w.event.conversation, w.turn.role, w.turn.sender, w.turn.text,
-                  w.turn.at, w.event.correlation_id, _attachments(w.turn)) for w in items if w.turn is not None]
+                  w.turn.at, w.event.correlation_id, _attachments(w.turn), w.turn.owner)
+                 for w in items if w.turn is not None]
         async with self._pool.connection() as conn:
             return await record_batch(
                 conn, [(w.event, w.outputs) for w in items],
                 ("INSERT INTO turns (event_id, tenant, conversation, role, sender, text, at, correlation_id, "
-                 "attachments) SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
-                 "%b::text[], %b::timestamptz[], %b::uuid[], %b::jsonb[]) ON CONFLICT (event_id) DO NOTHING",
-                 columns(turns, 9)),
+                 "attachments, owner) SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], "
+                 "%b::text[], %b::text[], %b::timestamptz[], %b::uuid[], %b::jsonb[], %b::text[]) "
+                 "ON CONFLICT (event_id) DO NOTHING",
+                 columns(turns, 10)),
             )
 
 

@@ -157,4 +157,4 @@ def recall_of(meta: Meta, score: float) -> Recall:
     point_id, conversation, role, text, at, kind, o = meta
     return Recall(text=text, score=score, role=role, at=at, conversation=conversation, kind=kind, event_id=point_id,
                   sender=o.sender, sender_name=o.sender_name, channel=o.channel, chat=o.chat, chat_name=o.chat_name,
-                  chat_type=o.chat_type)
+                  chat_type=o.chat_type, owner=o.owner)

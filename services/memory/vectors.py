@@ -127,6 +127,18 @@ class QdrantStore:
             await self._c.delete(name, points_selector=models.PointIdsList(points=ids), wait=True)
             deleted += [uuid.UUID(str(i)) for i in ids]
 
+    async def erase(self, tenant: str, user: str) -> int:
+        """Every point whose owner or subject is the person (and, for points stored before owners were kept,
+        whose sender is), deleted by one payload filter."""
+        name = self.collection(tenant)
+        if not await self._c.collection_exists(name):
+            return 0
+        theirs = models.Filter(should=[models.FieldCondition(key=k, match=models.MatchValue(value=user))
+                                       for k in ("owner", "subject", "sender")])
+        counted = await self._c.count(name, count_filter=theirs, exact=True)
+        await self._c.delete(name, points_selector=models.FilterSelector(filter=theirs), wait=True)
+        return int(counted.count)
+
     async def aclose(self) -> None:
         await self._batches.aclose()
         await self._c.close()
@@ -136,4 +148,5 @@ def _recall(point_id: Any, pl: dict[str, Any], score: float) -> Recall:
     return Recall(text=pl.get("text", ""), score=score, role=pl.get("role", "user"), at=pl.get("at"),
                   conversation=pl.get("conversation"), kind=pl.get("kind", "turn"), event_id=uuid.UUID(str(point_id)),
                   sender=pl.get("sender"), sender_name=pl.get("sender_name"), channel=pl.get("channel"),
-                  chat=pl.get("chat"), chat_name=pl.get("chat_name"), chat_type=pl.get("chat_type"))
+                  chat=pl.get("chat"), chat_name=pl.get("chat_name"), chat_type=pl.get("chat_type"),
+                  owner=pl.get("owner") or pl.get("subject"))

@@ -10,11 +10,14 @@ from agentbus.blobs import open_blob_store
 from agentbus.bus import Producer
 from agentbus.config import ConfigError, PlatformConfig
 from agentbus.db import service_database
-from agentbus.events import ContextAssembled, ReplyProgress
+from agentbus.events import ContextAssembled, ReplyProgress, UserErasureRequested
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import live_of
+from agentbus.sealing import Keyring
+from agentbus.sealing.keystore import open_key_store
 from agentbus.service import ServiceParts
 from agentbus.services.reasoner.budget import PgUsage, TokenBudget
+from agentbus.services.reasoner.erasure import ReasonerErasure
 from agentbus.services.reasoner.handlers import Reasoner
 from agentbus.services.reasoner.health import HealthBook, Prober, configured_endpoints, health_routes
 from agentbus.services.reasoner.ledger import Ledger
@@ -79,15 +82,17 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         live.check(registry.validate)
         live.on_change(tool_sources_changed)
     blobs, blob_pool = await open_blob_store(settings)
+    key_store, key_pool = await open_key_store(settings)
+    keys = Keyring(key_store, settings.key_cache_s)
     reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer), blobs=blobs,
                         budget=TokenBudget(config, PgUsage(pool)))
 
     return ServiceParts(
-        routes={ContextAssembled: reasoner.answer},
+        routes={ContextAssembled: reasoner.answer, UserErasureRequested: ReasonerErasure(pool, keys).erase},
         give_up={ContextAssembled: reasoner.apologise},
         http_routes=[*health_routes(prober), *inference_routes(PgInferences(pool))],
         checks={"database": database},
         background=[prober.run],
         on_stop=[*(s.aclose for s in sources), llm.aclose, probe_http.aclose, tool_http.aclose, memory.aclose,
-                 schedule.aclose, ledger.aclose, blob_pool.close, pool.close],
+                 schedule.aclose, ledger.aclose, blob_pool.close, key_pool.close, pool.close],
     )

@@ -10,12 +10,14 @@ from agentbus.events import (
     ReplyGenerated,
     ReplyProgress,
     ToolCalled,
+    UserErased,
+    UserErasureRequested,
 )
 
-SUBSCRIBES: tuple[type[Event], ...] = (ContextAssembled,)
+SUBSCRIBES: tuple[type[Event], ...] = (ContextAssembled, UserErasureRequested)
 # the commands are those the agent's tools ask for (schedule, memory), published with the reply
 PUBLISHES: tuple[type[Event], ...] = (InferenceCompleted, ToolCalled, ReplyGenerated, JobRequested, MemoryRequested,
-                                       ReplyProgress, ConfigChanged)
+                                       ReplyProgress, ConfigChanged, UserErased)
 
 # every service follows the configuration's topic, and seeds it from its file when it is empty
 FOLLOWS: tuple[type[Event], ...] = (ConfigChanged,)

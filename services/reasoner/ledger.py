@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import coalesced, columns, record_batch, replay_run
-from agentbus.events import ContextAssembled, Event, parse_event
+from agentbus.events import ContextAssembled, ContextAssembledData, Event, parse_event
 from agentbus.services.reasoner.ports import Completion, Lookup, Record, StepRecord
 
 _COMPLETION = ("output_text", "model", "provider", "prompt_tokens", "completion_tokens", "finish_reason",
@@ -31,12 +31,19 @@ def _completion(row: dict[str, Any]) -> Completion | None:
                       models_tried=tuple(row["models_tried"]))
 
 
+def owners_of(ctx: ContextAssembledData) -> list[str]:
+    """The people whose text a context holds: who asks, and whose turns and memories it brings along."""
+    found = [ctx.asker.id if ctx.asker is not None else None, ctx.input.owner,
+             *(t.owner for t in ctx.history), *(m.owner for m in ctx.memories)]
+    return sorted({o for o in found if o})
+
+
 def _inference_row(r: Record) -> tuple[object, ...]:
     c = r.completion
-    # models_tried is an array per row: unnest would flatten an array of arrays, so it goes as jsonb
+    # models_tried and owners are arrays per row: unnest would flatten an array of arrays, so they go as jsonb
     return (r.event.id, r.event.correlation_id, r.agent, c.model, c.provider, Jsonb(list(c.models_tried)),
             c.attempts, Jsonb(r.request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason,
-            float(c.latency_ms), r.event.tenant, r.event.conversation)
+            float(c.latency_ms), r.event.tenant, r.event.conversation, Jsonb(owners_of(r.event.data)))
 
 
 class Ledger:
@@ -81,17 +88,19 @@ class Ledger:
         return await self._records(record)
 
     async def _record_many(self, items: list[Record]) -> list[list[Event]]:
-        cols = columns([_inference_row(r) for r in items if r.store_inference], 15)
+        cols = columns([_inference_row(r) for r in items if r.store_inference], 16)
         async with self._pool.connection() as conn:
             return await record_batch(
                 conn, [(r.event, r.outputs) for r in items],
                 ("INSERT INTO inferences (input_event_id, correlation_id, agent, model, provider, models_tried, "
                  "attempts, request, output_text, prompt_tokens, completion_tokens, finish_reason, latency_ms, "
-                 "tenant, conversation) "
-                 "SELECT k, c, a, m, p, ARRAY(SELECT jsonb_array_elements_text(t)), n, r, o, pt, ct, f, l, tn, cv "
+                 "tenant, conversation, owners) "
+                 "SELECT k, c, a, m, p, ARRAY(SELECT jsonb_array_elements_text(t)), n, r, o, pt, ct, f, l, tn, cv, "
+                 "ARRAY(SELECT jsonb_array_elements_text(w)) "
                  "FROM unnest(%b::uuid[], %b::uuid[], %b::text[], %b::text[], %b::text[], %b::jsonb[], %b::int[], "
-                 "%b::jsonb[], %b::text[], %b::int[], %b::int[], %b::text[], %b::float8[], %b::text[], %b::text[]) "
-                 "AS u(k, c, a, m, p, t, n, r, o, pt, ct, f, l, tn, cv) ON CONFLICT (input_event_id) DO NOTHING",
+                 "%b::jsonb[], %b::text[], %b::int[], %b::int[], %b::text[], %b::float8[], %b::text[], %b::text[], "
+                 "%b::jsonb[]) AS u(k, c, a, m, p, t, n, r, o, pt, ct, f, l, tn, cv, w) "
+                 "ON CONFLICT (input_event_id) DO NOTHING",
                  cols),
             )
 
@@ -101,12 +110,14 @@ class Ledger:
         await self._steps((event, step))
 
     async def _record_steps(self, items: list[tuple[ContextAssembled, StepRecord]]) -> list[None]:
-        rows = [(e.id, s.n, s.call_id, s.kind, Jsonb(s.data)) for e, s in items]
+        rows = [(e.id, s.n, s.call_id, s.kind, Jsonb(s.data), e.tenant, Jsonb(owners_of(e.data))) for e, s in items]
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO steps (input_event_id, n, call_id, kind, data) SELECT * FROM unnest(%b::uuid[], "
-                "%b::int[], %b::text[], %b::text[], %b::jsonb[]) ON CONFLICT DO NOTHING",
-                columns(rows, 5),
+                "INSERT INTO steps (input_event_id, n, call_id, kind, data, tenant, owners) "
+                "SELECT k, n, c, d, x, t, ARRAY(SELECT jsonb_array_elements_text(w)) FROM unnest(%b::uuid[], "
+                "%b::int[], %b::text[], %b::text[], %b::jsonb[], %b::text[], %b::jsonb[]) AS u(k, n, c, d, x, t, w) "
+                "ON CONFLICT DO NOTHING",
+                columns(rows, 7),
             )
         return [None] * len(items)
 

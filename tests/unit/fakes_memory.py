@@ -86,7 +86,7 @@ class FakeVectors:
         return [Recall(text=p.text, score=0.9, role=p.role, kind=p.kind, at=p.at, conversation=p.conversation,
                        event_id=pid, sender=p.origin.sender, sender_name=p.origin.sender_name,
                        channel=p.origin.channel, chat=p.origin.chat, chat_name=p.origin.chat_name,
-                       chat_type=p.origin.chat_type) for pid, p in hits[:limit]]
+                       chat_type=p.origin.chat_type, owner=p.origin.owner) for pid, p in hits[:limit]]
 
     async def upsert(self, point_id: uuid.UUID, vector: list[float], scope: Scope, conversation: str, role: str,
                      text: str, at: datetime, kind: Kind = "turn", subject: str | None = None,
@@ -102,6 +102,13 @@ class FakeVectors:
             del self.points[pid]
         self.forgotten.update(gone)
         return gone
+
+    async def erase(self, tenant: str, user: str) -> int:
+        gone = [pid for pid, p in self.points.items() if p.tenant == tenant and user in (p.origin.owner, p.subject)]
+        for pid in gone:
+            del self.points[pid]
+        self.forgotten.update(gone)
+        return len(gone)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The ``agentbus`` command: run the stack, run one service, send a signed message, export schemas, jobs,
-operator API tokens, the audit log and the running configuration."""
+operator API tokens, the audit log, the running configuration, and forgetting a person."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from agentbus.cli.admin import register as register_admin
 from agentbus.cli.audit import register as register_audit
 from agentbus.cli.configcmd import register as register_config
 from agentbus.cli.dlq import register as register_dlq
+from agentbus.cli.forget import register as register_forget
 from agentbus.cli.jobs import register as register_jobs
 from agentbus.cli.observe import register as register_observe
 from agentbus.cli.stackcmds import register as register_stack
@@ -25,6 +26,7 @@ register_jobs(app)
 register_tokens(app)
 register_audit(app)
 register_config(app)
+register_forget(app)
 
 
 def main() -> None:

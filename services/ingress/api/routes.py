@@ -9,9 +9,11 @@ from agentbus.services.ingress.api.auth_routes import router as auth
 from agentbus.services.ingress.api.config_routes import router as config
 from agentbus.services.ingress.api.config_write_routes import router as config_writes
 from agentbus.services.ingress.api.deadletter_routes import router as dead_letters
+from agentbus.services.ingress.api.erasure_routes import router as erasures
 from agentbus.services.ingress.api.history_routes import router as history
 from agentbus.services.ingress.api.job_routes import router as jobs
 from agentbus.services.ingress.api.replay_routes import router as replays
 from agentbus.services.ingress.api.token_routes import router as tokens
 
-ROUTERS: tuple[APIRouter, ...] = (config, config_writes, jobs, history, dead_letters, replays, tokens, audit, auth)
+ROUTERS: tuple[APIRouter, ...] = (config, config_writes, jobs, history, dead_letters, replays, tokens, audit, auth,
+                                  erasures)
