@@ -87,20 +87,32 @@ def _decode(rec: ConsumerRecord) -> Logged | None:
     return Logged(event, rec.topic, rec.partition, rec.offset, headers)
 
 
+async def partitions_of(settings: Settings, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of those of ``topics`` that exist, as the broker describes them (a consumer's own
+    metadata holds only the topics it was given, which Kafka's brokers answer literally)."""
+    from agentbus.bus.kafka import admin_client
+
+    admin = await admin_client(settings)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in dict.fromkeys(topics) if t in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    by_topic = {d["topic"]: sorted(p["partition"] for p in d["partitions"]) for d in described}
+    return [TopicPartition(t, p) for t in wanted for p in by_topic.get(t, ())]
+
+
 async def _consumer(settings: Settings, topics: Sequence[str],
                     only: Sequence[TopicPartition] | None = None) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     """A consumer with no group assigned every partition of ``topics`` (or only the existing ones of ``only``)."""
+    tps = [tp for tp in await partitions_of(settings, topics) if only is None or tp in only]
     c = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
     await c.start()
-    existing = await c.topics()
-    tps = []
-    for t in topics:
-        if t not in existing:
-            continue
-        for p in sorted(c.partitions_for_topic(t) or ()):
-            if only is None or TopicPartition(t, p) in only:
-                tps.append(TopicPartition(t, p))
+    # one turn of the loop: aiokafka's group-less consumer starts a task at the end of start() that, cancelled
+    # by a stop() before it first ran, makes that stop() raise CancelledError (a read of no partitions does that)
+    await asyncio.sleep(0)
     c.assign(tps)
     return c, tps
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     topic_prefix: str = "agentbus"
     topic_partitions: int = 6
     topic_replication_factor: int = 1
+    # topic config min.insync.replicas of the topics the platform creates (None: the broker's default); with
+    # acks=all, how many replicas must have a write before it is acknowledged (2 with 3 replicas)
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1)
     create_topics: bool = True
     consumer_group_prefix: str = "agentbus"
     session_timeout_ms: int = 10000

@@ -20,12 +20,14 @@ import yaml
 from agentbus.settings import SERVICES
 from agentbus.stack.procs import Proc
 from agentbus.stack.stack import Ports, Stack
+from tests.support.kafka_cluster import PLATFORM_ENV, KafkaCluster, kafka_libs
 
 
 @dataclass
 class Infra:
     stack: Stack
     env: dict[str, str]  # connection settings the services need
+    kafka: KafkaCluster | None = None  # Apache Kafka's nodes, when the tests run on it (else the embedded broker)
 
     @property
     def bootstrap(self) -> str:
@@ -42,18 +44,38 @@ class Infra:
 
 @contextlib.asynccontextmanager
 async def start_infra(embeddings: bool = True) -> AsyncIterator[Infra]:
+    """PostgreSQL, the embeddings server (unless not ``embeddings``) and the broker: the embedded one, or a
+    three-node Apache Kafka cluster when ``AGENTBUS_TEST_KAFKA_LIBS`` names Kafka's jars (``make test-kafka``).
+    On Kafka the platform's settings for it (replication 3, min.insync.replicas 2, idempotent producers) are
+    in the environment for the session: the services get them, and so does every ``Settings()`` a test makes."""
     home = Path(tempfile.mkdtemp(prefix="agentbus-test-"))
     env = {} if embeddings else {"AGENTBUS_EMBEDDINGS_URL": ""}
     for k in ("AGENTBUS_KAFKA_BOOTSTRAP_SERVERS", "AGENTBUS_DATABASE_URL", "AGENTBUS_EMBEDDINGS_URL",
               "AGENTBUS_QDRANT_URL"):
         os.environ.pop(k, None)
+    libs = kafka_libs()
+    kafka = KafkaCluster(libs, home / "kafka") if libs is not None else None
+    saved = {k: os.environ.get(k) for k in PLATFORM_ENV}
     stack = Stack(home=home, config_file=home / "unused.yaml", ports=Ports.free(), env=env,
                   echo=bool(os.environ.get("AGENTBUS_TEST_ECHO")), archive_log=False)
     try:
+        if kafka is not None:
+            await kafka.start()
+            env["AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap  # the stack starts no broker of its own
+            os.environ.update(PLATFORM_ENV)
         conn = await stack.start_infra()
-        yield Infra(stack, conn)
+        if kafka is not None:
+            conn.update(PLATFORM_ENV)
+        yield Infra(stack, conn, kafka)
     finally:
         await stack.stop()
+        if kafka is not None:
+            await kafka.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def unique_prefix() -> str:

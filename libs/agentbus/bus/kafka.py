@@ -34,6 +34,13 @@ def client_options(s: Settings) -> dict[str, Any]:
     return opts
 
 
+def settings_topic_configs(s: Settings) -> dict[str, str]:
+    """The topic configs every topic the platform creates gets from the settings (none: the broker's defaults)."""
+    if s.topic_min_insync_replicas is None:
+        return {}
+    return {"min.insync.replicas": str(s.topic_min_insync_replicas)}
+
+
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code: created by someone else (a racing replica, an earlier init)
 
 
@@ -71,10 +78,16 @@ async def create_topics(
     configs: dict[str, str] | None = None,
     wait_s: float = 0.0,
 ) -> dict[str, str]:
-    """Create the missing topics (partitions and replication from the settings unless given); returns
-    ``{topic: "created" | "exists"}``. Existing topics are left as they are."""
+    """Create the missing topics (partitions, replication and min.insync.replicas from the settings unless
+    given); returns ``{topic: "created" | "exists"}``. Existing topics are left as they are."""
     from aiokafka.admin import NewTopic
 
+    replication_factor = replication_factor or s.topic_replication_factor
+    configs = {**settings_topic_configs(s), **(configs or {})}
+    min_isr = int(configs.get("min.insync.replicas", 1))
+    if min_isr > replication_factor:
+        raise ValueError(f"min.insync.replicas {min_isr} is more than the replication factor {replication_factor}: "
+                         "no write could ever be acknowledged")
     admin = await admin_client(s, wait_s)
     try:
         existing = set(await admin.list_topics())
@@ -82,8 +95,7 @@ async def create_topics(
         missing = [t for t in topics if t not in existing]
         if missing:
             resp = await admin.create_topics([
-                NewTopic(t, partitions or s.topic_partitions, replication_factor or s.topic_replication_factor,
-                         topic_configs=dict(configs or {}))
+                NewTopic(t, partitions or s.topic_partitions, replication_factor, topic_configs=dict(configs))
                 for t in missing
             ])
             for err in getattr(resp, "topic_errors", ()):
