@@ -119,7 +119,8 @@ class Settings(BaseSettings):
 
     # telemetry
     otlp_endpoint: str | None = None
-    # Jaeger's query API and UI (set by `agentbus up --tracing`): `agentbus trace` and the console link to it
+    # Jaeger's query API and UI (set by `agentbus up --tracing`): `agentbus trace` and the console's Trace page
+    # link each trace to {jaeger_url}/trace/{trace id}
     jaeger_url: str | None = None
     log_level: str = "info"
     log_json: bool = True
@@ -133,9 +134,6 @@ class Settings(BaseSettings):
     reasoner_url: str | None = None
     # egress's admin HTTP, where the operator API reads the delivery ledger (empty: its default port)
     egress_url: str | None = None
-
-    # a trace viewer (Jaeger's UI): the web console's Trace page links each trace to {jaeger_url}/trace/{trace id}
-    jaeger_url: str | None = None
 
     # the deployment's name (dev, staging, production): on every span and log line
     environment: str = "dev"
