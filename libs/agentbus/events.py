@@ -422,6 +422,8 @@ class ReplaySelectedData(Frozen):
     entry_type: str
     entries: list[ReplayEntry]
     truncated: bool = Field(default=False, description="more events matched than the run's limit")
+    expired: int = Field(default=0, ge=0, description="matching events the log index knows of that the log no "
+                         "longer holds (older than the topic's retention): not replayed")
 
 
 # ---------------------------------------------------------------- envelope

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
 
     from agentbus.eventlog import Logged
+    from agentbus.events import Event
     from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.logindex")
@@ -179,19 +180,27 @@ class LogIndex:
         return str(row[0]), [Located(t, p, o, bytes(v) if v is not None else None, _headers(h))
                              for t, p, o, v, h in rows]
 
-    async def count_before(self, topic: str, part: int, offset: int, event_type: str, tenant: str,
-                           since: datetime | None, until: datetime | None, conversation: str | None) -> int:
-        """Events of ``event_type`` the index knows below ``offset`` of one partition (what retention removed
-        from the log), within the selection's tenant, conversation and time range."""
+    async def select(self, topic: str, tenant: str, since: datetime | None, until: datetime | None,
+                     conversation: str | None, correlation: str | None, limit: int) -> list[Located]:
+        """Live (not replayed) events of ``topic`` of a tenant, oldest first, at most ``limit``: a superset of a
+        replay's selection by conversation (its chat part matches too), which the caller filters exactly."""
+        try:
+            corr = uuid.UUID(correlation) if correlation else None
+        except ValueError:
+            return []
         async with self._pool.connection() as conn:
-            row = await (await conn.execute(
-                'SELECT count(*) FROM records WHERE topic = %s AND part = %s AND "offset" < %s AND event_type = %s '
-                "AND tenant = %s AND (%s::timestamptz IS NULL OR occurred_at >= %s) "
-                "AND (%s::timestamptz IS NULL OR occurred_at <= %s) AND (%s::text IS NULL OR conversation = %s "
-                "OR conversation LIKE %s)",
-                (topic, part, offset, event_type, tenant, since, since, until, until, conversation, conversation,
-                 f"%/{conversation}" if conversation else None))).fetchone()
-        return int(row[0]) if row else 0
+            rows = await (await conn.execute(
+                'SELECT topic, part, "offset", value, headers FROM records WHERE topic = %(topic)s '
+                "AND tenant = %(tenant)s AND replay_run IS NULL "
+                "AND (%(since)s::timestamptz IS NULL OR occurred_at >= %(since)s) "
+                "AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s) "
+                "AND (%(corr)s::uuid IS NULL OR correlation_id = %(corr)s) "
+                "AND (%(conv)s::text IS NULL OR conversation = %(conv)s OR conversation LIKE %(like)s) "
+                'ORDER BY occurred_at, part, "offset" LIMIT %(limit)s',
+                {"topic": topic, "tenant": tenant, "since": since, "until": until, "corr": corr,
+                 "conv": conversation, "like": f"%/{conversation}" if conversation else None,
+                 "limit": limit})).fetchall()
+        return [Located(t, p, o, bytes(v) if v is not None else None, _headers(h)) for t, p, o, v, h in rows]
 
     async def next_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """The offset after the last one indexed, per (topic, partition) the index holds anything of."""
@@ -228,9 +237,7 @@ async def indexed_chain(settings: Settings, index: LogIndex, wanted: str,
     and what the indexer has not reached yet read from the log past its last indexed offset (a chain's events
     share their conversation's key, so they sit on the same partition of every topic: the tail is short).
     None when the index does not know the id."""
-    from aiokafka import TopicPartition
-
-    from agentbus.eventlog import Filter, logged_of, read, read_at
+    from agentbus.eventlog import Filter, logged_of, read_at
     from agentbus.topics import all_topics
 
     found = await index.chain(wanted, tenant)
@@ -241,17 +248,47 @@ async def indexed_chain(settings: Settings, index: LogIndex, wanted: str,
                 for loc in located if loc.value is not None]
     out = [lg for lg in archived if lg is not None]
     out += await read_at(settings, [(loc.topic, loc.part, loc.offset) for loc in located if loc.value is None])
-    topics = all_topics(settings.topic_prefix)
-    parts = {loc.part for loc in located}
-    nexts = await index.next_offsets([(t, p) for t in topics for p in parts])
-    start = {TopicPartition(t, p): nexts.get((t, p), 0) for t in topics for p in parts}
     seen = {lg.event.id for lg in out}
-    for lg in await read(settings, topics, Filter(correlation=correlation, tenant=tenant), start, only_start=True):
-        if lg.event.id not in seen:
-            out.append(lg)
-            seen.add(lg.event.id)
+    tail = await unindexed_tail(settings, index, all_topics(settings.topic_prefix),
+                                Filter(correlation=correlation, tenant=tenant), {loc.part for loc in located})
+    out += [lg for lg in tail if lg.event.id not in seen]
     out.sort(key=lambda lg: lg.event.occurred_at)
     return out
+
+
+async def unindexed_tail(settings: Settings, index: LogIndex, topics: Sequence[str], keep: Any,
+                         partitions: set[int] | None = None) -> list[Logged]:
+    """What ``keep`` accepts among the records of ``topics`` past the last offset the index holds (the
+    indexer's lag: usually nothing), of every partition or only of ``partitions``."""
+    from agentbus.eventlog import partitions_of, read
+
+    tps = [tp for tp in await partitions_of(settings, topics) if partitions is None or tp.partition in partitions]
+    nexts = await index.next_offsets([(tp.topic, tp.partition) for tp in tps])
+    start = {tp: nexts.get((tp.topic, tp.partition), 0) for tp in tps}
+    return await read(settings, topics, keep, start, only_start=True) if start else []
+
+
+async def indexed_selection(settings: Settings, index: LogIndex, topic: str, keep: Any,
+                            limit: int) -> tuple[list[Event], bool, int]:
+    """A replay's live events of ``topic`` that ``keep`` (an ``eventlog.Filter``) accepts, through the index:
+    oldest first, at most ``limit``; whether more matched; and how many matched that the log no longer holds
+    (older than its retention, and not in the archive)."""
+    from agentbus.eventlog import logged_of, read_at
+
+    room = limit * 2 + 10  # the index's conversation match is a superset; the exact filter runs below
+    located = await index.select(topic, keep.tenant, keep.since, keep.until, keep.conversation, keep.correlation,
+                                 room)
+    logged = [lg for loc in located if loc.value is not None
+              and (lg := logged_of(loc.topic, loc.part, loc.offset, loc.value, loc.headers)) is not None]
+    wanted = [(loc.topic, loc.part, loc.offset) for loc in located if loc.value is None]
+    held = await read_at(settings, wanted)
+    expired = len(wanted) - len(held)
+    logged += held
+    seen = {lg.event.id for lg in logged}
+    logged += [lg for lg in await unindexed_tail(settings, index, [topic], keep) if lg.event.id not in seen]
+    matched = sorted((lg.event for lg in logged if keep(lg.event) and lg.event.replay is None),
+                     key=lambda e: e.occurred_at)
+    return matched[:limit], len(matched) > limit or len(located) >= room, expired
 
 
 async def open_log_index(settings: Settings, max_size: int = 4) -> tuple[LogIndex, AsyncConnectionPool]:

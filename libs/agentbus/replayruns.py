@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentbus.events import (
     DeadLettered,
@@ -23,6 +23,9 @@ from agentbus.events import (
 )
 from agentbus.ids import reply_id, reply_id_of_context
 from agentbus.settings import Settings
+
+if TYPE_CHECKING:
+    from agentbus.logindex import LogIndex
 
 ENTRY = {"message": "message.received", "job": "job.triggered", "context": "context.assembled"}
 
@@ -36,15 +39,20 @@ def result_topics(prefix: str) -> list[str]:
             dead_letter_topic(prefix)]
 
 
-async def select_entries(settings: Settings, entry_type: str, keep: Any, limit: int) -> tuple[list[Event], bool]:
+async def select_entries(settings: Settings, entry_type: str, keep: Any, limit: int,
+                         index: LogIndex | None = None) -> tuple[list[Event], bool, int]:
     """The live events of ``entry_type`` that ``keep`` (an ``eventlog.Filter``) accepts, oldest first, at most
-    ``limit``; and whether more matched."""
+    ``limit``; whether more matched; and how many matched that the log no longer holds (known only with the log
+    ``index``, which is used when given: it reads the matching offsets instead of the whole topic)."""
     from agentbus.eventlog import read
+    from agentbus.logindex import indexed_selection
     from agentbus.topics import topic_for
 
-    matched = [lg.event for lg in await read(settings, [topic_for(settings.topic_prefix, entry_type)], keep)
-               if lg.event.replay is None]
-    return matched[:limit], len(matched) > limit
+    topic = topic_for(settings.topic_prefix, entry_type)
+    if index is not None and keep.tenant:
+        return await indexed_selection(settings, index, topic, keep, limit)
+    matched = [lg.event for lg in await read(settings, [topic], keep) if lg.event.replay is None]
+    return matched[:limit], len(matched) > limit, 0
 
 
 @dataclass

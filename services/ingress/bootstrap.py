@@ -121,7 +121,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     erasure = IngressErasure(keys, audit_log)
     parts = ServiceParts(
         routes={AuditRecorded: AuditRecorder(audit_log).keep_audit,
-                ReplayRequested: ReplayRunner(LogEntries(settings)).select_replay,
+                ReplayRequested: ReplayRunner(LogEntries(settings, index)).select_replay,
                 UserErasureRequested: erasure.erase, UserErased: erasure.keep_erased},
         http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), *chat.routes, api,
                      *console_routes(settings, config, api.app)],

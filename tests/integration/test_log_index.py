@@ -230,3 +230,57 @@ async def _commit(infra: Infra, group: str, offsets: dict[TopicPartition, int]) 
     finally:
         await c.stop()
 
+
+
+async def test_a_replay_selection_through_the_index_counts_what_the_log_no_longer_holds(
+        infra: Infra, schema: str) -> None:
+    """The index knows a tenant's messages; the log holds only some (the others are gone, as retention removes
+    them): the selection returns those it can read, in order, and counts the rest instead of finding nothing."""
+    from agentbus.eventlog import Filter
+    from agentbus.replayruns import select_entries
+
+    s = settings(infra)
+    await ensure_topics(s, all_topics(s.topic_prefix))
+    prod = Producer(s, "test")
+    await prod.start()
+    kept = [chain(f"k{i}", 1)[0] for i in range(3)]
+    gone = [chain(f"g{i}", 1)[0] for i in range(4)]
+    index, pool = await open_log_index(s)
+    indexer = Indexer(s, index)
+    task = asyncio.create_task(indexer.run())
+    try:
+        await prod.publish(gone)
+        await until(lambda: _at_least(index, pool, s.topic_prefix, 4), task=task)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        # those four records leave the log: their rows now point past the ends of a fresh topic's partitions,
+        # where the log holds nothing (what an index row of a record removed by retention looks like to a read)
+        fresh = unique_prefix()
+        await ensure_topics(settings(infra, fresh), all_topics(fresh))
+        async with pool.connection() as conn:
+            await conn.execute('UPDATE records SET topic = replace(topic, %s, %s), "offset" = "offset" + 1000',
+                               (s.topic_prefix + ".", fresh + "."))
+        s2 = settings(infra, fresh)
+        prod2 = Producer(s2, "test")
+        await prod2.start()
+        try:
+            await prod2.publish(kept)
+        finally:
+            await prod2.stop()
+        task = asyncio.create_task(Indexer(s2, index).run())
+        await until(lambda: _at_least(index, pool, fresh, 7), task=task)
+        keep = Filter(tenant="t", include_replays=False)
+        chosen, truncated, expired = await select_entries(s2, "message.received", keep, 10, index)
+        assert [e.id for e in chosen] == [e.id for e in kept] and not truncated
+        assert expired == 4
+        chosen, truncated, _ = await select_entries(s2, "message.received", keep, 2, index)
+        assert [e.id for e in chosen] == [e.id for e in kept[:2]] and truncated
+        # without the index the same selection finds the three, and cannot tell that four are gone
+        assert (await select_entries(s2, "message.received", keep, 10))[2] == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await prod.stop()
+        async with pool.connection() as conn:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await pool.close()

@@ -178,10 +178,10 @@ class Entries:
         self.events = events
         self.asked: list[tuple[str, Filter, int]] = []
 
-    async def select(self, entry_type: str, keep: Filter, limit: int) -> tuple[list[Event], bool]:
+    async def select(self, entry_type: str, keep: Filter, limit: int) -> tuple[list[Event], bool, int]:
         self.asked.append((entry_type, keep, limit))
         matched = [e for e in self.events if e.TYPE == entry_type and keep(e)]
-        return matched[:limit], len(matched) > limit
+        return matched[:limit], len(matched) > limit, 0
 
 
 def reply_to(entry: MessageReceived, text: str, replay: Replay | None) -> tuple[ReplyGenerated, DeliveryCompleted]:

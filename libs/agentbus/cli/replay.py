@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from agentbus.events import Replay
+from agentbus.events import Event, Replay
 from agentbus.replayruns import ENTRY
 from agentbus.settings import Settings
 
@@ -60,6 +60,25 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(code)
 
 
+async def _select(s: Settings, entry_type: str, keep: Any, limit: int) -> tuple[list[Event], bool, int]:
+    """The selection through the log index ingress keeps (when a tenant is given and the database answers),
+    else by reading the topic."""
+    from agentbus.replayruns import select_entries
+
+    if s.log_index and keep.tenant:
+        from agentbus.logindex import open_log_index
+
+        try:
+            index, pool = await open_log_index(s, max_size=1)
+        except Exception:  # noqa: BLE001 - no database reachable from here: read the topic
+            return await select_entries(s, entry_type, keep, limit)
+        try:
+            return await select_entries(s, entry_type, keep, limit, index)
+        finally:
+            await pool.close()
+    return await select_entries(s, entry_type, keep, limit)
+
+
 async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | None, until: datetime | None,
                   tenant: str | None, conversation: str | None, correlation: str | None, limit: int, timeout: float,
                   dry_run: bool, as_json: bool) -> int:
@@ -70,18 +89,20 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
         read_originals,
         report_rows,
         result_topics,
-        select_entries,
         summary,
         wanted_of,
     )
 
     console = Console(highlight=False, stderr=as_json)
     topics = result_topics(s.topic_prefix)
-    selected, _ = await select_entries(s, entry_type, Filter(tenant=tenant, conversation=conversation,
-                                                             correlation=correlation, since=since, until=until,
-                                                             include_replays=False), limit)
+    keep = Filter(tenant=tenant, conversation=conversation, correlation=correlation, since=since, until=until,
+                  include_replays=False)
+    selected, _, expired = await _select(s, entry_type, keep, limit)
+    if expired:
+        console.print(f"{expired} matching event(s) are older than the log's retention: the log no longer holds "
+                      "them, they are not replayed")
     if not selected:
-        console.print("nothing to replay: no live events match")
+        console.print("nothing to replay: no live events match" + (" on the log" if expired else ""))
         return 1
     originals = await read_originals(s)
     if dry_run:

@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from agentbus.deadletters import Letter, RawSender, read_dead_letters, redrive_with
 from agentbus.eventlog import Filter
 from agentbus.events import DeadLettered, Event, ReplayRequested, ReplaySelected
+from agentbus.logindex import LogIndex
 from agentbus.replayruns import Originals, read_originals, result_topics, select_entries
 from agentbus.settings import Settings
 from agentbus.topics import topic_of
@@ -54,9 +55,9 @@ class ReplayLog(Protocol):
 
 
 class EntrySource(Protocol):
-    async def select(self, entry_type: str, keep: Filter, limit: int) -> tuple[list[Event], bool]:
-        """Live events of ``entry_type`` that ``keep`` accepts, oldest first, at most ``limit``; and whether more
-        matched."""
+    async def select(self, entry_type: str, keep: Filter, limit: int) -> tuple[list[Event], bool, int]:
+        """Live events of ``entry_type`` that ``keep`` accepts, oldest first, at most ``limit``; whether more
+        matched; and how many matched that the log no longer holds (older than its retention)."""
         ...
 
 
@@ -118,9 +119,9 @@ class LogReplays:
 
 
 class LogEntries:
-    def __init__(self, settings: Settings) -> None:
-        self._s = settings
+    def __init__(self, settings: Settings, index: LogIndex | None = None) -> None:
+        self._s, self._index = settings, index
 
-    async def select(self, entry_type: str, keep: Filter, limit: int) -> tuple[list[Event], bool]:
-        return await select_entries(self._s, entry_type, keep, limit)
+    async def select(self, entry_type: str, keep: Filter, limit: int) -> tuple[list[Event], bool, int]:
+        return await select_entries(self._s, entry_type, keep, limit, self._index)
 

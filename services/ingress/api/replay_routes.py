@@ -71,6 +71,8 @@ class RunStatus(BaseModel):
     parameters: dict[str, Any]
     selected: int | None = Field(description="events the run re-runs (None: not selected yet)")
     truncated: bool = False
+    expired: int = Field(default=0, description="events that matched but are older than the log's retention: "
+                         "not replayed")
     replayed: int = 0
     failed: int = 0
     finished: int = 0
@@ -150,7 +152,8 @@ def _status(events: RunEvents) -> tuple[RunStatus, Results]:
     return RunStatus(
         run=request.data.run, status=status, requested_at=request.occurred_at,
         requested_by=request.data.requested_by, parameters=params, selected=len(entries) if sel else None,
-        truncated=sel.data.truncated if sel else False, replayed=len(results.replayed),
+        truncated=sel.data.truncated if sel else False, expired=sel.data.expired if sel else 0,
+        replayed=len(results.replayed),
         failed=len(results.failed), finished=len(results.finished & set(results.wanted)),
         error=f"{dle.data.error_type}: {dle.data.error}"[:500] if dle and sel is None else None,
     ), results

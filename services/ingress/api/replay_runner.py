@@ -40,16 +40,18 @@ async def select_replay(event: ReplayRequested, entries: EntrySource) -> list[Ev
     d = event.data
     keep = Filter(tenant=event.tenant, conversation=d.conversation, correlation=d.correlation, since=d.since,
                   until=d.until, include_replays=False)
-    chosen, truncated = await entries.select(d.entry_type, keep, d.limit)
+    chosen, truncated, expired = await entries.select(d.entry_type, keep, d.limit)
     run = run_of(d)
     selected = ReplaySelected(  # byte-identical when the command is handled again
         id=derive_id(event.id, SELECTED_STEP), type=ReplaySelected.TYPE,
         version=ReplaySelected.VERSION, source="ingress", occurred_at=event.occurred_at, tenant=event.tenant,
         conversation=event.conversation, correlation_id=event.correlation_id, causation_id=event.id,
         data=ReplaySelectedData(run=d.run, request_id=event.id, entry_type=d.entry_type, truncated=truncated,
+                                expired=expired,
                                 entries=[ReplayEntry(id=e.id, conversation=e.conversation) for e in chosen]),
     )
-    log.info("replay_selected", run=d.run, tenant=event.tenant, selected=len(chosen), truncated=truncated)
+    log.info("replay_selected", run=d.run, tenant=event.tenant, selected=len(chosen), truncated=truncated,
+             expired=expired)
     return [selected, *(e.model_copy(update={"replay": run}) for e in chosen)]
 
 
