@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-jaeger unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
+.PHONY: up test test-jaeger bench-trace unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -91,6 +91,10 @@ BENCH_ARGS = --scale $(BENCH_SCALE) $(if $(SOAK),--soak) \
 	$(if $(EMBEDDED_MESSAGES),--embedded-messages $(EMBEDDED_MESSAGES)) \
 	$(if $(SOAK_MESSAGES),--soak-messages $(SOAK_MESSAGES)) $(if $(SOAK_RATE),--soak-rate $(SOAK_RATE)) \
 	$(if $(SOAK_CONVERSATIONS),--soak-conversations $(SOAK_CONVERSATIONS)) $(if $(SOAK_MAX_S),--soak-max-s $(SOAK_MAX_S))
+
+## trace through the log index with a million events on the log (TRACE_EVENTS), and the index's size per million
+bench-trace: $(STAMP)
+	$(PY) -m bench.trace_index --events $(or $(TRACE_EVENTS),1000000) --scan
 
 bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m bench $(strip $(BENCH_ARGS))

@@ -259,13 +259,33 @@ async def indexed_chain(settings: Settings, index: LogIndex, wanted: str,
 async def unindexed_tail(settings: Settings, index: LogIndex, topics: Sequence[str], keep: Any,
                          partitions: set[int] | None = None) -> list[Logged]:
     """What ``keep`` accepts among the records of ``topics`` past the last offset the index holds (the
-    indexer's lag: usually nothing), of every partition or only of ``partitions``."""
+    indexer's lag), of every partition or only of ``partitions``. The partitions' ends are asked first and only
+    those ahead of the index are read, so with the indexer caught up this costs one ListOffsets request."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from agentbus.bus.kafka import client_options
     from agentbus.eventlog import partitions_of, read
 
-    tps = [tp for tp in await partitions_of(settings, topics) if partitions is None or tp.partition in partitions]
+    if partitions is None:
+        tps = await partitions_of(settings, topics)
+    else:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(partitions)]
+    if not tps:
+        return []
+    c = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
+    await c.start()
+    try:
+        try:
+            ends = await c.end_offsets(tps)
+        except Exception:  # noqa: BLE001 - a topic not created yet: ask only for the partitions that exist
+            tps = [tp for tp in await partitions_of(settings, topics) if tp in set(tps)]
+            ends = await c.end_offsets(tps) if tps else {}
+    finally:
+        await c.stop()
     nexts = await index.next_offsets([(tp.topic, tp.partition) for tp in tps])
     start = {tp: nexts.get((tp.topic, tp.partition), 0) for tp in tps}
-    return await read(settings, topics, keep, start, only_start=True) if start else []
+    behind = {tp: at for tp, at in start.items() if ends.get(tp, 0) > at}
+    return await read(settings, topics, keep, behind, only_start=True) if behind else []
 
 
 async def indexed_selection(settings: Settings, index: LogIndex, topic: str, keep: Any,
