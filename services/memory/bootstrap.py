@@ -23,7 +23,7 @@ from agentbus.services.memory.outage import keep_indexing_deferred
 from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.ports import Embedder, VectorStore
 from agentbus.services.memory.recallgate import EmbeddingsGate
-from agentbus.services.memory.routes import recall_routes
+from agentbus.services.memory.routes import memory_routes, recall_routes
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
 
@@ -62,7 +62,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             ReplyGenerated: memory.remember_reply,
             MemoryRequested: commands.apply,
         },
-        http_routes=[*recall_routes(config, embedder, vectors), *history_routes(PgHistory(pool))],
+        http_routes=[*recall_routes(config, embedder, vectors), *history_routes(PgHistory(pool)),
+                     *memory_routes(vectors)],
         checks={"database": database},
         on_stop=on_stop,
         background=background,

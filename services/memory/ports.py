@@ -95,6 +95,20 @@ class VectorStore(Protocol):
         (all of them, not only the newest a search sees), everywhere it is searched; returns their ids."""
         ...
 
+    async def memories(self, tenant: str, conversation: str, limit: int) -> list[Recall]:
+        """The newest ``limit`` memories made in the conversation (turns and facts), newest first, score 0:
+        what an operator reads, not a search."""
+        ...
+
+    async def find(self, tenant: str, ids: Collection[uuid.UUID]) -> list[Recall]:
+        """Those of ``ids`` the tenant has (another tenant's id finds nothing)."""
+        ...
+
+    async def delete(self, tenant: str, ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
+        """Delete those of ``ids`` the tenant has, everywhere they are searched, as ``forget`` does; returns
+        the ids deleted (none a second time)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deferred:

@@ -11,7 +11,9 @@ from agentbus.services.ingress.api.config_write_routes import router as config_w
 from agentbus.services.ingress.api.deadletter_routes import router as dead_letters
 from agentbus.services.ingress.api.history_routes import router as history
 from agentbus.services.ingress.api.job_routes import router as jobs
+from agentbus.services.ingress.api.memory_routes import router as memories
 from agentbus.services.ingress.api.replay_routes import router as replays
 from agentbus.services.ingress.api.token_routes import router as tokens
 
-ROUTERS: tuple[APIRouter, ...] = (config, config_writes, jobs, history, dead_letters, replays, tokens, audit, auth)
+ROUTERS: tuple[APIRouter, ...] = (config, config_writes, jobs, history, memories, dead_letters, replays, tokens, audit,
+                                  auth)
