@@ -188,7 +188,8 @@ class Recall(Frozen):
 
 
 class MemoryCommand(Frozen):
-    """Command: remember a fact, or forget what is like a query (the agent's ``memory`` tool asks for both).
+    """Command: remember a fact, or forget what is like a query (the agent's ``memory`` tool asks for both), or
+    forget one memory by its id (an operator, through the API).
 
     Forgetting deletes every memory of the scope at least ``min_score`` alike (cosine) to ``text``: the
     default is high so that "forget my locker number" does not take unrelated memories with it."""
@@ -200,6 +201,10 @@ class MemoryCommand(Frozen):
     min_score: float = Field(default=0.85, ge=0.0, le=1.0,
                              description="forget: the least cosine similarity to the query of what is deleted")
     requested_by: str = "api"
+    memory_id: uuid.UUID | None = Field(
+        default=None, description="forget: exactly this memory (its id, as memory lists it) instead of those like "
+        "text, which is then only a note; sent with min_score 1.0, so a reader that predates this field deletes "
+        "nothing else")
 
 
 class ContextAssembledData(Frozen):

@@ -26,7 +26,7 @@ from agentbus.services.memory.outage import keep_indexing_deferred
 from agentbus.services.memory.pgvectors import PgVectorIndex
 from agentbus.services.memory.ports import Embedder, VectorStore
 from agentbus.services.memory.recallgate import EmbeddingsGate
-from agentbus.services.memory.routes import recall_routes
+from agentbus.services.memory.routes import memory_routes, recall_routes
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
 
@@ -68,7 +68,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             MemoryRequested: commands.apply,
             UserErasureRequested: MemoryErasure(pool, keys, vectors).erase,
         },
-        http_routes=[*recall_routes(config, embedder, vectors), *history_routes(PgHistory(pool))],
+        http_routes=[*recall_routes(config, embedder, vectors), *history_routes(PgHistory(pool)),
+                     *memory_routes(vectors)],
         checks={"database": database},
         on_stop=on_stop,
         background=background,

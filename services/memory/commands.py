@@ -1,4 +1,5 @@
-"""Memory's handler of ``memory.requested``: remember a fact, or forget the memories like a query.
+"""Memory's handler of ``memory.requested``: remember a fact, forget the memories like a query, or forget one
+memory by its id (an operator's command through the API).
 
 A fact is a memory like a turn (embedded and indexed, so recall finds it beside what was said), kept under
 the command's id, so a command applied twice writes it once. A forget deletes every memory of the scope at
@@ -42,8 +43,14 @@ class MemoryCommands:
             return []
         if self.embedder is None or self.vectors is None:  # dead-lettered: redrive it once memory is on
             raise PermanentError("semantic memory is off (no embeddings endpoint configured)")
-        [vector] = await self.embedder.embed([cmd.text], KIND)
         scope = Scope.of(event)
+        if cmd.action == "forget" and cmd.memory_id is not None:  # one memory, by id: nothing to embed
+            deleted = await self.vectors.delete(scope.tenant, [cmd.memory_id])
+            log.info("memory_forgotten", memory_id=str(cmd.memory_id), deleted=len(deleted),
+                     requested_by=cmd.requested_by)
+            await self.commands.record(event, deleted)
+            return []
+        [vector] = await self.embedder.embed([cmd.text], KIND)
         deleted = []
         if cmd.action == "remember":
             # a fact is its subject's memory: a person's recall finds the facts about them

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from threadpoolctl import threadpool_limits
 
@@ -43,6 +44,14 @@ _Upsert = tuple[Row, str, str | None]  # a row, its tenant and its subject
 _COLUMNS = ("seq, id, conversation, role, text, at, kind, owner, sender, sender_name, channel, chat, chat_name, "
             "chat_type, embedding")
 _Search = tuple[np.ndarray, int, Collection[uuid.UUID], Scope]  # a unit query, the limit, ids left out, scope
+_MEMORY = "id, conversation, role, text, at, kind, sender, sender_name, channel, chat, chat_name, chat_type"
+
+
+def _memory(r: tuple[Any, ...]) -> Recall:
+    point_id, conversation, role, text, at, kind, sender, sender_name, channel, chat, chat_name, chat_type = r
+    return Recall(text=text, score=0.0, role=role, at=at, conversation=conversation, kind=kind, event_id=point_id,
+                  sender=sender, sender_name=sender_name, channel=channel, chat=chat, chat_name=chat_name,
+                  chat_type=chat_type)
 
 
 def _row(r: tuple[Any, ...]) -> tuple[int, Row]:
@@ -198,19 +207,22 @@ class PgVectorIndex:
                     after = rows[-1][0]
                 if len(rows) < _SCAN:
                     break
-            if not doomed:
-                return []
-            async with self._locks.setdefault(scope.tenant, asyncio.Lock()):
-                cur = await conn.execute(
-                    "WITH gone AS (DELETE FROM vectors WHERE tenant = %s AND id = ANY(%s) RETURNING id) "
-                    "INSERT INTO vector_deletions (id, tenant, writer) SELECT id, %s, %s FROM gone "
-                    "ON CONFLICT (id) DO NOTHING RETURNING id",
-                    (scope.tenant, doomed, scope.tenant, self._writer))
-                deleted = [r[0] for r in await cur.fetchall()]
-                idx = self._tenants.get(scope.tenant)
-                if idx is not None:
-                    for point_id in deleted:
-                        idx.remove(point_id)
+            return await self._delete(conn, scope.tenant, doomed)
+
+    async def _delete(self, conn: AsyncConnection[Any], tenant: str, doomed: list[uuid.UUID]) -> list[uuid.UUID]:
+        if not doomed:
+            return []
+        async with self._locks.setdefault(tenant, asyncio.Lock()):
+            cur = await conn.execute(
+                "WITH gone AS (DELETE FROM vectors WHERE tenant = %s AND id = ANY(%s) RETURNING id) "
+                "INSERT INTO vector_deletions (id, tenant, writer) SELECT id, %s, %s FROM gone "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                (tenant, doomed, tenant, self._writer))
+            deleted = [r[0] for r in await cur.fetchall()]
+            idx = self._tenants.get(tenant)
+            if idx is not None:
+                for point_id in deleted:
+                    idx.remove(point_id)
         return deleted
 
     async def erase(self, tenant: str, user: str) -> int:
@@ -228,6 +240,25 @@ class PgVectorIndex:
                 for point_id in deleted:
                     idx.remove(point_id)
         return len(deleted)
+
+    async def memories(self, tenant: str, conversation: str, limit: int) -> list[Recall]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_MEMORY} FROM vectors WHERE tenant = %s AND conversation = %s ORDER BY seq DESC LIMIT %s",
+                (tenant, conversation, limit))
+            return [_memory(r) for r in await cur.fetchall()]
+
+    async def find(self, tenant: str, ids: Collection[uuid.UUID]) -> list[Recall]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_MEMORY} FROM vectors WHERE tenant = %s AND id = ANY(%s) ORDER BY seq DESC",
+                (tenant, list(ids)))
+            return [_memory(r) for r in await cur.fetchall()]
+
+    async def delete(self, tenant: str, ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
+        """The rows and their tombstones in one statement, as ``forget`` deletes."""
+        async with self._pool.connection() as conn:
+            return await self._delete(conn, tenant, list(ids))
 
     async def aclose(self) -> None:
         await self._searches.aclose()

@@ -100,6 +100,20 @@ class VectorStore(Protocol):
         good (a redelivered turn does not bring one back); returns how many."""
         ...
 
+    async def memories(self, tenant: str, conversation: str, limit: int) -> list[Recall]:
+        """The newest ``limit`` memories made in the conversation (turns and facts), newest first, score 0:
+        what an operator reads, not a search."""
+        ...
+
+    async def find(self, tenant: str, ids: Collection[uuid.UUID]) -> list[Recall]:
+        """Those of ``ids`` the tenant has (another tenant's id finds nothing)."""
+        ...
+
+    async def delete(self, tenant: str, ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
+        """Delete those of ``ids`` the tenant has, everywhere they are searched, as ``forget`` does; returns
+        the ids deleted (none a second time)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Deferred:

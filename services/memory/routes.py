@@ -1,13 +1,16 @@
-"""Memory's admin HTTP: ``POST /v1/recall``, the semantic search behind the agent's ``memory`` tool.
+"""Memory's admin HTTP: ``POST /v1/recall``, the semantic search behind the agent's ``memory`` tool, and the
+memories the operator API shows (``GET /v1/conversations/{key}/memories``, ``GET /v1/memories/{id}``).
 
-Read-only, so it may be served over HTTP (writes are ``memory.requested`` commands on the bus). It searches
-what context assembly recalls from: the same embeddings, the same vector store, the same scope. With
-``agent``, ``sender`` and ``conversation`` (what the agent's tool sends) the scope is the agent's
-``memory.recall_scope`` for that person; without them (an operator's query) the whole tenant.
+Read-only, so it may be served over HTTP (writes are ``memory.requested`` commands on the bus). Recall
+searches what context assembly recalls from: the same embeddings, the same vector store, the same scope.
+With ``agent``, ``sender`` and ``conversation`` (what the agent's tool sends) the scope is the agent's
+``memory.recall_scope`` for that person; without them (an operator's query) the whole tenant. The listings
+are tenant-scoped like memory's history: another tenant's key or id is a 404, as if it did not exist.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import structlog
@@ -16,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agentbus.adminreads import BadQuery, limit_of, query_of
 from agentbus.config import PlatformConfig
 from agentbus.events import Recall
 from agentbus.http import error
@@ -89,3 +93,45 @@ def recall_routes(config: PlatformConfig, embedder: Embedder | None, vectors: Ve
         return JSONResponse({"matches": [match_json(r) for r in found]})
 
     return [Route("/v1/recall", recall, methods=["POST"])]
+
+
+def memory_json(r: Recall) -> dict[str, Any]:
+    out = match_json(r)
+    out.pop("score")
+    return {"id": str(r.event_id), **out}
+
+
+def memory_routes(vectors: VectorStore | None) -> list[BaseRoute]:
+    """The memories made in a conversation (newest first) and one memory by id, for the operator API."""
+
+    async def conversation_memories(request: Request) -> Response:
+        conversation: str = request.path_params["conversation"]
+        try:
+            q = query_of(request, ("tenant", "limit"))
+            limit = limit_of(q)
+        except BadQuery as why:
+            return error(400, str(why))
+        if not conversation.startswith(q["tenant"] + "/"):
+            return error(404, f"no conversation {conversation[:200]!r} of tenant {q['tenant'][:64]!r}")
+        if vectors is None:
+            return error(503, "semantic memory is off (no embeddings endpoint configured)")
+        found = await vectors.memories(q["tenant"], conversation, limit)
+        return JSONResponse({"items": [memory_json(r) for r in found], "next_before": None})
+
+    async def one_memory(request: Request) -> Response:
+        try:
+            q = query_of(request, ("tenant",))
+            memory_id = uuid.UUID(request.path_params["memory_id"])
+        except BadQuery as why:
+            return error(400, str(why))
+        except ValueError:
+            return error(400, "memory id: not a UUID")
+        if vectors is None:
+            return error(503, "semantic memory is off (no embeddings endpoint configured)")
+        found = await vectors.find(q["tenant"], [memory_id])
+        if not found:
+            return error(404, f"no memory {str(memory_id)!r} of tenant {q['tenant'][:64]!r}")
+        return JSONResponse({"items": [memory_json(found[0])], "next_before": None})
+
+    return [Route("/v1/conversations/{conversation:path}/memories", conversation_memories, methods=["GET"]),
+            Route("/v1/memories/{memory_id}", one_memory, methods=["GET"])]

@@ -23,7 +23,8 @@ from agentbus.batching import MicroBatcher
 from agentbus.events import Recall
 from agentbus.services.memory.ports import Kind, Origin, Scope
 
-_PAGE = 256  # matches deleted per round when forgetting
+_PAGE = 256  # matches deleted per round when forgetting, points read per scroll when listing
+_LISTED = 10_000  # points of one conversation a listing reads at most
 _INDEXED = ("conversation", "owner", "chat_type")  # the payload fields a recall filters on
 
 
@@ -138,6 +139,37 @@ class QdrantStore:
         counted = await self._c.count(name, count_filter=theirs, exact=True)
         await self._c.delete(name, points_selector=models.FilterSelector(filter=theirs), wait=True)
         return int(counted.count)
+
+    async def memories(self, tenant: str, conversation: str, limit: int) -> list[Recall]:
+        """Scrolled by the conversation's payload index (Qdrant scrolls in id order: sorted by time here, from at
+        most ``_LISTED`` points)."""
+        name = await self._ensure(tenant)
+        flt = models.Filter(must=[models.FieldCondition(key="conversation",
+                                                        match=models.MatchValue(value=conversation))])
+        found: list[Recall] = []
+        offset: Any = None
+        while len(found) < _LISTED:
+            points, offset = await self._c.scroll(name, scroll_filter=flt, limit=_PAGE, offset=offset,
+                                                  with_payload=True, with_vectors=False)
+            found += [_recall(p.id, p.payload or {}, 0.0) for p in points]
+            if offset is None:
+                break
+        found.sort(key=lambda r: r.at.isoformat() if r.at else "", reverse=True)
+        return found[:limit]
+
+    async def find(self, tenant: str, ids: Collection[uuid.UUID]) -> list[Recall]:
+        if not ids:
+            return []
+        name = await self._ensure(tenant)  # the tenant's own collection: another tenant's id is not in it
+        points = await self._c.retrieve(name, ids=[str(i) for i in ids], with_payload=True, with_vectors=False)
+        return [_recall(p.id, p.payload or {}, 0.0) for p in points]
+
+    async def delete(self, tenant: str, ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
+        found = [r.event_id for r in await self.find(tenant, ids) if r.event_id is not None]
+        if found:
+            await self._c.delete(self.collection(tenant), points_selector=models.PointIdsList(
+                points=[str(i) for i in found]), wait=True)
+        return found
 
     async def aclose(self) -> None:
         await self._batches.aclose()

@@ -480,6 +480,84 @@ async def test_a_replay_with_another_system_prompt_is_followed_and_reported_with
         await phone.close()
 
 
+async def test_a_conversations_history_and_memories_and_forgetting_one_of_them(
+    infra: Infra, platform: Platform, chromium: Chromium, sink: WebhookSink
+) -> None:
+    p = platform
+    page = await chromium.page()
+    try:
+        await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "operator"))
+        conv = f"conv-{uuid.uuid4().hex[:6]}"
+        key = f"acme/acme/{conv}"
+        await send(p, conv, "my locker number is 4711")
+        await sink.wait_for(lambda m: m["conversation"] == conv)
+        await page.get_by_role("link", name="Conversations").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Conversations")
+        await reload_until(page, "main", key)
+        await expect(page.locator(f"tr[data-conversation='{key}']")).to_contain_text("acme")
+        await no_violations(page)
+        await page.get_by_role("link", name=key).click()
+        await expect(page.get_by_role("heading", level=1)).to_contain_text(key)
+        memories = page.locator("li[data-memory]")
+        await reload_until(page, "section[aria-labelledby=memories-title]", "answer: my locker number is 4711")
+        await expect(page.locator("li.turn")).to_have_count(2)
+        roles = await page.locator("li.turn").evaluate_all("ts => ts.map(t => t.dataset.role)")
+        assert roles == ["assistant", "user"], roles  # newest first
+        user_turn = page.locator("li.turn[data-role=user]")
+        trace = await user_turn.get_by_role("link", name=re.compile("^Trace")).get_attribute("href")
+        assert trace and "/console/trace/" in trace
+        await expect(memories).to_have_count(2)
+        await shot(page, "conversation")
+        await no_violations(page)
+        await every_control_is_reached_by_the_keyboard(page, page.url, "li[data-memory]")
+
+        said = memories.filter(has=page.locator(".said", has_text=re.compile("^my locker number is 4711$")))
+        memory_id = await said.get_attribute("data-memory")
+        assert memory_id
+        await said.get_by_role("button", name=re.compile("^Forget")).click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Forget this memory?")
+        await expect(page.locator(".said")).to_have_text("my locker number is 4711")
+        await no_violations(page)
+        await page.get_by_role("button", name="Yes, forget it").click()
+        await expect(page.get_by_role("status")).to_contain_text(memory_id)
+        for _ in range(60):  # memory applies the command a moment later
+            if await page.locator(f"li[data-memory='{memory_id}']").count() == 0:
+                break
+            await page.wait_for_timeout(250)
+            await page.reload()
+        await expect(page.locator(f"li[data-memory='{memory_id}']")).to_have_count(0)
+        await expect(memories).to_have_count(1)  # the reply's memory stays
+        await expect(page.locator("li.turn")).to_have_count(2)  # and the history is kept
+        csrf = await page.locator("body").get_attribute("data-csrf")
+        again = await page.request.post(p.ingress_url + "/console/memories/forget?tenant=acme",
+                                        form={"csrf": csrf or "", "conversation": key, "memory": memory_id})
+        assert again.status == 404 and "no memory" in await again.text()  # gone: a clear answer, no second effect
+        await page.get_by_role("link", name="Replay this conversation").click()
+        await expect(page.get_by_label("Conversation")).to_have_value(key)
+    finally:
+        await page.close()
+
+    phone = await chromium.page(lang="zh-CN,zh;q=0.9", viewport=PHONE)
+    try:
+        await log_in(phone, p, await token(infra, p, "--tenant", "acme", "--role", "viewer"))
+        await phone.goto(p.ingress_url + f"/console/conversations/{key}")
+        await expect(phone.get_by_role("heading", level=2, name="记忆")).to_be_visible()
+        await expect(phone.locator("li[data-memory]")).to_have_count(1)
+        assert await phone.get_by_role("button", name=re.compile("^遗忘")).count() == 0  # a viewer forgets nothing
+        await shot(phone, "conversation-phone-zh")
+        await no_violations(phone)
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        remaining = await phone.locator("li[data-memory]").get_attribute("data-memory")
+        csrf = await phone.locator("body").get_attribute("data-csrf")
+        forged = await phone.request.post(p.ingress_url + "/console/memories/forget?tenant=acme",
+                                          form={"csrf": csrf or "", "conversation": key, "memory": remaining or ""})
+        assert forged.status == 403 and "operator" in await forged.text()
+        await phone.goto(p.ingress_url + "/console/conversations/globex/globex/anything")
+        await expect(phone.get_by_role("alert")).to_contain_text("no conversation")  # another tenant's key
+    finally:
+        await phone.close()
+
+
 async def test_a_person_logs_in_through_feishu(platform: Platform, page: Page, idp: FakeOAuthProvider) -> None:
     p = platform
     idp.person = {"name": "Alice", "open_id": "ou_alice", "union_id": "on_alice"}

@@ -153,3 +153,25 @@ async def test_the_scope_is_filtered_in_the_scan_and_origins_survive_a_restart(p
         assert await searcher.search(axis(0), Scope("acme", owner="bob"), 3) == []
         assert [r.text for r in await searcher.search(axis(0), Scope("acme", conversation="acme/old"), 3)] == [
             "stored before owners"]
+
+
+async def test_a_memory_is_listed_found_and_deleted_by_id_for_every_replica(pool: AsyncConnectionPool) -> None:
+    one, two = PgVectorIndex(pool, DIM, refresh_s=0.0), PgVectorIndex(pool, DIM, refresh_s=0.0)
+    first = await put(one, axis(3), ACME, "first")
+    second = await put(one, axis(4), ACME, "second")
+    theirs = await put(one, axis(3), GLOBEX, "globex's")
+    listed = await two.memories("acme", "acme/c", 10)
+    assert [(r.event_id, r.text, r.score) for r in listed] == [(second, "second", 0.0), (first, "first", 0.0)]
+    assert [r.text for r in await two.memories("acme", "acme/c", 1)] == ["second"]
+    assert await two.memories("acme", "acme/elsewhere", 10) == []
+    assert [r.text for r in await two.find("acme", [first, theirs])] == ["first"]
+    assert [r.text for r in await two.search(axis(3), ACME, 1)] == ["first"]  # in the second replica's matrix
+    assert await one.delete("acme", [theirs]) == []  # another tenant's id deletes nothing
+    assert await one.delete("acme", [first]) == [first]
+    assert await one.delete("acme", [first]) == []
+    assert [r.text for r in await two.search(axis(3), ACME, 1)] == ["second"]  # dropped by its refresh
+    await one.upsert(first, axis(3), ACME, "acme/c", "user", "first", datetime.now(UTC))  # a redelivered turn
+    assert [r.text for r in await one.memories("acme", "acme/c", 10)] == ["second"]  # stays forgotten
+    assert [r.text for r in await one.find("globex", [theirs])] == ["globex's"]
+    await one.aclose()
+    await two.aclose()

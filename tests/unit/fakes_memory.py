@@ -110,6 +110,26 @@ class FakeVectors:
         self.forgotten.update(gone)
         return len(gone)
 
+    def _recall(self, pid: uuid.UUID, p: Point) -> Recall:
+        return Recall(text=p.text, score=0.0, role=p.role, kind=p.kind, at=p.at, conversation=p.conversation,
+                      event_id=pid, sender=p.origin.sender, sender_name=p.origin.sender_name,
+                      channel=p.origin.channel, chat=p.origin.chat, chat_name=p.origin.chat_name,
+                      chat_type=p.origin.chat_type)
+
+    async def memories(self, tenant: str, conversation: str, limit: int) -> list[Recall]:
+        mine = [(pid, p) for pid, p in self.points.items() if p.tenant == tenant and p.conversation == conversation]
+        return [self._recall(pid, p) for pid, p in reversed(mine)][:limit]
+
+    async def find(self, tenant: str, ids: Collection[uuid.UUID]) -> list[Recall]:
+        return [self._recall(pid, p) for pid, p in self.points.items() if pid in ids and p.tenant == tenant]
+
+    async def delete(self, tenant: str, ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
+        gone = [pid for pid, p in self.points.items() if pid in ids and p.tenant == tenant]
+        for pid in gone:
+            del self.points[pid]
+        self.forgotten.update(gone)
+        return gone
+
 
 @dataclass
 class FakeCommandLog:

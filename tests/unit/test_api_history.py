@@ -10,7 +10,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentbus.eventlog import Logged
-from agentbus.events import Chat, MessageReceived, MessageReceivedData, ReplyGenerated, ReplyGeneratedData, Sender
+from agentbus.events import (
+    Chat,
+    MemoryRequested,
+    MessageReceived,
+    MessageReceivedData,
+    ReplyGenerated,
+    ReplyGeneratedData,
+    Sender,
+)
 from agentbus.services.ingress.api.history import EgressDeliveries, EventLogTrace, MemoryHistory
 from agentbus.services.ingress.api.ports import Page, ReadRefused, Reads, ReadUnavailable
 from agentbus.settings import Settings
@@ -27,6 +35,7 @@ class FakeReads:
     down: bool = False
     chain: list[Logged] = field(default_factory=list)
     window: tuple[datetime, datetime] | None = None
+    kept: list[dict[str, Any]] = field(default_factory=list)  # memory's memories
 
     def _up(self) -> None:
         if self.down:
@@ -49,6 +58,17 @@ class FakeReads:
         return {"items": [{"event_id": str(uuid.uuid4()), "role": "user", "sender": "u1", "text": "hi",
                            "at": datetime.now(UTC).isoformat(), "correlation_id": str(uuid.uuid4()),
                            "attachments": [{"kind": "image", "ref": "sha256:00"}]}], "next_before": None}
+
+    async def memories(self, tenant: str, conversation: str, limit: int) -> Page:
+        self._up()
+        self.asked.append(("memories", tenant, conversation, str(limit)))
+        return {"items": [m for m in self.kept if m["conversation"] == conversation][:limit], "next_before": None}
+
+    async def memory(self, tenant: str, memory_id: str) -> dict[str, Any] | None:
+        self._up()
+        self.asked.append(("memory", tenant, memory_id))
+        return next((m for m in self.kept if m["id"] == memory_id and m["conversation"].startswith(tenant + "/")),
+                    None)
 
     async def deliveries(self, tenant: str, limit: int, before: str | None, filters: dict[str, str]) -> Page:
         self._up()
@@ -194,3 +214,47 @@ async def test_the_adapters_say_which_service_is_down() -> None:
         assert str(exc).startswith("event log:")
     else:
         raise AssertionError("no error")
+
+
+def kept(conversation: str, text: str) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "text": text, "role": "user", "kind": "turn", "at": datetime.now(UTC).isoformat(),
+            "conversation": conversation, "sender": "u1", "sender_name": None, "channel": "acme-hook",
+            "chat": "thread/1", "chat_name": None, "chat_type": "direct"}
+
+
+async def test_a_conversations_memories_are_listed_and_one_is_forgotten_by_a_command_once() -> None:
+    fake = FakeReads()
+    mine, other = kept(KEY, "my locker is 12"), kept("globex/globex-hook/x", "globex's")
+    fake.kept = [mine, other]
+    async with served_api(reads=reads(fake)) as api:
+        viewer, operator = await api.token("acme", "viewer"), await api.token("acme", "operator")
+        resp = await api.call("GET", f"/tenants/acme/conversations/{KEY}/memories?limit=5", viewer)
+        assert resp.status_code == 200 and [m["text"] for m in resp.json()["items"]] == ["my locker is 12"]
+        assert fake.asked[-1] == ("memories", "acme", KEY, "5")
+        resp = await api.call("GET", "/tenants/acme/conversations/globex/globex-hook/x/memories", viewer)
+        assert resp.status_code == 404 and fake.asked[-1][0] == "memories"  # another tenant's key: not asked
+
+        forget = f"/tenants/acme/memories/{mine['id']}/forget"
+        resp = await api.call("POST", forget, viewer)
+        assert resp.status_code == 403 and "operator" in resp.json()["error"]
+        resp = await api.call("POST", "/tenants/acme/memories/not-an-id/forget", operator)
+        assert resp.status_code == 422 and "memory_id" in resp.json()["error"]
+        resp = await api.call("POST", f"/tenants/acme/memories/{other['id']}/forget", operator)  # globex's
+        assert resp.status_code == 404 and "no memory" in resp.json()["error"]
+        assert not [e for e in api.publisher.published if isinstance(e, MemoryRequested)]
+        first = await api.call("POST", forget, operator)
+        again = await api.call("POST", forget, operator)
+        assert first.status_code == again.status_code == 202, first.text
+        assert first.json()["command_id"] == again.json()["command_id"] and first.json()["conversation"] == KEY
+        commands = [e for e in api.publisher.published if isinstance(e, MemoryRequested)]
+        assert {str(c.id) for c in commands} == {first.json()["command_id"]}  # one command, asked twice
+        c = commands[0]
+        assert (c.tenant, c.conversation, c.data.action, str(c.data.memory_id), c.data.min_score) == (
+            "acme", KEY, "forget", mine["id"], 1.0)
+        assert "my locker" not in c.data.text, "the forgotten text is not copied into the log"
+        audits = [a for a in api.publisher.audits() if a.data.action == "memories.forget"]
+        assert [a.data.outcome for a in audits] == ["denied", "ok", "ok"]  # the viewer's, then each request's
+        assert [a.data.target for a in audits if a.data.outcome == "ok"] == [mine["id"]] * 2
+        fake.down = True
+        resp = await api.call("POST", forget, operator)
+        assert resp.status_code == 503 and "connection refused" in resp.json()["error"]

@@ -119,3 +119,33 @@ async def test_without_semantic_memory_a_command_is_refused_loudly() -> None:
     with pytest.raises(PermanentError, match="semantic memory is off"):
         await MemoryCommands(None, None, log).apply(command("remember", "my locker is 12"))
     assert log.applied_commands == {}
+
+
+async def test_forget_by_id_deletes_that_memory_only_in_the_commands_tenant_and_embeds_nothing() -> None:
+    calls: list[str] = []
+
+    class CountingEmbedder(KeyedEmbedder):
+        async def embed(self, texts: Sequence[str], kind: str) -> list[list[float]]:
+            calls.extend(texts)
+            return await super().embed(texts, kind)
+
+    vectors, log = FakeVectors(), FakeCommandLog()
+    m = MemoryCommands(CountingEmbedder(EMBEDDER.vectors), vectors, log)
+    locker, near = command("remember", "my locker is 12"), command("remember", "locker 12 is on level 2")
+    for c in (locker, near):
+        await m.apply(c)
+    calls.clear()
+
+    def forget_one(tenant: str) -> MemoryRequested:
+        cmd = MemoryCommand(action="forget", text=f"memory {locker.id}", memory_id=locker.id, min_score=1.0,
+                            requested_by="token:abc")
+        return MemoryRequested.new(cmd, source="ingress", tenant=tenant, conversation=f"{tenant}/{tenant}/c1")
+
+    other = forget_one("globex")  # another tenant's command cannot reach acme's memory
+    await m.apply(other)
+    assert set(vectors.points) == {locker.id, near.id} and log.applied_commands[other.id] == []
+    forget = forget_one("acme")
+    await m.apply(forget)
+    await m.apply(forget)  # a redelivery
+    assert list(vectors.points) == [near.id]  # the similar memory stays
+    assert log.applied_commands[forget.id] == [locker.id] and calls == []

@@ -77,3 +77,25 @@ async def test_the_scope_is_a_payload_filter_so_a_narrow_one_still_gets_its_best
     assert "stored before owners" in [r.text for r in await store.search(close, ACME, 40)]
     await store.aclose()
 
+
+
+async def test_a_conversations_memories_are_listed_found_and_deleted_by_id_in_the_tenant_only() -> None:
+    store = QdrantStore.connect(None, None, None, "test_by_id", 4)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    old, new, elsewhere, theirs = (uuid.uuid4() for _ in range(4))
+    await asyncio.gather(
+        store.upsert(old, [1.0, 0.0, 0.0, 0.0], ACME, "acme/c", "user", "first", t0),
+        store.upsert(new, [0.0, 1.0, 0.0, 0.0], ACME, "acme/c", "assistant", "second", t0.replace(hour=1)),
+        store.upsert(elsewhere, [1.0, 0.0, 0.0, 0.0], ACME, "acme/d", "user", "other chat", t0),
+        store.upsert(theirs, [1.0, 0.0, 0.0, 0.0], GLOBEX, "globex/c", "user", "globex's", t0),
+    )
+    listed = await store.memories("acme", "acme/c", 10)
+    assert [(r.event_id, r.text, r.score) for r in listed] == [(new, "second", 0.0), (old, "first", 0.0)]
+    assert [r.text for r in await store.memories("acme", "acme/c", 1)] == ["second"]
+    assert [r.text for r in await store.find("acme", [old, theirs])] == ["first"]  # not globex's
+    assert await store.delete("acme", [theirs]) == []
+    assert await store.delete("acme", [old]) == [old]
+    assert await store.delete("acme", [old]) == []  # gone: nothing the second time
+    assert [r.text for r in await store.memories("acme", "acme/c", 10)] == ["second"]
+    assert [r.text for r in await store.find("globex", [theirs])] == ["globex's"]
+    await store.aclose()

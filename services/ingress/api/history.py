@@ -93,6 +93,15 @@ class MemoryHistory:
         path = f"/v1/conversations/{quote(conversation, safe='')}/turns"
         return await self._memory.get(path, _params(tenant, limit, before))
 
+    async def memories(self, tenant: str, conversation: str, limit: int) -> Page:
+        path = f"/v1/conversations/{quote(conversation, safe='')}/memories"
+        return _found(await self._memory.get(path, {"tenant": tenant, "limit": str(limit)}), "memory")
+
+    async def memory(self, tenant: str, memory_id: str) -> dict[str, Any] | None:
+        page = await self._memory.get(f"/v1/memories/{quote(memory_id, safe='')}", {"tenant": tenant})
+        items = page["items"] if page else []
+        return dict(items[0]) if items else None
+
 
 class EgressDeliveries:
     def __init__(self, base_url: str, http: httpx.AsyncClient) -> None:

@@ -1,5 +1,6 @@
-"""What happened in a tenant: its conversations and their turns (memory), deliveries (egress), inferences
-(the reasoner), and the trace of one message across every topic (the event log).
+"""What happened in a tenant: its conversations, their turns and the memories made in them (memory),
+deliveries (egress), inferences (the reasoner), and the trace of one message across every topic (the event
+log).
 
 Only reads, each from the service that owns the state (``history.py``); the API keeps none. Lists are
 newest first, ``limit`` at a time; ``next_before`` is the cursor of the next page (pass it as ``before``).
@@ -96,6 +97,26 @@ class InferenceOut(BaseModel):
     created_at: datetime
 
 
+class MemoryOut(BaseModel):
+    id: str = Field(description="the memory's id (the event it was made from; a fact: the command's)")
+    text: str
+    role: str
+    kind: str = Field(description="turn (something said) or fact (something the agent was asked to remember)")
+    at: datetime | None
+    conversation: str | None
+    sender: str | None
+    sender_name: str | None
+    channel: str | None
+    chat: str | None
+    chat_name: str | None
+    chat_type: str | None
+
+
+class MemoriesPage(BaseModel):
+    items: list[MemoryOut]
+    next_before: str | None = Field(description="always none: the newest `limit` are listed")
+
+
 class ConversationsPage(BaseModel):
     items: list[ConversationOut]
     next_before: str | None
@@ -162,6 +183,13 @@ def _filters(**given: str | uuid.UUID | None) -> dict[str, str]:
     return {k: str(v) for k, v in given.items() if v is not None}
 
 
+def own_key(tenant: str, conversation: str) -> None:
+    """A 404 for a key that is not a conversation key of the tenant: never ask about another tenant's."""
+    parts = conversation.split("/", 2)
+    if len(parts) != 3 or not all(parts) or parts[0] != tenant:
+        raise HTTPException(404, f"no conversation {conversation[:200]!r}")
+
+
 @router.get("/tenants/{tenant}/conversations", name="conversations.list", response_model=ConversationsPage)
 async def conversations(tenant: TenantPath, access: Access = Depends(allow("viewer")), limit: Limit = 50,
                         before: Before = None) -> Page:
@@ -175,12 +203,23 @@ async def turns(tenant: TenantPath,
                 conversation: Annotated[str, Path(max_length=600, pattern=r"^[^\x00-\x1f]+$",
                                                   description="the conversation key, tenant/channel/chat")],
                 access: Access = Depends(allow("viewer")), limit: Limit = 50, before: Before = None) -> Page:
-    parts = conversation.split("/", 2)
-    if len(parts) != 3 or not all(parts) or parts[0] != tenant:  # never ask about a key of another tenant
-        raise HTTPException(404, f"no conversation {conversation[:200]!r}")
+    own_key(tenant, conversation)
     page: Page | None = await _answer(_reads(access).history.turns(tenant, conversation, limit, before))
     if page is None:
         raise HTTPException(404, f"no conversation {conversation[:200]!r}")
+    return page
+
+
+@router.get("/tenants/{tenant}/conversations/{conversation:path}/memories", name="conversations.memories",
+            response_model=MemoriesPage,
+            description="The memories made in the conversation (its turns and the facts told there), newest first: "
+                        "what recall can bring back. Forget one with POST /tenants/{tenant}/memories/{id}/forget.")
+async def memories(tenant: TenantPath,
+                   conversation: Annotated[str, Path(max_length=600, pattern=r"^[^\x00-\x1f]+$",
+                                                     description="the conversation key, tenant/channel/chat")],
+                   access: Access = Depends(allow("viewer")), limit: Limit = 50) -> Page:
+    own_key(tenant, conversation)
+    page: Page = await _answer(_reads(access).history.memories(tenant, conversation, limit))
     return page
 
 

@@ -124,12 +124,21 @@ Page = dict[str, Any]  # {"items": [...], "next_before": cursor or None}, as the
 
 
 class HistoryReader(Protocol):
-    """Memory's conversation history (``GET /v1/conversations``, ``.../{conversation}/turns``)."""
+    """Memory's conversation history (``GET /v1/conversations``, ``.../{conversation}/turns``) and the memories
+    it keeps."""
 
     async def conversations(self, tenant: str, limit: int, before: str | None) -> Page: ...
 
     async def turns(self, tenant: str, conversation: str, limit: int, before: str | None) -> Page | None:
         """None: the tenant has no such conversation."""
+        ...
+
+    async def memories(self, tenant: str, conversation: str, limit: int) -> Page:
+        """The memories made in the conversation, newest first (``GET /v1/conversations/{key}/memories``)."""
+        ...
+
+    async def memory(self, tenant: str, memory_id: str) -> dict[str, Any] | None:
+        """One memory of the tenant (``GET /v1/memories/{id}``); None: it has none by that id."""
         ...
 
 

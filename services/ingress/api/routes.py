@@ -12,8 +12,9 @@ from agentbus.services.ingress.api.deadletter_routes import router as dead_lette
 from agentbus.services.ingress.api.erasure_routes import router as erasures
 from agentbus.services.ingress.api.history_routes import router as history
 from agentbus.services.ingress.api.job_routes import router as jobs
+from agentbus.services.ingress.api.memory_routes import router as memories
 from agentbus.services.ingress.api.replay_routes import router as replays
 from agentbus.services.ingress.api.token_routes import router as tokens
 
-ROUTERS: tuple[APIRouter, ...] = (config, config_writes, jobs, history, dead_letters, replays, tokens, audit, auth,
-                                  erasures)
+ROUTERS: tuple[APIRouter, ...] = (config, config_writes, jobs, history, memories, dead_letters, replays, tokens, audit,
+                                  auth, erasures)

@@ -14,7 +14,16 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentbus.services.ingress.console import agents, deadletters, jobs, live, login, replays, trace
+from agentbus.services.ingress.console import (
+    agents,
+    conversations,
+    deadletters,
+    jobs,
+    live,
+    login,
+    replays,
+    trace,
+)
 from agentbus.services.ingress.console.apiclient import ApiError
 from agentbus.services.ingress.console.web import (
     HERE,
@@ -72,7 +81,7 @@ async def _http(request: Request, exc: Exception) -> Response:
 
 def console_app(console: Console) -> Starlette:
     routes: list[BaseRoute] = [*login.routes, *live.routes, *jobs.routes, *deadletters.routes, *agents.routes,
-                               *trace.routes, *replays.routes,
+                               *trace.routes, *replays.routes, *conversations.routes,
                                Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]
     app = Starlette(routes=routes, exception_handlers={
         LoginRequired: _login_required, ApiError: _api_error, CsrfFailed: _csrf, HTTPException: _http})
