@@ -23,7 +23,10 @@ async def test_pipeline_scenario_counts_every_message_and_reports_latency(infra:
     for sub in ("logs", "records"):
         (tmp_path / sub).mkdir()
     bench.infra_env = dict(infra.env)
-    for p in infra.stack.infra:
+    # the embedded broker is one of the stack's processes; Apache Kafka's nodes (make test-kafka) are the cluster's
+    kafka_nodes = [n.proc for n in infra.kafka.nodes.values() if n.proc is not None] if infra.kafka else []
+    brokers = [p.name for p in kafka_nodes] or ["broker"]
+    for p in [*infra.stack.infra, *kafka_nodes]:
         assert p.process is not None
         bench.sampler.add(p.name, p.process.pid, tree=p.name == "postgres", group="infra")
     opts = Options(messages=200, conversations=20, concurrency=16, warmup=5, stall_s=30, limit_s=100)
@@ -43,7 +46,7 @@ async def test_pipeline_scenario_counts_every_message_and_reports_latency(infra:
     assert r["platform_ms"]["p50"] <= r["e2e_ms"]["p50"]
     assert r["fake_llm_ms_mean"] > 0 and r["fake_embeddings_ms_mean"] > 0
     assert r["msg_per_s"] > 0 and r["accept_per_s"] > 0
-    for name in (*SERVICES, "broker", "postgres", "sink", "fake-llm", "fake-embeddings", "loadgen"):
+    for name in (*SERVICES, *brokers, "postgres", "sink", "fake-llm", "fake-embeddings", "loadgen"):
         usage = r["processes"][name]
         assert usage["cpu_s"] >= 0 and usage["peak_rss_mb"] > 0, name
     for name in SERVICES:

