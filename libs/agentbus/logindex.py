@@ -311,6 +311,19 @@ async def indexed_selection(settings: Settings, index: LogIndex, topic: str, kee
     return matched[:limit], len(matched) > limit or len(located) >= room, expired
 
 
+async def reach_log_index(settings: Settings, timeout_s: float = 3.0) -> tuple[LogIndex, AsyncConnectionPool] | None:
+    """The index for a command-line tool, or None at once when the database does not answer within
+    ``timeout_s`` (the tool then reads the log itself instead of waiting for a pool that cannot connect)."""
+    import psycopg
+
+    try:
+        conn = await psycopg.AsyncConnection.connect(settings.database_url, connect_timeout=max(1, int(timeout_s)))
+        await conn.close()
+        return await asyncio.wait_for(open_log_index(settings, max_size=1), timeout_s * 5)
+    except (psycopg.Error, OSError, TimeoutError):
+        return None
+
+
 async def open_log_index(settings: Settings, max_size: int = 4) -> tuple[LogIndex, AsyncConnectionPool]:
     """The index on its own schema, migrated (replicas race safely: advisory lock)."""
     from agentbus.db import migrate, open_pool, schema_name

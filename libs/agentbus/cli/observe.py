@@ -90,12 +90,12 @@ async def _indexed(s: Settings, wanted: str) -> tuple[str, list[Logged]] | None:
     be read (the log itself is then read)."""
     if not s.log_index:
         return None
-    from agentbus.logindex import indexed_chain, open_log_index
+    from agentbus.logindex import indexed_chain, reach_log_index
 
-    try:
-        index, pool = await open_log_index(s, max_size=1)
-    except Exception:  # noqa: BLE001 - no database reachable from here: read the log
+    reached = await reach_log_index(s)
+    if reached is None:  # no database reachable from here: read the log
         return None
+    index, pool = reached
     try:
         chain = await indexed_chain(s, index, wanted, None)
     finally:

@@ -66,12 +66,12 @@ async def _select(s: Settings, entry_type: str, keep: Any, limit: int) -> tuple[
     from agentbus.replayruns import select_entries
 
     if s.log_index and keep.tenant:
-        from agentbus.logindex import open_log_index
+        from agentbus.logindex import reach_log_index
 
-        try:
-            index, pool = await open_log_index(s, max_size=1)
-        except Exception:  # noqa: BLE001 - no database reachable from here: read the topic
+        reached = await reach_log_index(s)
+        if reached is None:  # no database reachable from here: read the topic
             return await select_entries(s, entry_type, keep, limit)
+        index, pool = reached
         try:
             return await select_entries(s, entry_type, keep, limit, index)
         finally:
