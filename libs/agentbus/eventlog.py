@@ -15,8 +15,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from agentbus.bus.kafka import client_options
-from agentbus.events import Event, parse_event
+from agentbus.events import Event
 from agentbus.ids import ConversationKey
+from agentbus.sealing import Keyring
+from agentbus.sealing.wire import open_event
 from agentbus.settings import Settings
 
 
@@ -73,9 +75,11 @@ def _chat_of(conversation: str) -> str | None:
         return None
 
 
-def _decode(rec: ConsumerRecord) -> Logged | None:
+async def _decode(rec: ConsumerRecord, keyring: Keyring | None) -> Logged | None:
+    """The record's event, a person's text opened with ``keyring`` (``[sealed]`` without one, ``[forgotten]``
+    once their key is deleted); None for a record that is not an event."""
     try:
-        event = parse_event(rec.value)
+        event = await open_event(keyring, rec.value)
     except ValueError:
         return None
     headers = {}
@@ -195,11 +199,12 @@ async def read(
     keep: Callable[[Event], bool] = lambda _e: True,
     start: dict[TopicPartition, int] | None = None,
     timeout_s: float = 60.0,
+    keyring: Keyring | None = None,
 ) -> list[Logged]:
     """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now, oldest first."""
     out: list[Logged] = []
     for rec in await read_records(settings, topics, start, timeout_s):
-        logged = _decode(rec)
+        logged = await _decode(rec, keyring)
         if logged is not None and keep(logged.event):
             out.append(logged)
     out.sort(key=lambda logged: logged.event.occurred_at)
@@ -213,6 +218,7 @@ async def follow(
     from_beginning: bool = False,
     start: dict[TopicPartition, int] | None = None,
     stop: asyncio.Event | None = None,
+    keyring: Keyring | None = None,
 ) -> AsyncIterator[Logged]:
     """Events as they arrive (after the current end, or from the beginning / ``start``)."""
     c, tps = await _consumer(settings, topics)
@@ -228,7 +234,7 @@ async def follow(
             batch = await c.getmany(timeout_ms=300)
             recs = sorted((r for rs in batch.values() for r in rs), key=lambda r: r.timestamp)
             for rec in recs:
-                logged = _decode(rec)
+                logged = await _decode(rec, keyring)
                 if logged is not None and keep(logged.event):
                     yield logged
     finally:

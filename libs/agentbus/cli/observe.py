@@ -63,27 +63,31 @@ async def _tail(s: Settings, types: tuple[str, ...], conversation: str | None, t
                 from_beginning: bool, limit: int) -> None:
     from agentbus.describe import summary
     from agentbus.eventlog import Filter, follow
+    from agentbus.sealing.keystore import optional_keyring
     from agentbus.topics import all_topics
 
     console = Console(highlight=False)
     keep = Filter(types=types, tenant=tenant, conversation=conversation)
     n = 0
-    async for logged in follow(s, all_topics(s.topic_prefix), keep, from_beginning=from_beginning):
-        e = logged.event
-        if as_json:
-            print(e.to_bytes().decode(), flush=True)
-        else:
-            tag = f" [replay {e.replay.run}]" if e.replay else ""
-            console.print(f"{e.occurred_at:%H:%M:%S.%f}"[:-3] + f"  [bold]{e.TYPE:<20}[/bold] {e.conversation:<32} "
-                          f"{str(e.id)[:8]}  {summary(e)}{tag}")
-        n += 1
-        if limit and n >= limit:
-            return
+    async with optional_keyring(s) as keyring:
+        async for logged in follow(s, all_topics(s.topic_prefix), keep, from_beginning=from_beginning,
+                                   keyring=keyring):
+            e = logged.event
+            if as_json:
+                print(e.to_bytes().decode(), flush=True)
+            else:
+                tag = f" [replay {e.replay.run}]" if e.replay else ""
+                console.print(f"{e.occurred_at:%H:%M:%S.%f}"[:-3] + f"  [bold]{e.TYPE:<20}[/bold] "
+                              f"{e.conversation:<32} {str(e.id)[:8]}  {summary(e)}{tag}")
+            n += 1
+            if limit and n >= limit:
+                return
 
 
 async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     from agentbus.describe import summary
     from agentbus.eventlog import chain_of, read
+    from agentbus.sealing.keystore import optional_keyring
     from agentbus.topics import all_topics
 
     try:
@@ -91,7 +95,8 @@ async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     except ValueError:
         print(f"not an id: {wanted!r}")
         return 2
-    found = chain_of(await read(s, all_topics(s.topic_prefix)), wanted)
+    async with optional_keyring(s) as keyring:
+        found = chain_of(await read(s, all_topics(s.topic_prefix), keyring=keyring), wanted)
     if found is None:
         print(f"no event with id or correlation id {wanted}")
         return 1

@@ -63,6 +63,21 @@ def register(app: typer.Typer) -> None:
 async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | None, until: datetime | None,
                   tenant: str | None, conversation: str | None, correlation: str | None, limit: int, timeout: float,
                   dry_run: bool, as_json: bool) -> int:
+    """A replay opens the people's text of the events it re-runs (a forgotten person's reads [forgotten]) and
+    seals it again in their copies, so it needs the key store."""
+    from agentbus.sealing.keystore import optional_keyring
+
+    async with optional_keyring(s) as keyring:
+        if keyring is None:
+            print("a replay needs the key store (AGENTBUS_DATABASE_URL) to open and seal the people's text")
+            return 2
+        return await _replay_with(keyring, s, entry_type, run, since, until, tenant, conversation, correlation,
+                                  limit, timeout, dry_run, as_json)
+
+
+async def _replay_with(keyring: Any, s: Settings, entry_type: str, run: Replay, since: datetime | None,
+                       until: datetime | None, tenant: str | None, conversation: str | None, correlation: str | None,
+                       limit: int, timeout: float, dry_run: bool, as_json: bool) -> int:
     from agentbus.bus import Producer
     from agentbus.eventlog import Filter, end_offsets, follow
     from agentbus.replayruns import (
@@ -79,17 +94,17 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
     topics = result_topics(s.topic_prefix)
     selected, _ = await select_entries(s, entry_type, Filter(tenant=tenant, conversation=conversation,
                                                              correlation=correlation, since=since, until=until,
-                                                             include_replays=False), limit)
+                                                             include_replays=False), limit, keyring)
     if not selected:
         console.print("nothing to replay: no live events match")
         return 1
-    originals = await read_originals(s)
+    originals = await read_originals(s, keyring)
     if dry_run:
         for e in selected:
             console.print(f"would replay {e.TYPE} {e.id} {e.conversation} at {e.occurred_at:%Y-%m-%d %H:%M:%S}")
         return 0
     starts = await end_offsets(s, topics)
-    producer = Producer(s, "replay")
+    producer = Producer(s, "replay", keyring)
     await producer.start()
     entries = [(e.id, e.TYPE) for e in selected]
     results = Results(wanted_of(entries))
@@ -107,7 +122,7 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
 
             async def collect() -> None:
                 async for lg in follow(s, topics, lambda e: e.replay is not None and e.replay.run == run.run,
-                                       start=starts, stop=stop):
+                                       start=starts, stop=stop, keyring=keyring):
                     results.add(lg.event)
                     progress.update(done, completed=len(results.finished))
                     if len(results.finished) >= len(results.wanted):

@@ -18,6 +18,7 @@ import httpx
 import structlog
 
 from agentbus.eventlog import Filter, Logged, chain_of, read, window_start
+from agentbus.sealing import Keyring
 from agentbus.services.ingress.api.ports import Page, ReadRefused, ReadUnavailable
 from agentbus.settings import Settings
 from agentbus.topics import all_topics
@@ -110,8 +111,9 @@ class ReasonerInferences:
 
 class EventLogTrace:
     def __init__(self, settings: Settings, max_per_partition: int = 50_000, timeout_s: float = 30.0,
-                 concurrent: int = 2) -> None:
+                 concurrent: int = 2, keyring: Keyring | None = None) -> None:
         self._settings = settings
+        self._keyring = keyring  # a person's text shows opened (or [forgotten])
         self._max = max_per_partition
         self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(concurrent)
@@ -122,7 +124,8 @@ class EventLogTrace:
         async with self._slots:
             try:
                 start = await window_start(self._settings, topics, since, self._max)
-                logged: list[Logged] = await read(self._settings, topics, keep, start, timeout_s=self._timeout_s)
+                logged: list[Logged] = await read(self._settings, topics, keep, start, timeout_s=self._timeout_s,
+                                                  keyring=self._keyring)
             except Exception as exc:  # the broker is away or too slow: the caller retries (503)
                 log.warning("trace_read_failed", error=f"{type(exc).__name__}: {exc}"[:300])
                 raise ReadUnavailable(f"event log: {type(exc).__name__}: {exc}"[:300]) from exc
