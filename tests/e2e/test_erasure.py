@@ -167,3 +167,74 @@ async def test_after_an_erasure_no_byte_of_the_persons_text_is_anywhere(infra: I
     report = json.loads(out)
     assert report["messages"] and all(FORGOTTEN in (m["replayed"] or "") for m in report["messages"]), report
     assert f"zebra-quartz-{tag}" not in out
+
+
+async def until_erased(infra: Infra, p: Platform, user: str, timeout_s: float = 60.0) -> list[tuple[object, ...]]:
+    """Until every service's answer to the person's erasure is in the audit log."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        done = await rows(infra, f'SELECT actor FROM "{p.schema("ingress")}".audit_log WHERE target = %s '
+                                 "AND action = 'users.erased' ORDER BY actor", user)
+        if len(done) >= 3:
+            return done
+        assert asyncio.get_running_loop().time() < deadline, f"not every service erased {user}: {done}"
+        await asyncio.sleep(0.3)
+
+
+async def test_the_person_asks_in_chat_confirms_once_and_is_forgotten(infra: Infra, platform: Platform,
+                                                                      sink: WebhookSink) -> None:
+    tag = uuid.uuid4().hex[:8]
+    carol, chat = f"carol-{tag}", f"passports-{tag}"
+    secret = f"my passport number is E-{tag}-orchid"
+    await say(platform, sink, chat, carol, secret)
+    needles = [f"E-{tag}-orchid".encode()]
+    assert await found_in_database(infra, needles)
+
+    async def ask(text: str, answer: str) -> None:
+        body, headers = signed_request(secret_for("acme"), {"conversation": chat, "sender": {"id": carol},
+                                                             "text": text})
+        async with httpx.AsyncClient() as c:
+            r = await c.post(f"{platform.ingress_url}/v1/webhooks/acme", content=body, headers=headers)
+        assert r.status_code == 202, r.text
+        await sink.wait_for(lambda m: m["conversation"] == chat and answer in m["text"])
+
+    await ask("Forget everything about me", 'reply "yes, forget me" within 10 minutes')
+    assert len(await rows(infra, f'SELECT 1 FROM "{platform.schema("memory")}".turns WHERE owner = %s', carol)) == 2
+    await ask("yes, forget me", "Done: I have forgotten everything about you.")
+    assert await until_erased(infra, platform, carol) == [
+        ("service:ingress",), ("service:memory",), ("service:reasoner",)]
+    [(actor,)] = await rows(infra, f'SELECT actor FROM "{platform.schema("ingress")}".audit_log WHERE target = %s '
+                                   "AND action = 'users.forget'", carol)
+    assert actor == f"user:{carol}"
+    assert await rows(infra, f'SELECT 1 FROM "{platform.schema("memory")}".turns WHERE owner = %s', carol) == []
+    assert await found_in_database(infra, needles) == []
+    assert (await found_in_topics(infra, platform, needles))[0] == []
+
+
+async def test_an_admin_forgets_a_person_through_the_operator_api(infra: Infra, platform: Platform,
+                                                                  sink: WebhookSink) -> None:
+    tag = uuid.uuid4().hex[:8]
+    dave = f"dave-{tag}"
+    await say(platform, sink, f"keys-{tag}", dave, f"the safe opens with 31-{tag}-topaz")
+    code, admin, err = await cli(infra, platform, "tokens", "create", "--name", "dpo", "--tenant", "acme",
+                                 "--role", "admin", "--expires-days", "1")
+    assert code == 0, err
+    code, operator, err = await cli(infra, platform, "tokens", "create", "--name", "ops", "--tenant", "acme",
+                                    "--role", "operator", "--expires-days", "1")
+    assert code == 0, err
+    async with httpx.AsyncClient(base_url=f"{platform.ingress_url}/api/v1") as api:
+        refused = await api.post("/tenants/acme/erasures", json={"user": dave},
+                                 headers={"authorization": f"Bearer {operator.strip()}"})
+        assert refused.status_code == 403
+        bad = await api.post("/tenants/acme/erasures", json={"user": "a\nb"},
+                             headers={"authorization": f"Bearer {admin.strip()}"})
+        assert bad.status_code == 422 and bad.json()["problems"]
+        resp = await api.post("/tenants/acme/erasures", json={"user": dave},
+                              headers={"authorization": f"Bearer {admin.strip()}"})
+        assert resp.status_code == 202, resp.text
+        assert resp.json()["services"] == ["ingress", "memory", "reasoner"]
+    await until_erased(infra, platform, dave)
+    assert await found_in_database(infra, [f"31-{tag}-topaz".encode()]) == []
+    audit = await rows(infra, f'SELECT action, outcome FROM "{platform.schema("ingress")}".audit_log '
+                              "WHERE action LIKE 'users.%%' AND (target = %s OR target LIKE %s)", dave, "%/erasures")
+    assert ("users.forget", "ok") in audit and ("users.forget", "denied") in audit
