@@ -22,6 +22,7 @@ from agentbus.sealing.envelope import FORGOTTEN, is_sealed, seal, unseal
 from agentbus.sealing.keyring import Keyring
 
 SEALED = "[sealed]"  # what a reader without a keyring sees of sealed text
+MEMO = 512  # records of recently sealed events kept (a handler's outputs: recorded, then published)
 
 
 class Place(NamedTuple):
@@ -88,6 +89,9 @@ async def seal_event(keys: Keyring | None, event: Event) -> bytes:
     """The event's record value: each person's text sealed with their key (made now if they have none)."""
     if keys is None or (event.TYPE, event.VERSION) not in PLACES:
         return event.to_bytes()
+    memo = keys.sealed.get(id(event))
+    if memo is not None and memo[0] is event:
+        return memo[1]
     doc = event.model_dump(mode="json")
     run = event.replay.run if event.replay is not None else ""
     for p in places_of(doc):
@@ -98,7 +102,11 @@ async def seal_event(keys: Keyring | None, event: Event) -> bytes:
         if isinstance(text, str):
             key = await keys.key_for(event.tenant, p.owner)
             p.container[p.key] = seal(key, text, f"{event.id}:{run}:{p.path}")
-    return orjson.dumps(doc)
+    raw = orjson.dumps(doc)
+    keys.sealed[id(event)] = (event, raw)  # holds the event, so its id is not reused while it is here
+    if len(keys.sealed) > MEMO:
+        keys.sealed.popitem(last=False)
+    return raw
 
 
 async def open_event(keys: Keyring | None, raw: bytes | str | dict[str, Any], upcast: bool = True) -> Event:
