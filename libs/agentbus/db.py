@@ -21,6 +21,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from agentbus.batching import Coalescer, Span
 from agentbus.events import Event, parse_event
+from agentbus.sealing import Keyring
+from agentbus.sealing.wire import open_event, seal_event
 from agentbus.settings import Settings
 from agentbus.telemetry import exporting
 
@@ -58,7 +60,8 @@ def schema_name(service: str, settings: Settings) -> str:
 
 
 async def open_pool(
-    settings: Settings, schema: str, max_size: int | None = None, synchronous_commit: bool = True
+    settings: Settings, schema: str, max_size: int | None = None, synchronous_commit: bool = True,
+    open_timeout_s: float = 60.0,
 ) -> AsyncConnectionPool:
     """A pool whose connections use the service's schema. Connections are not pinged on every checkout
     (a round trip per event); a broken one fails its statement, which the consumer retries as transient,
@@ -75,7 +78,11 @@ async def open_pool(
         timeout=30,
         reconnect_timeout=300,
     )
-    await pool.open(wait=True, timeout=60)
+    try:
+        await pool.open(wait=True, timeout=open_timeout_s)
+    except BaseException:
+        await pool.close()
+        raise
     return pool
 
 
@@ -122,11 +129,18 @@ def outputs_json(outputs: Sequence[Event]) -> Jsonb:
     return raw_jsonb(b"[" + b",".join(o.to_bytes() for o in outputs) + b"]")
 
 
+async def sealed_outputs_json(outputs: Sequence[Event], keyring: Keyring | None) -> Jsonb:
+    """The outputs as ``outputs_json`` makes them, with each person's text sealed as it is on the wire."""
+    if keyring is None:
+        return outputs_json(outputs)
+    return raw_jsonb(b"[" + b",".join([await seal_event(keyring, o) for o in outputs]) + b"]")
+
+
 def replay_run(event: Event) -> str:
     return event.replay.run if event.replay is not None else ""
 
 
-async def processed_outputs(conn: AsyncConnection, event: Event) -> list[Event] | None:
+async def processed_outputs(conn: AsyncConnection, event: Event, keyring: Keyring | None = None) -> list[Event] | None:
     """The events recorded for an already-processed input, or None if it was never processed."""
     cur = await conn.execute(
         "SELECT outputs FROM processed_events WHERE event_id = %s AND replay_run = %s", (event.id, replay_run(event))
@@ -134,13 +148,21 @@ async def processed_outputs(conn: AsyncConnection, event: Event) -> list[Event] 
     row = await cur.fetchone()
     if row is None:
         return None
-    return [parse_event(o) for o in row[0]]
+    return await opened_outputs(row[0], keyring)
+
+
+async def opened_outputs(outputs: Sequence[object], keyring: Keyring | None) -> list[Event]:
+    """Recorded outputs (jsonb) as events, their people's text opened with ``keyring``."""
+    if keyring is None:
+        return [parse_event(o) for o in outputs]  # type: ignore[arg-type]  # jsonb objects: refused if not
+    return [await open_event(keyring, o) for o in outputs]  # type: ignore[arg-type]
 
 
 async def record_batch(
     conn: AsyncConnection,
     records: Sequence[tuple[Event, Sequence[Event]]],
     effects: tuple[str, Sequence[object]] | None = None,
+    keyring: Keyring | None = None,
 ) -> list[list[Event]]:
     """Write ``effects`` and the events' processed records in ONE statement (data-modifying CTEs run once,
     atomically), so each event's effects are written with its record or not at all. ``effects`` is one
@@ -157,7 +179,7 @@ async def record_batch(
         [e.id for e, _ in records],
         [replay_run(e) for e, _ in records],
         [e.TYPE for e, _ in records],
-        [outputs_json(outs) for _, outs in records],
+        [await sealed_outputs_json(outs, keyring) for _, outs in records],
     ]
     cur = await conn.execute(sql, params)
     recorded = {(r[0], r[1]) for r in await cur.fetchall()}
@@ -166,7 +188,7 @@ async def record_batch(
         if (event.id, replay_run(event)) in recorded:
             results.append(list(outputs))
             continue
-        previous = await processed_outputs(conn, event)  # recorded before: its first outputs stand
+        previous = await processed_outputs(conn, event, keyring)  # recorded before: its first outputs stand
         if previous is None:  # pragma: no cover - the conflicting row cannot vanish
             raise RuntimeError("processed record conflict without a record")
         results.append(previous)

@@ -15,8 +15,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from agentbus.bus.kafka import client_options
-from agentbus.events import Event, parse_event
+from agentbus.events import Event
 from agentbus.ids import ConversationKey
+from agentbus.sealing import Keyring
+from agentbus.sealing.wire import open_event
 from agentbus.settings import Settings
 
 
@@ -73,9 +75,11 @@ def _chat_of(conversation: str) -> str | None:
         return None
 
 
-def _decode(rec: ConsumerRecord) -> Logged | None:
+async def _decode(rec: ConsumerRecord, keyring: Keyring | None) -> Logged | None:
+    """The record's event, a person's text opened with ``keyring`` (``[sealed]`` without one, ``[forgotten]``
+    once their key is deleted); None for a record that is not an event."""
     try:
-        event = parse_event(rec.value)
+        event = await open_event(keyring, rec.value)
     except ValueError:
         return None
     headers = {}
@@ -169,15 +173,15 @@ async def read_records(
     return out
 
 
-def logged_of(topic: str, partition: int, offset: int, value: bytes,
-              headers: Sequence[tuple[str, bytes]] | None) -> Logged | None:
+async def logged_of(topic: str, partition: int, offset: int, value: bytes,
+                    headers: Sequence[tuple[str, bytes]] | None, keyring: Keyring | None = None) -> Logged | None:
     """A record kept elsewhere (the log's archive) as it would have been read from its topic."""
-    return _decode(ConsumerRecord(topic, partition, offset, 0, 0, None, value, None, 0, len(value),
-                                  list(headers or ())))
+    return await _decode(ConsumerRecord(topic, partition, offset, 0, 0, None, value, None, 0, len(value),
+                                        list(headers or ())), keyring)
 
 
 async def read_at(settings: Settings, locations: Sequence[tuple[str, int, int]],
-                  timeout_s: float = 10.0) -> list[Logged]:
+                  timeout_s: float = 10.0, keyring: Keyring | None = None) -> list[Logged]:
     """The events at these (topic, partition, offset) locations (from the log index), oldest first: each
     partition is read from its lowest wanted offset to its highest, so a chain costs a few short fetches
     instead of a scan of every topic. A location the log no longer holds (retention) is left out."""
@@ -207,7 +211,7 @@ async def read_at(settings: Settings, locations: Sequence[tuple[str, int, int]],
             batch = await c.getmany(*pending, timeout_ms=500, max_records=1000)
             for tp, recs in batch.items():
                 for rec in recs:
-                    if rec.offset in wanted[tp] and (logged := _decode(rec)) is not None:
+                    if rec.offset in wanted[tp] and (logged := await _decode(rec, keyring)) is not None:
                         out.append(logged)
             for tp in list(pending):  # done: past the highest wanted offset, or at the partition's end
                 hw = c.highwater(tp)
@@ -265,12 +269,13 @@ async def read(
     start: dict[TopicPartition, int] | None = None,
     timeout_s: float = 60.0,
     only_start: bool = False,
+    keyring: Keyring | None = None,
 ) -> list[Logged]:
     """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now, oldest first (with
     ``only_start``, of the partitions in ``start`` only)."""
     out: list[Logged] = []
     for rec in await read_records(settings, topics, start, timeout_s, only_start):
-        logged = _decode(rec)
+        logged = await _decode(rec, keyring)
         if logged is not None and keep(logged.event):
             out.append(logged)
     out.sort(key=lambda logged: logged.event.occurred_at)
@@ -284,6 +289,7 @@ async def follow(
     from_beginning: bool = False,
     start: dict[TopicPartition, int] | None = None,
     stop: asyncio.Event | None = None,
+    keyring: Keyring | None = None,
 ) -> AsyncIterator[Logged]:
     """Events as they arrive (after the current end, or from the beginning / ``start``)."""
     c, tps = await _consumer(settings, topics)
@@ -299,7 +305,7 @@ async def follow(
             batch = await c.getmany(timeout_ms=300)
             recs = sorted((r for rs in batch.values() for r in rs), key=lambda r: r.timestamp)
             for rec in recs:
-                logged = _decode(rec)
+                logged = await _decode(rec, keyring)
                 if logged is not None and keep(logged.event):
                     yield logged
     finally:

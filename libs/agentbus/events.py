@@ -10,10 +10,10 @@ import builtins
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from agentbus.ids import derive_id
 
@@ -32,6 +32,23 @@ class Frozen(BaseModel):
 
 
 # ---------------------------------------------------------------- payloads
+
+SEALED_TEXT_SCHEMA: dict[str, Any] = {
+    "title": "SealedText",
+    "description": "text sealed with its owner's data key (AES-256-GCM; see agentbus.sealing): a reader opens it "
+                   "with the key named by kid, and shows [forgotten] once the key is deleted",
+    "type": "object",
+    "properties": {"alg": {"const": "A256GCM"}, "kid": {"type": "string"},
+                   "iv": {"type": "string", "description": "base64url nonce (96 bits)"},
+                   "ct": {"type": "string", "description": "base64url ciphertext and tag"}},
+    "required": ["alg", "kid", "iv", "ct"],
+    "additionalProperties": False,
+}
+# A person's text in the versions that seal it: on the wire the sealed object (or plain text where nobody owns
+# it), inside a process always the text, opened by the consumer (agentbus.sealing.wire) before validation.
+Sealable = Annotated[str, WithJsonSchema({"anyOf": [{"type": "string"}, SEALED_TEXT_SCHEMA]})]
+SealableJson = Annotated[dict[str, Any] | str, WithJsonSchema({"anyOf": [
+    {"type": "object"}, {"type": "string"}, SEALED_TEXT_SCHEMA]})]
 
 
 class Sender(Frozen):
@@ -84,7 +101,7 @@ class Card(Frozen):
     buttons: tuple[Button, ...] = Field(default=(), max_length=10)
 
 
-class MessageReceivedData(Frozen):
+class MessageReceivedDataV1(Frozen):
     channel: str = Field(description="channel instance id from agentbus.yaml")
     channel_type: str
     agent: str
@@ -103,6 +120,12 @@ class MessageReceivedData(Frozen):
     )
     attachments: tuple[Attachment, ...] = Field(default=(), description="images, files, voice sent with it")
     action: Action | None = Field(default=None, description="set when the message is a press of a card's button")
+
+
+class MessageReceivedData(MessageReceivedDataV1):
+    """v2: the text is sealed with the sender's data key."""
+
+    text: Sealable
 
 
 class Schedule(Frozen):
@@ -156,7 +179,7 @@ class JobTriggeredData(Frozen):
     reply_route: dict[str, Any] = Field(default_factory=dict)
 
 
-class Turn(Frozen):
+class TurnV1(Frozen):
     role: Literal["user", "assistant", "system"]
     text: str
     at: datetime
@@ -167,7 +190,13 @@ class Turn(Frozen):
                               "person a reply answered (none for a job's turn); forgetting them erases it")
 
 
-class Recall(Frozen):
+class Turn(TurnV1):
+    """context.assembled v2's turn: its text sealed with its owner's key."""
+
+    text: Sealable
+
+
+class RecallV1(Frozen):
     text: str
     score: float
     role: Literal["user", "assistant", "system"] = "user"
@@ -187,7 +216,13 @@ class Recall(Frozen):
                               "answered, or a fact is about); forgetting them erases it")
 
 
-class MemoryCommand(Frozen):
+class Recall(RecallV1):
+    """context.assembled v2's memory: its text sealed with its owner's key."""
+
+    text: Sealable
+
+
+class MemoryCommandV1(Frozen):
     """Command: remember a fact, or forget what is like a query (the agent's ``memory`` tool asks for both), or
     forget one memory by its id (an operator, through the API).
 
@@ -207,19 +242,34 @@ class MemoryCommand(Frozen):
         "nothing else")
 
 
-class ContextAssembledData(Frozen):
+class MemoryCommand(MemoryCommandV1):
+    """v2: the text is sealed with the subject's key (plain when there is no subject)."""
+
+    text: Sealable = Field(min_length=1, max_length=4000,
+                           description="remember: the fact, as a sentence; forget: what to forget, as a query")
+
+
+class ContextAssembledDataV1(Frozen):
     agent: str
     channel: str
     channel_type: str
     chat: Chat
     trigger: Literal["message", "job"]
-    input: Turn
-    history: tuple[Turn, ...] = ()
-    memories: tuple[Recall, ...] = ()
+    input: TurnV1
+    history: tuple[TurnV1, ...] = ()
+    memories: tuple[RecallV1, ...] = ()
     reply_route: dict[str, Any] = Field(default_factory=dict)
     in_reply_to: str | None = None
     refusal: str | None = Field(default=None, description="answer with this text, without the LLM")
     asker: Sender | None = Field(default=None, description="who sent the message answered (none for a job)")
+
+
+class ContextAssembledData(ContextAssembledDataV1):
+    """v2: every turn's and memory's text is sealed with its owner's key."""
+
+    input: Turn
+    history: tuple[Turn, ...] = ()
+    memories: tuple[Recall, ...] = ()
 
 
 class InferenceCompletedData(Frozen):
@@ -264,7 +314,14 @@ class InferenceCompletedDataV2(Frozen):
     tool_calls: int = Field(default=0, ge=0, description="tool calls of the tool loop for this answer")
 
 
-class ToolCalledData(Frozen):
+class InferenceCompletedDataV3(InferenceCompletedDataV2):
+    """v3: the answer's text is sealed with the key of the person asked (its ``owner``)."""
+
+    output_text: Sealable | None = None
+    owner: str | None = Field(default=None, description="the person the answer is for (none for a job)")
+
+
+class ToolCalledDataV1(Frozen):
     """One tool call of the agent's tool loop and its result (what the model read)."""
 
     agent: str
@@ -281,6 +338,14 @@ class ToolCalledData(Frozen):
     commands: tuple[uuid.UUID, ...] = Field(default=(), description="ids of the command events it asked for")
 
 
+class ToolCalledData(ToolCalledDataV1):
+    """v2: the arguments and the result are sealed with the key of the person asked (``owner``)."""
+
+    arguments: SealableJson = Field(description="the arguments as parsed JSON (the raw text if invalid)")
+    result: Sealable = Field(description="what the model read back (truncated to 8,000 characters)")
+    owner: str | None = Field(default=None, description="the person the answer is for (none for a job)")
+
+
 class ReplyGeneratedDataV1(Frozen):
     agent: str
     channel: str
@@ -295,7 +360,7 @@ class ReplyGeneratedDataV1(Frozen):
                                  "addresses them (none for a job's push)")
 
 
-class ReplyGeneratedData(ReplyGeneratedDataV1):
+class ReplyGeneratedDataV2(ReplyGeneratedDataV1):
     """v2: a reply may carry a card with buttons and files or images besides its text."""
 
     card: Card | None = None
@@ -304,7 +369,13 @@ class ReplyGeneratedData(ReplyGeneratedDataV1):
                            "channel edits that message into this final text instead of sending a new one")
 
 
-class ReplyProgressData(Frozen):
+class ReplyGeneratedData(ReplyGeneratedDataV2):
+    """v3: the text is sealed with the key of the person answered (``asker``)."""
+
+    text: Sealable
+
+
+class ReplyProgressDataV1(Frozen):
     """The chat shows that the agent works: a typing indicator, or the answer so far in a message edited as it
     grows. Best effort: a lost progress event costs a typing indicator, never the reply."""
 
@@ -317,6 +388,13 @@ class ReplyProgressData(Frozen):
     stage: Literal["working", "partial"]
     seq: int = Field(ge=0, description="orders the progress of one reply; a lower one than seen is dropped")
     text: str = Field(default="", description="partial: the answer so far (not a delta)")
+
+
+class ReplyProgressData(ReplyProgressDataV1):
+    """v2: the answer so far is sealed with the key of the person answered (``asker``)."""
+
+    text: Sealable = Field(default="", description="partial: the answer so far (not a delta)")
+    asker: Sender | None = Field(default=None, description="who sent the message answered")
 
 
 class DeliveryCompletedData(Frozen):
@@ -511,14 +589,29 @@ class Event(Frozen):
         )
 
 
-class MessageReceived(Event):
-    """message.received v1: a person wrote to an agent on a channel."""
+class MessageReceivedV1(Event):
+    """message.received v1 (superseded by v2; upcast on read): a person wrote to an agent on a channel."""
 
     TYPE: ClassVar[str] = "message.received"
     VERSION: ClassVar[int] = 1
     type: Literal["message.received"]
     version: Literal[1]
+    data: MessageReceivedDataV1
+
+
+class MessageReceived(Event):
+    """message.received v2: a person wrote to an agent on a channel (the text sealed with their key)."""
+
+    TYPE: ClassVar[str] = "message.received"
+    VERSION: ClassVar[int] = 2
+    type: Literal["message.received"]
+    version: Literal[2]
     data: MessageReceivedData
+
+
+def _same(data: dict[str, Any]) -> dict[str, Any]:
+    """A version that only starts sealing text: plain text is valid in it, so the payload stays as it is."""
+    return data
 
 
 class JobRequestedV1(Event):
@@ -558,23 +651,43 @@ class JobTriggered(Event):
     data: JobTriggeredData
 
 
-class ContextAssembled(Event):
-    """context.assembled v1: what an agent answers from (the input, history and recalled memories)."""
+class ContextAssembledV1(Event):
+    """context.assembled v1 (superseded by v2; upcast on read)."""
 
     TYPE: ClassVar[str] = "context.assembled"
     VERSION: ClassVar[int] = 1
     type: Literal["context.assembled"]
     version: Literal[1]
+    data: ContextAssembledDataV1
+
+
+class ContextAssembled(Event):
+    """context.assembled v2: what an agent answers from (the input, history and recalled memories)."""
+
+    TYPE: ClassVar[str] = "context.assembled"
+    VERSION: ClassVar[int] = 2
+    type: Literal["context.assembled"]
+    version: Literal[2]
     data: ContextAssembledData
 
 
-class MemoryRequested(Event):
-    """memory.requested v1: a command to remember a fact or to forget memories like a query."""
+class MemoryRequestedV1(Event):
+    """memory.requested v1 (superseded by v2; upcast on read)."""
 
     TYPE: ClassVar[str] = "memory.requested"
     VERSION: ClassVar[int] = 1
     type: Literal["memory.requested"]
     version: Literal[1]
+    data: MemoryCommandV1
+
+
+class MemoryRequested(Event):
+    """memory.requested v2: a command to remember a fact or to forget memories like a query."""
+
+    TYPE: ClassVar[str] = "memory.requested"
+    VERSION: ClassVar[int] = 2
+    type: Literal["memory.requested"]
+    version: Literal[2]
     data: MemoryCommand
 
 
@@ -588,14 +701,24 @@ class InferenceCompletedV1(Event):
     data: InferenceCompletedData
 
 
-class InferenceCompleted(Event):
-    """inference.completed v2: one finished (or failed) answer of the model chain."""
+class InferenceCompletedV2(Event):
+    """inference.completed v2 (superseded by v3; upcast on read)."""
 
     TYPE: ClassVar[str] = "inference.completed"
     VERSION: ClassVar[int] = 2
     type: Literal["inference.completed"]
     version: Literal[2]
     data: InferenceCompletedDataV2
+
+
+class InferenceCompleted(Event):
+    """inference.completed v3: one finished (or failed) answer of the model chain."""
+
+    TYPE: ClassVar[str] = "inference.completed"
+    VERSION: ClassVar[int] = 3
+    type: Literal["inference.completed"]
+    version: Literal[3]
+    data: InferenceCompletedDataV3
 
 
 def _inference_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
@@ -615,13 +738,23 @@ class ReplyGeneratedV1(Event):
     data: ReplyGeneratedDataV1
 
 
-class ReplyGenerated(Event):
-    """reply.generated v2: text, and optionally a card with buttons and attachments."""
+class ReplyGeneratedV2(Event):
+    """reply.generated v2 (superseded by v3; upcast on read): text, and optionally a card and attachments."""
 
     TYPE: ClassVar[str] = "reply.generated"
     VERSION: ClassVar[int] = 2
     type: Literal["reply.generated"]
     version: Literal[2]
+    data: ReplyGeneratedDataV2
+
+
+class ReplyGenerated(Event):
+    """reply.generated v3: text (sealed with the key of the person answered), optionally a card, attachments."""
+
+    TYPE: ClassVar[str] = "reply.generated"
+    VERSION: ClassVar[int] = 3
+    type: Literal["reply.generated"]
+    version: Literal[3]
     data: ReplyGeneratedData
 
 
@@ -629,23 +762,43 @@ def _reply_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "card": None, "attachments": [], "streamed": False}
 
 
-class ReplyProgress(Event):
-    """reply.progress v1: the agent is working on an answer (typing), or here is the answer so far."""
+class ReplyProgressV1(Event):
+    """reply.progress v1 (superseded by v2; upcast on read)."""
 
     TYPE: ClassVar[str] = "reply.progress"
     VERSION: ClassVar[int] = 1
     type: Literal["reply.progress"]
     version: Literal[1]
+    data: ReplyProgressDataV1
+
+
+class ReplyProgress(Event):
+    """reply.progress v2: the agent is working on an answer (typing), or here is the answer so far."""
+
+    TYPE: ClassVar[str] = "reply.progress"
+    VERSION: ClassVar[int] = 2
+    type: Literal["reply.progress"]
+    version: Literal[2]
     data: ReplyProgressData
 
 
-class ToolCalled(Event):
-    """tool.called v1: a tool the agent called while answering, with its arguments and result."""
+class ToolCalledV1(Event):
+    """tool.called v1 (superseded by v2; upcast on read)."""
 
     TYPE: ClassVar[str] = "tool.called"
     VERSION: ClassVar[int] = 1
     type: Literal["tool.called"]
     version: Literal[1]
+    data: ToolCalledDataV1
+
+
+class ToolCalled(Event):
+    """tool.called v2: a tool the agent called while answering, with its arguments and result (sealed)."""
+
+    TYPE: ClassVar[str] = "tool.called"
+    VERSION: ClassVar[int] = 2
+    type: Literal["tool.called"]
+    version: Literal[2]
     data: ToolCalledData
 
 
@@ -732,17 +885,24 @@ class UserErased(Event):
 CATALOGUE: dict[tuple[str, int], type[Event]] = {
     (c.TYPE, c.VERSION): c
     for c in (
+        MessageReceivedV1,
         MessageReceived,
         InferenceCompletedV1,
+        InferenceCompletedV2,
         JobRequestedV1,
         JobRequested,
         JobTriggered,
+        ContextAssembledV1,
         ContextAssembled,
         InferenceCompleted,
         ReplyGeneratedV1,
+        ReplyGeneratedV2,
         ReplyGenerated,
+        ReplyProgressV1,
         ReplyProgress,
+        ToolCalledV1,
         ToolCalled,
+        MemoryRequestedV1,
         MemoryRequested,
         DeliveryCompleted,
         DeadLettered,
@@ -763,6 +923,14 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("inference.completed", 1): _inference_v1_to_v2,
     ("job.requested", 1): _job_requested_v1_to_v2,
     ("reply.generated", 1): _reply_v1_to_v2,
+    # the versions that seal a person's text (agentbus.sealing): plain text is valid in them
+    ("message.received", 1): _same,
+    ("context.assembled", 1): _same,
+    ("reply.generated", 2): _same,
+    ("reply.progress", 1): _same,
+    ("inference.completed", 2): _same,
+    ("tool.called", 1): _same,
+    ("memory.requested", 1): _same,
 }
 LATEST: dict[str, int] = {}
 for _type, _version in CATALOGUE:

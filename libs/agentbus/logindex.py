@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from agentbus.eventlog import Logged
     from agentbus.events import Event
+    from agentbus.sealing import Keyring
     from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.logindex")
@@ -180,9 +181,9 @@ class LogIndex:
         return str(row[0]), [Located(t, p, o, bytes(v) if v is not None else None, _headers(h))
                              for t, p, o, v, h in rows]
 
-    async def select(self, topic: str, tenant: str, since: datetime | None, until: datetime | None,
+    async def select(self, topics: Sequence[str], tenant: str, since: datetime | None, until: datetime | None,
                      conversation: str | None, correlation: str | None, limit: int) -> list[Located]:
-        """Live (not replayed) events of ``topic`` of a tenant, oldest first, at most ``limit``: a superset of a
+        """Live (not replayed) events of ``topics`` of a tenant, oldest first, at most ``limit``: a superset of a
         replay's selection by conversation (its chat part matches too), which the caller filters exactly."""
         try:
             corr = uuid.UUID(correlation) if correlation else None
@@ -190,14 +191,14 @@ class LogIndex:
             return []
         async with self._pool.connection() as conn:
             rows = await (await conn.execute(
-                'SELECT topic, part, "offset", value, headers FROM records WHERE topic = %(topic)s '
+                'SELECT topic, part, "offset", value, headers FROM records WHERE topic = ANY(%(topics)s) '
                 "AND tenant = %(tenant)s AND replay_run IS NULL "
                 "AND (%(since)s::timestamptz IS NULL OR occurred_at >= %(since)s) "
                 "AND (%(until)s::timestamptz IS NULL OR occurred_at <= %(until)s) "
                 "AND (%(corr)s::uuid IS NULL OR correlation_id = %(corr)s) "
                 "AND (%(conv)s::text IS NULL OR conversation = %(conv)s OR conversation LIKE %(like)s) "
                 'ORDER BY occurred_at, part, "offset" LIMIT %(limit)s',
-                {"topic": topic, "tenant": tenant, "since": since, "until": until, "corr": corr,
+                {"topics": list(topics), "tenant": tenant, "since": since, "until": until, "corr": corr,
                  "conv": conversation, "like": f"%/{conversation}" if conversation else None,
                  "limit": limit})).fetchall()
         return [Located(t, p, o, bytes(v) if v is not None else None, _headers(h)) for t, p, o, v, h in rows]
@@ -232,7 +233,7 @@ class LogIndex:
 
 
 async def indexed_chain(settings: Settings, index: LogIndex, wanted: str,
-                        tenant: str | None) -> list[Logged] | None:
+                        tenant: str | None, keyring: Keyring | None = None) -> list[Logged] | None:
     """The chain of ``wanted`` through the log index: archived records as they are, others read at their offsets,
     and what the indexer has not reached yet read from the log past its last indexed offset (a chain's events
     share their conversation's key, so they sit on the same partition of every topic: the tail is short).
@@ -244,20 +245,22 @@ async def indexed_chain(settings: Settings, index: LogIndex, wanted: str,
     if found is None:
         return None
     correlation, located = found
-    archived = [logged_of(loc.topic, loc.part, loc.offset, loc.value, loc.headers)
+    archived = [await logged_of(loc.topic, loc.part, loc.offset, loc.value, loc.headers, keyring)
                 for loc in located if loc.value is not None]
     out = [lg for lg in archived if lg is not None]
-    out += await read_at(settings, [(loc.topic, loc.part, loc.offset) for loc in located if loc.value is None])
+    out += await read_at(settings, [(loc.topic, loc.part, loc.offset) for loc in located if loc.value is None],
+                         keyring=keyring)
     seen = {lg.event.id for lg in out}
     tail = await unindexed_tail(settings, index, all_topics(settings.topic_prefix),
-                                Filter(correlation=correlation, tenant=tenant), {loc.part for loc in located})
+                                Filter(correlation=correlation, tenant=tenant), {loc.part for loc in located},
+                                keyring)
     out += [lg for lg in tail if lg.event.id not in seen]
     out.sort(key=lambda lg: lg.event.occurred_at)
     return out
 
 
 async def unindexed_tail(settings: Settings, index: LogIndex, topics: Sequence[str], keep: Any,
-                         partitions: set[int] | None = None) -> list[Logged]:
+                         partitions: set[int] | None = None, keyring: Keyring | None = None) -> list[Logged]:
     """What ``keep`` accepts among the records of ``topics`` past the last offset the index holds (the
     indexer's lag), of every partition or only of ``partitions``. The partitions' ends are asked first and only
     those ahead of the index are read, so with the indexer caught up this costs one ListOffsets request."""
@@ -285,27 +288,29 @@ async def unindexed_tail(settings: Settings, index: LogIndex, topics: Sequence[s
     nexts = await index.next_offsets([(tp.topic, tp.partition) for tp in tps])
     start = {tp: nexts.get((tp.topic, tp.partition), 0) for tp in tps}
     behind = {tp: at for tp, at in start.items() if ends.get(tp, 0) > at}
-    return await read(settings, topics, keep, behind, only_start=True) if behind else []
+    return await read(settings, topics, keep, behind, only_start=True, keyring=keyring) if behind else []
 
 
-async def indexed_selection(settings: Settings, index: LogIndex, topic: str, keep: Any,
-                            limit: int) -> tuple[list[Event], bool, int]:
-    """A replay's live events of ``topic`` that ``keep`` (an ``eventlog.Filter``) accepts, through the index:
+async def indexed_selection(settings: Settings, index: LogIndex, topics: Sequence[str], keep: Any, limit: int,
+                            keyring: Keyring | None = None) -> tuple[list[Event], bool, int]:
+    """A replay's live events of ``topics`` that ``keep`` (an ``eventlog.Filter``) accepts, through the index:
     oldest first, at most ``limit``; whether more matched; and how many matched that the log no longer holds
     (older than its retention, and not in the archive)."""
     from agentbus.eventlog import logged_of, read_at
 
     room = limit * 2 + 10  # the index's conversation match is a superset; the exact filter runs below
-    located = await index.select(topic, keep.tenant, keep.since, keep.until, keep.conversation, keep.correlation,
+    located = await index.select(topics, keep.tenant, keep.since, keep.until, keep.conversation, keep.correlation,
                                  room)
     logged = [lg for loc in located if loc.value is not None
-              and (lg := logged_of(loc.topic, loc.part, loc.offset, loc.value, loc.headers)) is not None]
+              and (lg := await logged_of(loc.topic, loc.part, loc.offset, loc.value, loc.headers, keyring))
+              is not None]
     wanted = [(loc.topic, loc.part, loc.offset) for loc in located if loc.value is None]
-    held = await read_at(settings, wanted)
+    held = await read_at(settings, wanted, keyring=keyring)
     expired = len(wanted) - len(held)
     logged += held
     seen = {lg.event.id for lg in logged}
-    logged += [lg for lg in await unindexed_tail(settings, index, [topic], keep) if lg.event.id not in seen]
+    logged += [lg for lg in await unindexed_tail(settings, index, topics, keep, keyring=keyring)
+               if lg.event.id not in seen]
     matched = sorted((lg.event for lg in logged if keep(lg.event) and lg.event.replay is None),
                      key=lambda e: e.occurred_at)
     return matched[:limit], len(matched) > limit or len(located) >= room, expired

@@ -22,6 +22,7 @@ from agentbus.events import (
     ToolCalled,
 )
 from agentbus.ids import reply_id, reply_id_of_context
+from agentbus.sealing import Keyring
 from agentbus.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,26 +33,29 @@ ENTRY = {"message": "message.received", "job": "job.triggered", "context": "cont
 
 def result_topics(prefix: str) -> list[str]:
     """Where a run's outcome shows: replies, deliveries, tool calls, inferences, and dead letters."""
-    from agentbus.topics import dead_letter_topic, topic_for, topics_of_type
+    from agentbus.topics import dead_letter_topic, topics_of_type
 
-    return [*topics_of_type(prefix, "reply.generated"), topic_for(prefix, "delivery.completed"),
-            topic_for(prefix, ToolCalled.TYPE), *topics_of_type(prefix, "inference.completed"),
+    return [*topics_of_type(prefix, "reply.generated"), *topics_of_type(prefix, "delivery.completed"),
+            *topics_of_type(prefix, ToolCalled.TYPE), *topics_of_type(prefix, "inference.completed"),
             dead_letter_topic(prefix)]
 
 
 async def select_entries(settings: Settings, entry_type: str, keep: Any, limit: int,
+                         keyring: Keyring | None = None,
                          index: LogIndex | None = None) -> tuple[list[Event], bool, int]:
-    """The live events of ``entry_type`` that ``keep`` (an ``eventlog.Filter``) accepts, oldest first, at most
-    ``limit``; whether more matched; and how many matched that the log no longer holds (known only with the log
-    ``index``, which is used when given: it reads the matching offsets instead of the whole topic)."""
+    """The live events of ``entry_type`` (every version's topic) that ``keep`` (an ``eventlog.Filter``) accepts,
+    oldest first, at most ``limit``; whether more matched; and how many matched that the log no longer holds
+    (known only with the log ``index``, which is used when given: it reads the matching offsets instead of the
+    whole topics). A person's text is opened with ``keyring``, so a forgotten person's messages are replayed as
+    ``[forgotten]``."""
     from agentbus.eventlog import read
     from agentbus.logindex import indexed_selection
-    from agentbus.topics import topic_for
+    from agentbus.topics import topics_of_type
 
-    topic = topic_for(settings.topic_prefix, entry_type)
+    topics = topics_of_type(settings.topic_prefix, entry_type)
     if index is not None and keep.tenant:
-        return await indexed_selection(settings, index, topic, keep, limit)
-    matched = [lg.event for lg in await read(settings, [topic], keep) if lg.event.replay is None]
+        return await indexed_selection(settings, index, topics, keep, limit, keyring)
+    matched = [lg.event for lg in await read(settings, topics, keep, keyring=keyring) if lg.event.replay is None]
     return matched[:limit], len(matched) > limit, 0
 
 
@@ -71,14 +75,14 @@ class Originals:
             _add_tool(self.tools, e)
 
 
-async def read_originals(settings: Settings) -> Originals:
+async def read_originals(settings: Settings, keyring: Keyring | None = None) -> Originals:
     from agentbus.eventlog import read
-    from agentbus.topics import topic_for, topics_of_type
+    from agentbus.topics import topics_of_type
 
     prefix = settings.topic_prefix
     out = Originals()
-    for lg in await read(settings, [*topics_of_type(prefix, "reply.generated"), topic_for(prefix, ToolCalled.TYPE)],
-                         lambda e: e.replay is None):
+    topics = [*topics_of_type(prefix, "reply.generated"), *topics_of_type(prefix, ToolCalled.TYPE)]
+    for lg in await read(settings, topics, lambda e: e.replay is None, keyring=keyring):
         out.add(lg.event)
     return out
 

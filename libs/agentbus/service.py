@@ -25,6 +25,8 @@ from agentbus.events import Event
 from agentbus.http import ReadyCheck, admin_app, server
 from agentbus.liveconfig import follow_config, start_live_config
 from agentbus.logs import configure_logging
+from agentbus.sealing import Keyring
+from agentbus.sealing.keystore import open_key_store
 from agentbus.security import InsecureConfiguration, check_secure_defaults, insecure_credentials
 from agentbus.settings import Settings
 from agentbus.telemetry import configure_tracing, shutdown_tracing
@@ -57,6 +59,13 @@ def check_contract(service: str, parts: ServiceParts) -> None:
 Bootstrap = Callable[[Settings, PlatformConfig, Producer], Awaitable[ServiceParts]]
 
 
+def keyring_of(producer: Producer) -> Keyring:
+    """The keyring ``serve`` gave the service's producer: a bootstrap's stores seal and open with the same one."""
+    if producer.keyring is None:
+        raise RuntimeError("the service's producer has no keyring")
+    return producer.keyring
+
+
 async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: PlatformConfig,
                 document: dict[str, Any]) -> None:
     """Run ``service`` until SIGTERM. ``config`` and ``document`` are the file's: they seed the platform's
@@ -67,7 +76,9 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
             created.append("config")
         if created:
             log.info("topics_created", count=len(created), partitions=settings.topic_partitions)
-    producer = Producer(settings, service)
+    # the people's data keys: the producer seals their text with them, the consumer opens it (agentbus.sealing)
+    key_store, key_pool = await open_key_store(settings)
+    producer = Producer(settings, service, Keyring(key_store, settings.key_cache_s))
     await producer.start()
     live, config_start = await start_live_config(settings, service, document, config, producer)
     check_secure_defaults(live.current, settings, f"configuration version {live.version}")
@@ -80,7 +91,8 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
                                        "actor": live.applied.actor}
     consumer: ConsumerRunner | None = None
     if parts.routes:
-        consumer = ConsumerRunner(settings, service, producer, parts.routes, give_up=parts.give_up)
+        consumer = ConsumerRunner(settings, service, producer, parts.routes, give_up=parts.give_up,
+                                  keyring=producer.keyring)
         await consumer.start()
 
         async def consuming() -> tuple[bool, str]:
@@ -125,6 +137,7 @@ async def serve(service: str, bootstrap: Bootstrap, settings: Settings, config: 
         except Exception as exc:  # shutting down anyway; report it
             log.warning("stop_hook_failed", error=repr(exc))
     await producer.stop()
+    await key_pool.close()
     shutdown_tracing()
     log.info("service_stopped")
     if failed:

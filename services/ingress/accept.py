@@ -21,10 +21,17 @@ from datetime import UTC, datetime
 import structlog
 
 from agentbus.channeltypes import ChannelBase
-from agentbus.events import Attachment, MessageReceived, MessageReceivedData
+from agentbus.events import Attachment, Event, MessageReceived, MessageReceivedData
 from agentbus.ids import conversation_key, message_id
 from agentbus.services.ingress.inbound import Inbound, InboundMessage
-from agentbus.services.ingress.ports import DedupeStore, DedupeUnavailable, MediaDownloads, Publisher, Quota
+from agentbus.services.ingress.ports import (
+    DedupeStore,
+    DedupeUnavailable,
+    ErasureRequests,
+    MediaDownloads,
+    Publisher,
+    Quota,
+)
 
 log = structlog.get_logger("agentbus.ingress")
 
@@ -52,8 +59,10 @@ def policy(channel: ChannelBase, msg: InboundMessage) -> tuple[str | None, str |
 
 class Acceptor:
     def __init__(self, dedupe: DedupeStore, producer: Publisher, publish_timeout_s: float = 10.0,
-                 media: MediaDownloads | None = None, quota: Quota | None = None) -> None:
+                 media: MediaDownloads | None = None, quota: Quota | None = None,
+                 erasures: ErasureRequests | None = None) -> None:
         self._dedupe = dedupe
+        self._erasures = erasures
         self._quota = quota
         self._media = media
         self._producer = producer
@@ -113,6 +122,12 @@ class Acceptor:
                 log.info("message_over_quota", channel=channel.id, tenant=channel.tenant)
                 return Outcome("over_quota", reason="the tenant's messages_per_minute quota is used up",
                                retry_after_s=verdict.retry_after_s)
+        # "forget everything about me" and its confirmation are answered by ingress itself (not remembered)
+        commands: tuple[Event, ...] = ()
+        if refusal is None and self._erasures is not None:
+            spoken = await self._erasures.heard(channel, msg, event_id)
+            if spoken is not None:
+                refusal, commands = spoken.answer, spoken.commands
         # only a new message is downloaded (a retry the table caught costs nothing); a failed download marks
         # the attachment and the message goes on
         attachments: tuple[Attachment, ...] = ()
@@ -141,7 +156,7 @@ class Acceptor:
             conversation=conversation_key(channel.tenant, channel.id, msg.chat.id),
         )
         # not acknowledged to the platform before the broker has it; a stalled broker gets a 503 in bounded time
-        await asyncio.wait_for(self._producer.publish([event]), self._publish_timeout_s)
+        await asyncio.wait_for(self._producer.publish([*commands, event]), self._publish_timeout_s)
         try:
             await self._dedupe.record(channel.id, dedupe_id, event_id)
         except DedupeUnavailable as exc:

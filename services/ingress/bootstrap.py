@@ -14,9 +14,7 @@ from agentbus.events import AuditRecorded, ReplayRequested, UserErased, UserEras
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import channel_changes, live_of
 from agentbus.logindex import Indexer, open_log_index
-from agentbus.sealing import Keyring
-from agentbus.sealing.keystore import open_key_store
-from agentbus.service import ServiceParts
+from agentbus.service import ServiceParts, keyring_of
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.api.eventlog import LogEntries
 from agentbus.services.ingress.api.replay_runner import ReplayRunner
@@ -24,9 +22,11 @@ from agentbus.services.ingress.api.wiring import AuditRecorder, operator_api_mou
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
 from agentbus.services.ingress.chat.wiring import chat_api
+from agentbus.services.ingress.confirmations import PgConfirmations
 from agentbus.services.ingress.console.wiring import console_routes
 from agentbus.services.ingress.dedupe import PgDedupe
 from agentbus.services.ingress.erasure import IngressErasure
+from agentbus.services.ingress.forgetme import ForgetMe
 from agentbus.services.ingress.longconn.lease import PgLeases
 from agentbus.services.ingress.longconn.supervisor import replica_name
 from agentbus.services.ingress.longconn.wiring import LongConnections
@@ -75,13 +75,12 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     )
     dedupe = PgDedupe(pool)
     blobs, blob_pool = await open_blob_store(settings)
-    key_store, key_pool = await open_key_store(settings)
-    keys = Keyring(key_store, settings.key_cache_s)
+    keys = keyring_of(producer)
     # downloads follow the platform's redirects (Slack, DingTalk hand out signed URLs on other hosts)
     media_http = async_client(timeout=30.0, max_connections=32, follow_redirects=True)
     media = MediaDownloader(blobs, media_http, media_fetchers())
     acceptor = Acceptor(dedupe, producer, settings.ingress_publish_timeout_s, media,
-                        MessageQuota(config, PgWindow(pool)))
+                        MessageQuota(config, PgWindow(pool)), ForgetMe(PgConfirmations(pool)))
 
     async def watch_dead_letters() -> None:
         """Count the dead-letter topic's records into a gauge (ingress is the operator-facing service).
@@ -117,16 +116,16 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         live.on_change(channels_changed)
     index, index_pool = (await open_log_index(settings)) if settings.log_index else (None, None)
     api, audit_log, api_http = operator_api_mount(settings, config, pool, producer, index)
-    chat = chat_api(settings, config, pool, acceptor)
+    chat = chat_api(settings, config, pool, acceptor, keys)
     erasure = IngressErasure(keys, audit_log)
     parts = ServiceParts(
         routes={AuditRecorded: AuditRecorder(audit_log).keep_audit,
-                ReplayRequested: ReplayRunner(LogEntries(settings, index)).select_replay,
+                ReplayRequested: ReplayRunner(LogEntries(settings, keys, index)).select_replay,
                 UserErasureRequested: erasure.erase, UserErased: erasure.keep_erased},
         http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), *chat.routes, api,
-                     *console_routes(settings, config, api.app)],
+                     *console_routes(settings, config, api.app, keys)],
         checks={"database": database, **chat.checks},
-        on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, key_pool.close, pool.close],
+        on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, pool.close],
         background=[watch_dead_letters, *chat.background],
     )
     parts.background.append(links.run)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from agentbus.channeltypes import ChannelBase
 from agentbus.events import Attachment, Event
-from agentbus.services.ingress.inbound import MediaItem
+from agentbus.services.ingress.inbound import InboundMessage, MediaItem
 
 
 class DedupeUnavailable(Exception):
@@ -70,4 +70,20 @@ class Verdict:
 class Quota(Protocol):
     async def admit(self, tenant: str) -> Verdict:
         """Whether one more message of the tenant is within its quota (and count it when it is)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """Ingress's own answer to a message (said to the person without the model, and not remembered), and the
+    commands to publish before it."""
+
+    answer: str
+    commands: tuple[Event, ...] = ()
+
+
+class ErasureRequests(Protocol):
+    async def heard(self, channel: ChannelBase, msg: InboundMessage, event_id: uuid.UUID) -> Spoken | None:
+        """A person asking to be forgotten, or confirming it: what to answer and publish; None for any other
+        message."""
         ...

@@ -12,9 +12,7 @@ from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobTriggered, MemoryRequested, MessageReceived, ReplyGenerated, UserErasureRequested
-from agentbus.sealing import Keyring
-from agentbus.sealing.keystore import open_key_store
-from agentbus.service import ServiceParts
+from agentbus.service import ServiceParts, keyring_of
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.commands import MemoryCommands
 from agentbus.services.memory.deferredstore import PgDeferredIndex
@@ -47,10 +45,9 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         await index.ensure()
         on_stop += [client.aclose, index.aclose]
         embedder, vectors = client, index
-    key_store, key_pool = await open_key_store(settings)
-    keys = Keyring(key_store, settings.key_cache_s)
-    store = PgTurnStore(pool)
-    on_stop += [store.aclose, pool.close, key_pool.close]  # the pool last: the index and the store flush through it
+    keys = keyring_of(producer)
+    store = PgTurnStore(pool, keyring=keys)
+    on_stop += [store.aclose, pool.close]  # the pool last: the index and the store flush through it
     deferred = PgDeferredIndex(pool)
     memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s))
     commands = MemoryCommands(embedder, vectors, PgCommandLog(pool))

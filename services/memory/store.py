@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from agentbus.db import coalesced, columns, record_batch
 from agentbus.events import Event, Turn
+from agentbus.sealing import Keyring
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,9 @@ class _Write:
 class PgTurnStore:
     """The ``TurnStore`` port over memory's ``turns`` table and the processed-events record."""
 
-    def __init__(self, pool: AsyncConnectionPool, max_batch: int = 256) -> None:
+    def __init__(self, pool: AsyncConnectionPool, max_batch: int = 256, keyring: Keyring | None = None) -> None:
         self._pool = pool
+        self._keyring = keyring  # the recorded outputs hold the people's text sealed, as the topics do
         self._reads = coalesced(self._histories_many, max_batch)
         self._writes = coalesced(self._remember_many, max_batch)
 
@@ -98,6 +100,7 @@ class PgTurnStore:
                  "%b::text[], %b::text[], %b::timestamptz[], %b::uuid[], %b::jsonb[], %b::text[]) "
                  "ON CONFLICT (event_id) DO NOTHING",
                  columns(turns, 10)),
+                keyring=self._keyring,
             )
 
 

@@ -13,9 +13,7 @@ from agentbus.db import service_database
 from agentbus.events import ContextAssembled, ReplyProgress, UserErasureRequested
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import live_of
-from agentbus.sealing import Keyring
-from agentbus.sealing.keystore import open_key_store
-from agentbus.service import ServiceParts
+from agentbus.service import ServiceParts, keyring_of
 from agentbus.services.reasoner.budget import PgUsage, TokenBudget
 from agentbus.services.reasoner.erasure import ReasonerErasure
 from agentbus.services.reasoner.handlers import Reasoner
@@ -58,7 +56,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     probe_http = async_client(timeout=60.0, max_connections=16)
     prober = Prober(health, lambda: configured_endpoints(config, settings), settings.model_probe_interval_s,
                     probe_http)
-    ledger = Ledger(pool)
+    keys = keyring_of(producer)
+    ledger = Ledger(pool, keys)
     tool_http = async_client(timeout=30.0, max_connections=64)
     memory, schedule = MemoryTool(memory_url(settings)), ScheduleTool(scheduler_url(settings))
     builtins: list[Tool] = [*builtin_tools(), memory, schedule,
@@ -82,8 +81,6 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         live.check(registry.validate)
         live.on_change(tool_sources_changed)
     blobs, blob_pool = await open_blob_store(settings)
-    key_store, key_pool = await open_key_store(settings)
-    keys = Keyring(key_store, settings.key_cache_s)
     reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer), blobs=blobs,
                         budget=TokenBudget(config, PgUsage(pool)))
 
@@ -94,5 +91,5 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         checks={"database": database},
         background=[prober.run],
         on_stop=[*(s.aclose for s in sources), llm.aclose, probe_http.aclose, tool_http.aclose, memory.aclose,
-                 schedule.aclose, ledger.aclose, blob_pool.close, key_pool.close, pool.close],
+                 schedule.aclose, ledger.aclose, blob_pool.close, pool.close],
     )

@@ -19,7 +19,7 @@ from agentbus.events import (
     ContextAssembled,
     Event,
     InferenceCompleted,
-    InferenceCompletedDataV2,
+    InferenceCompletedDataV3,
     ReplyGenerated,
     ReplyGeneratedData,
     ToolCalled,
@@ -71,6 +71,11 @@ def resolve_chain(agent: Agent, config: PlatformConfig, settings: Settings) -> l
     return chain
 
 
+def _owner(event: ContextAssembled) -> str | None:
+    """The person an answer is for: their key seals its text (none for a job's)."""
+    return event.data.asker.id if event.data.asker is not None else None
+
+
 def _tool_event(event: ContextAssembled, agent: str, o: ToolOutcome) -> ToolCalled:
     try:
         arguments: dict[str, object] | str = orjson.loads(o.call.arguments)
@@ -81,7 +86,7 @@ def _tool_event(event: ContextAssembled, agent: str, o: ToolOutcome) -> ToolCall
     data = ToolCalledData(agent=agent, step=o.n, call_id=o.call.id, tool=o.call.name, arguments=arguments,
                           side_effects=o.side_effects, idempotency_key=o.key,
                           outcome="error" if o.is_error else "ok", result=o.content, reused=o.reused,
-                          latency_ms=o.latency_ms, commands=tuple(c.id for c in o.commands))
+                          latency_ms=o.latency_ms, commands=tuple(c.id for c in o.commands), owner=_owner(event))
     return event.follow(ToolCalled, data, source=SOURCE, step=f"{ToolCalled.TYPE}:{o.n}:{o.call.id}")
 
 
@@ -176,11 +181,11 @@ class Reasoner:
         c = done.completion
         ctx = event.data
         tool_events = [_tool_event(event, agent.id, o) for o in done.tools]
-        inference = event.follow(InferenceCompleted, InferenceCompletedDataV2(
+        inference = event.follow(InferenceCompleted, InferenceCompletedDataV3(
             agent=agent.id, model=c.model, provider=c.provider, models_tried=c.models_tried, attempts=c.attempts,
             usage=Usage(input_tokens=c.prompt_tokens, output_tokens=c.completion_tokens),
             finish_reason=c.finish_reason, latency_ms=c.latency_ms, reused=reused, output_text=c.text,
-            steps=done.steps, tool_calls=len(done.tools),
+            steps=done.steps, tool_calls=len(done.tools), owner=_owner(event),
         ), source=SOURCE, step=Step.INFERENCE)
         card, attachments = reply_parts(done.tools)
         reply = event.follow(ReplyGenerated, ReplyGeneratedData(
@@ -201,7 +206,7 @@ class Reasoner:
         return recorded
 
     async def _no_recorded_inference(self, event: ContextAssembled, agent_id: str) -> list[Event]:
-        failed = event.follow(InferenceCompleted, InferenceCompletedDataV2(
+        failed = event.follow(InferenceCompleted, InferenceCompletedDataV3(
             agent=agent_id, model="none", provider="agentbus", attempts=0, reused=False, outcome="failed",
             error="no recorded inference for this input to reuse; replay with --rerun-llm to call the model",
         ), source=SOURCE, step=Step.INFERENCE)
@@ -213,7 +218,7 @@ class Reasoner:
         """When the consumer gives up on an input (every model failed, the input is at fault), the chat gets
         the agent's apology instead of silence; the input itself goes to the dead-letter topic."""
         agent = self.config.agent(event.data.agent)
-        failed = event.follow(InferenceCompleted, InferenceCompletedDataV2(
+        failed = event.follow(InferenceCompleted, InferenceCompletedDataV3(
             agent=event.data.agent, model="none", provider="agentbus", attempts=0, outcome="failed",
             error=f"{type(error).__name__}: {error}"[:500],
         ), source=SOURCE, step=f"{Step.INFERENCE}:{APOLOGY_STEP}")

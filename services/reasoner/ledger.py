@@ -13,8 +13,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.db import coalesced, columns, record_batch, replay_run
-from agentbus.events import ContextAssembled, ContextAssembledData, Event, parse_event
+from agentbus.db import coalesced, columns, opened_outputs, record_batch, replay_run
+from agentbus.events import ContextAssembled, ContextAssembledData, Event
+from agentbus.sealing import Keyring
 from agentbus.services.reasoner.ports import Completion, Lookup, Record, StepRecord
 
 _COMPLETION = ("output_text", "model", "provider", "prompt_tokens", "completion_tokens", "finish_reason",
@@ -47,8 +48,9 @@ def _inference_row(r: Record) -> tuple[object, ...]:
 
 
 class Ledger:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, keyring: Keyring | None = None) -> None:
         self._pool = pool
+        self._keyring = keyring  # the recorded outputs hold the people's text sealed, as the topics do
         self._lookups = coalesced(self._lookup_many)
         self._records = coalesced(self._record_many)
         self._steps = coalesced(self._record_steps)
@@ -78,7 +80,7 @@ class Ledger:
             rows = [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
         found: dict[int, Lookup] = {}
         for r in rows:
-            outputs = [parse_event(o) for o in r["outputs"]] if r["outputs"] is not None else None
+            outputs = await opened_outputs(r["outputs"], self._keyring) if r["outputs"] is not None else None
             steps = tuple(StepRecord(n=s[0], call_id=s[1], kind=s[2], data=s[3]) for s in r["steps"] or ())
             found[r["n"]] = Lookup(outputs, _completion(r), steps)
         return [found[n] for n in range(len(events))]
@@ -102,6 +104,7 @@ class Ledger:
                  "%b::jsonb[]) AS u(k, c, a, m, p, t, n, r, o, pt, ct, f, l, tn, cv, w) "
                  "ON CONFLICT (input_event_id) DO NOTHING",
                  cols),
+                keyring=self._keyring,
             )
 
     async def record_step(self, event: ContextAssembled, step: StepRecord) -> None:

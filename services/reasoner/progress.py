@@ -61,6 +61,7 @@ class Reporter:
         progress = self.event.follow(ReplyProgress, ReplyProgressData(
             agent=ctx.agent, channel=ctx.channel, channel_type=ctx.channel_type, chat=ctx.chat,
             reply_route=ctx.reply_route, in_reply_to=ctx.in_reply_to, stage=stage, seq=seq, text=text,
+            asker=ctx.asker,
         ), source=SOURCE, step=f"progress-{seq}")
         try:
             await self.sink.publish(progress)

@@ -23,6 +23,7 @@ from agentbus.eventlog import read
 from agentbus.events import DeliveryCompleted, MessageReceived, ReplyGenerated
 from agentbus.settings import Settings
 from agentbus.topics import dead_letter_topic, topics_of_type
+from tests.support.keys import platform_keyring
 from tests.support.otlp import Collector
 from tests.support.platform import Infra, Platform, run_platform
 from tests.support.remembered import until_remembered
@@ -90,7 +91,9 @@ def clients(p: Platform, key: str) -> list[openai.AsyncOpenAI]:
 async def events_of(p: Platform, *types: str) -> list[Any]:
     s = Settings(kafka_bootstrap_servers=p.stack.service_env["AGENTBUS_KAFKA_BOOTSTRAP_SERVERS"],
                  topic_prefix=p.prefix)
-    return [logged.event for logged in await read(s, [t for ty in types for t in topics_of_type(p.prefix, ty)])]
+    async with platform_keyring(p) as keys:
+        return [logged.event for logged in await read(s, [t for ty in types for t in topics_of_type(p.prefix, ty)],
+                                                      keyring=keys)]
 
 
 async def test_two_replicas_answer_every_conversation_through_memory_and_egress(

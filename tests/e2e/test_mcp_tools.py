@@ -19,7 +19,8 @@ from agentbus.eventlog import read
 from agentbus.events import ToolCalled
 from agentbus.ids import tool_call_key
 from agentbus.settings import Settings
-from agentbus.topics import topic_for
+from agentbus.topics import topic_of
+from tests.support.keys import platform_keyring
 from tests.support.platform import Infra, Platform, base_config, run_platform, secret_for
 from tests.support.servers import FakeLLM, WebhookSink, tool_call
 
@@ -68,9 +69,10 @@ async def test_the_agent_calls_an_mcp_servers_tools_with_the_idempotency_key(
     assert "ticket 'vpn down' meta-key=" in push["text"] and "| 5" in push["text"]
     key = push["text"].split("meta-key=")[1].split(" ")[0]
     s = Settings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=platform.prefix)
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(20), platform_keyring(platform) as keys:
         while True:
-            called = {lg.event.data.tool: lg.event for lg in await read(s, [topic_for(platform.prefix, "tool.called")])
+            called = {lg.event.data.tool: lg.event
+                      for lg in await read(s, [topic_of(platform.prefix, ToolCalled)], keyring=keys)
                       if isinstance(lg.event, ToolCalled) and lg.event.conversation.endswith(conv)}
             if len(called) == 2:
                 break

@@ -33,7 +33,7 @@ async def setup(infra: Infra) -> AsyncIterator[tuple[Platform, FakeLLM, WebhookS
 
 async def cli(p: Platform, infra: Infra, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AGENTBUS_KAFKA_BOOTSTRAP_SERVERS": infra.bootstrap, "AGENTBUS_TOPIC_PREFIX": p.prefix,
-           "COLUMNS": "200"}
+           "AGENTBUS_DATABASE_URL": infra.database_url, "AGENTBUS_DB_SCHEMA_SUFFIX": p.schema_suffix, "COLUMNS": "200"}
     return await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "agentbus.cli", *args], env=env, capture_output=True, text=True,
         timeout=120,

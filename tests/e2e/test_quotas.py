@@ -17,6 +17,7 @@ from agentbus.cli.tools import signed_request
 from agentbus.eventlog import read
 from agentbus.settings import Settings
 from agentbus.topics import topics_of_type
+from tests.support.keys import platform_keyring
 from tests.support.platform import Infra, base_config, run_platform, secret_for
 from tests.support.servers import FakeLLM, WebhookSink
 
@@ -63,8 +64,9 @@ async def test_messages_over_the_tenants_minute_are_429_and_not_published(infra:
                               tenant="acme", quota="messages_per_minute") for u in urls]
         assert sum(c or 0 for c in counted) == 2
         s = Settings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=p.prefix)
-        texts = sorted(lg.event.data.text for lg in await read(s, topics_of_type(p.prefix, "message.received"))
-                       if lg.event.tenant == "acme")
+        async with platform_keyring(p) as keys:
+            texts = sorted(lg.event.data.text for lg in await read(s, topics_of_type(p.prefix, "message.received"),
+                                                                   keyring=keys) if lg.event.tenant == "acme")
         assert texts == [f"m{n}-{run}" for n in range(3)]
 
 

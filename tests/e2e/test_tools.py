@@ -25,7 +25,8 @@ from agentbus.eventlog import read
 from agentbus.events import ToolCalled
 from agentbus.http import LoopbackServer
 from agentbus.settings import Settings
-from agentbus.topics import topic_for
+from agentbus.topics import topic_of
+from tests.support.keys import platform_keyring
 from tests.support.platform import Infra, Platform, base_config, run_platform, secret_for
 from tests.support.servers import FakeLLM, WebhookSink, tool_call
 
@@ -119,9 +120,9 @@ async def test_a_message_makes_the_agent_call_tools_and_answer_with_their_result
     [(key, sent)] = [(k, b) for k, b in api.requests if b["context"]["conversation"].endswith(conv)]
     assert sent["arguments"] == {"title": "printer on fire"} and sent["context"]["tenant"] == "acme"
     s = Settings(kafka_bootstrap_servers=infra.bootstrap, topic_prefix=platform.prefix)
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(20), platform_keyring(platform) as keys:
         while True:
-            events = [lg.event for lg in await read(s, [topic_for(platform.prefix, ToolCalled.TYPE)])
+            events = [lg.event for lg in await read(s, [topic_of(platform.prefix, ToolCalled)], keyring=keys)
                       if lg.event.conversation.endswith(conv)]
             if len(events) == 2:
                 break

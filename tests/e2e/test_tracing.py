@@ -56,13 +56,13 @@ async def test_one_message_is_one_trace_tree(infra: Infra) -> None:
     assert not orphans, f"every span's parent is in the same trace: {orphans}"
     names = {s.name for s in tree}
     prefix = p.prefix
-    for expected in (f"{prefix}.message.received.v1 publish", f"{prefix}.message.received.v1 process",
-                     f"{prefix}.context.assembled.v1 process", f"{prefix}.reply.generated.v2 process",
+    for expected in (f"{prefix}.message.received.v2 publish", f"{prefix}.message.received.v2 process",
+                     f"{prefix}.context.assembled.v2 process", f"{prefix}.reply.generated.v3 process",
                      "chat fake-model", "embeddings", "push webhook"):
         assert expected in names, (expected, sorted(names))
     by_id = {s.span_id: s for s in tree}
-    consume = next(s for s in tree if s.name == f"{prefix}.context.assembled.v1 process")
-    assert by_id[consume.parent_id].name == f"{prefix}.context.assembled.v1 publish"
+    consume = next(s for s in tree if s.name == f"{prefix}.context.assembled.v2 process")
+    assert by_id[consume.parent_id].name == f"{prefix}.context.assembled.v2 publish"
     assert by_id[consume.parent_id].service == "agentbus-memory" and consume.service == "agentbus-reasoner"
     # every service's batched statements are database spans in the message's trace
     assert _db_services(tree) == {"agentbus-ingress", "agentbus-memory", "agentbus-reasoner", "agentbus-egress"}

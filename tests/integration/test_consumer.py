@@ -181,7 +181,7 @@ async def test_a_consumer_reads_both_versions_of_an_event_as_the_newest(infra: I
     from agentbus.events import (
         InferenceCompleted,
         InferenceCompletedData,
-        InferenceCompletedDataV2,
+        InferenceCompletedDataV3,
         InferenceCompletedV1,
         Usage,
     )
@@ -195,7 +195,7 @@ async def test_a_consumer_reads_both_versions_of_an_event_as_the_newest(infra: I
         InferenceCompletedData(agent="a", model="old", provider="p", prompt_tokens=1, completion_tokens=2),
         source="t", tenant="t", conversation="k",
     )
-    new = InferenceCompleted.new(InferenceCompletedDataV2(agent="a", model="new", provider="p",
+    new = InferenceCompleted.new(InferenceCompletedDataV3(agent="a", model="new", provider="p",
                                                           usage=Usage(input_tokens=3, output_tokens=4)),
                                  source="t", tenant="t", conversation="k")
     await prod.publish([old, new])
@@ -206,7 +206,7 @@ async def test_a_consumer_reads_both_versions_of_an_event_as_the_newest(infra: I
         return []
 
     topics = topics_of_type(s.topic_prefix, "inference.completed")
-    assert len(topics) == 2
+    assert len(topics) == 3  # v1, v2 and v3 (the one that seals the answer)
     runner = ConsumerRunner(s, "test", prod, {InferenceCompleted: handler})
     await run_until(runner, lambda: len(got) == 2)
     await prod.stop()

@@ -217,6 +217,6 @@ async def test_redrive_twice_after_the_cause_is_fixed_pushes_once(
     assert calls_answering(llm, text) - calls_before == 1, "the second redrive paid for no second LLM call"
     assert [r["id"] for r in await list_json(infra, platform.prefix)] == [row["id"]], "nothing failed again"
     assert [m["text"] for m in sink.received if m["conversation"] == conv].count(apology["text"]) == 1
-    copies = [r for r in await read_topic(infra.bootstrap, topic_for(platform.prefix, "context.assembled"))
+    copies = [r for r in await read_topic(infra.bootstrap, topic_for(platform.prefix, "context.assembled", 2))
               if dict(r.headers).get("redriven-from") == row["id"].encode()]
     assert len(copies) == 2 and copies[0].value == copies[1].value

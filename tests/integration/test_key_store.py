@@ -39,6 +39,9 @@ async def test_keys_made_once_read_elsewhere_and_forgotten(infra: Infra, monkeyp
         assert await memory.keys([other.kid]) == {other.kid: other}  # another person's key untouched
         again = await memory.key_for("acme", "u1")
         assert again.kid != made[0].kid
+        odd = await ingress.key_for("acme", "a\x00b 名字")  # any sender id a platform may send has a key
+        assert (await memory.keys([odd.kid]))[odd.kid].user == "a\x00b 名字"
+        assert await memory.forget("acme", "a\x00b 名字") == [odd.kid]
         async with ipool.connection() as conn:
             rows = await (await conn.execute("SELECT count(*) FROM user_keys")).fetchone()
         assert rows is not None and rows[0] == 3

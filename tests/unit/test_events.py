@@ -80,7 +80,7 @@ def test_events_validate_against_their_json_schema(key: tuple[str, int]) -> None
 
 
 def test_a_real_event_validates_against_the_committed_schema() -> None:
-    schema = json.loads((SCHEMAS / "message.received.v1.json").read_text())
+    schema = json.loads((SCHEMAS / "message.received.v2.json").read_text())
     Draft202012Validator(schema).validate(json.loads(message().to_bytes()))
 
 

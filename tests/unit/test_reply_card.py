@@ -1,5 +1,5 @@
 """The ``card`` and ``attach`` tools: the reply carries what the model asked for, the same when the answer is
-reused from the ledger, and a v1 reply read from the log upcasts to v2 without parts."""
+reused from the ledger, and a v1 reply read from the log upcasts to the newest version without parts."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ async def test_the_reply_carries_the_card_and_the_attachment_asked_for() -> None
     e = context()
     out = await r.answer(e)
     [reply] = of(out, ReplyGenerated)
-    assert reply.version == 2 and reply.data.text == "Shall I book it?"
+    assert reply.version == 3 and reply.data.text == "Shall I book it?"
     assert reply.data.card is not None and reply.data.card.title == "Room 4"
     assert reply.data.card.buttons == (Button(label="Yes", value="book room 4", style="primary"),
                                        Button(label="No", value="do not book"))
@@ -52,11 +52,11 @@ async def test_a_card_call_the_model_got_wrong_is_an_error_it_reads_and_no_card(
     assert reply.data.attachments == ()
 
 
-def test_a_v1_reply_upcasts_to_v2_without_parts() -> None:
+def test_a_v1_reply_upcasts_to_the_newest_without_parts() -> None:
     e = context()
     old = e.follow(ReplyGeneratedV1, ReplyGeneratedDataV1(
         agent="assistant", channel="acme", channel_type="webhook", chat=e.data.chat, text="hi", model="m"),
         source="reasoner", step="reply")
     new = parse_event(old.to_bytes())
-    assert isinstance(new, ReplyGenerated) and new.version == 2 and new.id == old.id
+    assert isinstance(new, ReplyGenerated) and new.version == 3 and new.id == old.id
     assert new.data.text == "hi" and new.data.card is None and new.data.attachments == () and not new.data.streamed

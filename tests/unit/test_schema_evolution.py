@@ -1,4 +1,4 @@
-"""Schema evolution: v2 of inference.completed with its upcaster, and the compatibility rule for
+"""Schema evolution: the newer versions of inference.completed with their upcasters, and the compatibility rule for
 committed schema versions (checked against every version of each schema file committed since the baseline)."""
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ def v1_event() -> InferenceCompletedV1:
     )
 
 
-def test_a_v1_event_is_read_as_v2() -> None:
+def test_a_v1_event_is_read_as_the_newest_version() -> None:
+    """v1 → v2 moves the token counts; v2 → v3 starts sealing the text (a plain v2 payload stays as it is)."""
     old = v1_event()
     new = parse_event(old.to_bytes())
-    assert type(new) is InferenceCompleted and new.version == 2
+    assert type(new) is InferenceCompleted and new.version == 3
     assert new.data.usage.input_tokens == 12 and new.data.usage.output_tokens == 34
     assert new.id == old.id and new.data.finish_reason == "stop"
     assert type(parse_event(old.to_bytes(), upcast=False)) is InferenceCompletedV1

@@ -32,6 +32,8 @@ from agentbus.bus.producer import Producer
 from agentbus.bus.watermark import Watermark
 from agentbus.events import Event, UnknownEvent, latest_version, parse_event
 from agentbus.retrying import failure, jittered
+from agentbus.sealing import Keyring
+from agentbus.sealing.wire import open_event
 from agentbus.settings import Settings
 from agentbus.telemetry import extract_context, tracer
 from agentbus.topics import topics_of_type
@@ -153,8 +155,10 @@ class ConsumerRunner(ConsumerRebalanceListener):
         group_id: str | None = None,
         transient_deadline_s: float = 900.0,
         give_up: Mapping[type[Event], GiveUp] | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self._s = settings
+        self._keyring = keyring  # opens the people's sealed text before handlers see the events
         self._service = service
         self._producer = producer
         self._routes = subscriptions(settings.topic_prefix, routes)
@@ -339,7 +343,8 @@ class ConsumerRunner(ConsumerRebalanceListener):
                 span.set_attribute("messaging.kafka.partition", rec.partition)
                 span.set_attribute("messaging.kafka.offset", rec.offset)
                 try:
-                    event = parse_event(rec.value)
+                    event = (await open_event(self._keyring, rec.value) if self._keyring is not None
+                             else parse_event(rec.value))
                 except (UnknownEvent, ValueError) as exc:
                     span.set_status(Status(StatusCode.ERROR, "unparseable event"))
                     await self._dead_letter(rec, None, exc, attempts=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -16,6 +17,9 @@ from agentbus.events import Event
 from agentbus.settings import Settings
 from agentbus.telemetry import inject_headers, tracer
 from agentbus.topics import topic_of
+
+if TYPE_CHECKING:
+    from agentbus.sealing import Keyring
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -48,10 +52,14 @@ class KeyPartitioner:
 
 
 class Producer:
-    def __init__(self, settings: Settings, service: str) -> None:
+    """With a ``keyring``, a person's text in the events it publishes is sealed with their data key (the services'
+    producers have one; a command line's, which publishes no one's text, has none)."""
+
+    def __init__(self, settings: Settings, service: str, keyring: Keyring | None = None) -> None:
         self._s = settings
         self._service = service
         self._producer: AIOKafkaProducer | None = None
+        self.keyring = keyring
 
     async def start(self) -> None:
         opts = client_options(self._s)
@@ -84,7 +92,13 @@ class Producer:
         if not events:
             return
         futures = []
-        for event in events:
+        if self.keyring is not None:
+            from agentbus.sealing.wire import seal_event
+
+            values = [await seal_event(self.keyring, e) for e in events]
+        else:
+            values = [e.to_bytes() for e in events]
+        for event, value in zip(events, values, strict=True):
             topic = topic_of(self._s.topic_prefix, event)
             with tracer().start_as_current_span(f"{topic} publish", kind=SpanKind.PRODUCER) as span:
                 span.set_attribute("messaging.system", "kafka")
@@ -94,7 +108,7 @@ class Producer:
                 futures.append(
                     await self.raw.send(
                         topic,
-                        value=event.to_bytes(),
+                        value=value,
                         key=event.conversation.encode(),
                         headers=event_headers(event),
                     )

@@ -17,6 +17,7 @@ from agentbus.settings import Settings
 
 if TYPE_CHECKING:
     from agentbus.eventlog import Logged
+    from agentbus.sealing import Keyring
 
 events_app = typer.Typer(no_args_is_help=True, help="Read the event log.")
 
@@ -67,25 +68,28 @@ async def _tail(s: Settings, types: tuple[str, ...], conversation: str | None, t
                 from_beginning: bool, limit: int) -> None:
     from agentbus.describe import summary
     from agentbus.eventlog import Filter, follow
+    from agentbus.sealing.keystore import optional_keyring
     from agentbus.topics import all_topics
 
     console = Console(highlight=False)
     keep = Filter(types=types, tenant=tenant, conversation=conversation)
     n = 0
-    async for logged in follow(s, all_topics(s.topic_prefix), keep, from_beginning=from_beginning):
-        e = logged.event
-        if as_json:
-            print(e.to_bytes().decode(), flush=True)
-        else:
-            tag = f" [replay {e.replay.run}]" if e.replay else ""
-            console.print(f"{e.occurred_at:%H:%M:%S.%f}"[:-3] + f"  [bold]{e.TYPE:<20}[/bold] {e.conversation:<32} "
-                          f"{str(e.id)[:8]}  {summary(e)}{tag}")
-        n += 1
-        if limit and n >= limit:
-            return
+    async with optional_keyring(s) as keyring:
+        async for logged in follow(s, all_topics(s.topic_prefix), keep, from_beginning=from_beginning,
+                                   keyring=keyring):
+            e = logged.event
+            if as_json:
+                print(e.to_bytes().decode(), flush=True)
+            else:
+                tag = f" [replay {e.replay.run}]" if e.replay else ""
+                console.print(f"{e.occurred_at:%H:%M:%S.%f}"[:-3] + f"  [bold]{e.TYPE:<20}[/bold] "
+                              f"{e.conversation:<32} {str(e.id)[:8]}  {summary(e)}{tag}")
+            n += 1
+            if limit and n >= limit:
+                return
 
 
-async def _indexed(s: Settings, wanted: str) -> tuple[str, list[Logged]] | None:
+async def _indexed(s: Settings, wanted: str, keyring: Keyring | None) -> tuple[str, list[Logged]] | None:
     """The chain through the log index that ingress keeps in PostgreSQL; None when it has no such id or cannot
     be read (the log itself is then read)."""
     if not s.log_index:
@@ -97,7 +101,7 @@ async def _indexed(s: Settings, wanted: str) -> tuple[str, list[Logged]] | None:
         return None
     index, pool = reached
     try:
-        chain = await indexed_chain(s, index, wanted, None)
+        chain = await indexed_chain(s, index, wanted, None, keyring)
     finally:
         await pool.close()
     if not chain:
@@ -108,6 +112,7 @@ async def _indexed(s: Settings, wanted: str) -> tuple[str, list[Logged]] | None:
 async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     from agentbus.describe import summary
     from agentbus.eventlog import chain_of, read
+    from agentbus.sealing.keystore import optional_keyring
     from agentbus.topics import all_topics
 
     try:
@@ -115,9 +120,10 @@ async def _trace(s: Settings, wanted: str, as_json: bool) -> int:
     except ValueError:
         print(f"not an id: {wanted!r}")
         return 2
-    found = await _indexed(s, wanted)
-    if found is None:  # not in the index (not indexed yet, or no index): read every topic
-        found = chain_of(await read(s, all_topics(s.topic_prefix)), wanted)
+    async with optional_keyring(s) as keyring:
+        found = await _indexed(s, wanted, keyring)
+        if found is None:  # not in the index (not indexed yet, or no index): read every topic
+            found = chain_of(await read(s, all_topics(s.topic_prefix), keyring=keyring), wanted)
     if found is None:
         print(f"no event with id or correlation id {wanted}")
         return 1

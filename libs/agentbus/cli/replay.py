@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(code)
 
 
-async def _select(s: Settings, entry_type: str, keep: Any, limit: int) -> tuple[list[Event], bool, int]:
+async def _select(s: Settings, entry_type: str, keep: Any, limit: int,
+                  keyring: Any) -> tuple[list[Event], bool, int]:
     """The selection through the log index ingress keeps (when a tenant is given and the database answers),
     else by reading the topic."""
     from agentbus.replayruns import select_entries
@@ -70,18 +71,33 @@ async def _select(s: Settings, entry_type: str, keep: Any, limit: int) -> tuple[
 
         reached = await reach_log_index(s)
         if reached is None:  # no database reachable from here: read the topic
-            return await select_entries(s, entry_type, keep, limit)
+            return await select_entries(s, entry_type, keep, limit, keyring)
         index, pool = reached
         try:
-            return await select_entries(s, entry_type, keep, limit, index)
+            return await select_entries(s, entry_type, keep, limit, keyring, index)
         finally:
             await pool.close()
-    return await select_entries(s, entry_type, keep, limit)
+    return await select_entries(s, entry_type, keep, limit, keyring)
 
 
 async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | None, until: datetime | None,
                   tenant: str | None, conversation: str | None, correlation: str | None, limit: int, timeout: float,
                   dry_run: bool, as_json: bool) -> int:
+    """A replay opens the people's text of the events it re-runs (a forgotten person's reads [forgotten]) and
+    seals it again in their copies, so it needs the key store."""
+    from agentbus.sealing.keystore import optional_keyring
+
+    async with optional_keyring(s) as keyring:
+        if keyring is None:
+            print("a replay needs the key store (AGENTBUS_DATABASE_URL) to open and seal the people's text")
+            return 2
+        return await _replay_with(keyring, s, entry_type, run, since, until, tenant, conversation, correlation,
+                                  limit, timeout, dry_run, as_json)
+
+
+async def _replay_with(keyring: Any, s: Settings, entry_type: str, run: Replay, since: datetime | None,
+                       until: datetime | None, tenant: str | None, conversation: str | None, correlation: str | None,
+                       limit: int, timeout: float, dry_run: bool, as_json: bool) -> int:
     from agentbus.bus import Producer
     from agentbus.eventlog import Filter, end_offsets, follow
     from agentbus.replayruns import (
@@ -97,20 +113,20 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
     topics = result_topics(s.topic_prefix)
     keep = Filter(tenant=tenant, conversation=conversation, correlation=correlation, since=since, until=until,
                   include_replays=False)
-    selected, _, expired = await _select(s, entry_type, keep, limit)
+    selected, _, expired = await _select(s, entry_type, keep, limit, keyring)
     if expired:
         console.print(f"{expired} matching event(s) are older than the log's retention: the log no longer holds "
                       "them, they are not replayed")
     if not selected:
         console.print("nothing to replay: no live events match" + (" on the log" if expired else ""))
         return 1
-    originals = await read_originals(s)
+    originals = await read_originals(s, keyring)
     if dry_run:
         for e in selected:
             console.print(f"would replay {e.TYPE} {e.id} {e.conversation} at {e.occurred_at:%Y-%m-%d %H:%M:%S}")
         return 0
     starts = await end_offsets(s, topics)
-    producer = Producer(s, "replay")
+    producer = Producer(s, "replay", keyring)
     await producer.start()
     entries = [(e.id, e.TYPE) for e in selected]
     results = Results(wanted_of(entries))
@@ -128,7 +144,7 @@ async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | N
 
             async def collect() -> None:
                 async for lg in follow(s, topics, lambda e: e.replay is not None and e.replay.run == run.run,
-                                       start=starts, stop=stop):
+                                       start=starts, stop=stop, keyring=keyring):
                     results.add(lg.event)
                     progress.update(done, completed=len(results.finished))
                     if len(results.finished) >= len(results.wanted):

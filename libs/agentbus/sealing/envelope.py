@@ -43,13 +43,13 @@ class DataKey:
     tenant: str
     user: str
     secret: bytes = field(repr=False)
-    _enc: bytes = field(init=False, repr=False, compare=False)
+    _aead: AESGCM = field(init=False, repr=False, compare=False)
     _iv: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.secret) != 32:
             raise ValueError("a data key is 32 bytes")
-        object.__setattr__(self, "_enc", _derive(self.secret, b"agentbus text encryption"))
+        object.__setattr__(self, "_aead", AESGCM(_derive(self.secret, b"agentbus text encryption")))
         object.__setattr__(self, "_iv", _derive(self.secret, b"agentbus text nonce"))
 
 
@@ -69,7 +69,7 @@ def seal(key: DataKey, text: str, where: str) -> dict[str, str]:
     """``text`` sealed with ``key``; ``where`` (event id and field) makes the nonce of this place."""
     data = text.encode()
     iv = hmac.new(key._iv, where.encode() + b"\x00" + data, hashlib.sha256).digest()[:12]
-    ct = AESGCM(key._enc).encrypt(iv, data, key.kid.encode())
+    ct = key._aead.encrypt(iv, data, key.kid.encode())
     return {"alg": ALG, "kid": key.kid, "iv": _b64(iv), "ct": _b64(ct)}
 
 
@@ -77,6 +77,6 @@ def unseal(key: DataKey, sealed: dict[str, str]) -> str:
     if not is_sealed(sealed) or sealed["kid"] != key.kid:
         raise SealError("not a value sealed with this key")
     try:
-        return AESGCM(key._enc).decrypt(_unb64(sealed["iv"]), _unb64(sealed["ct"]), key.kid.encode()).decode()
+        return key._aead.decrypt(_unb64(sealed["iv"]), _unb64(sealed["ct"]), key.kid.encode()).decode()
     except (InvalidTag, ValueError) as exc:
         raise SealError("sealed text does not open with its key (altered?)") from exc

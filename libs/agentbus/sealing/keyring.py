@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from typing import Any, Protocol
 
@@ -37,6 +38,9 @@ class Keyring:
         self._owners: dict[tuple[str, str], tuple[DataKey, float]] = {}
         self._kids: dict[str, tuple[DataKey | None, float]] = {}
         self._making: dict[tuple[str, str], asyncio.Future[DataKey]] = {}
+        # the records last sealed, by the object sealed: a handler's outputs are sealed for its processed record
+        # and again when they are published, the same objects (sealing is deterministic: the same bytes)
+        self.sealed: OrderedDict[int, tuple[object, bytes]] = OrderedDict()
 
     async def key_for(self, tenant: str, user: str) -> DataKey:
         owner = (tenant, user)

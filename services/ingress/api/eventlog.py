@@ -16,6 +16,7 @@ from agentbus.eventlog import Filter
 from agentbus.events import DeadLettered, Event, ReplayRequested, ReplaySelected
 from agentbus.logindex import LogIndex
 from agentbus.replayruns import Originals, read_originals, result_topics, select_entries
+from agentbus.sealing import Keyring
 from agentbus.settings import Settings
 from agentbus.topics import topic_of
 
@@ -83,8 +84,9 @@ class LogDeadLetters:
 
 
 class LogReplays:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keyring: Keyring | None = None) -> None:
         self._s = settings
+        self._keyring = keyring
 
     async def run(self, run: str) -> RunEvents:
         from agentbus.eventlog import read
@@ -106,7 +108,8 @@ class LogReplays:
                 return e.replay.run == run
             return isinstance(e, DeadLettered) and e.data.original_id == request_id
 
-        for lg in await _guarded("replay results", read(self._s, result_topics(prefix), of_run)):
+        for lg in await _guarded("replay results", read(self._s, result_topics(prefix), of_run,
+                                                         keyring=self._keyring)):
             e = lg.event
             if isinstance(e, DeadLettered) and e.replay is None:
                 out.request_dead_letter = e
@@ -115,13 +118,15 @@ class LogReplays:
         return out
 
     async def originals(self) -> Originals:
-        return await _guarded("replies", read_originals(self._s))
+        return await _guarded("replies", read_originals(self._s, self._keyring))
 
 
 class LogEntries:
-    def __init__(self, settings: Settings, index: LogIndex | None = None) -> None:
-        self._s, self._index = settings, index
+    def __init__(self, settings: Settings, keyring: Keyring | None = None, index: LogIndex | None = None) -> None:
+        self._s = settings
+        self._keyring = keyring
+        self._index = index
 
     async def select(self, entry_type: str, keep: Filter, limit: int) -> tuple[list[Event], bool, int]:
-        return await select_entries(self._s, entry_type, keep, limit, self._index)
+        return await select_entries(self._s, entry_type, keep, limit, self._keyring, self._index)
 

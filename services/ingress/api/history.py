@@ -21,6 +21,7 @@ import structlog
 
 from agentbus.eventlog import Filter, Logged, chain_of, read, window_start
 from agentbus.logindex import LogIndex, indexed_chain
+from agentbus.sealing import Keyring
 from agentbus.services.ingress.api.ports import Page, ReadRefused, ReadUnavailable
 from agentbus.settings import Settings
 from agentbus.topics import all_topics
@@ -122,8 +123,9 @@ class ReasonerInferences:
 
 class EventLogTrace:
     def __init__(self, settings: Settings, max_per_partition: int = 50_000, timeout_s: float = 30.0,
-                 concurrent: int = 2, index: LogIndex | None = None) -> None:
+                 concurrent: int = 2, keyring: Keyring | None = None, index: LogIndex | None = None) -> None:
         self._settings = settings
+        self._keyring = keyring  # a person's text shows opened (or [forgotten])
         self._index = index
         self._max = max_per_partition
         self._timeout_s = timeout_s
@@ -134,7 +136,7 @@ class EventLogTrace:
         keep = Filter(tenant=tenant, since=since, until=until)
         if self._index is not None:
             try:
-                indexed = await indexed_chain(self._settings, self._index, wanted, tenant)
+                indexed = await indexed_chain(self._settings, self._index, wanted, tenant, self._keyring)
             except Exception as exc:  # noqa: BLE001 - the index is an optimisation: read the log itself
                 log.warning("trace_index_failed", error=f"{type(exc).__name__}: {exc}"[:300])
                 indexed = None
@@ -143,7 +145,8 @@ class EventLogTrace:
         async with self._slots:
             try:
                 start = await window_start(self._settings, topics, since, self._max)
-                logged: list[Logged] = await read(self._settings, topics, keep, start, timeout_s=self._timeout_s)
+                logged: list[Logged] = await read(self._settings, topics, keep, start, timeout_s=self._timeout_s,
+                                                  keyring=self._keyring)
             except Exception as exc:  # the broker is away or too slow: the caller retries (503)
                 log.warning("trace_read_failed", error=f"{type(exc).__name__}: {exc}"[:300])
                 raise ReadUnavailable(f"event log: {type(exc).__name__}: {exc}"[:300]) from exc

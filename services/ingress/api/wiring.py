@@ -57,9 +57,9 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
                    models_health=ReasonerHealth(reasoner_url(settings), http),
                    signer=Signer(PgSigningKeys(pool)), http=http,
                    config_writer=writer if live is not None else None, live=live,
-                   dead_letters=LogDeadLetters(settings, producer), replays=LogReplays(settings),
+                   dead_letters=LogDeadLetters(settings, producer), replays=LogReplays(settings, producer.keyring),
                    reads=Reads(history=MemoryHistory(memory_url(settings), http),
                                deliveries=EgressDeliveries(egress_url(settings), http),
                                inferences=ReasonerInferences(reasoner_url(settings), http),
-                               trace=EventLogTrace(settings, index=index)))
+                               trace=EventLogTrace(settings, keyring=producer.keyring, index=index)))
     return api_mount(operator_api(deps)), audit_log, http

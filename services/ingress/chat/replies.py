@@ -19,7 +19,9 @@ import structlog
 from aiokafka import AIOKafkaConsumer
 
 from agentbus.bus.kafka import client_options
-from agentbus.events import Event, ReplyGenerated, ReplyProgress, parse_event
+from agentbus.events import Event, ReplyGenerated, ReplyProgress
+from agentbus.sealing import Keyring
+from agentbus.sealing.wire import open_event
 from agentbus.settings import Settings
 from agentbus.topics import topics_of_type
 
@@ -81,9 +83,10 @@ class ReplyFollower:
     """Reads reply.generated and reply.progress for ``waiters``; ``ready`` once its partitions' positions are
     known (a request taken earlier could miss its answer)."""
 
-    def __init__(self, settings: Settings, waiters: Waiters) -> None:
+    def __init__(self, settings: Settings, waiters: Waiters, keyring: Keyring | None = None) -> None:
         self._settings = settings
         self._waiters = waiters
+        self._keyring = keyring  # opens the answer's text (sealed with the asker's key)
         self.ready = False
 
     async def run(self) -> None:
@@ -120,7 +123,7 @@ class ReplyFollower:
                 for records in batch.values():
                     for rec in records:
                         try:
-                            event = parse_event(rec.value)
+                            event = await open_event(self._keyring, rec.value)
                         except ValueError:
                             continue
                         self._waiters.offer(event)

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute
 from agentbus.channeltypes import ApiChannel
 from agentbus.config import PlatformConfig
 from agentbus.http import ReadyCheck
+from agentbus.sealing import Keyring
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.api.store import PgTokenStore
 from agentbus.services.ingress.chat.replies import ReplyFollower, Waiters
@@ -27,11 +28,12 @@ class ChatParts:
     checks: dict[str, ReadyCheck] = field(default_factory=dict)
 
 
-def chat_api(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool, acceptor: Acceptor) -> ChatParts:
+def chat_api(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool, acceptor: Acceptor,
+             keyring: Keyring | None = None) -> ChatParts:
     channels = {(c.tenant, c.agent): c for c in config.channels if isinstance(c, ApiChannel)}
     if not channels:
         return ChatParts()
     waiters = Waiters()
-    follower = ReplyFollower(settings, waiters)
+    follower = ReplyFollower(settings, waiters, keyring)
     api = ChatApi(channels, PgTokenStore(pool), acceptor, waiters, lambda: follower.ready, settings.max_body_bytes)
     return ChatParts(routes=api.routes(), background=[follower.run], checks={"chat_replies": follower.check})

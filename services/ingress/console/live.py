@@ -100,7 +100,8 @@ async def events(request: Request) -> Response:
         start = await end_offsets(settings, topics)
 
         async def pump() -> None:
-            async for logged in follow(settings, topics, keep=keeper(filters, allowed), start=start):
+            async for logged in follow(settings, topics, keep=keeper(filters, allowed), start=start,
+                                       keyring=ctx.console.keyring):
                 await queue.put(logged)
 
         task = asyncio.create_task(pump())

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp
 
 from agentbus.config import PlatformConfig
+from agentbus.sealing import Keyring
 from agentbus.services.ingress.console import i18n
 from agentbus.services.ingress.console.apiclient import Api, ApiError
 from agentbus.settings import Settings
@@ -40,6 +41,7 @@ class Console:
     api_app: ASGIApp
     settings: Settings
     config: PlatformConfig | None = None  # the live configuration: its identity providers are offered
+    keyring: Keyring | None = None  # opens the people's text of the events the Live page shows
     @property
     def providers(self) -> tuple[str, ...]:
         return tuple(sorted(self.config.auth.providers)) if self.config is not None else ()

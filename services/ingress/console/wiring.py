@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from agentbus.config import PlatformConfig
+from agentbus.sealing import Keyring
 from agentbus.services.ingress.api.app import ApiDeps
 from agentbus.services.ingress.console.app import console_app
 from agentbus.services.ingress.console.login import handoff
@@ -21,9 +22,10 @@ async def _to_console(_: Request) -> RedirectResponse:
     return RedirectResponse(BASE + "/", status_code=307)
 
 
-def console_routes(settings: Settings, config: PlatformConfig, api_app: ASGIApp) -> list[BaseRoute]:
+def console_routes(settings: Settings, config: PlatformConfig, api_app: ASGIApp,
+                   keyring: Keyring | None = None) -> list[BaseRoute]:
     """The console's routes; a login through an identity provider started by the console ends in it."""
-    console = Console(api_app=api_app, settings=settings, config=config)
+    console = Console(api_app=api_app, settings=settings, config=config, keyring=keyring)
     deps = getattr(getattr(api_app, "state", None), "deps", None)
     if isinstance(deps, ApiDeps):
         deps.login_handoff = functools.partial(handoff, console)
