@@ -270,10 +270,10 @@ async def test_a_replay_selection_through_the_index_counts_what_the_log_no_longe
         task = asyncio.create_task(Indexer(s2, index).run())
         await until(lambda: _at_least(index, pool, fresh, 7), task=task)
         keep = Filter(tenant="t", include_replays=False)
-        chosen, truncated, expired = await select_entries(s2, "message.received", keep, 10, index)
+        chosen, truncated, expired = await select_entries(s2, "message.received", keep, 10, index=index)
         assert [e.id for e in chosen] == [e.id for e in kept] and not truncated
         assert expired == 4
-        chosen, truncated, _ = await select_entries(s2, "message.received", keep, 2, index)
+        chosen, truncated, _ = await select_entries(s2, "message.received", keep, 2, index=index)
         assert [e.id for e in chosen] == [e.id for e in kept[:2]] and truncated
         # without the index the same selection finds the three, and cannot tell that four are gone
         assert (await select_entries(s2, "message.received", keep, 10))[2] == 0
