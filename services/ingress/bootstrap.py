@@ -20,6 +20,7 @@ from agentbus.services.ingress.api.replay_runner import ReplayRunner
 from agentbus.services.ingress.api.wiring import AuditRecorder, operator_api_mount
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
+from agentbus.services.ingress.channelstate import ChannelActivity, ChannelStateWriter, PgChannelStates
 from agentbus.services.ingress.chat.wiring import chat_api
 from agentbus.services.ingress.console.wiring import console_routes
 from agentbus.services.ingress.dedupe import PgDedupe
@@ -99,8 +100,13 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     adapters = build_adapters(config)
     # long polls (Telegram) hold a request for up to a minute: per-request timeouts say how long
     http = async_client(timeout=30.0, max_connections=64)
-    links = LongConnections(adapters, acceptor, PgLeases(pool), replica_name(), http, settings.ingress_lease_ttl_s,
+    replica = replica_name()
+    links = LongConnections(adapters, acceptor, PgLeases(pool), replica, http, settings.ingress_lease_ttl_s,
                             settings.ingress_reconnect_max_s)
+    activity = ChannelActivity()
+    channel_states = PgChannelStates(pool)
+    states_writer = ChannelStateWriter(channel_states, replica, activity, links.describe,
+                                       settings.ingress_channel_state_interval_s)
 
     async def channels_changed(old: PlatformConfig, new: PlatformConfig) -> None:
         changed, removed = channel_changes(old, new)
@@ -109,16 +115,16 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
 
     if (live := live_of(config)) is not None:
         live.on_change(channels_changed)
-    api, audit_log, api_http = operator_api_mount(settings, config, pool, producer)
+    api, audit_log, api_http = operator_api_mount(settings, config, pool, producer, channel_states)
     chat = chat_api(settings, config, pool, acceptor)
     parts = ServiceParts(
         routes={AuditRecorded: AuditRecorder(audit_log).keep_audit,
                 ReplayRequested: ReplayRunner(LogEntries(settings)).select_replay},
-        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), *chat.routes, api,
+        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes, activity), *chat.routes, api,
                      *console_routes(settings, config, api.app)],
         checks={"database": database, **chat.checks},
         on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, pool.close],
-        background=[watch_dead_letters, *chat.background],
+        background=[watch_dead_letters, states_writer.run, *chat.background],
     )
     parts.background.append(links.run)
     parts.on_stop.insert(0, http.aclose)

@@ -14,12 +14,16 @@ import httpx
 import pytest
 from starlette.routing import Mount
 
+from agentbus.config import parse_config
 from agentbus.events import ReplayRequested
 from agentbus.http import LoopbackServer
 from agentbus.services.ingress.api.access import mint, token_hash
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
 from agentbus.services.ingress.api.auth_jwt import Signer
+from agentbus.services.ingress.api.channel_routes import FRESH_S, channel_state
+from agentbus.services.ingress.api.ports import ChannelStateRow
 from agentbus.services.ingress.console.agents import edited_agent
+from agentbus.services.ingress.console.channels import render_doc, setup_html
 from agentbus.services.ingress.console.deadletters import _ids
 from agentbus.services.ingress.console.jobs import _body, due_times, schedule
 from agentbus.services.ingress.console.replays import replay_body, word_diff
@@ -234,3 +238,47 @@ async def test_a_viewer_cannot_start_a_replay() -> None:
         resp = await c.post("/console/replays", data={"csrf": csrf, "conversation": "room-1"})
         assert resp.status_code == 403 and "needs the operator role" in resp.text
         assert not [e for e in publisher.published if isinstance(e, ReplayRequested)]
+
+
+def test_setup_documents_are_rendered_with_raw_html_escaped() -> None:
+    html = render_doc("# Feishu\n\nSee [the webhook](webhook.md), [x](javascript:alert(1)) and "
+                      "[y](https://example.com/a).\n\n<script>alert(1)</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert "<h3>Feishu</h3>" in html and "<h1>" not in html
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'href="?platform=webhook#setup"' in html and 'href="javascript' not in html
+    assert 'href="https://example.com/a"' in html and "<table>" in html
+    for platform in ("webhook", "feishu", "dingtalk", "wecom", "slack", "telegram"):
+        doc = setup_html(platform)
+        assert doc is not None and doc.startswith("<h3>"), platform
+    assert setup_html("nope") is None
+
+
+def test_a_channels_state_sums_the_replicas_and_takes_the_connection_from_its_holder() -> None:
+    now = datetime.now(UTC)
+    tg = parse_config({"tenants": [{"id": "acme"}], "agents": [{"id": "a"}], "channels": [
+        {"id": "tg", "type": "telegram", "mode": "stream", "tenant": "acme", "agent": "a",
+         "bot_token": {"env": "T", "default": "1:x"}}]}).channels[0]
+
+    def row(replica: str, age: float, webhook: dict[str, object] | None, conn: dict[str, object] | None
+            ) -> ChannelStateRow:
+        return ChannelStateRow("tg", replica, {"webhook": webhook, "connection": conn}, now, age)
+
+    holder = {"status": "connected", "held_here": True, "reconnects": 1, "events": 7, "since": 1_700_000_000.0}
+    other = {"status": "held elsewhere", "held_here": False, "reconnects": 2, "events": 0,
+             "last_error": "ConnectError: old"}
+    hooks = {"hits": 2, "accepted": 0, "refused": 2, "failed": 0, "last_at": 1_700_000_010.0, "last_status": 409,
+             "last_error": "409: this channel receives its events over its long connection",
+             "last_error_at": 1_700_000_010.0}
+    state = channel_state(tg, [row("r1", 1.0, None, holder), row("r2", 2.0, hooks, other)])
+    assert state.connection is not None
+    assert (state.connection.status, state.connection.holder, state.connection.events,
+            state.connection.reconnects) == ("connected", "r1", 7, 3)
+    assert (state.webhook.hits, state.webhook.refused, state.webhook.last_status) == (2, 2, 409)
+    stale = channel_state(tg, [row("r1", FRESH_S + 5, None, holder)])  # the holder went quiet
+    assert stale.connection is not None and stale.connection.status == "unknown"
+    assert [v.fresh for v in stale.replicas] == [False]
+    unheld = channel_state(tg, [row("r2", 1.0, None, other)])
+    assert unheld.connection is not None and (unheld.connection.status, unheld.connection.last_error) == (
+        "unheld", "ConnectError: old")
+    nothing = channel_state(tg, [])
+    assert nothing.webhook.hits == 0 and nothing.connection is not None and nothing.connection.status == "unknown"

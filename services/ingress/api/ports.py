@@ -169,3 +169,20 @@ class Reads:
     deliveries: DeliveriesReader
     inferences: InferencesReader
     trace: TraceReader
+
+
+@dataclass(frozen=True)
+class ChannelStateRow:
+    """One replica's view of one channel, as it last wrote it (``agentbus.services.ingress.channelstate``)."""
+
+    channel: str
+    replica: str
+    view: dict[str, Any]  # {"webhook": counters or None, "connection": the /readyz entry or None}
+    updated_at: datetime
+    age_s: float  # by the database's clock
+
+
+class ChannelStatesReader(Protocol):
+    async def states(self, channels: Sequence[str]) -> list[ChannelStateRow]:
+        """Every replica's latest view of these channels (rows of the last day), newest first per channel."""
+        ...

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from agentbus.services.ingress.api.audit_routes import router as audit
 from agentbus.services.ingress.api.auth_routes import router as auth
+from agentbus.services.ingress.api.channel_routes import router as channel_states
 from agentbus.services.ingress.api.config_routes import router as config
 from agentbus.services.ingress.api.config_write_routes import router as config_writes
 from agentbus.services.ingress.api.deadletter_routes import router as dead_letters
@@ -15,5 +16,5 @@ from agentbus.services.ingress.api.memory_routes import router as memories
 from agentbus.services.ingress.api.replay_routes import router as replays
 from agentbus.services.ingress.api.token_routes import router as tokens
 
-ROUTERS: tuple[APIRouter, ...] = (config, config_writes, jobs, history, memories, dead_letters, replays, tokens, audit,
-                                  auth)
+ROUTERS: tuple[APIRouter, ...] = (config, config_writes, channel_states, jobs, history, memories, dead_letters, replays,
+                                  tokens, audit, auth)
