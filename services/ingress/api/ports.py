@@ -153,6 +153,10 @@ class InferencesReader(Protocol):
 
     async def inferences(self, tenant: str, limit: int, before: str | None, filters: dict[str, str]) -> Page: ...
 
+    async def usage(self, tenant: str, params: dict[str, str]) -> Page:
+        """Answers, tokens and latency per bucket and agent (``GET /v1/usage``: bucket, since, until, agent)."""
+        ...
+
 
 class TraceReader(Protocol):
     async def trace(self, tenant: str, wanted: str, since: datetime, until: datetime) -> list[Any] | None:

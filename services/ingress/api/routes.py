@@ -15,6 +15,7 @@ from agentbus.services.ingress.api.job_routes import router as jobs
 from agentbus.services.ingress.api.memory_routes import router as memories
 from agentbus.services.ingress.api.replay_routes import router as replays
 from agentbus.services.ingress.api.token_routes import router as tokens
+from agentbus.services.ingress.api.usage_routes import router as usage
 
-ROUTERS: tuple[APIRouter, ...] = (config, config_writes, channel_states, jobs, history, memories, dead_letters, replays,
-                                  tokens, audit, auth)
+ROUTERS: tuple[APIRouter, ...] = (config, config_writes, channel_states, jobs, history, memories, usage, dead_letters,
+                                  replays, tokens, audit, auth)
