@@ -626,6 +626,68 @@ async def test_channels_show_what_the_replicas_see_and_a_platforms_setup_steps(
         await phone.close()
 
 
+async def test_usage_charts_the_tenants_answers_tokens_and_latency(
+    infra: Infra, platform: Platform, chromium: Chromium, sink: WebhookSink
+) -> None:
+    p = platform
+    conv = f"usage-{uuid.uuid4().hex[:6]}"
+    for text in ("first question", "second question"):
+        await send(p, conv, text)
+        await sink.wait_for(lambda m, text=text: m["conversation"] == conv and text in m["text"])
+    viewer = await token(infra, p, "--tenant", "acme", "--role", "viewer")
+    async with httpx.AsyncClient() as c:  # the API's numbers, to compare the page with
+        resp = await c.get(f"{p.ingress_url}/api/v1/tenants/acme/usage", headers={"authorization": f"Bearer {viewer}"})
+    assert resp.status_code == 200, resp.text
+    rows = [r for r in resp.json()["items"] if r["agent"] is None]
+    answers = sum(r["messages"] for r in rows)
+    assert answers >= 2 and resp.json()["agents"] == ["assistant"]
+    page = await chromium.page()
+    try:
+        await log_in(page, p, viewer)
+        await page.get_by_role("link", name="Usage").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Usage")
+        shown = int(await page.locator("[data-field=messages]").inner_text())
+        assert shown >= answers  # later answers may have come since
+        tokens_in = int(await page.locator("[data-field=prompt_tokens]").inner_text())
+        assert tokens_in >= sum(r["prompt_tokens"] for r in rows) > 0
+        bars = page.locator("figure[data-chart=messages] svg rect")
+        assert await bars.count() >= 1
+        heights = [float(h) for h in await bars.evaluate_all("rs => rs.map(r => r.getAttribute('height'))")]
+        assert all(h > 0 for h in heights), heights
+        await expect(page.locator("figure[data-chart=latency] svg circle").first).to_be_attached()
+        await expect(page.locator("figure[data-chart=messages] .legend")).to_contain_text("assistant")
+        numbers = page.locator("figure[data-chart=messages] table.numbers tbody tr")
+        assert await numbers.count() in (24, 25)  # the last 24 hours by hour: the hours they touch
+        cells = await page.locator("figure[data-chart=messages] table.numbers tbody td.num").evaluate_all(
+            "ts => ts.map(t => t.textContent)")  # inside a closed <details>: read, not shown
+        assert sum(float(c) for c in cells) == shown  # the table says what the bars draw
+        await shot(page, "usage", full_page=True)
+        await no_violations(page)
+        await every_control_is_reached_by_the_keyboard(page, page.url, "figure[data-chart=messages]")
+        await page.get_by_label("Time range").select_option("30d")
+        await page.get_by_label("Agent").select_option("assistant")
+        await page.get_by_role("button", name="Show usage").click()
+        await expect(page.get_by_label("Time range")).to_have_value("30d")
+        assert await page.locator("figure[data-chart=messages] table.numbers tbody tr").count() in (30, 31)
+        assert int(await page.locator("[data-field=messages]").inner_text()) >= shown
+    finally:
+        await page.close()
+
+    phone = await chromium.page(lang="zh-CN,zh;q=0.9", viewport=PHONE)
+    try:
+        await log_in(phone, p, await token(infra, p, "--tenant", "globex", "--role", "viewer"))
+        await phone.goto(p.ingress_url + "/console/usage")
+        await expect(phone.get_by_role("heading", level=1)).to_have_text("用量")
+        await expect(phone.locator("figure[data-chart=tokens] figcaption")).to_contain_text("令牌数")
+        await shot(phone, "usage-phone-zh")
+        await no_violations(phone)
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        bad = await phone.request.get(p.ingress_url + "/console/usage?range=forever")  # an unknown range: the default
+        assert bad.status == 200
+    finally:
+        await phone.close()
+
+
 async def test_a_person_logs_in_through_feishu(platform: Platform, page: Page, idp: FakeOAuthProvider) -> None:
     p = platform
     idp.person = {"name": "Alice", "open_id": "ou_alice", "union_id": "on_alice"}
