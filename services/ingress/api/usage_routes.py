@@ -60,7 +60,10 @@ async def usage(tenant: TenantPath, access: Access = Depends(allow("viewer")), b
                 agent: str | None = Query(default=None, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
                 ) -> UsageOut:
     end = _utc(until) if until else datetime.now(UTC)
-    start = _utc(since) if since else end - DEFAULT_SPAN[bucket]
+    try:
+        start = _utc(since) if since else end - DEFAULT_SPAN[bucket]
+    except OverflowError:  # an until at the very start of the calendar
+        raise _refuse("until", "too early") from None
     if start >= end:
         raise _refuse("since", "must be before until")
     if (end - start) / STEP[bucket] > MAX_BUCKETS[bucket]:
