@@ -605,6 +605,7 @@ async def test_channels_show_what_the_replicas_see_and_a_platforms_setup_steps(
         assert await doc.locator("h1, h2").count() == 0
         await expect(doc).to_contain_text("https://<host>/v1/webhooks/")  # escaped, not taken for a tag
         assert await doc.locator("script, host").count() == 0
+        await page.evaluate("window.scrollTo(0, 0)")  # the screenshot shows the states, above the steps
         await shot(page, "channels")
         await no_violations(page)
         await every_control_is_reached_by_the_keyboard(page, page.url.split("#")[0], "article.doc")
