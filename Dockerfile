@@ -19,6 +19,7 @@ RUN python -m pip install "pip==26.3" "build==1.6.1" "setuptools==84.2.1" "wheel
 COPY pyproject.toml README.md ./
 COPY libs ./libs
 COPY services ./services
+COPY docs/channels ./docs/channels
 RUN python -m build --wheel --no-isolation --outdir /dist . \
     && /opt/agentbus/bin/python -m pip install /dist/agentbus-*.whl \
     && /opt/agentbus/bin/python -m pip uninstall -y pip \

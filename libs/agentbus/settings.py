@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     ingress_lease_ttl_s: float = 10.0
     # reconnecting a dropped connection: exponential backoff from 0.5 s up to this, with jitter
     ingress_reconnect_max_s: float = 30.0
+    # how often each replica writes what it sees of its channels (webhook requests, long connections) for the
+    # operator API's channel states
+    ingress_channel_state_interval_s: float = Field(default=5.0, gt=0)
     push_timeout_s: float = 15.0
     push_attempts: int = 6
 

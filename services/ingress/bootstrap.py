@@ -21,6 +21,7 @@ from agentbus.services.ingress.api.replay_runner import ReplayRunner
 from agentbus.services.ingress.api.wiring import AuditRecorder, operator_api_mount
 from agentbus.services.ingress.channels import ADAPTERS
 from agentbus.services.ingress.channels.base import InboundAdapter
+from agentbus.services.ingress.channelstate import ChannelActivity, ChannelStateWriter, PgChannelStates
 from agentbus.services.ingress.chat.wiring import chat_api
 from agentbus.services.ingress.confirmations import PgConfirmations
 from agentbus.services.ingress.console.wiring import console_routes
@@ -104,8 +105,13 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     adapters = build_adapters(config)
     # long polls (Telegram) hold a request for up to a minute: per-request timeouts say how long
     http = async_client(timeout=30.0, max_connections=64)
-    links = LongConnections(adapters, acceptor, PgLeases(pool), replica_name(), http, settings.ingress_lease_ttl_s,
+    replica = replica_name()
+    links = LongConnections(adapters, acceptor, PgLeases(pool), replica, http, settings.ingress_lease_ttl_s,
                             settings.ingress_reconnect_max_s)
+    activity = ChannelActivity()
+    channel_states = PgChannelStates(pool)
+    states_writer = ChannelStateWriter(channel_states, replica, activity, links.describe,
+                                       settings.ingress_channel_state_interval_s)
 
     async def channels_changed(old: PlatformConfig, new: PlatformConfig) -> None:
         changed, removed = channel_changes(old, new)
@@ -115,18 +121,18 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     if (live := live_of(config)) is not None:
         live.on_change(channels_changed)
     index, index_pool = (await open_log_index(settings)) if settings.log_index else (None, None)
-    api, audit_log, api_http = operator_api_mount(settings, config, pool, producer, index)
+    api, audit_log, api_http = operator_api_mount(settings, config, pool, producer, index, channel_states)
     chat = chat_api(settings, config, pool, acceptor, keys)
     erasure = IngressErasure(keys, audit_log)
     parts = ServiceParts(
         routes={AuditRecorded: AuditRecorder(audit_log).keep_audit,
                 ReplayRequested: ReplayRunner(LogEntries(settings, keys, index)).select_replay,
                 UserErasureRequested: erasure.erase, UserErased: erasure.keep_erased},
-        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes), *chat.routes, api,
+        http_routes=[*webhook_routes(adapters, acceptor, settings.max_body_bytes, activity), *chat.routes, api,
                      *console_routes(settings, config, api.app, keys)],
         checks={"database": database, **chat.checks},
         on_stop=[dedupe.aclose, media_http.aclose, api_http.aclose, blob_pool.close, pool.close],
-        background=[watch_dead_letters, *chat.background],
+        background=[watch_dead_letters, states_writer.run, *chat.background],
     )
     parts.background.append(links.run)
     if index is not None and index_pool is not None:

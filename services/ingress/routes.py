@@ -16,6 +16,7 @@ from agentbus.bus.errors import is_transient
 from agentbus.http import error
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.channels.base import HttpRequest, InboundAdapter, Rejected
+from agentbus.services.ingress.channelstate import ChannelActivity, reason_of
 from agentbus.telemetry import tracer
 
 log = structlog.get_logger("agentbus.ingress")
@@ -43,7 +44,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_body: int) -> list[BaseRoute]:
+def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_body: int,
+                   activity: ChannelActivity | None = None) -> list[BaseRoute]:
     async def webhook(request: Request) -> Response:
         channel_id = request.path_params["channel_id"]
         with tracer().start_as_current_span("webhook receive", kind=SpanKind.SERVER) as span:
@@ -52,6 +54,9 @@ def webhook_routes(adapters: dict[str, InboundAdapter], acceptor: Acceptor, max_
             response = await _webhook(request, channel_id)
             span.set_attribute("http.response.status_code", response.status_code)
             metrics.child(metrics.HTTP_REQUESTS, "webhook", str(response.status_code)).inc()
+            if activity is not None and channel_id in adapters:  # configured channels only: a bounded set
+                status = response.status_code
+                activity.hit(channel_id, status, reason_of(bytes(response.body)) if status >= 400 else None)
             return response
 
     async def _webhook(request: Request, channel_id: str) -> Response:

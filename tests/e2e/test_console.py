@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from agentbus.cli.tools import signed_request
+from agentbus.stack.procs import free_port
 from tests.e2e.test_operator_api import cli
 from tests.fakes.oauth_provider import FakeOAuthProvider
 from tests.support.browser import PHONE, Chromium, axe, shot
@@ -40,6 +41,10 @@ async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink, idp: FakeOAuth
     assert sink.server is not None
     cfg = base_config(sink.server.url, llm.base_url)
     cfg["agents"][0]["tools"] = ["now"]  # the clock, for a trace with a tool step
+    cfg["channels"].append({  # a long connection to a platform that is not there: down, with its error
+        "id": "acme-tg", "type": "telegram", "mode": "stream", "tenant": "acme", "agent": "assistant",
+        "api_base": f"http://127.0.0.1:{free_port()}", "bot_token": {"env": "TEST_TG_CONSOLE", "default": "123:tok"},
+        "poll_timeout_s": 1})
     cfg["auth"] = {"providers": {"feishu": {"app_id": "cli_console", "app_secret": {"env": "TEST_FEISHU_CONSOLE"},
                                             "authorize_url": f"{idp.url}/open-apis/authen/v1/authorize",
                                             "api_base_url": idp.url}},
@@ -47,6 +52,7 @@ async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink, idp: FakeOAuth
     os.environ["TEST_FEISHU_CONSOLE"] = "console-secret"  # the CLI reads the configuration too
     try:
         async with run_platform(infra, cfg, env={"AGENTBUS_SCHEDULER_TICK_S": "0.5", "AGENTBUS_JAEGER_URL": JAEGER,
+                                                 "AGENTBUS_INGRESS_CHANNEL_STATE_INTERVAL_S": "0.5",
                                                  "TEST_FEISHU_CONSOLE": "console-secret"}) as p:
             yield p
     finally:
@@ -554,6 +560,131 @@ async def test_a_conversations_history_and_memories_and_forgetting_one_of_them(
         assert forged.status == 403 and "operator" in await forged.text()
         await phone.goto(p.ingress_url + "/console/conversations/globex/globex/anything")
         await expect(phone.get_by_role("alert")).to_contain_text("no conversation")  # another tenant's key
+    finally:
+        await phone.close()
+
+
+async def test_channels_show_what_the_replicas_see_and_a_platforms_setup_steps(
+    infra: Infra, platform: Platform, chromium: Chromium
+) -> None:
+    p = platform
+    page = await chromium.page()
+    try:
+        await log_in(page, p, await token(infra, p, "--tenant", "acme", "--role", "viewer"))
+        await send(p, f"ch-{uuid.uuid4().hex[:6]}", "counted")
+        body, headers = signed_request(secret_for("acme"), {"conversation": "x", "sender": {"id": "u"}, "text": "t"})
+        async with httpx.AsyncClient() as c:  # a request the channel refuses: counted, with its reason
+            bad = await c.post(f"{p.ingress_url}/v1/webhooks/acme", content=body,
+                               headers={**headers, "webhook-signature": "v1,AAAA"})
+        assert bad.status_code == 401, bad.text
+        reason = bad.json()["error"]
+        await page.get_by_role("link", name="Channels").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Channels")
+        hook = page.locator("section[data-channel=acme]")
+        await reload_until(page, "section[data-channel=acme] [data-field=webhook-error]", reason)
+        await expect(hook.locator("[data-field=webhook-error]")).to_contain_text("401")
+        hits = int(await hook.locator("[data-field=hits]").inner_text())
+        assert hits >= 2
+        await expect(hook.locator("[data-field=outcomes]")).to_contain_text(re.compile(r"refused [1-9]"))
+        tg = page.locator("section[data-channel=acme-tg]")
+        await reload_until(page, "section[data-channel=acme-tg] [data-field=connection-error]", "Error")
+        await expect(tg.locator("[data-field=connection]")).to_have_attribute("data-status", "down")
+        holder = await tg.locator("[data-field=holder]").inner_text()
+        replicas = await page.locator("[data-field=replicas]").inner_text()
+        assert holder and holder in replicas, (holder, replicas)  # one ingress: the holder reported lately
+        await hook.get_by_text("As each replica sees acme").click()
+        await expect(hook.locator("tr[data-replica]")).to_have_count(1)
+
+        await hook.get_by_role("link", name="Setup steps for Signed webhook").click()
+        doc = page.locator("article.doc")
+        await expect(doc).to_have_attribute("data-platform", "webhook")
+        await page.get_by_label("Platform").select_option("feishu")
+        await page.get_by_role("button", name="Show setup steps").click()
+        await expect(doc).to_have_attribute("data-platform", "feishu")
+        await expect(doc.locator("h3").first).to_have_text("Feishu / Lark")  # under the page's own headings
+        assert await doc.locator("h1, h2").count() == 0
+        await expect(doc).to_contain_text("https://<host>/v1/webhooks/")  # escaped, not taken for a tag
+        assert await doc.locator("script, host").count() == 0
+        await page.evaluate("window.scrollTo(0, 0)")  # the screenshot shows the states, above the steps
+        await shot(page, "channels")
+        await no_violations(page)
+        await every_control_is_reached_by_the_keyboard(page, page.url.split("#")[0], "article.doc")
+        unknown = await page.request.get(p.ingress_url + "/console/channels?platform=nope")
+        assert unknown.status == 404 and "No such platform" in await unknown.text()
+    finally:
+        await page.close()
+
+    phone = await chromium.page(lang="zh-CN,zh;q=0.9", viewport=PHONE)
+    try:
+        await log_in(phone, p, await token(infra, p, "--tenant", "acme", "--role", "viewer"))
+        await phone.goto(p.ingress_url + "/console/channels?platform=feishu")
+        await expect(phone.get_by_role("heading", level=1)).to_have_text("渠道")
+        await expect(phone.locator("section[data-channel=acme-tg] [data-field=connection]")).to_have_text("已断开")
+        await shot(phone, "channels-phone-zh")
+        await no_violations(phone)
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    finally:
+        await phone.close()
+
+
+async def test_usage_charts_the_tenants_answers_tokens_and_latency(
+    infra: Infra, platform: Platform, chromium: Chromium, sink: WebhookSink
+) -> None:
+    p = platform
+    conv = f"usage-{uuid.uuid4().hex[:6]}"
+    for text in ("first question", "second question"):
+        await send(p, conv, text)
+        await sink.wait_for(lambda m, text=text: m["conversation"] == conv and text in m["text"])
+    viewer = await token(infra, p, "--tenant", "acme", "--role", "viewer")
+    async with httpx.AsyncClient() as c:  # the API's numbers, to compare the page with
+        resp = await c.get(f"{p.ingress_url}/api/v1/tenants/acme/usage", headers={"authorization": f"Bearer {viewer}"})
+    assert resp.status_code == 200, resp.text
+    rows = [r for r in resp.json()["items"] if r["agent"] is None]
+    answers = sum(r["messages"] for r in rows)
+    assert answers >= 2 and resp.json()["agents"] == ["assistant"]
+    page = await chromium.page()
+    try:
+        await log_in(page, p, viewer)
+        await page.get_by_role("link", name="Usage").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Usage")
+        shown = int(await page.locator("[data-field=messages]").inner_text())
+        assert shown >= answers  # later answers may have come since
+        tokens_in = int(await page.locator("[data-field=prompt_tokens]").inner_text())
+        assert tokens_in >= sum(r["prompt_tokens"] for r in rows) > 0
+        bars = page.locator("figure[data-chart=messages] svg rect")
+        assert await bars.count() >= 1
+        heights = [float(h) for h in await bars.evaluate_all("rs => rs.map(r => r.getAttribute('height'))")]
+        assert all(h > 0 for h in heights), heights
+        await expect(page.locator("figure[data-chart=latency] svg circle").first).to_be_attached()
+        await expect(page.locator("figure[data-chart=messages] .legend")).to_contain_text("assistant")
+        numbers = page.locator("figure[data-chart=messages] table.numbers tbody tr")
+        assert await numbers.count() in (24, 25)  # the last 24 hours by hour: the hours they touch
+        cells = await page.locator("figure[data-chart=messages] table.numbers tbody td.num").evaluate_all(
+            "ts => ts.map(t => t.textContent)")  # inside a closed <details>: read, not shown
+        assert sum(float(c) for c in cells) == shown  # the table says what the bars draw
+        await shot(page, "usage", full_page=True)
+        await no_violations(page)
+        await every_control_is_reached_by_the_keyboard(page, page.url, "figure[data-chart=messages]")
+        await page.get_by_label("Time range").select_option("30d")
+        await page.get_by_label("Agent").select_option("assistant")
+        await page.get_by_role("button", name="Show usage").click()
+        await expect(page.get_by_label("Time range")).to_have_value("30d")
+        assert await page.locator("figure[data-chart=messages] table.numbers tbody tr").count() in (30, 31)
+        assert int(await page.locator("[data-field=messages]").inner_text()) >= shown
+    finally:
+        await page.close()
+
+    phone = await chromium.page(lang="zh-CN,zh;q=0.9", viewport=PHONE)
+    try:
+        await log_in(phone, p, await token(infra, p, "--tenant", "globex", "--role", "viewer"))
+        await phone.goto(p.ingress_url + "/console/usage")
+        await expect(phone.get_by_role("heading", level=1)).to_have_text("用量")
+        await expect(phone.locator("figure[data-chart=tokens] figcaption")).to_contain_text("令牌数")
+        await shot(phone, "usage-phone-zh")
+        await no_violations(phone)
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        bad = await phone.request.get(p.ingress_url + "/console/usage?range=forever")  # an unknown range: the default
+        assert bad.status == 200
     finally:
         await phone.close()
 

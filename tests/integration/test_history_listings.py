@@ -148,3 +148,46 @@ async def test_inferences_show_model_tokens_latency_and_outcome(infra: Infra) ->
             assert by_corr["items"] == []
             assert (await reasoner.inferences("globex", 50, None, {}))["items"] == []
         await ledger.aclose()
+
+
+async def test_usage_is_aggregated_per_bucket_and_agent_in_the_tenant(infra: Infra) -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    async with service_pool(infra.database_url, "reasoner") as pool:
+        ledger = Ledger(pool)
+        latencies = (10.0, 20.0, 30.0)
+        events = [context(f"u{i}") for i in range(3)]
+        for e, ms in zip(events, latencies, strict=True):
+            await ledger.record(record(e, [{"role": "user", "content": "q"}], replace(completion("a"), latency_ms=ms),
+                                       []))
+        hour = datetime(2026, 1, 1, 9, tzinfo=UTC)
+        async with pool.connection() as conn:  # two answers at 09:xx, one an hour later by another agent
+            for e, at, agent in zip(events, (hour + timedelta(minutes=5), hour + timedelta(minutes=50),
+                                             hour + timedelta(hours=1, minutes=1)),
+                                    ("assistant", "assistant", "helper"), strict=True):
+                await conn.execute("UPDATE inferences SET created_at = %s, agent = %s WHERE input_event_id = %s",
+                                   (at, agent, e.id))
+        async with served(inference_routes(PgInferences(pool))) as (url, client):
+            reasoner = ReasonerInferences(url, client)
+            window = {"bucket": "hour", "since": hour.isoformat(), "until": (hour + timedelta(hours=3)).isoformat()}
+            items = (await reasoner.usage("acme", window))["items"]
+            got = [(i["start"][11:16], i["agent"], i["messages"], i["prompt_tokens"], i["completion_tokens"],
+                    i["latency_ms_avg"]) for i in items]
+            assert got == [("09:00", None, 2, 6, 8, 15.0), ("09:00", "assistant", 2, 6, 8, 15.0),
+                           ("10:00", None, 1, 3, 4, 30.0), ("10:00", "helper", 1, 3, 4, 30.0)]
+            assert items[0]["latency_ms_p95"] == 19.5  # interpolated over the bucket's answers
+            helper = (await reasoner.usage("acme", {**window, "agent": "helper"}))["items"]
+            assert [(i["start"][11:16], i["agent"]) for i in helper] == [("10:00", None), ("10:00", "helper")]
+            day = (await reasoner.usage("acme", {**window, "bucket": "day"}))["items"]
+            assert [(i["start"][:10], i["agent"], i["messages"]) for i in day] == [
+                ("2026-01-01", None, 3), ("2026-01-01", "assistant", 2), ("2026-01-01", "helper", 1)]
+            assert (await reasoner.usage("globex", window))["items"] == []
+            for bad in ({"bucket": "week"}, {"since": "yesterday"}, {**window, "since": window["until"]}):
+                try:
+                    await reasoner.usage("acme", {**window, **bad})
+                except ReadRefused as why:
+                    assert str(why).split(":")[0] in ("bucket", "since"), why
+                else:
+                    raise AssertionError(f"accepted {bad}")
+        await ledger.aclose()

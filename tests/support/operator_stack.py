@@ -3,9 +3,10 @@
 A fuzzer that calls the API synchronously (schemathesis sends its requests with ``requests``) needs the
 server on another loop than the caller's. The stores are the real ones on migrated schemas (tokens, audit
 log, signing keys in ingress's; jobs read over HTTP from the scheduler's own ``/v1/jobs`` on the scheduler's
-schema; conversations, deliveries and inferences from memory's, egress's and the reasoner's own admin routes
-on their schemas; traces, dead letters and replay runs from the real broker's log; configuration writes
-serialised on the PostgreSQL advisory lock). Only the bus's producer is a recording fake:
+schema; conversations, memories, deliveries, inferences and usage from memory's, egress's and the reasoner's
+own admin routes on their schemas; channel states from ingress's table; traces, dead letters and replay runs
+from the real broker's log; configuration writes serialised on the PostgreSQL advisory lock). Only the bus's
+producer is a recording fake:
 it keeps what was published, applies each ``config.changed`` as every replica's follower would, and hands
 each ``audit.recorded`` to ingress's audit consumer, so what the API writes is what it reads back.
 """
@@ -39,7 +40,10 @@ from agentbus.services.ingress.api.history import EgressDeliveries, EventLogTrac
 from agentbus.services.ingress.api.ports import Reads, Role
 from agentbus.services.ingress.api.scheduler import SchedulerJobs
 from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
+from agentbus.services.ingress.channelstate import PgChannelStates
 from agentbus.services.memory.history import PgHistory, history_routes
+from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.routes import memory_routes
 from agentbus.services.reasoner.routes import PgInferences, inference_routes
 from agentbus.services.scheduler.handlers import Scheduler
 from agentbus.services.scheduler.routes import job_routes
@@ -140,7 +144,8 @@ async def operator_stack(database_url: str, bootstrap: str) -> AsyncIterator[Sta
         stack.push_async_callback(scheduler.stop)
 
         admins = {}
-        for service, routes in (("memory", lambda pool: history_routes(PgHistory(pool))),
+        for service, routes in (("memory", lambda pool: [*history_routes(PgHistory(pool)),
+                                                         *memory_routes(PgVectorIndex(pool, 8))]),
                                 ("egress", lambda pool: delivery_routes(PgDeliveries(pool))),
                                 ("reasoner", lambda pool: inference_routes(PgInferences(pool)))):
             pool = await stack.enter_async_context(service_pool(database_url, service))
@@ -159,7 +164,8 @@ async def operator_stack(database_url: str, bootstrap: str) -> AsyncIterator[Sta
                        jobs=SchedulerJobs(scheduler.url, http), publisher=bus,
                        signer=Signer(PgSigningKeys(ingress_pool)), http=http,
                        config_writer=LoggedConfigWriter(settings, bus), live=live, reads=reads,
-                       dead_letters=LogDeadLetters(settings, bus), replays=LogReplays(settings))
+                       dead_letters=LogDeadLetters(settings, bus), replays=LogReplays(settings),
+                       channel_states=PgChannelStates(ingress_pool))
         server = LoopbackServer([api_mount(operator_api(deps))])
         await server.start()
         stack.push_async_callback(server.stop)

@@ -80,6 +80,13 @@ class FakeReads:
         self.asked.append(("inferences", tenant, *sorted(f"{k}={v}" for k, v in filters.items())))
         return {"items": [], "next_before": None}
 
+    async def usage(self, tenant: str, params: dict[str, str]) -> Page:
+        self._up()
+        self.asked.append(("usage", tenant, *sorted(f"{k}={v}" for k, v in params.items())))
+        rows = [{"start": params["since"], "agent": a, "messages": 2, "prompt_tokens": 10, "completion_tokens": 5,
+                 "latency_ms_avg": 12.5, "latency_ms_p95": 20.0} for a in (None, "assistant")]
+        return {"items": rows, "next_before": None}
+
     async def trace(self, tenant: str, wanted: str, since: datetime, until: datetime) -> list[Any] | None:
         self._up()
         self.window = (since, until)
@@ -257,4 +264,32 @@ async def test_a_conversations_memories_are_listed_and_one_is_forgotten_by_a_com
         assert [a.data.target for a in audits if a.data.outcome == "ok"] == [mine["id"]] * 2
         fake.down = True
         resp = await api.call("POST", forget, operator)
+        assert resp.status_code == 503 and "connection refused" in resp.json()["error"]
+
+
+async def test_usage_is_asked_of_the_reasoner_for_a_checked_window() -> None:
+    fake = FakeReads()
+    async with served_api(reads=reads(fake)) as api:
+        viewer = await api.token("acme", "viewer")
+        resp = await api.call("GET", "/tenants/acme/usage?bucket=day&since=2026-01-01T00:00:00Z"
+                                     "&until=2026-01-31T00:00:00Z&agent=assistant", viewer)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["agents"] == ["assistant"] and [i["agent"] for i in body["items"]] == [None, "assistant"]
+        assert fake.asked[-1] == ("usage", "acme", "agent=assistant", "bucket=day", "since=2026-01-01T00:00:00+00:00",
+                                  "until=2026-01-31T00:00:00+00:00")
+        resp = await api.call("GET", "/tenants/acme/usage", viewer)  # the last day, by hour
+        since, until = (datetime.fromisoformat(resp.json()[k]) for k in ("since", "until"))
+        assert resp.json()["bucket"] == "hour" and until - since == timedelta(hours=24)
+        asked = len(fake.asked)
+        for query, reason in (("bucket=week", "bucket"), ("since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+                                                            "must be before until"),
+                              ("bucket=hour&since=2025-01-01T00:00:00Z&until=2026-01-01T00:00:00Z", "at most 744"),
+                              ("agent=no%20spaces", "agent"), ("since=yesterday", "since")):
+            resp = await api.call("GET", f"/tenants/acme/usage?{query}", viewer)
+            assert resp.status_code == 422 and reason in resp.json()["error"], (query, resp.text)
+        assert len(fake.asked) == asked  # nothing refused reaches the reasoner
+        assert (await api.call("GET", "/tenants/globex/usage", viewer)).status_code == 404
+        fake.down = True
+        resp = await api.call("GET", "/tenants/acme/usage", viewer)
         assert resp.status_code == 503 and "connection refused" in resp.json()["error"]

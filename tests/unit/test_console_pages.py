@@ -14,16 +14,23 @@ import httpx
 import pytest
 from starlette.routing import Mount
 
+from agentbus.config import parse_config
 from agentbus.events import ReplayRequested
 from agentbus.http import LoopbackServer
 from agentbus.services.ingress.api.access import mint, token_hash
 from agentbus.services.ingress.api.app import PREFIX, ApiDeps, operator_api
 from agentbus.services.ingress.api.auth_jwt import Signer
+from agentbus.services.ingress.api.channel_routes import FRESH_S, channel_state
+from agentbus.services.ingress.api.ports import ChannelStateRow
 from agentbus.services.ingress.console.agents import edited_agent
+from agentbus.services.ingress.console.channels import render_doc, setup_html
+from agentbus.services.ingress.console.charts import Chart, Series, draw, nice_top, short
 from agentbus.services.ingress.console.deadletters import _ids
 from agentbus.services.ingress.console.jobs import _body, due_times, schedule
 from agentbus.services.ingress.console.replays import replay_body, word_diff
 from agentbus.services.ingress.console.trace import jaeger_links, waterfall
+from agentbus.services.ingress.console.usage import bucket_starts
+from agentbus.services.ingress.console.usage import charts as usage_charts
 from agentbus.services.ingress.console.wiring import console_routes
 from agentbus.settings import Settings
 from tests.unit.fakes_api import FakeAudit, FakeJobs, FakePublisher, FakeSigningKeys, FakeTokens, config, job
@@ -234,3 +241,90 @@ async def test_a_viewer_cannot_start_a_replay() -> None:
         resp = await c.post("/console/replays", data={"csrf": csrf, "conversation": "room-1"})
         assert resp.status_code == 403 and "needs the operator role" in resp.text
         assert not [e for e in publisher.published if isinstance(e, ReplayRequested)]
+
+
+def test_setup_documents_are_rendered_with_raw_html_escaped() -> None:
+    html = render_doc("# Feishu\n\nSee [the webhook](webhook.md), [x](javascript:alert(1)) and "
+                      "[y](https://example.com/a).\n\n<script>alert(1)</script>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert "<h3>Feishu</h3>" in html and "<h1>" not in html
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'href="?platform=webhook#setup"' in html and 'href="javascript' not in html
+    assert 'href="https://example.com/a"' in html and "<table>" in html
+    for platform in ("webhook", "feishu", "dingtalk", "wecom", "slack", "telegram"):
+        doc = setup_html(platform)
+        assert doc is not None and doc.startswith("<h3>"), platform
+    assert setup_html("nope") is None
+
+
+def test_a_channels_state_sums_the_replicas_and_takes_the_connection_from_its_holder() -> None:
+    now = datetime.now(UTC)
+    tg = parse_config({"tenants": [{"id": "acme"}], "agents": [{"id": "a"}], "channels": [
+        {"id": "tg", "type": "telegram", "mode": "stream", "tenant": "acme", "agent": "a",
+         "bot_token": {"env": "T", "default": "1:x"}}]}).channels[0]
+
+    def row(replica: str, age: float, webhook: dict[str, object] | None, conn: dict[str, object] | None
+            ) -> ChannelStateRow:
+        return ChannelStateRow("tg", replica, {"webhook": webhook, "connection": conn}, now, age)
+
+    holder = {"status": "connected", "held_here": True, "reconnects": 1, "events": 7, "since": 1_700_000_000.0}
+    other = {"status": "held elsewhere", "held_here": False, "reconnects": 2, "events": 0,
+             "last_error": "ConnectError: old"}
+    hooks = {"hits": 2, "accepted": 0, "refused": 2, "failed": 0, "last_at": 1_700_000_010.0, "last_status": 409,
+             "last_error": "409: this channel receives its events over its long connection",
+             "last_error_at": 1_700_000_010.0}
+    state = channel_state(tg, [row("r1", 1.0, None, holder), row("r2", 2.0, hooks, other)])
+    assert state.connection is not None
+    assert (state.connection.status, state.connection.holder, state.connection.events,
+            state.connection.reconnects) == ("connected", "r1", 7, 3)
+    assert (state.webhook.hits, state.webhook.refused, state.webhook.last_status) == (2, 2, 409)
+    stale = channel_state(tg, [row("r1", FRESH_S + 5, None, holder)])  # the holder went quiet
+    assert stale.connection is not None and stale.connection.status == "unknown"
+    assert [v.fresh for v in stale.replicas] == [False]
+    unheld = channel_state(tg, [row("r2", 1.0, None, other)])
+    assert unheld.connection is not None and (unheld.connection.status, unheld.connection.last_error) == (
+        "unheld", "ConnectError: old")
+    nothing = channel_state(tg, [])
+    assert nothing.webhook.hits == 0 and nothing.connection is not None and nothing.connection.status == "unknown"
+
+
+def test_charts_are_drawn_to_scale_with_round_ticks() -> None:
+    assert [nice_top(v) for v in (0, 0.3, 1, 3, 7, 11, 240, 1900)] == [1.0, 0.5, 1, 5, 10, 20, 250, 2000]
+    assert [short(v) for v in (0, 0.25, 1500, 2_000_000)] == ["0", "0.25", "1.5k", "2M"]
+    bars = draw(Chart("m", "Answers", "answers", ("09:00", "10:00", "11:00"),
+                      (Series("a", (1.0, 0.0, 2.0), "s0"), Series("b", (1.0, None, 2.0), "s1"))))
+    assert bars.top == 5 and [label for _, label in bars.y_ticks] == ["0", "1.25", "2.5", "3.75", "5"]
+    _, top, _, plot_h = bars.plot
+    heights = [h for _, _, _, h, _, _ in bars.rects]
+    one, two = round(plot_h / 5, 1), round(2 * plot_h / 5, 1)
+    assert len(bars.rects) == 4 and heights == [one, two, one, two]  # a's bars, then b's; no bar for 0 or None
+    (_, y_a, _, _, _, _), (_, y_b, _, h_b, _, title) = bars.rects[1], bars.rects[3]
+    assert round(y_b + h_b, 1) == y_a and title == "11:00 b: 2 answers"  # b stacked on a
+    lines = draw(Chart("l", "Latency", "ms", ("1", "2", "3", "4"), (Series("avg", (10.0, None, 30.0, 40.0)),),
+                       kind="lines"))
+    assert lines.top == 50 and len(lines.lines) == 1 and len(lines.dots) == 3  # the gap splits the line
+    assert lines.lines[0][0].count(",") == 2
+    many = draw(Chart("x", "X", "u", tuple(str(i) for i in range(48)), (Series("s", (1.0,) * 48),)))
+    assert len(many.x_labels) == 12
+
+
+def test_usage_buckets_cover_the_window_and_the_totals_are_the_all_agents_rows() -> None:
+    since, until = datetime(2026, 1, 1, 9, 30, tzinfo=UTC), datetime(2026, 1, 1, 12, 10, tzinfo=UTC)
+    assert [t.hour for t in bucket_starts("hour", since, until)] == [9, 10, 11, 12]
+    assert bucket_starts("day", since, until) == [datetime(2026, 1, 1, tzinfo=UTC)]
+
+    class T:
+        def t(self, key: str) -> str:
+            return key
+
+    def row(hour: int, agent: str | None, n: int) -> dict[str, object]:
+        return {"start": f"2026-01-01T{hour:02d}:00:00+00:00", "agent": agent, "messages": n, "prompt_tokens": 10 * n,
+                "completion_tokens": n, "latency_ms_avg": 100.0, "latency_ms_p95": 150.0}
+
+    usage = {"bucket": "hour", "since": since.isoformat(), "until": until.isoformat(), "agents": ["a", "b"],
+             "items": [row(9, None, 3), row(9, "a", 1), row(9, "b", 2), row(11, None, 1), row(11, "a", 1)]}
+    made, totals = usage_charts(T(), usage)  # type: ignore[arg-type]
+    assert totals == {"messages": 4, "prompt_tokens": 40, "completion_tokens": 4}
+    messages, tokens, latency = made
+    assert [(s.name, s.values) for s in messages.series] == [("a", (1.0, 0.0, 1.0, 0.0)), ("b", (2.0, 0.0, 0.0, 0.0))]
+    assert tokens.series[0].values == (30.0, 0.0, 10.0, 0.0)
+    assert latency.series[1].values == (150.0, None, 150.0, None) and latency.kind == "lines"

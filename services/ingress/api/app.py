@@ -37,6 +37,7 @@ from agentbus.services.ingress.api.auth_jwt import Signer, looks_like_jwt
 from agentbus.services.ingress.api.eventlog import DeadLetterStore, LogUnavailable, ReplayLog
 from agentbus.services.ingress.api.ports import (
     AuditLog,
+    ChannelStatesReader,
     ConfigWriting,
     JobsReader,
     JobsUnavailable,
@@ -68,6 +69,7 @@ class ApiDeps:
     dead_letters: DeadLetterStore | None = None  # the dead-letter topic (None: not served)
     replays: ReplayLog | None = None  # replay runs, read from the event log (None: not served)
     reads: Reads | None = None  # conversations, deliveries, inferences, traces (history_routes)
+    channel_states: ChannelStatesReader | None = None  # what every replica sees of its channels
     # a login started with ``then=console``: the web console's answer to a person it logged in (None: refused)
     login_handoff: Callable[[Request, str, datetime], Response] | None = None
 

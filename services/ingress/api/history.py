@@ -120,6 +120,9 @@ class ReasonerInferences:
         page = await self._reasoner.get("/v1/inferences", _params(tenant, limit, before, filters))
         return _found(page, "reasoner")
 
+    async def usage(self, tenant: str, params: dict[str, str]) -> Page:
+        return _found(await self._reasoner.get("/v1/usage", {"tenant": tenant, **params}), "reasoner")
+
 
 class EventLogTrace:
     def __init__(self, settings: Settings, max_per_partition: int = 50_000, timeout_s: float = 30.0,

@@ -153,6 +153,10 @@ class InferencesReader(Protocol):
 
     async def inferences(self, tenant: str, limit: int, before: str | None, filters: dict[str, str]) -> Page: ...
 
+    async def usage(self, tenant: str, params: dict[str, str]) -> Page:
+        """Answers, tokens and latency per bucket and agent (``GET /v1/usage``: bucket, since, until, agent)."""
+        ...
+
 
 class TraceReader(Protocol):
     async def trace(self, tenant: str, wanted: str, since: datetime, until: datetime) -> list[Any] | None:
@@ -169,3 +173,20 @@ class Reads:
     deliveries: DeliveriesReader
     inferences: InferencesReader
     trace: TraceReader
+
+
+@dataclass(frozen=True)
+class ChannelStateRow:
+    """One replica's view of one channel, as it last wrote it (``agentbus.services.ingress.channelstate``)."""
+
+    channel: str
+    replica: str
+    view: dict[str, Any]  # {"webhook": counters or None, "connection": the /readyz entry or None}
+    updated_at: datetime
+    age_s: float  # by the database's clock
+
+
+class ChannelStatesReader(Protocol):
+    async def states(self, channels: Sequence[str]) -> list[ChannelStateRow]:
+        """Every replica's latest view of these channels (rows of the last day), newest first per channel."""
+        ...

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from agentbus.services.ingress.api.audit_routes import router as audit
 from agentbus.services.ingress.api.auth_routes import router as auth
+from agentbus.services.ingress.api.channel_routes import router as channel_states
 from agentbus.services.ingress.api.config_routes import router as config
 from agentbus.services.ingress.api.config_write_routes import router as config_writes
 from agentbus.services.ingress.api.deadletter_routes import router as dead_letters
@@ -15,6 +16,7 @@ from agentbus.services.ingress.api.job_routes import router as jobs
 from agentbus.services.ingress.api.memory_routes import router as memories
 from agentbus.services.ingress.api.replay_routes import router as replays
 from agentbus.services.ingress.api.token_routes import router as tokens
+from agentbus.services.ingress.api.usage_routes import router as usage
 
-ROUTERS: tuple[APIRouter, ...] = (config, config_writes, jobs, history, memories, dead_letters, replays, tokens, audit,
-                                  auth, erasures)
+ROUTERS: tuple[APIRouter, ...] = (config, config_writes, channel_states, jobs, history, memories, usage, dead_letters,
+                                  replays, tokens, audit, auth, erasures)

@@ -20,7 +20,7 @@ from agentbus.services.ingress.api.auth_jwt import Signer
 from agentbus.services.ingress.api.auth_keys import PgSigningKeys
 from agentbus.services.ingress.api.eventlog import LogDeadLetters, LogReplays
 from agentbus.services.ingress.api.history import EgressDeliveries, EventLogTrace, MemoryHistory, ReasonerInferences
-from agentbus.services.ingress.api.ports import Reads
+from agentbus.services.ingress.api.ports import ChannelStatesReader, Reads
 from agentbus.services.ingress.api.reasoner import ReasonerHealth
 from agentbus.services.ingress.api.scheduler import SchedulerJobs
 from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
@@ -46,7 +46,8 @@ def egress_url(settings: Settings) -> str:
 
 
 def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncConnectionPool,
-                       producer: Producer, index: LogIndex | None = None
+                       producer: Producer, index: LogIndex | None = None,
+                       channel_states: ChannelStatesReader | None = None
                        ) -> tuple[Mount, PgAuditLog, httpx.AsyncClient]:
     audit_log = PgAuditLog(pool)
     http = async_client(timeout=10.0, max_connections=16)
@@ -61,5 +62,6 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
                    reads=Reads(history=MemoryHistory(memory_url(settings), http),
                                deliveries=EgressDeliveries(egress_url(settings), http),
                                inferences=ReasonerInferences(reasoner_url(settings), http),
-                               trace=EventLogTrace(settings, keyring=producer.keyring, index=index)))
+                               trace=EventLogTrace(settings, keyring=producer.keyring, index=index)),
+                   channel_states=channel_states)
     return api_mount(operator_api(deps)), audit_log, http

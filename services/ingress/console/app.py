@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentbus.services.ingress.console import (
     agents,
+    channels,
     conversations,
     deadletters,
     jobs,
@@ -23,6 +24,7 @@ from agentbus.services.ingress.console import (
     login,
     replays,
     trace,
+    usage,
 )
 from agentbus.services.ingress.console.apiclient import ApiError
 from agentbus.services.ingress.console.web import (
@@ -82,6 +84,7 @@ async def _http(request: Request, exc: Exception) -> Response:
 def console_app(console: Console) -> Starlette:
     routes: list[BaseRoute] = [*login.routes, *live.routes, *jobs.routes, *deadletters.routes, *agents.routes,
                                *trace.routes, *replays.routes, *conversations.routes,
+                               *channels.routes, *usage.routes,
                                Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static")]
     app = Starlette(routes=routes, exception_handlers={
         LoginRequired: _login_required, ApiError: _api_error, CsrfFailed: _csrf, HTTPException: _http})
