@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-jaeger bench-trace unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
+.PHONY: up test test-kafka test-jaeger bench-trace unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -32,6 +32,20 @@ test-jaeger: $(STAMP) $(JAEGER)
 ## the test suite: lint, then unit, integration (real broker + PostgreSQL), end to end (processes)
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider -n $(or $(TEST_WORKERS),2) --dist loadfile
+
+## the same platform on Apache Kafka itself: three KRaft nodes (broker and controller each) from the pinned jars
+## that tools/kafka.sh fetches once from Maven Central into build/kafka (needs java 17+ and mvn); topics with
+## replication 3 and min.insync.replicas 2, idempotent producers. The integration tests that talk to the broker
+## (marker `broker`; KAFKA_TESTS=tests/integration for all of them), then a chaos run of 300 conversations
+## (KAFKA_CHAOS_MESSAGES, default 1200) under a rebalance, a topic at its retention limit, a SIGKILLed broker
+## and a SIGKILLed active controller, each restarted. Both run; either failing fails the target.
+KAFKA_TESTS ?= -m broker tests/integration
+test-kafka: $(STAMP)
+	@libs=$$(tools/kafka.sh) && export AGENTBUS_TEST_KAFKA_LIBS=$$libs && status=0 && \
+	{ $(PY) -m pytest -q -p no:cacheprovider $(KAFKA_TESTS) || status=1; } && \
+	{ $(PY) -m chaos --plan kafka --conversations 300 --messages $(or $(KAFKA_CHAOS_MESSAGES),1200) \
+		--json chaos/results/kafka.json || status=1; } && \
+	exit $$status
 
 ## ruff with the rules in pyproject.toml (pyflakes, pycodestyle, import order, bugbear), then mypy over libs/ and
 ## services/ (configuration in pyproject.toml; tools/typecheck.sh explains the tree it checks)

@@ -20,7 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
     p.add_argument("--messages", type=int, default=int(os.environ.get("MESSAGES") or 3000))
     p.add_argument("--conversations", type=int, default=int(os.environ.get("CONVERSATIONS") or 300))
-    p.add_argument("--plan", choices=["full", "slice"], default="full", help="which faults (default: full)")
+    p.add_argument("--plan", choices=["full", "slice", "kafka"], default="full",
+                   help="which faults (default: full; kafka: on Apache Kafka's three nodes, AGENTBUS_TEST_KAFKA_LIBS)")
     p.add_argument("--duration", type=float, default=None, help="seconds to spread the load over")
     p.add_argument("--drain-timeout", type=float, default=900.0)
     p.add_argument("--embeddings", action="store_true",
@@ -37,7 +38,8 @@ async def main(args: argparse.Namespace) -> int:
 
     opts = Options(messages=args.messages, conversations=args.conversations, plan=args.plan,
                    duration_s=args.duration, drain_timeout_s=args.drain_timeout, embeddings=args.embeddings)
-    print("[chaos] starting the broker, PostgreSQL" + (" and embeddings" if args.embeddings else ""), flush=True)
+    broker = "Apache Kafka (three nodes)" if os.environ.get("AGENTBUS_TEST_KAFKA_LIBS") else "the broker"
+    print(f"[chaos] starting {broker}, PostgreSQL" + (" and embeddings" if args.embeddings else ""), flush=True)
     async with start_infra(embeddings=args.embeddings) as infra:
         result = await run_chaos(infra, opts)
     render(result)

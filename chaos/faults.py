@@ -17,6 +17,7 @@ from agentbus.stack.postgres import database_url, pg_ready, postgres_proc
 from agentbus.stack.procs import Proc
 from agentbus.stack.stack import Stack
 from chaos.fakes import ChaosLLM, ChaosSink
+from tests.support.kafka_cluster import KafkaCluster
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Fault:
     started: float | None = None
     ended: float | None = None
     error: str | None = None
+    note: str | None = None  # what the fault did, for the table (which node, what was deleted)
 
     def end(self) -> None:
         self.ended = time.monotonic()
@@ -39,6 +41,7 @@ class Injector:
     infra: Stack  # the infrastructure's stack: broker, postgres
     llm: ChaosLLM
     sink: ChaosSink
+    kafka: KafkaCluster | None = None  # Apache Kafka's nodes, when the run is on them
     log: list[str] = field(default_factory=list)
 
     def _say(self, text: str) -> None:

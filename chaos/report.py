@@ -34,6 +34,7 @@ class FaultResult:
     duration_s: float | None
     recovery_s: float | None
     error: str | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -77,13 +78,14 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        """Lost, duplicated (as the chat sees it) and out-of-order must be zero. A push repeated with the same
-        webhook-id after egress was SIGKILLed between the platform's answer and the ledger write is shown as
-        a raw repeat: the receiver de-duplicates it by webhook-id, as Standard Webhooks asks it to."""
+        """Lost, duplicated (as the chat sees it) and out-of-order must be zero, and every fault must have been
+        injected (a run without its faults proves nothing). A push repeated with the same webhook-id after
+        egress was SIGKILLed between the platform's answer and the ledger write is shown as a raw repeat: the
+        receiver de-duplicates it by webhook-id, as Standard Webhooks asks it to."""
         lc = self.long_connection
         lc_ok = lc is None or (lc.lost == 0 and lc.duplicated == 0 and lc.out_of_order == 0 and lc.wrong == 0)
         return (self.lost == 0 and self.duplicated_replies_in_chat == 0 and self.out_of_order == 0
-                and self.repeated_tool_effects == 0 and lc_ok)
+                and self.repeated_tool_effects == 0 and lc_ok and all(f.error is None for f in self.faults))
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -207,7 +209,7 @@ def compute(
         fault_results.append(FaultResult(
             f.name, round(f.started - t0, 1) if f.started is not None else None,
             round(f.ended - f.started, 1) if f.started is not None and f.ended is not None else None,
-            round(rec, 2) if rec is not None else None, f.error,
+            round(rec, 2) if rec is not None else None, f.error, f.note,
         ))
     recoveries = [f.recovery_s for f in fault_results if f.recovery_s is not None]
 
@@ -304,13 +306,14 @@ def render(r: Result) -> None:
     console = Console(width=120)
     console.print(t)
     ft = Table(title="faults")
-    for col in ("fault", "at", "lasted", "recovered after"):
-        ft.add_column(col, justify="left" if col == "fault" else "right")
+    for col in ("fault", "at", "lasted", "recovered after", "what it did"):
+        ft.add_column(col, justify="left" if col in ("fault", "what it did") else "right")
     for f in r.faults:
         ft.add_row(f.name + (f" [red]({f.error})[/red]" if f.error else ""),
                    f"{f.started_s:.0f}s" if f.started_s is not None else "-",
                    f"{f.duration_s:.1f}s" if f.duration_s is not None else "-",
-                   f"{f.recovery_s:.1f}s" if f.recovery_s is not None else "n/a")
+                   f"{f.recovery_s:.1f}s" if f.recovery_s is not None else "n/a",
+                   f.note or "")
     console.print(ft)
     repeats = [("duplicated pushes", r.duplicate_examples), ("duplicated LLM calls", r.duplicated_llm_examples)]
     for what, examples in repeats:
@@ -321,4 +324,4 @@ def render(r: Result) -> None:
         console.print("non-transient handler errors in the service logs: " +
                       ", ".join(f"{k} x{n}" for k, n in sorted(r.handler_errors.items())))
     console.print("[green]PASS[/green]: nothing lost, nothing pushed twice, nothing out of order" if r.ok else
-                  "[red]FAIL[/red]: see lost / duplicated / out-of-order above (details in the JSON)")
+                  "[red]FAIL[/red]: see lost / duplicated / out-of-order and the faults above (details in the JSON)")

@@ -16,6 +16,7 @@ from agentbus.topics import topic_for
 from chaos import longconn
 from chaos.fakes import ChaosEffects, ChaosLLM, ChaosSink
 from chaos.faults import Fault, Injector, run_faults
+from chaos.kafka_faults import kafka_plan
 from chaos.load import Load, plan
 from chaos.report import Result, compute, first_deliveries, recovery_after
 from tests.fakes.telegram import FakeTelegram
@@ -49,6 +50,7 @@ PLANS: dict[str, tuple[Callable[[Injector], list[Fault]], float]] = {
     # plan name → (faults, seconds over which the load is spread: long enough to cover the faults)
     "full": (full_plan, 200.0),
     "slice": (slice_plan, 60.0),
+    "kafka": (kafka_plan, 180.0),  # on Apache Kafka's three nodes (chaos.kafka_faults)
 }
 
 
@@ -96,6 +98,8 @@ async def _delivery_failed(settings: Settings) -> int:
 
 async def run_chaos(infra: Infra, opts: Options) -> Result:
     make_faults, default_duration = PLANS[opts.plan]
+    if opts.plan == "kafka" and infra.kafka is None:
+        raise RuntimeError("the kafka plan runs on Apache Kafka: set AGENTBUS_TEST_KAFKA_LIBS (make test-kafka)")
     duration = opts.duration_s or default_duration
     run_id = uuid.uuid4().hex[:6]
     secrets = {c: secret_for(c) for c in CHANNELS}
@@ -118,7 +122,7 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
             messages = load.messages
             tg_load = longconn.TelegramLoad(tg, longconn.plan(opts.longconn_conversations, opts.longconn_messages,
                                                               run_id) if opts.longconn_messages else [], duration)
-            injector = Injector(platform.stack, infra.stack, llm, sink)
+            injector = Injector(platform.stack, infra.stack, llm, sink, infra.kafka)
             faults = make_faults(injector)
 
             def recovered(end: float) -> bool:

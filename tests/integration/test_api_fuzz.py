@@ -26,7 +26,7 @@ from schemathesis import Case
 from tests.support.operator_stack import ENV, JOB_ID, Stack, ThreadedStack
 from tests.support.platform import Infra
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 OPENAPI = Path(__file__).resolve().parents[2] / "schemas" / "openapi.json"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))  # make test's slice; make fuzz runs 200

@@ -16,7 +16,7 @@ from agentbus.settings import Settings
 from tests.support.db import service_pool
 from tests.support.platform import Infra
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 async def test_the_migration_makes_one_random_key_that_every_replica_signs_and_verifies_with(infra: Infra) -> None:

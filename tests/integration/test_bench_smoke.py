@@ -13,7 +13,7 @@ from bench.platform import Bench
 from bench.scenarios import Options, pipeline
 from tests.support.platform import Infra
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.integration, pytest.mark.broker, pytest.mark.timeout(150)]
 
 SERVICES = ("ingress", "memory", "reasoner", "scheduler", "egress")
 

@@ -25,7 +25,7 @@ from tests.support.db import service_pool
 from tests.support.platform import Infra, unique_prefix
 from tests.unit.fakes_chat import answer_to, partial_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 LIMIT = 5
 
 

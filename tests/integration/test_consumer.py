@@ -19,7 +19,7 @@ from agentbus.settings import Settings
 from agentbus.topics import all_topics, dead_letter_topic, topic_of
 from tests.support.platform import Infra, unique_prefix
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 def settings(infra: Infra, **kw: object) -> Settings:

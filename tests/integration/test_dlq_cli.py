@@ -31,7 +31,7 @@ from agentbus.topics import all_topics, topic_for
 from tests.support.platform import Infra, Platform, base_config, run_platform, secret_for, unique_prefix
 from tests.support.servers import FakeLLM, WebhookSink
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 async def cli(infra: Infra, prefix: str, *args: str) -> tuple[int, str, str]:

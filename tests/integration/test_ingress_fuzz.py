@@ -33,7 +33,7 @@ from agentbus.settings import Settings
 from agentbus.topics import topic_for
 from tests.support.platform import Infra, Platform, base_config, run_platform, secret_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 MAX_BODY = 1_048_576
 SECRETS = {"acme": secret_for("acme"), "globex": secret_for("globex")}

@@ -25,7 +25,7 @@ from agentbus.stack.procs import Proc, free_port, port_open
 from agentbus.topics import all_topics
 from tests.support.kafka_cluster import kafka_libs
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 @dataclass

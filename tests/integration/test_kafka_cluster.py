@@ -24,7 +24,7 @@ from agentbus.topics import all_topics, topic_of
 from tests.support.kafka_cluster import KafkaCluster
 from tests.support.platform import Infra, unique_prefix
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' config source: set on the topic itself (not a broker default)
 

@@ -17,7 +17,7 @@ from agentbus.liveconfig import changed_event, follow_config, read_log, start_li
 from agentbus.settings import Settings
 from tests.support.platform import Infra, unique_prefix
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 def document(model: str = "echo") -> dict[str, Any]:
