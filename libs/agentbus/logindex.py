@@ -228,8 +228,7 @@ class LogIndex:
             await conn.execute(
                 "INSERT INTO group_offsets (group_id, topic, part, committed) "
                 "SELECT %s, * FROM unnest(%s::text[], %s::int[], %s::bigint[]) ON CONFLICT (group_id, topic, part) "
-                "DO UPDATE SET committed = EXCLUDED.committed, taken_at = now() "
-                "WHERE group_offsets.committed <= EXCLUDED.committed", (group, topics, parts, committed))
+                "DO UPDATE SET committed = EXCLUDED.committed, taken_at = now()", (group, topics, parts, committed))
 
 
 async def indexed_chain(settings: Settings, index: LogIndex, wanted: str,
@@ -537,6 +536,7 @@ async def _commit_groups(settings: Settings, pool: AsyncConnectionPool, moved: d
             later = [o for o in mapping if o >= committed]
             new = mapping[min(later)] if later else new_end
         by_group.setdefault(group, {})[tp_cls(topic, part)] = meta_cls(new, "")
+    index = LogIndex(pool)
     for group, offsets in by_group.items():
         c = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)
         await c.start()
@@ -545,3 +545,5 @@ async def _commit_groups(settings: Settings, pool: AsyncConnectionPool, moved: d
             await c.commit(offsets)
         finally:
             await c.stop()
+        # the snapshot now says what the new broker holds (a later snapshot overwrites it in any case)
+        await index.save_group_offsets(group, {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()})
