@@ -354,6 +354,7 @@ def test_endpoints_reach_only_the_services_that_use_them(production_docs: list[d
                                                                                      "key": "api-key"}
     for n in SERVICES:
         assert env[n]["AGENTBUS_OTLP_ENDPOINT"]["value"] == "http://jaeger-collector.observability.svc:4318"
+        assert env[n]["AGENTBUS_JAEGER_URL"]["value"] == "https://jaeger.example.com"  # trace links
         assert env[n]["AGENTBUS_KAFKA_IDEMPOTENT_PRODUCER"]["value"] == "true"
         assert env[n]["AGENTBUS_SUPPORT_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "agentbus-channels"
         if n != "memory":

@@ -219,6 +219,10 @@ Where things are comes in as plain values; every credential comes from a Secret 
 - name: AGENTBUS_OTLP_ENDPOINT
   value: {{ $v.otel.endpoint | quote }}
 {{- end }}
+{{- if $v.otel.jaegerUrl }}
+- name: AGENTBUS_JAEGER_URL
+  value: {{ $v.otel.jaegerUrl | quote }}
+{{- end }}
 {{- if eq $c "memory" }}
 - name: AGENTBUS_QDRANT_URL
   value: {{ $v.qdrant.url | quote }}
