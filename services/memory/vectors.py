@@ -134,8 +134,12 @@ class QdrantStore:
         name = self.collection(tenant)
         if not await self._c.collection_exists(name):
             return 0
-        theirs = models.Filter(should=[models.FieldCondition(key=k, match=models.MatchValue(value=user))
-                                       for k in ("owner", "subject", "sender")])
+        def be(key: str, value: str) -> models.FieldCondition:
+            return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+
+        unowned = models.Filter(must=[be("sender", user), be("role", "user"),
+                                      models.IsNullCondition(is_null=models.PayloadField(key="owner"))])
+        theirs = models.Filter(should=[be("owner", user), be("subject", user), unowned])
         counted = await self._c.count(name, count_filter=theirs, exact=True)
         await self._c.delete(name, points_selector=models.FilterSelector(filter=theirs), wait=True)
         return int(counted.count)

@@ -167,6 +167,10 @@ async def test_init_creates_topics_with_configs_and_runs_every_migration(init_in
 
     assert await migrations_in(init_infra.database_url, blobs.SCHEMA) == sorted(
         p.stem for p in blobs.MIGRATIONS.glob("*.sql"))
+    from agentbus.sealing import keystore  # and the people's data keys
+
+    assert await migrations_in(init_infra.database_url, keystore.SCHEMA) == sorted(
+        p.stem for p in keystore.MIGRATIONS.glob("*.sql"))
 
 
 async def test_init_is_idempotent_and_reads_env(init_infra: InitInfra) -> None:
@@ -180,7 +184,7 @@ async def test_init_is_idempotent_and_reads_env(init_infra: InitInfra) -> None:
     topics = all_topics(prefix)
     for t in topics:
         assert f"{t}: exists" in second.stdout
-    assert second.stdout.count("up to date") == len(SERVICES) + 1  # and the blob store
+    assert second.stdout.count("up to date") == len(SERVICES) + 2  # and the blob store and the key store
 
     partitions, configs = await describe(init_infra.bootstrap, topics)
     assert set(partitions.values()) == {2}

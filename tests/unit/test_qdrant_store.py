@@ -98,4 +98,26 @@ async def test_a_conversations_memories_are_listed_found_and_deleted_by_id_in_th
     assert await store.delete("acme", [old]) == []  # gone: nothing the second time
     assert [r.text for r in await store.memories("acme", "acme/c", 10)] == ["second"]
     assert [r.text for r in await store.find("globex", [theirs])] == ["globex's"]
+
+
+async def test_erase_deletes_every_memory_of_a_person_in_the_tenant_only() -> None:
+    store = QdrantStore.connect(None, None, None, "test_erase", 4)
+    now = datetime.now(UTC)
+    ids = {name: uuid.uuid4() for name in ("turn", "reply", "fact", "unowned", "bobs", "globex", "agent")}
+    v = [1.0, 0.0, 0.0, 0.0]
+    await asyncio.gather(
+        store.upsert(ids["turn"], v, ACME, "acme/c", "user", "my locker is 12", now, origin=Origin("u1", "u1")),
+        store.upsert(ids["reply"], v, ACME, "acme/c", "assistant", "noted: 12", now, origin=Origin("u1", "bot")),
+        store.upsert(ids["fact"], v, ACME, "acme/c", "user", "u1's locker is 12", now, "fact", "u1",
+                     Origin("u1", "u1")),
+        store.upsert(ids["unowned"], v, ACME, "acme/c", "user", "older: 12", now, origin=Origin(sender="u1")),
+        store.upsert(ids["bobs"], v, ACME, "acme/c", "user", "bob's bike", now, origin=Origin("u2", "u2")),
+        store.upsert(ids["agent"], v, ACME, "acme/c", "assistant", "a reply without owner", now,
+                     origin=Origin(sender="u1")),  # sender u1 but not a person's turn: kept
+        store.upsert(ids["globex"], v, GLOBEX, "globex/c", "user", "globex u1", now, origin=Origin("u1", "u1")),
+    )
+    assert await store.erase("acme", "u1") == 4
+    assert sorted(r.text for r in await store.search(v, ACME, 10)) == ["a reply without owner", "bob's bike"]
+    assert [r.text for r in await store.search(v, GLOBEX, 10)] == ["globex u1"]
+    assert await store.erase("acme", "u1") == 0 and await store.erase("nobody-here", "u1") == 0
     await store.aclose()

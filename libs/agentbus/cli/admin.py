@@ -33,14 +33,16 @@ def topic_configs(retention_ms: int | None, min_insync_replicas: int | None) -> 
 
 async def run_migrations(settings: Settings, services: tuple[str, ...] = SERVICES) -> dict[str, list[str]]:
     """Apply each service's migrations in its own schema, and those of the shared blob store (media sent to the
-    bot, written by ingress and read by the reasoner); returns the versions applied per schema."""
+    bot, written by ingress and read by the reasoner) and of the people's data keys (every service seals and
+    opens their text with them); returns the versions applied per schema."""
     from agentbus import blobs
     from agentbus.db import migrate, open_pool, schema_name
+    from agentbus.sealing import keystore
 
     applied: dict[str, list[str]] = {}
     parts = [(service, migrations_dir(service)) for service in services]
     if services == SERVICES:
-        parts.append((blobs.SCHEMA, blobs.MIGRATIONS))
+        parts += [(blobs.SCHEMA, blobs.MIGRATIONS), (keystore.SCHEMA, keystore.MIGRATIONS)]
     for name, directory in parts:
         schema = schema_name(name, settings)
         pool = await open_pool(settings, schema, max_size=1)
