@@ -42,7 +42,7 @@ async def _kill_and_restart(i: Injector, f: Fault, node_id: int, down_s: float, 
     await asyncio.sleep(down_s)
     await kafka.restart(node_id, wait=False)
     f.end()  # restarted, as a supervisor would: catching up is part of the recovery
-    await kafka.nodes[node_id].proc.wait_ready(120)  # type: ignore[union-attr]  # restart() made it
+    await kafka.wait_ready(node_id)
     i._say(f"kafka node {node_id} is a broker again")
 
 
@@ -68,7 +68,7 @@ def kill_controller(i: Injector, down_s: float = 5.0) -> Fault:
         await asyncio.sleep(down_s)
         await kafka.restart(controller, wait=False)
         f.end()
-        await kafka.nodes[controller].proc.wait_ready(120)  # type: ignore[union-attr]
+        await kafka.wait_ready(controller)
         i._say(f"kafka node {controller} is a broker again")
 
     return Fault("Kafka active controller SIGKILL + restart", act)

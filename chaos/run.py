@@ -50,7 +50,7 @@ PLANS: dict[str, tuple[Callable[[Injector], list[Fault]], float]] = {
     # plan name → (faults, seconds over which the load is spread: long enough to cover the faults)
     "full": (full_plan, 200.0),
     "slice": (slice_plan, 60.0),
-    "kafka": (kafka_plan, 180.0),  # on Apache Kafka's three nodes (chaos.kafka_faults)
+    "kafka": (kafka_plan, 160.0),  # on Apache Kafka's three nodes (chaos.kafka_faults)
 }
 
 

@@ -59,7 +59,7 @@ BROKER_SETTINGS = {
     "num.network.threads": "2",
     "num.io.threads": "4",
     "num.replica.fetchers": "1",
-    "num.recovery.threads.per.data.dir": "1",
+    "num.recovery.threads.per.data.dir": "2",  # a SIGKILLed node recovers its logs before it serves
     "log.cleaner.threads": "1",
     "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
 }
@@ -145,8 +145,12 @@ class KafkaCluster:
         return "".join(f"{k}={v}\n" for k, v in props.items())
 
     def _java(self, main: str, *args: str, heap_mb: int) -> list[str]:
-        return ["java", f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 128)}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.libs.parent / 'log4j2.properties'}",
+        # the client JIT only and the serial collector: three JVMs share two cores with the platform under
+        # test, and start (and restart) sooner without the optimising compiler's and G1's threads; a test's
+        # load is far below what either would be needed for
+        return ["java", f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 128)}m", "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.libs.parent / 'log4j2.properties'}",
                 "-cp", f"{self.libs}/*", main, *args]
 
     async def _run_tool(self, main: str, *args: str, timeout: float = 60) -> str:
@@ -255,7 +259,14 @@ class KafkaCluster:
         node.proc = self._proc(node)
         await node.proc.start()
         if wait:
-            await node.proc.wait_ready(timeout)
+            await self.wait_ready(node_id, timeout)
+
+    async def wait_ready(self, node_id: int, timeout: float = 120) -> None:
+        """Until the (started) node is a registered, unfenced broker again."""
+        proc = self.nodes[node_id].proc
+        if proc is None:
+            raise RuntimeError(f"kafka node {node_id} was never started")
+        await proc.wait_ready(timeout)
 
     async def wait_brokers(self, ids: set[int], timeout: float = 120) -> None:
         """Until the cluster's metadata lists exactly the brokers ``ids``."""
