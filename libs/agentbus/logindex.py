@@ -437,12 +437,16 @@ async def restore(settings: Settings, batch: int = 2000) -> int:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
-    from agentbus.bus.kafka import client_options
+    from agentbus.bus.kafka import client_options, ensure_config_topic, ensure_topics
+    from agentbus.topics import all_topics
 
     index, pool = await open_log_index(settings)
     try:
         if await index.archived() == 0:
             return 0
+        # the topics as the services create them (the same partitions), before any service starts
+        await ensure_topics(settings, all_topics(settings.topic_prefix))
+        await ensure_config_topic(settings)
         async with pool.connection() as conn:
             tps = [(str(t), int(p)) for t, p in await (await conn.execute(
                 "SELECT DISTINCT topic, part FROM records WHERE value IS NOT NULL ORDER BY 1, 2")).fetchall()]

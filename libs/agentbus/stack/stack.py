@@ -176,21 +176,16 @@ class Stack:
         return env
 
     async def _restore_log(self, env: dict[str, str]) -> int:
-        """The archived log back into the fresh in-memory broker, before any service starts (topics created
-        first with the services' own settings, so partitions match)."""
-        from agentbus.bus.kafka import ensure_config_topic, ensure_topics
+        """The archived log back into the fresh in-memory broker, before any service starts, read with the
+        services' own settings (the same prefix, partitions and database)."""
         from agentbus.logindex import restore
         from agentbus.settings import Settings
-        from agentbus.topics import all_topics
 
         service = {**self.env, **env}
         saved = {k: os.environ.get(k) for k in service}
         os.environ.update(service)  # the services' own settings: the same prefix, partitions and database
         try:
-            settings = Settings()
-            await ensure_topics(settings, all_topics(settings.topic_prefix))
-            await ensure_config_topic(settings)
-            return await restore(settings)
+            return await restore(Settings())
         finally:
             for k, v in saved.items():
                 if v is None:
