@@ -113,6 +113,11 @@ async def run_chaos(infra: Infra, opts: Options) -> Result:
         if opts.longconn_messages:
             config["channels"].append(longconn.channel_config(tg, CHANNELS[0]))
         env = {"AGENTBUS_INGRESS_LEASE_TTL_S": str(opts.lease_ttl_s)}
+        if opts.plan == "kafka":
+            # the platform's own consumer-group timeouts, not the tests' 2 s sessions: on a busy machine a member
+            # waiting out its in-flight events in a rebalance missed them, was expelled, and its events ran twice
+            env.update({f"AGENTBUS_{name.upper()}": str(Settings.model_fields[name].default)
+                        for name in ("session_timeout_ms", "heartbeat_interval_ms")})
         if not opts.embeddings:
             env["AGENTBUS_EMBEDDINGS_URL"] = ""
         async with run_platform(infra, config, env=env, partitions=opts.partitions) as platform:
