@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from agentbus.cli.tools import signed_request
+from agentbus.events import ContextAssembled, MessageReceived
 from agentbus.stack.stack import Ports, jaeger_proc
+from agentbus.topics import topic_of
 from tests.support.platform import Infra, base_config, run_platform, secret_for
 from tests.support.servers import FakeLLM, WebhookSink
 
@@ -61,8 +63,8 @@ async def test_jaeger_holds_one_tree_with_every_services_spans(infra: Infra, tmp
     orphans = [s["operationName"] for s in trace["spans"] if any(pid not in ids for pid in _parents(s))]
     assert not orphans, f"every span's parent is in the same trace: {orphans}"
     names = {s["operationName"] for s in trace["spans"]}
-    for expected in (f"{p.prefix}.message.received.v1 process", f"{p.prefix}.context.assembled.v1 process",
-                     "chat fake-model", "push webhook"):
+    for expected in (f"{topic_of(p.prefix, MessageReceived)} process",
+                     f"{topic_of(p.prefix, ContextAssembled)} process", "chat fake-model", "push webhook"):
         assert expected in names, (expected, sorted(names))
 
 
