@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
+from agentbus.events import CATALOGUE
 from agentbus.settings import Settings
 from agentbus.topics import topic_for
 from chaos.faults import Fault, Injector
@@ -138,7 +139,8 @@ def retention_limit(i: Injector, seconds: float = 25.0, retention_s: float = 10.
     ``seconds``: the broker deletes the segments older than that while the platform reads and writes it."""
     async def act(f: Fault) -> None:
         s = _settings(i)
-        topic = topic_for(s.topic_prefix, event_type)
+        # the topic the platform writes now: the newest version of the event (older versions' topics stay empty)
+        topic = topic_for(s.topic_prefix, event_type, max(v for t, v in CATALOGUE if t == event_type))
         before = await _start_offsets(s, topic)
         own = await _topic_configs(s, topic)
         limit = {"retention.ms": str(int(retention_s * 1000)), "segment.ms": "1000"}
