@@ -20,7 +20,8 @@ import asyncio
 import base64
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -215,6 +216,12 @@ class LogIndex:
                 (topics, parts))).fetchall()
         return {(str(t), int(p)): int(m) + 1 for t, p, m in rows if m is not None}
 
+    async def has_archive(self) -> bool:
+        """Whether any record's bytes are archived (what `agentbus up` asks on every start: no count)."""
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute("SELECT EXISTS (SELECT 1 FROM records WHERE value IS NOT NULL)")).fetchone()
+        return bool(row and row[0])
+
     async def archived(self) -> int:
         async with self._pool.connection() as conn:
             row = await (await conn.execute("SELECT count(*) FROM records WHERE value IS NOT NULL")).fetchone()
@@ -231,29 +238,41 @@ class LogIndex:
                 "DO UPDATE SET committed = EXCLUDED.committed, taken_at = now()", (group, topics, parts, committed))
 
 
+async def _events_at(settings: Settings, located: Sequence[Located],
+                     keyring: Keyring | None) -> tuple[list[Logged], int]:
+    """The events at ``located``: archived records as they are, the others read at their offsets; and how many of
+    those the log no longer holds."""
+    from agentbus.eventlog import logged_of, read_at
+
+    out = [lg for loc in located if loc.value is not None
+           and (lg := await logged_of(loc.topic, loc.part, loc.offset, loc.value, loc.headers, keyring)) is not None]
+    wanted = [(loc.topic, loc.part, loc.offset) for loc in located if loc.value is None]
+    held = await read_at(settings, wanted, keyring=keyring)
+    return out + held, len(wanted) - len(held)
+
+
+def _add_new(out: list[Logged], more: Sequence[Logged]) -> None:
+    seen = {lg.event.id for lg in out}
+    out += [lg for lg in more if lg.event.id not in seen]
+
+
 async def indexed_chain(settings: Settings, index: LogIndex, wanted: str,
                         tenant: str | None, keyring: Keyring | None = None) -> list[Logged] | None:
     """The chain of ``wanted`` through the log index: archived records as they are, others read at their offsets,
     and what the indexer has not reached yet read from the log past its last indexed offset (a chain's events
     share their conversation's key, so they sit on the same partition of every topic: the tail is short).
     None when the index does not know the id."""
-    from agentbus.eventlog import Filter, logged_of, read_at
+    from agentbus.eventlog import Filter
     from agentbus.topics import all_topics
 
     found = await index.chain(wanted, tenant)
     if found is None:
         return None
     correlation, located = found
-    archived = [await logged_of(loc.topic, loc.part, loc.offset, loc.value, loc.headers, keyring)
-                for loc in located if loc.value is not None]
-    out = [lg for lg in archived if lg is not None]
-    out += await read_at(settings, [(loc.topic, loc.part, loc.offset) for loc in located if loc.value is None],
-                         keyring=keyring)
-    seen = {lg.event.id for lg in out}
-    tail = await unindexed_tail(settings, index, all_topics(settings.topic_prefix),
-                                Filter(correlation=correlation, tenant=tenant), {loc.part for loc in located},
-                                keyring)
-    out += [lg for lg in tail if lg.event.id not in seen]
+    out, _ = await _events_at(settings, located, keyring)
+    _add_new(out, await unindexed_tail(settings, index, all_topics(settings.topic_prefix),
+                                       Filter(correlation=correlation, tenant=tenant), {loc.part for loc in located},
+                                       keyring))
     out.sort(key=lambda lg: lg.event.occurred_at)
     return out
 
@@ -295,37 +314,40 @@ async def indexed_selection(settings: Settings, index: LogIndex, topics: Sequenc
     """A replay's live events of ``topics`` that ``keep`` (an ``eventlog.Filter``) accepts, through the index:
     oldest first, at most ``limit``; whether more matched; and how many matched that the log no longer holds
     (older than its retention, and not in the archive)."""
-    from agentbus.eventlog import logged_of, read_at
-
     room = limit * 2 + 10  # the index's conversation match is a superset; the exact filter runs below
     located = await index.select(topics, keep.tenant, keep.since, keep.until, keep.conversation, keep.correlation,
                                  room)
-    logged = [lg for loc in located if loc.value is not None
-              and (lg := await logged_of(loc.topic, loc.part, loc.offset, loc.value, loc.headers, keyring))
-              is not None]
-    wanted = [(loc.topic, loc.part, loc.offset) for loc in located if loc.value is None]
-    held = await read_at(settings, wanted, keyring=keyring)
-    expired = len(wanted) - len(held)
-    logged += held
-    seen = {lg.event.id for lg in logged}
-    logged += [lg for lg in await unindexed_tail(settings, index, topics, keep, keyring=keyring)
-               if lg.event.id not in seen]
+    logged, expired = await _events_at(settings, located, keyring)
+    _add_new(logged, await unindexed_tail(settings, index, topics, keep, keyring=keyring))
     matched = sorted((lg.event for lg in logged if keep(lg.event) and lg.event.replay is None),
                      key=lambda e: e.occurred_at)
     return matched[:limit], len(matched) > limit or len(located) >= room, expired
 
 
-async def reach_log_index(settings: Settings, timeout_s: float = 3.0) -> tuple[LogIndex, AsyncConnectionPool] | None:
-    """The index for a command-line tool, or None at once when the database does not answer within
-    ``timeout_s`` (the tool then reads the log itself instead of waiting for a pool that cannot connect)."""
+@asynccontextmanager
+async def tool_log_index(settings: Settings, timeout_s: float = 3.0) -> AsyncIterator[LogIndex | None]:
+    """The index for a command-line tool, closed after use; None when the index is off or the database does not
+    answer within ``timeout_s`` (the tool then reads the log itself instead of waiting for a pool that cannot
+    connect)."""
     import psycopg
 
+    reached = None
+    if settings.log_index:
+        try:
+            conn = await psycopg.AsyncConnection.connect(settings.database_url,
+                                                         connect_timeout=max(1, int(timeout_s)))
+            await conn.close()
+            reached = await asyncio.wait_for(open_log_index(settings, max_size=1), timeout_s * 5)
+        except (psycopg.Error, OSError, TimeoutError):
+            reached = None
+    if reached is None:
+        yield None
+        return
+    index, pool = reached
     try:
-        conn = await psycopg.AsyncConnection.connect(settings.database_url, connect_timeout=max(1, int(timeout_s)))
-        await conn.close()
-        return await asyncio.wait_for(open_log_index(settings, max_size=1), timeout_s * 5)
-    except (psycopg.Error, OSError, TimeoutError):
-        return None
+        yield index
+    finally:
+        await pool.close()
 
 
 async def open_log_index(settings: Settings, max_size: int = 4) -> tuple[LogIndex, AsyncConnectionPool]:
@@ -435,14 +457,13 @@ async def restore(settings: Settings, batch: int = 2000) -> int:
     in offset order per partition, then commit every group's snapshotted offsets mapped to the new offsets.
     Returns the number of records restored; 0 when there is no archive or the broker already holds records."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    from aiokafka.structs import OffsetAndMetadata
 
     from agentbus.bus.kafka import client_options, ensure_config_topic, ensure_topics
     from agentbus.topics import all_topics
 
     index, pool = await open_log_index(settings)
     try:
-        if await index.archived() == 0:
+        if not await index.has_archive():
             return 0
         # the topics as the services create them (the same partitions), before any service starts
         await ensure_topics(settings, all_topics(settings.topic_prefix))
@@ -495,7 +516,7 @@ async def restore(settings: Settings, batch: int = 2000) -> int:
         finally:
             await producer.stop()
         await _renumber(pool, moved)
-        await _commit_groups(settings, pool, moved, ends_new, TopicPartition, OffsetAndMetadata)
+        await _commit_groups(settings, pool, moved, ends_new)
         log.info("log_restored", records=restored, partitions=len(tps), seconds=round(time.monotonic() - t0, 1))
         return restored
     finally:
@@ -519,10 +540,11 @@ async def _renumber(pool: AsyncConnectionPool, moved: dict[tuple[str, int], dict
 
 
 async def _commit_groups(settings: Settings, pool: AsyncConnectionPool, moved: dict[tuple[str, int], dict[int, int]],
-                         ends: dict[tuple[str, int], tuple[int, int]], tp_cls: Any, meta_cls: Any) -> None:
+                         ends: dict[tuple[str, int], tuple[int, int]]) -> None:
     """Each group's snapshotted committed offset, mapped: the next record it had not read is the same record
     in the new broker (or the new end, when it had read everything)."""
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
 
     from agentbus.bus.kafka import client_options
 
@@ -539,7 +561,7 @@ async def _commit_groups(settings: Settings, pool: AsyncConnectionPool, moved: d
         else:
             later = [o for o in mapping if o >= committed]
             new = mapping[min(later)] if later else new_end
-        by_group.setdefault(group, {})[tp_cls(topic, part)] = meta_cls(new, "")
+        by_group.setdefault(group, {})[TopicPartition(topic, part)] = OffsetAndMetadata(new, "")
     index = LogIndex(pool)
     for group, offsets in by_group.items():
         c = AIOKafkaConsumer(**client_options(settings), group_id=group, enable_auto_commit=False)

@@ -92,18 +92,10 @@ async def _tail(s: Settings, types: tuple[str, ...], conversation: str | None, t
 async def _indexed(s: Settings, wanted: str, keyring: Keyring | None) -> tuple[str, list[Logged]] | None:
     """The chain through the log index that ingress keeps in PostgreSQL; None when it has no such id or cannot
     be read (the log itself is then read)."""
-    if not s.log_index:
-        return None
-    from agentbus.logindex import indexed_chain, reach_log_index
+    from agentbus.logindex import indexed_chain, tool_log_index
 
-    reached = await reach_log_index(s)
-    if reached is None:  # no database reachable from here: read the log
-        return None
-    index, pool = reached
-    try:
-        chain = await indexed_chain(s, index, wanted, None, keyring)
-    finally:
-        await pool.close()
+    async with tool_log_index(s) as index:
+        chain = await indexed_chain(s, index, wanted, None, keyring) if index is not None else None
     if not chain:
         return None
     return str(chain[0].event.correlation_id), chain

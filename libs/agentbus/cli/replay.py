@@ -64,20 +64,13 @@ async def _select(s: Settings, entry_type: str, keep: Any, limit: int,
                   keyring: Any) -> tuple[list[Event], bool, int]:
     """The selection through the log index ingress keeps (when a tenant is given and the database answers),
     else by reading the topic."""
+    from agentbus.logindex import tool_log_index
     from agentbus.replayruns import select_entries
 
-    if s.log_index and keep.tenant:
-        from agentbus.logindex import reach_log_index
-
-        reached = await reach_log_index(s)
-        if reached is None:  # no database reachable from here: read the topic
-            return await select_entries(s, entry_type, keep, limit, keyring)
-        index, pool = reached
-        try:
-            return await select_entries(s, entry_type, keep, limit, keyring, index)
-        finally:
-            await pool.close()
-    return await select_entries(s, entry_type, keep, limit, keyring)
+    if not keep.tenant:  # the index is searched per tenant
+        return await select_entries(s, entry_type, keep, limit, keyring)
+    async with tool_log_index(s) as index:
+        return await select_entries(s, entry_type, keep, limit, keyring, index)
 
 
 async def _replay(s: Settings, entry_type: str, run: Replay, since: datetime | None, until: datetime | None,
