@@ -107,12 +107,13 @@ async def partitions_of(settings: Settings, topics: Sequence[str]) -> list[Topic
     return [TopicPartition(t, p) for t in wanted for p in by_topic.get(t, ())]
 
 
-async def _consumer(settings: Settings, topics: Sequence[str],
-                    only: Sequence[TopicPartition] | None = None) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+async def _consumer(settings: Settings, topics: Sequence[str], only: Sequence[TopicPartition] | None = None,
+                    fetch_max_wait_ms: int = 500) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     """A consumer with no group assigned every partition of ``topics`` (or only the existing ones of ``only``)."""
     tps = [tp for tp in await partitions_of(settings, topics) if only is None or tp in only]
     c = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
-                         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+                         auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+                         fetch_max_wait_ms=fetch_max_wait_ms, retry_backoff_ms=min(100, max(fetch_max_wait_ms, 10)))
     await c.start()
     # one turn of the loop: aiokafka's group-less consumer starts a task at the end of start() that, cancelled
     # by a stop() before it first ran, makes that stop() raise CancelledError (a read of no partitions does that)
@@ -135,6 +136,7 @@ async def read_records(
     start: dict[TopicPartition, int] | None = None,
     timeout_s: float = 60.0,
     only_start: bool = False,
+    fetch_max_wait_ms: int = 500,
 ) -> list[ConsumerRecord]:
     """Every record of ``topics`` from the beginning (or ``start``) up to the end as of now; with
     ``only_start``, of the partitions in ``start`` only.
@@ -142,17 +144,20 @@ async def read_records(
     The end of a partition is the high watermark of the first fetch response (and at least what ListOffsets
     says): Tansu answers ListOffsets(latest) with the base offset of the last batch plus one, which is short of
     the end whenever that batch holds more than one record."""
-    c, tps = await _consumer(settings, topics, list(start or ()) if only_start else None)
+    c, tps = await _consumer(settings, topics, list(start or ()) if only_start else None, fetch_max_wait_ms)
     out: list[ConsumerRecord] = []
     try:
         if not tps:
             return out
-        listed = await c.end_offsets(tps)
+        # the starts are set before anything awaits: aiokafka's fetcher, finding a partition without a position,
+        # resets it and sleeps its fetcher_timeout (0.2 s) before the first fetch
         for tp in tps:
             if start and tp in start:
                 c.seek(tp, start[tp])
-            else:
+        for tp in tps:
+            if not (start and tp in start):
                 await c.seek_to_beginning(tp)
+        listed = await c.end_offsets(tps)
         ends: dict[TopicPartition, int] = {}
         deadline = asyncio.get_running_loop().time() + timeout_s
         while True:
@@ -164,7 +169,7 @@ async def read_records(
                 break
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"could not read {', '.join(topics)} to the end within {timeout_s:.0f}s")
-            batch = await c.getmany(timeout_ms=500, max_records=2000)
+            batch = await c.getmany(timeout_ms=max(fetch_max_wait_ms, 10), max_records=2000)
             for tp, recs in batch.items():
                 end = ends.get(tp, max(c.highwater(tp) or 0, listed[tp]))
                 out += [r for r in recs if r.offset < end]
@@ -270,11 +275,13 @@ async def read(
     timeout_s: float = 60.0,
     only_start: bool = False,
     keyring: Keyring | None = None,
+    fetch_max_wait_ms: int = 500,
 ) -> list[Logged]:
     """Every event of ``topics`` from the beginning (or ``start``) up to the end as of now, oldest first (with
-    ``only_start``, of the partitions in ``start`` only)."""
+    ``only_start``, of the partitions in ``start`` only; a short ``fetch_max_wait_ms`` makes a read that finds
+    little cost little)."""
     out: list[Logged] = []
-    for rec in await read_records(settings, topics, start, timeout_s, only_start):
+    for rec in await read_records(settings, topics, start, timeout_s, only_start, fetch_max_wait_ms):
         logged = await _decode(rec, keyring)
         if logged is not None and keep(logged.event):
             out.append(logged)

@@ -265,48 +265,48 @@ async def indexed_chain(settings: Settings, index: LogIndex, wanted: str,
     from agentbus.eventlog import Filter
     from agentbus.topics import all_topics
 
+    topics = all_topics(settings.topic_prefix)
+    starts = await tail_starts(settings, index, topics)  # before the lookup: what is indexed after it is in the tail
     found = await index.chain(wanted, tenant)
     if found is None:
         return None
     correlation, located = found
-    out, _ = await _events_at(settings, located, keyring)
-    _add_new(out, await unindexed_tail(settings, index, all_topics(settings.topic_prefix),
-                                       Filter(correlation=correlation, tenant=tenant), {loc.part for loc in located},
-                                       keyring))
+    parts = {loc.part for loc in located}
+    (out, _), tail = await asyncio.gather(
+        _events_at(settings, located, keyring),
+        read_tail(settings, topics, Filter(correlation=correlation, tenant=tenant),
+                  {tp: at for tp, at in starts.items() if tp.partition in parts}, keyring))
+    _add_new(out, tail)
     out.sort(key=lambda lg: lg.event.occurred_at)
     return out
 
 
-async def unindexed_tail(settings: Settings, index: LogIndex, topics: Sequence[str], keep: Any,
-                         partitions: set[int] | None = None, keyring: Keyring | None = None) -> list[Logged]:
-    """What ``keep`` accepts among the records of ``topics`` past the last offset the index holds (the
-    indexer's lag), of every partition or only of ``partitions``. The partitions' ends are asked first and only
-    those ahead of the index are read, so with the indexer caught up this costs one ListOffsets request."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+_TAIL_WAIT_MS = 5  # how long the broker may hold the tail's fetch for records that are not there
 
-    from agentbus.bus.kafka import client_options
-    from agentbus.eventlog import partitions_of, read
 
-    if partitions is None:
-        tps = await partitions_of(settings, topics)
-    else:
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(partitions)]
-    if not tps:
-        return []
-    c = AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False)
-    await c.start()
-    try:
-        try:
-            ends = await c.end_offsets(tps)
-        except Exception:  # noqa: BLE001 - a topic not created yet: ask only for the partitions that exist
-            tps = [tp for tp in await partitions_of(settings, topics) if tp in set(tps)]
-            ends = await c.end_offsets(tps) if tps else {}
-    finally:
-        await c.stop()
+async def tail_starts(settings: Settings, index: LogIndex, topics: Sequence[str]) -> dict[Any, int]:
+    """Per partition of ``topics``, the offset after the last one the index holds (0 where it holds none): where
+    the indexer's lag begins. Taken before the index is asked, so that an event indexed in between is read from
+    the log rather than missed by both."""
+    from agentbus.eventlog import partitions_of
+
+    tps = await partitions_of(settings, topics)
     nexts = await index.next_offsets([(tp.topic, tp.partition) for tp in tps])
-    start = {tp: nexts.get((tp.topic, tp.partition), 0) for tp in tps}
-    behind = {tp: at for tp, at in start.items() if ends.get(tp, 0) > at}
-    return await read(settings, topics, keep, behind, only_start=True, keyring=keyring) if behind else []
+    return {tp: nexts.get((tp.topic, tp.partition), 0) for tp in tps}
+
+
+async def read_tail(settings: Settings, topics: Sequence[str], keep: Any, starts: dict[Any, int],
+                    keyring: Keyring | None = None) -> list[Logged]:
+    """What ``keep`` accepts among the records of ``topics`` from ``starts`` (``tail_starts``) to the end. Every
+    partition is read to its end as the first fetch answers it, not as ListOffsets does (Tansu answers that with
+    the base offset of the last batch plus one, short of the end when that batch holds several records, and an
+    event the indexer has not reached would be missed); the fetch waits only briefly, so a caught-up index costs
+    one short fetch."""
+    from agentbus.eventlog import read
+
+    if not starts:
+        return []
+    return await read(settings, topics, keep, starts, only_start=True, keyring=keyring, fetch_max_wait_ms=_TAIL_WAIT_MS)
 
 
 async def indexed_selection(settings: Settings, index: LogIndex, topics: Sequence[str], keep: Any, limit: int,
@@ -315,10 +315,12 @@ async def indexed_selection(settings: Settings, index: LogIndex, topics: Sequenc
     oldest first, at most ``limit``; whether more matched; and how many matched that the log no longer holds
     (older than its retention, and not in the archive)."""
     room = limit * 2 + 10  # the index's conversation match is a superset; the exact filter runs below
+    starts = await tail_starts(settings, index, topics)  # before the selection: see indexed_chain
     located = await index.select(topics, keep.tenant, keep.since, keep.until, keep.conversation, keep.correlation,
                                  room)
-    logged, expired = await _events_at(settings, located, keyring)
-    _add_new(logged, await unindexed_tail(settings, index, topics, keep, keyring=keyring))
+    (logged, expired), tail = await asyncio.gather(_events_at(settings, located, keyring),
+                                                   read_tail(settings, topics, keep, starts, keyring))
+    _add_new(logged, tail)
     matched = sorted((lg.event for lg in logged if keep(lg.event) and lg.event.replay is None),
                      key=lambda e: e.occurred_at)
     return matched[:limit], len(matched) > limit or len(located) >= room, expired
