@@ -8,6 +8,7 @@ external endpoint here without touching the YAML.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,8 +63,11 @@ class Settings(BaseSettings):
     # after a person is forgotten, another process may still open their text for at most this long
     key_cache_s: float = Field(default=10.0, ge=0.0)
 
-    # Semantic memory: a Qdrant server at qdrant_url (production), Qdrant's local mode at qdrant_path, else
-    # vectors in memory's PostgreSQL schema searched in process (the newest vectors_max_per_tenant per tenant)
+    # Semantic memory: a Qdrant server at qdrant_url, Qdrant's local mode at qdrant_path, else vectors in memory's
+    # PostgreSQL schema, searched by pgvector's HNSW index when the server has the extension ("auto" or
+    # "pgvector", which fails the start without it), else in process ("in_process": the newest
+    # vectors_max_per_tenant per tenant)
+    vector_index: Literal["auto", "pgvector", "in_process"] = "auto"
     qdrant_url: str | None = None
     qdrant_api_key: SecretStr | None = None
     qdrant_path: Path | None = None

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from agentbus.bus import Producer
@@ -20,8 +21,9 @@ from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.erasure import MemoryErasure
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.history import PgHistory, history_routes
+from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
 from agentbus.services.memory.outage import keep_indexing_deferred
-from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.pgvectorindex import PgvectorIndex, pgvector_available
 from agentbus.services.memory.ports import Embedder, VectorStore
 from agentbus.services.memory.recallgate import EmbeddingsGate
 from agentbus.services.memory.routes import memory_routes, recall_routes
@@ -30,6 +32,8 @@ from agentbus.settings import Settings
 
 if TYPE_CHECKING:
     from agentbus.services.memory.vectors import QdrantStore
+
+log = structlog.get_logger()
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
@@ -41,8 +45,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
         client = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key,
                                 settings.embeddings_timeout_s)
-        index = _vector_index(settings, pool)
-        await index.ensure()
+        index = await _vector_index(settings, pool)
         on_stop += [client.aclose, index.aclose]
         embedder, vectors = client, index
     keys = keyring_of(producer)
@@ -73,18 +76,25 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     )
 
 
-def _vector_index(settings: Settings, pool: AsyncConnectionPool) -> QdrantStore | PgVectorIndex:
-    """Qdrant when one is configured (production), else vectors in memory's own schema (the embedded stack)."""
-    if not (settings.qdrant_url or settings.qdrant_path):
-        return PgVectorIndex(pool, settings.embeddings_dim, settings.vectors_max_per_tenant)
-    # imported only when used: qdrant-client and what it pulls in add about 50 MB to the process
-    from agentbus.services.memory.vectors import QdrantStore
+async def _vector_index(settings: Settings,
+                        pool: AsyncConnectionPool) -> QdrantStore | PgvectorIndex | InProcessVectorIndex:
+    """Qdrant when one is configured, else memory's own schema: searched by pgvector where the server has it
+    (or ``vector_index`` says so), else in process. Ready to use: its tables, column and index checked."""
+    if settings.qdrant_url or settings.qdrant_path:
+        # imported only when used: qdrant-client and what it pulls in add about 50 MB to the process
+        from agentbus.services.memory.vectors import QdrantStore
 
-    qkey = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    return QdrantStore.connect(
-        settings.qdrant_url,
-        str(settings.qdrant_path) if settings.qdrant_path else None,
-        qkey,
-        settings.qdrant_collection,
-        settings.embeddings_dim,
-    )
+        qkey = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        qdrant = QdrantStore.connect(settings.qdrant_url, str(settings.qdrant_path) if settings.qdrant_path else None,
+                                     qkey, settings.qdrant_collection, settings.embeddings_dim)
+        await qdrant.ensure()
+        return qdrant
+    if settings.vector_index == "pgvector" or (settings.vector_index == "auto" and await pgvector_available(pool)):
+        hnsw = PgvectorIndex(pool, settings.embeddings_dim)
+        await hnsw.ensure()  # raises PgvectorUnavailable with the reason
+        log.info("vector_index", kind="pgvector")
+        return hnsw
+    in_process = InProcessVectorIndex(pool, settings.embeddings_dim, settings.vectors_max_per_tenant)
+    await in_process.ensure()
+    log.info("vector_index", kind="in_process", max_per_tenant=settings.vectors_max_per_tenant)
+    return in_process

@@ -6,7 +6,7 @@ person, group chats only) and the ids it leaves out are a payload filter Qdrant 
 (keyword indexes on the filtered fields), so a narrow scope still gets its own best k.
 Upserts from concurrent events are gathered for a few milliseconds and written together.
 A Qdrant URL serves production; local mode (a folder) is kept for development against Qdrant's API.
-The embedded stack uses ``pgvectors`` instead.
+The embedded stack uses ``inprocessvectors`` or ``pgvectorindex`` instead.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from agentbus.sealing import FORGOTTEN, Keyring
 from agentbus.sealing.keystore import PgKeyStore, open_key_store
 from agentbus.services.memory.deferredstore import PgDeferredIndex
 from agentbus.services.memory.erasure import MemoryErasure
-from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
 from agentbus.services.memory.ports import Deferred, Origin, Scope
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.services.reasoner.erasure import ReasonerErasure
@@ -85,7 +85,8 @@ async def count(pool: AsyncConnectionPool, sql: str) -> int:
 async def test_memory_forgets_a_persons_turns_vectors_and_deferred_turns(
         memory_pool: AsyncConnectionPool, keys: PgKeyStore) -> None:
     store = PgTurnStore(memory_pool)
-    vectors, replica = PgVectorIndex(memory_pool, DIM, refresh_s=0.0), PgVectorIndex(memory_pool, DIM, refresh_s=0.0)
+    vectors = InProcessVectorIndex(memory_pool, DIM, refresh_s=0.0)
+    replica = InProcessVectorIndex(memory_pool, DIM, refresh_s=0.0)
     deferred = PgDeferredIndex(memory_pool)
     at = utcnow()
     mine, theirs = message("u1", SECRET), message("u2", "the weather is fine")

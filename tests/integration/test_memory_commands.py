@@ -18,7 +18,7 @@ from agentbus.events import MemoryCommand, MemoryRequested
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.commands import MemoryCommands
 from agentbus.services.memory.embeddings import OpenAIEmbedder
-from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
 from agentbus.services.memory.ports import Scope
 from agentbus.services.memory.recallgate import KIND
 from agentbus.services.memory.routes import recall_routes
@@ -61,8 +61,8 @@ async def texts(pool: AsyncConnectionPool, tenant: str) -> set[str]:
 
 async def test_remembered_facts_are_recalled_and_forgetting_reaches_every_replica(
         pool: AsyncConnectionPool, embedder: OpenAIEmbedder) -> None:
-    mine = PgVectorIndex(pool, Settings().embeddings_dim, refresh_s=0.0)
-    other = PgVectorIndex(pool, Settings().embeddings_dim, refresh_s=0.0)  # another replica of memory
+    mine = InProcessVectorIndex(pool, Settings().embeddings_dim, refresh_s=0.0)
+    other = InProcessVectorIndex(pool, Settings().embeddings_dim, refresh_s=0.0)  # another replica of memory
     log = PgCommandLog(pool)
     memory = MemoryCommands(embedder, mine, log)
     facts = [command("remember", t) for t in FACTS]
@@ -94,12 +94,12 @@ async def test_remembered_facts_are_recalled_and_forgetting_reaches_every_replic
     assert await texts(pool, "acme") == {"the offsite is in May", "I like green tea"}
     assert await log.deleted_by(forget.id) == [facts[0].id]
     assert mine.size("acme") == other.size("acme") == 2
-    restarted = PgVectorIndex(pool, Settings().embeddings_dim)
+    restarted = InProcessVectorIndex(pool, Settings().embeddings_dim)
     assert "my locker is 12" not in {r.text for r in await restarted.search(question, ACME, 5)}
 
 
 async def test_recall_over_http_and_the_tool_end_to_end(pool: AsyncConnectionPool, embedder: OpenAIEmbedder) -> None:
-    index = PgVectorIndex(pool, Settings().embeddings_dim, refresh_s=0.0)
+    index = InProcessVectorIndex(pool, Settings().embeddings_dim, refresh_s=0.0)
     memory = MemoryCommands(embedder, index, PgCommandLog(pool))
     async with serving("memory", recall_routes(parse_config(base_config()), embedder, index)) as url:
         tool = MemoryTool(url)

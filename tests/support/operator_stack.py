@@ -42,7 +42,7 @@ from agentbus.services.ingress.api.scheduler import SchedulerJobs
 from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
 from agentbus.services.ingress.channelstate import PgChannelStates
 from agentbus.services.memory.history import PgHistory, history_routes
-from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
 from agentbus.services.memory.routes import memory_routes
 from agentbus.services.reasoner.routes import PgInferences, inference_routes
 from agentbus.services.scheduler.handlers import Scheduler
@@ -145,7 +145,7 @@ async def operator_stack(database_url: str, bootstrap: str) -> AsyncIterator[Sta
 
         admins = {}
         for service, routes in (("memory", lambda pool: [*history_routes(PgHistory(pool)),
-                                                         *memory_routes(PgVectorIndex(pool, 8))]),
+                                                         *memory_routes(InProcessVectorIndex(pool, 8))]),
                                 ("egress", lambda pool: delivery_routes(PgDeliveries(pool))),
                                 ("reasoner", lambda pool: inference_routes(PgInferences(pool)))):
             pool = await stack.enter_async_context(service_pool(database_url, service))

@@ -7,7 +7,8 @@ import pytest
 
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.embeddings import OpenAIEmbedder
-from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
+from agentbus.services.memory.pgvectorindex import PgvectorIndex
 from agentbus.services.memory.ports import CommandLog, Embedder, TurnStore, VectorStore
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.services.memory.vectors import QdrantStore
@@ -19,7 +20,8 @@ from tests.unit.fakes_memory import FakeCommandLog, FakeEmbedder, FakeTurnStore,
     ("impl", "port"),
     [
         (PgTurnStore, TurnStore),
-        (PgVectorIndex, VectorStore),
+        (InProcessVectorIndex, VectorStore),
+        (PgvectorIndex, VectorStore),
         (QdrantStore, VectorStore),
         (OpenAIEmbedder, Embedder),
         (FakeTurnStore, TurnStore),

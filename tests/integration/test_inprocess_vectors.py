@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from agentbus.services.memory.pgvectors import PgVectorIndex
+from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
 from agentbus.services.memory.ports import Origin, Scope
 from tests.support.db import service_pool
 from tests.support.platform import Infra
@@ -34,14 +34,14 @@ def axis(i: int, scale: float = 1.0) -> list[float]:
     return v
 
 
-async def put(index: PgVectorIndex, vector: list[float], scope: Scope, text: str) -> uuid.UUID:
+async def put(index: InProcessVectorIndex, vector: list[float], scope: Scope, text: str) -> uuid.UUID:
     pid = uuid.uuid4()
     await index.upsert(pid, vector, scope, f"{scope.tenant}/c", "user", text, datetime.now(UTC))
     return pid
 
 
 async def test_recall_is_ranked_by_cosine_and_excludes_the_asking_turn(pool: AsyncConnectionPool) -> None:
-    index = PgVectorIndex(pool, DIM)
+    index = InProcessVectorIndex(pool, DIM)
     await index.search(axis(0), ACME, 3)  # loads the (empty) tenant
     await put(index, axis(0, 5.0), ACME, "exact")
     await put(index, [1.0, 1.0] + [0.0] * (DIM - 2), ACME, "diagonal")
@@ -55,7 +55,7 @@ async def test_recall_is_ranked_by_cosine_and_excludes_the_asking_turn(pool: Asy
 
 
 async def test_tenants_never_see_each_other(pool: AsyncConnectionPool) -> None:
-    index = PgVectorIndex(pool, DIM)
+    index = InProcessVectorIndex(pool, DIM)
     await put(index, axis(2), ACME, "acme secret")
     await put(index, axis(2), GLOBEX, "globex secret")
     assert [r.text for r in await index.search(axis(2), ACME, 5)] == ["acme secret"]
@@ -63,30 +63,30 @@ async def test_tenants_never_see_each_other(pool: AsyncConnectionPool) -> None:
 
 
 async def test_vectors_survive_a_restart(pool: AsyncConnectionPool) -> None:
-    first = PgVectorIndex(pool, DIM)
+    first = InProcessVectorIndex(pool, DIM)
     await asyncio.gather(*(put(first, axis(i % DIM, 1.0 + i), ACME, f"t{i}") for i in range(20)))
     await first.aclose()
-    second = PgVectorIndex(pool, DIM)
+    second = InProcessVectorIndex(pool, DIM)
     found = await second.search(axis(3), ACME, 10)
     assert {r.text for r in found} >= {"t3", "t11", "t19"}
     assert second.size("acme") == 20
 
 
 async def test_only_the_newest_vectors_per_tenant_are_searched(pool: AsyncConnectionPool) -> None:
-    index = PgVectorIndex(pool, DIM, max_per_tenant=4)
+    index = InProcessVectorIndex(pool, DIM, max_per_tenant=4)
     await index.search(axis(0), ACME, 1)
     for i in range(6):
         await put(index, axis(i), ACME, f"t{i}")
     assert index.size("acme") == 4
     assert {r.text for r in await index.search(axis(0), ACME, 10)} == {"t2", "t3", "t4", "t5"}
     assert (await index.search(axis(5), ACME, 1))[0].text == "t5"
-    reloaded = PgVectorIndex(pool, DIM, max_per_tenant=4)  # a restart loads the same newest four
+    reloaded = InProcessVectorIndex(pool, DIM, max_per_tenant=4)  # a restart loads the same newest four
     assert {r.text for r in await reloaded.search(axis(0), ACME, 10)} == {"t2", "t3", "t4", "t5"}
 
 
 async def test_a_second_replica_sees_the_first_ones_writes(pool: AsyncConnectionPool) -> None:
-    a = PgVectorIndex(pool, DIM, refresh_s=0.0)
-    b = PgVectorIndex(pool, DIM, refresh_s=0.0)
+    a = InProcessVectorIndex(pool, DIM, refresh_s=0.0)
+    b = InProcessVectorIndex(pool, DIM, refresh_s=0.0)
     await a.search(axis(0), ACME, 1)
     await b.search(axis(0), ACME, 1)
     await put(a, axis(4), ACME, "written by a")
@@ -97,7 +97,7 @@ async def test_a_second_replica_sees_the_first_ones_writes(pool: AsyncConnection
 
 
 async def test_a_repeated_upsert_is_stored_once(pool: AsyncConnectionPool) -> None:
-    index = PgVectorIndex(pool, DIM)
+    index = InProcessVectorIndex(pool, DIM)
     await index.search(axis(0), ACME, 1)
     pid = uuid.uuid4()
     for _ in range(2):
@@ -108,7 +108,7 @@ async def test_a_repeated_upsert_is_stored_once(pool: AsyncConnectionPool) -> No
 
 
 async def test_searches_waiting_together_each_get_their_own_answer(pool: AsyncConnectionPool) -> None:
-    index = PgVectorIndex(pool, DIM)
+    index = InProcessVectorIndex(pool, DIM)
     ids = [await put(index, axis(i), ACME, f"t{i}") for i in range(DIM)]
     answers = await asyncio.gather(
         index.search(axis(1), ACME, 1),
@@ -123,8 +123,8 @@ async def test_searches_waiting_together_each_get_their_own_answer(pool: AsyncCo
 
 
 async def test_refreshes_never_bring_back_what_the_cap_evicted(pool: AsyncConnectionPool) -> None:
-    other = PgVectorIndex(pool, DIM)
-    me = PgVectorIndex(pool, DIM, max_per_tenant=2, refresh_s=0.0)
+    other = InProcessVectorIndex(pool, DIM)
+    me = InProcessVectorIndex(pool, DIM, max_per_tenant=2, refresh_s=0.0)
     await me.search(axis(0), ACME, 1)
     await put(other, axis(0), ACME, "old 0")
     await put(other, axis(1), ACME, "old 1")
@@ -135,7 +135,7 @@ async def test_refreshes_never_bring_back_what_the_cap_evicted(pool: AsyncConnec
 
 
 async def test_the_scope_is_filtered_in_the_scan_and_origins_survive_a_restart(pool: AsyncConnectionPool) -> None:
-    index = PgVectorIndex(pool, DIM)
+    index = InProcessVectorIndex(pool, DIM)
     now = datetime.now(UTC)
     for i in range(50):  # others' memories, all closer to the query than alice's
         await index.upsert(uuid.uuid4(), axis(0), ACME, f"acme/c{i}", "user", f"other {i}", now,
@@ -145,7 +145,7 @@ async def test_the_scope_is_filtered_in_the_scan_and_origins_survive_a_restart(p
                        origin=Origin(owner="alice", sender="alice", sender_name="Alice", channel="acme", chat="a1",
                                      chat_name="alice", chat_type="direct"))
     await index.upsert(uuid.uuid4(), axis(0), ACME, "acme/old", "user", "stored before owners", now)
-    for searcher in (index, PgVectorIndex(pool, DIM)):  # this replica, and one that loads from the table
+    for searcher in (index, InProcessVectorIndex(pool, DIM)):  # this replica, and one that loads from the table
         [found] = await searcher.search(axis(0), Scope("acme", owner="alice"), 3)
         assert (found.text, found.event_id, found.sender, found.sender_name, found.chat, found.chat_type) == (
             "my locker code is 4417", mine, "alice", "Alice", "a1", "direct")
@@ -156,7 +156,7 @@ async def test_the_scope_is_filtered_in_the_scan_and_origins_survive_a_restart(p
 
 
 async def test_a_memory_is_listed_found_and_deleted_by_id_for_every_replica(pool: AsyncConnectionPool) -> None:
-    one, two = PgVectorIndex(pool, DIM, refresh_s=0.0), PgVectorIndex(pool, DIM, refresh_s=0.0)
+    one, two = InProcessVectorIndex(pool, DIM, refresh_s=0.0), InProcessVectorIndex(pool, DIM, refresh_s=0.0)
     first = await put(one, axis(3), ACME, "first")
     second = await put(one, axis(4), ACME, "second")
     theirs = await put(one, axis(3), GLOBEX, "globex's")

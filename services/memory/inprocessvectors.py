@@ -40,11 +40,16 @@ from agentbus.services.memory.vectorring import Row, TenantIndex, unit
 
 _SEQ_MARGIN = 4096
 _SCAN = 4096  # rows read per statement when forgetting (the whole tenant is compared, not only the ring)
-_Upsert = tuple[Row, str, str | None]  # a row, its tenant and its subject
+Upsert = tuple[Row, str, str | None]  # a row, its tenant and its subject
 _COLUMNS = ("seq, id, conversation, role, text, at, kind, owner, sender, sender_name, channel, chat, chat_name, "
             "chat_type, embedding")
 _Search = tuple[np.ndarray, int, Collection[uuid.UUID], Scope]  # a unit query, the limit, ids left out, scope
 _MEMORY = "id, conversation, role, text, at, kind, sender, sender_name, channel, chat, chat_name, chat_type"
+
+
+def vector_text(vec: np.ndarray) -> str:
+    """A vector as pgvector's text form, ``[x,y,...]``."""
+    return "[" + ",".join(map(repr, vec.tolist())) + "]"
 
 
 def _memory(r: tuple[Any, ...]) -> Recall:
@@ -62,22 +67,112 @@ def _row(r: tuple[Any, ...]) -> tuple[int, Row]:
     return seq, (point_id, conversation, role, text, at, kind, origin, np.frombuffer(blob, dtype=np.float32))
 
 
-class PgVectorIndex:
-    """The ``VectorStore`` port over memory's PostgreSQL schema and an in-process index per tenant."""
+class VectorTable:
+    """Memory's ``vectors`` table, whoever searches it: writes guarded by the tombstones of ``vector_deletions``
+    (a forgotten id is never written again), deletions that leave those tombstones, and the operator's reads.
+    ``InProcessVectorIndex`` searches it in process, ``PgvectorIndex`` through pgvector's HNSW index."""
+
+    def __init__(self, pool: AsyncConnectionPool, dim: int) -> None:
+        self._pool = pool
+        self._dim = dim
+        self._writer = uuid.uuid4().hex
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _dropped(self, tenant: str, ids: list[uuid.UUID]) -> None:
+        """Rows of ``tenant`` just deleted (by this replica): what a subclass holds of them goes too."""
+
+    async def _insert(self, batch: list[Upsert],
+                      vector_type: str | None = None) -> tuple[dict[uuid.UUID, int], set[uuid.UUID]]:
+        """One statement for the batch: the rows not forgotten before are inserted (once: a repeat is ignored);
+        returns the new rows' sequence numbers and the ids that were forgotten. With ``vector_type`` (pgvector's,
+        qualified) the vector is written to its column too, as the text form that type parses."""
+        hnsw = vector_type is not None
+        cols = columns([(point_id, tenant, conversation, role, text, at, vec.tobytes(), kind, subject, o.owner,
+                         o.sender, o.sender_name, o.channel, o.chat, o.chat_name, o.chat_type)
+                        + ((vector_text(vec),) if hnsw else ())
+                        for (point_id, conversation, role, text, at, kind, o, vec), tenant, subject in batch],
+                       17 if hnsw else 16)
+        extra = (", %b::text[]", ", v", ", embedding_v", f", v::{vector_type}") if hnsw else ("", "", "", "")
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "WITH u AS (SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                "%b::timestamptz[], %b::bytea[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                f"%b::text[], %b::text[], %b::text[], %b::text[]{extra[0]}) "
+                f"AS u(i, t, c, r, x, a, e, k, s, ow, se, sn, ch, ct, cn, cy{extra[1]})), "
+                "ins AS (INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, kind, subject, "
+                f"owner, sender, sender_name, channel, chat, chat_name, chat_type, writer{extra[2]}) "
+                f"SELECT i, t, c, r, x, a, e, k, s, ow, se, sn, ch, ct, cn, cy, %s{extra[3]} FROM u "
+                "WHERE NOT EXISTS (SELECT 1 FROM vector_deletions d WHERE d.id = u.i) "
+                "ON CONFLICT (id) DO NOTHING RETURNING seq, id) "
+                "SELECT seq, id, false FROM ins UNION ALL "
+                "SELECT NULL, d.id, true FROM vector_deletions d JOIN u ON d.id = u.i",
+                (*cols, self._writer),
+            )
+            results = await cur.fetchall()
+        seqs = {point_id: seq for seq, point_id, forgotten in results if not forgotten}
+        return seqs, {point_id for _, point_id, was in results if was}
+
+    async def _delete(self, conn: AsyncConnection[Any], tenant: str, doomed: list[uuid.UUID]) -> list[uuid.UUID]:
+        if not doomed:
+            return []
+        async with self._locks.setdefault(tenant, asyncio.Lock()):
+            cur = await conn.execute(
+                "WITH gone AS (DELETE FROM vectors WHERE tenant = %s AND id = ANY(%s) RETURNING id) "
+                "INSERT INTO vector_deletions (id, tenant, writer) SELECT id, %s, %s FROM gone "
+                "ON CONFLICT (id) DO NOTHING RETURNING id",
+                (tenant, doomed, tenant, self._writer))
+            deleted = [r[0] for r in await cur.fetchall()]
+            self._dropped(tenant, deleted)
+        return deleted
+
+    async def erase(self, tenant: str, user: str) -> int:
+        """The person's rows deleted with their tombstones (a redelivered turn cannot write one again, and an
+        in-process index of another replica drops them on its next refresh), under the tenant's lock like a
+        forget."""
+        async with self._pool.connection() as conn, self._locks.setdefault(tenant, asyncio.Lock()):
+            cur = await conn.execute(
+                "WITH gone AS (DELETE FROM vectors WHERE tenant = %(t)s AND (owner = %(u)s OR subject = %(u)s "
+                "OR (owner IS NULL AND role = 'user' AND sender = %(u)s)) RETURNING id) "
+                "INSERT INTO vector_deletions (id, tenant, writer) SELECT id, %(t)s, %(w)s FROM gone "
+                "ON CONFLICT (id) DO NOTHING RETURNING id", {"t": tenant, "u": user, "w": self._writer})
+            deleted = [r[0] for r in await cur.fetchall()]
+            self._dropped(tenant, deleted)
+        return len(deleted)
+
+    async def memories(self, tenant: str, conversation: str, limit: int) -> list[Recall]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_MEMORY} FROM vectors WHERE tenant = %s AND conversation = %s ORDER BY seq DESC LIMIT %s",
+                (tenant, conversation, limit))
+            return [_memory(r) for r in await cur.fetchall()]
+
+    async def find(self, tenant: str, ids: Collection[uuid.UUID]) -> list[Recall]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_MEMORY} FROM vectors WHERE tenant = %s AND id = ANY(%s) ORDER BY seq DESC",
+                (tenant, list(ids)))
+            return [_memory(r) for r in await cur.fetchall()]
+
+    async def delete(self, tenant: str, ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
+        """The rows and their tombstones in one statement, as ``forget`` deletes."""
+        async with self._pool.connection() as conn:
+            return await self._delete(conn, tenant, list(ids))
+
+
+class InProcessVectorIndex(VectorTable):
+    """The ``VectorStore`` port over memory's ``vectors`` table, searched in an in-process index per tenant (its
+    newest ``max_per_tenant`` vectors)."""
 
     def __init__(self, pool: AsyncConnectionPool, dim: int, max_per_tenant: int = 20_000,
                  refresh_s: float = 1.0, max_batch: int = 256, max_wait_s: float = 0.0) -> None:
-        self._pool = pool
-        self._dim = dim
+        super().__init__(pool, dim)
         self._cap = max_per_tenant
         self._refresh_s = refresh_s
-        self._writer = uuid.uuid4().hex
         self._tenants: dict[str, TenantIndex] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
         # a tenant's searches issued in the same turn of the event loop, answered in one pass over its matrix
         self._searches: MicroBatcher[_Search, list[Recall]] = MicroBatcher(self._answer, max_batch, 0.0)
         # one batch across tenants: the rows carry their tenant, and one statement writes them all
-        self._upserts: MicroBatcher[_Upsert, None] = MicroBatcher(self._write, max_batch, max_wait_s)
+        self._upserts: MicroBatcher[Upsert, None] = MicroBatcher(self._write, max_batch, max_wait_s)
         # one BLAS thread: a scan is bound by memory bandwidth, and OpenBLAS's extra threads spin after each
         # product, taking a core from the other services (measured: 1.5 ms of CPU per search with two, 1.1
         # with one)
@@ -158,28 +253,8 @@ class PgVectorIndex:
         row = (point_id, conversation, role, text, at, kind, origin or Origin(), unit(vector))
         await self._upserts.submit("", [(row, scope.tenant, subject)])
 
-    async def _write(self, _: str, batch: list[_Upsert]) -> list[None]:
-        cols = columns([(point_id, tenant, conversation, role, text, at, vec.tobytes(), kind, subject, o.owner,
-                         o.sender, o.sender_name, o.channel, o.chat, o.chat_name, o.chat_type)
-                        for (point_id, conversation, role, text, at, kind, o, vec), tenant, subject in batch], 16)
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "WITH u AS (SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::text[], %b::text[], "
-                "%b::timestamptz[], %b::bytea[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
-                "%b::text[], %b::text[], %b::text[], %b::text[]) "
-                "AS u(i, t, c, r, x, a, e, k, s, ow, se, sn, ch, ct, cn, cy)), "
-                "ins AS (INSERT INTO vectors (id, tenant, conversation, role, text, at, embedding, kind, subject, "
-                "owner, sender, sender_name, channel, chat, chat_name, chat_type, writer) "
-                "SELECT i, t, c, r, x, a, e, k, s, ow, se, sn, ch, ct, cn, cy, %s FROM u "
-                "WHERE NOT EXISTS (SELECT 1 FROM vector_deletions d WHERE d.id = u.i) "
-                "ON CONFLICT (id) DO NOTHING RETURNING seq, id) "
-                "SELECT seq, id, false FROM ins UNION ALL "
-                "SELECT NULL, d.id, true FROM vector_deletions d JOIN u ON d.id = u.i",
-                (*cols, self._writer),
-            )
-            results = await cur.fetchall()
-        seqs = {point_id: seq for seq, point_id, forgotten in results if not forgotten}
-        forgotten = {point_id for _, point_id, was in results if was}
+    async def _write(self, _: str, batch: list[Upsert]) -> list[None]:
+        seqs, forgotten = await self._insert(batch)
         for row, tenant, _subject in batch:
             idx = self._tenants.get(tenant)
             # a tenant not loaded yet reads its rows from the table when first searched; a forgotten id stays so
@@ -209,56 +284,11 @@ class PgVectorIndex:
                     break
             return await self._delete(conn, scope.tenant, doomed)
 
-    async def _delete(self, conn: AsyncConnection[Any], tenant: str, doomed: list[uuid.UUID]) -> list[uuid.UUID]:
-        if not doomed:
-            return []
-        async with self._locks.setdefault(tenant, asyncio.Lock()):
-            cur = await conn.execute(
-                "WITH gone AS (DELETE FROM vectors WHERE tenant = %s AND id = ANY(%s) RETURNING id) "
-                "INSERT INTO vector_deletions (id, tenant, writer) SELECT id, %s, %s FROM gone "
-                "ON CONFLICT (id) DO NOTHING RETURNING id",
-                (tenant, doomed, tenant, self._writer))
-            deleted = [r[0] for r in await cur.fetchall()]
-            idx = self._tenants.get(tenant)
-            if idx is not None:
-                for point_id in deleted:
-                    idx.remove(point_id)
-        return deleted
-
-    async def erase(self, tenant: str, user: str) -> int:
-        """The person's rows deleted with their tombstones (the other replicas drop them on their next refresh,
-        and a redelivered turn cannot write one again), under the tenant's lock like a forget."""
-        async with self._pool.connection() as conn, self._locks.setdefault(tenant, asyncio.Lock()):
-            cur = await conn.execute(
-                "WITH gone AS (DELETE FROM vectors WHERE tenant = %(t)s AND (owner = %(u)s OR subject = %(u)s "
-                "OR (owner IS NULL AND role = 'user' AND sender = %(u)s)) RETURNING id) "
-                "INSERT INTO vector_deletions (id, tenant, writer) SELECT id, %(t)s, %(w)s FROM gone "
-                "ON CONFLICT (id) DO NOTHING RETURNING id", {"t": tenant, "u": user, "w": self._writer})
-            deleted = [r[0] for r in await cur.fetchall()]
-            idx = self._tenants.get(tenant)
-            if idx is not None:
-                for point_id in deleted:
-                    idx.remove(point_id)
-        return len(deleted)
-
-    async def memories(self, tenant: str, conversation: str, limit: int) -> list[Recall]:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {_MEMORY} FROM vectors WHERE tenant = %s AND conversation = %s ORDER BY seq DESC LIMIT %s",
-                (tenant, conversation, limit))
-            return [_memory(r) for r in await cur.fetchall()]
-
-    async def find(self, tenant: str, ids: Collection[uuid.UUID]) -> list[Recall]:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {_MEMORY} FROM vectors WHERE tenant = %s AND id = ANY(%s) ORDER BY seq DESC",
-                (tenant, list(ids)))
-            return [_memory(r) for r in await cur.fetchall()]
-
-    async def delete(self, tenant: str, ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
-        """The rows and their tombstones in one statement, as ``forget`` deletes."""
-        async with self._pool.connection() as conn:
-            return await self._delete(conn, tenant, list(ids))
+    def _dropped(self, tenant: str, ids: list[uuid.UUID]) -> None:
+        idx = self._tenants.get(tenant)
+        if idx is not None:
+            for point_id in ids:
+                idx.remove(point_id)
 
     async def aclose(self) -> None:
         await self._searches.aclose()
