@@ -1,6 +1,7 @@
-"""Real HTTP servers for tests: a fake OpenAI-compatible LLM, and a webhook sink that verifies signatures.
+"""Real HTTP servers for tests: a fake OpenAI-compatible LLM, a webhook sink that verifies signatures, and a
+recording proxy in front of a real embeddings server.
 
-Both speak the real protocol over real HTTP on a free loopback port, and record what they saw so tests
+Each speaks the real protocol over real HTTP on a free loopback port, and records what it saw so tests
 can assert on it.
 """
 
