@@ -47,10 +47,27 @@ class Quotas(Strict):
         "are used up")
 
 
+PiiKind = Literal["email", "phone", "id_card", "bank_card"]
+PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "id_card", "bank_card")
+
+
 class Tenant(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     name: str | None = None
     quotas: Quotas = Quotas()
+    pii_masking: bool | tuple[PiiKind, ...] = Field(
+        default=False, description="personal data replaced by placeholders before text reaches an external model "
+        "or the embeddings server (and put back in the reply): true for every kind, or a list of kinds (email, "
+        "phone, id_card, bank_card)")
+
+    @property
+    def masked_kinds(self) -> tuple[PiiKind, ...]:
+        """The kinds of personal data masked for this tenant (none: masking is off)."""
+        if self.pii_masking is True:
+            return PII_KINDS
+        if self.pii_masking is False:
+            return ()
+        return tuple(dict.fromkeys(self.pii_masking))
 
 
 class MemorySettings(Strict):
@@ -244,6 +261,11 @@ class PlatformConfig(BaseModel):
 
     def tenant(self, tenant_id: str) -> Tenant | None:
         return next((t for t in self.tenants if t.id == tenant_id), None)
+
+    def masked_kinds(self, tenant_id: str) -> tuple[PiiKind, ...]:
+        """What ``tenants[].pii_masking`` masks for the tenant (an unknown tenant: nothing)."""
+        t = self.tenant(tenant_id)
+        return t.masked_kinds if t is not None else ()
 
     @model_validator(mode="after")
     def _index(self) -> PlatformConfig:

@@ -60,6 +60,13 @@ STREAM_EVENTS = Counter(
     "agentbus_channel_stream_events_total", "Platform events received over long connections, by outcome",
     ["channel", "outcome"],
 )
+PII_MASKED = Counter(
+    "agentbus_pii_masked_total",
+    "Personal data values replaced by placeholders before text left for an external service, by kind (email, "
+    "phone, id_card, bank_card) and target (model: one inference's requests, each value once; embeddings: a "
+    "text embedded)",
+    ["kind", "target"],
+)
 LOG_INDEXED = Counter("agentbus_log_indexed_total", "Records of the event log written to its index (and archive)")
 DLQ_SIZE = Gauge("agentbus_dlq_size", "Records in the dead-letter topic (all time; redriven ones included)")
 

@@ -53,12 +53,12 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     on_stop += [store.aclose, pool.close]  # the pool last: the index and the store flush through it
     deferred = PgDeferredIndex(pool)
     memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s))
-    commands = MemoryCommands(embedder, vectors, PgCommandLog(pool))
+    commands = MemoryCommands(embedder, vectors, PgCommandLog(pool), config)
     background = []
     if embedder is not None and vectors is not None:
         em, vs = embedder, vectors
         background.append(lambda: keep_indexing_deferred(em, vs, deferred, memory.gate,
-                                                         settings.embeddings_retry_s))
+                                                         settings.embeddings_retry_s, config))
 
     return ServiceParts(
         routes={

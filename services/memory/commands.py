@@ -18,7 +18,9 @@ from dataclasses import dataclass
 import structlog
 
 from agentbus.bus import PermanentError
+from agentbus.config import PlatformConfig
 from agentbus.events import Event, MemoryRequested
+from agentbus.pii import embeddable
 from agentbus.replaying import effects_of
 from agentbus.services.memory.ports import CommandLog, Embedder, Origin, Scope, VectorStore
 from agentbus.services.memory.recallgate import KIND
@@ -31,6 +33,7 @@ class MemoryCommands:
     embedder: Embedder | None
     vectors: VectorStore | None
     commands: CommandLog
+    config: PlatformConfig | None = None  # whose tenants mask personal data before it is embedded
 
     async def apply(self, event: MemoryRequested) -> Sequence[Event]:
         """memory.requested → a fact remembered, or memories forgotten (no output)."""
@@ -50,7 +53,7 @@ class MemoryCommands:
                      requested_by=cmd.requested_by)
             await self.commands.record(event, deleted)
             return []
-        [vector] = await self.embedder.embed([cmd.text], KIND)
+        [vector] = await self.embedder.embed([embeddable(self.config, event.tenant, cmd.text)], KIND)
         deleted = []
         if cmd.action == "remember":
             # a fact is its subject's memory: a person's recall finds the facts about them

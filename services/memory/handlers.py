@@ -26,6 +26,7 @@ from agentbus.events import (
 )
 from agentbus.ids import Step
 from agentbus.metrics import VECTORS_DEFERRED, child
+from agentbus.pii import embeddable
 from agentbus.replaying import effects_of
 from agentbus.services.memory.ports import Deferred, DeferredIndex, Embedder, Origin, Scope, TurnStore, VectorStore
 from agentbus.services.memory.recallgate import Embedding, EmbeddingsGate, embed_or_skip
@@ -104,13 +105,14 @@ class Memory:
         return (agent is not None and agent.memory.semantic and self.embedder is not None
                 and self.vectors is not None)
 
-    async def _embedding(self, agent: Agent | None, text: str) -> Embedding | None:
+    async def _embedding(self, tenant: str, agent: Agent | None, text: str) -> Embedding | None:
         """The turn's vector (one serves both its search and its index, as E5's guidance has it for symmetric
-        similarity), a counted skip while embeddings are away, or None when nothing is to be embedded."""
+        similarity), a counted skip while embeddings are away, or None when nothing is to be embedded. The
+        server reads the text masked when the tenant masks personal data; the turn is kept as it was said."""
         if not self._semantic(agent) or not text.strip():  # an image alone has no words to recall by
             return None
         assert self.embedder is not None
-        return await embed_or_skip(self.embedder, self.gate, text)
+        return await embed_or_skip(self.embedder, self.gate, embeddable(self.config, tenant, text))
 
     async def _recall(self, event: Event, entry: Entry, agent: Agent, vector: list[float],
                       history: Sequence[Turn]) -> list[Recall]:
@@ -154,7 +156,7 @@ class Memory:
             history, made = await asyncio.gather(
                 self.store.history(event.conversation, agent.memory.history_turns, before=entry.turn.at,
                                    exclude=event.id),
-                self._embedding(agent, entry.turn.text))
+                self._embedding(event.tenant, agent, entry.turn.text))
             if made is not None and made.vector is not None:
                 memories = await self._recall(event, entry, agent, made.vector, history)
         context = context_of(event, entry, channel.type, history, memories)
@@ -173,7 +175,7 @@ class Memory:
         d = event.data
         turn = Turn(role="assistant", text=_with_parts(d), at=event.occurred_at, event_id=event.id, sender=d.agent,
                     owner=d.asker.id if d.asker is not None else None)
-        made = await self._embedding(self.config.agent(d.agent), turn.text)
+        made = await self._embedding(event.tenant, self.config.agent(d.agent), turn.text)
         origin = Origin(owner=d.asker.id if d.asker is not None else None, sender=d.agent, channel=d.channel,
                         chat=d.chat.id, chat_name=d.chat.name, chat_type=d.chat.type)
         await _together(self.store.remember(event, turn, []), self._keep_vector(event, turn, made, origin))

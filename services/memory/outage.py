@@ -7,7 +7,9 @@ import asyncio
 import structlog
 
 from agentbus.bus.errors import PermanentError
+from agentbus.config import PlatformConfig
 from agentbus.metrics import VECTORS_DEFERRED, child
+from agentbus.pii import embeddable
 from agentbus.services.memory.ports import DeferredIndex, Embedder, Scope, VectorStore
 from agentbus.services.memory.recallgate import KIND, EmbeddingsGate
 
@@ -15,15 +17,17 @@ log = structlog.get_logger("agentbus.memory")
 
 
 async def index_deferred(embedder: Embedder, vectors: VectorStore, deferred: DeferredIndex, gate: EmbeddingsGate,
-                         batch: int = 64) -> int:
-    """Index one batch of deferred turns; returns how many (0: none waiting, or the server is still away)."""
+                         batch: int = 64, config: PlatformConfig | None = None) -> int:
+    """Index one batch of deferred turns; returns how many (0: none waiting, or the server is still away).
+    With ``config``, the texts of tenants that mask personal data are embedded masked."""
     items = await deferred.take(batch)
     if not items:
         return 0
+    texts = [embeddable(config, d.tenant, d.text) for d in items]
     try:
-        made: list[list[float] | None] = list(await embedder.embed([d.text for d in items], KIND))
+        made: list[list[float] | None] = list(await embedder.embed(texts, KIND))
     except PermanentError:  # one text the server refuses must not hold back the others: one at a time
-        made = [await _one(embedder, d.text) for d in items]
+        made = [await _one(embedder, t) for t in texts]
     except Exception as exc:  # still away (or answering garbage): the rows wait
         gate.failed()
         await deferred.release([d.point_id for d in items])
@@ -51,12 +55,13 @@ async def _one(embedder: Embedder, text: str) -> list[float] | None:
 
 
 async def keep_indexing_deferred(embedder: Embedder, vectors: VectorStore, deferred: DeferredIndex,
-                                 gate: EmbeddingsGate, every_s: float = 5.0) -> None:
+                                 gate: EmbeddingsGate, every_s: float = 5.0,
+                                 config: PlatformConfig | None = None) -> None:
     """The background task: drain the deferred turns whenever there are some and the server answers.
     A failure of the store is logged and tried again on the next round (nothing is lost: the rows stay)."""
     while True:
         try:
-            while await index_deferred(embedder, vectors, deferred, gate):
+            while await index_deferred(embedder, vectors, deferred, gate, config=config):
                 pass
         except Exception as exc:  # the database or the vector store is away: the rows wait for the next round
             log.warning("deferred_indexing_failed", error=f"{type(exc).__name__}: {exc}"[:300])

@@ -23,6 +23,7 @@ from agentbus.adminreads import BadQuery, limit_of, query_of
 from agentbus.config import PlatformConfig
 from agentbus.events import Recall
 from agentbus.http import error
+from agentbus.pii import embeddable
 from agentbus.services.memory.ports import Embedder, Scope, VectorStore
 from agentbus.services.memory.recallgate import KIND
 
@@ -85,7 +86,7 @@ def recall_routes(config: PlatformConfig, embedder: Embedder | None, vectors: Ve
         if embedder is None or vectors is None:
             return error(503, "semantic memory is off (no embeddings endpoint configured)")
         try:
-            [vector] = await embedder.embed([query.text], KIND)
+            [vector] = await embedder.embed([embeddable(config, query.tenant, query.text)], KIND)
             found = await vectors.search(vector, scope, query.limit)
         except Exception as exc:  # the embeddings server or the vector store is away: say so, the caller retries
             log.warning("recall_failed", tenant=query.tenant, error=f"{type(exc).__name__}: {exc}"[:300])

@@ -29,6 +29,7 @@ from agentbus.events import (
 from agentbus.ids import Step
 from agentbus.replaying import effects_of
 from agentbus.services.reasoner.loop import Answer, ToolLoop, ToolOutcome, recorded_outcomes
+from agentbus.services.reasoner.masking import masked
 from agentbus.services.reasoner.parts import reply_parts
 from agentbus.services.reasoner.ports import (
     ECHO,
@@ -158,7 +159,9 @@ class Reasoner:
             messages = build_messages(agent, ctx, fx.system_prompt, images)
         tools = list(self.tools.for_agent(agent)) if self.tools is not None else []
         reporter = self._reporter(event, fx.push)
-        loop = ToolLoop(self.llm, self.ledger, self.tool_timeout_s, reporter)
+        # one masking context per inference: the model reads placeholders, everything else the real values
+        model = masked(self.llm, self.config.masked_kinds(event.tenant))
+        loop = ToolLoop(model, self.ledger, self.tool_timeout_s, reporter)
         done = await loop.run(event, agent, chain, messages, tools, found.steps, fx)
         if done.stopped:
             note = f"(I stopped after {done.steps - 1} tool steps, the most I may take for one answer.)"

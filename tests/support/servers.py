@@ -1,6 +1,7 @@
-"""Real HTTP servers for tests: a fake OpenAI-compatible LLM, and a webhook sink that verifies signatures.
+"""Real HTTP servers for tests: a fake OpenAI-compatible LLM, a webhook sink that verifies signatures, and a
+recording proxy in front of a real embeddings server.
 
-Both speak the real protocol over real HTTP on a free loopback port, and record what they saw so tests
+Each speaks the real protocol over real HTTP on a free loopback port, and records what it saw so tests
 can assert on it.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -286,3 +288,41 @@ class WebhookSink:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop()
+
+
+@dataclass
+class RecordingEmbeddings:
+    """An OpenAI-compatible ``POST /v1/embeddings`` in front of a real embeddings server (``upstream``, its
+    ``.../v1`` URL): each request is forwarded as it came and answered with the server's answer, and the texts
+    of every request are recorded, so a test sees what the embeddings server was sent."""
+
+    upstream: str
+    inputs: list[str] = field(default_factory=list)
+    server: LoopbackServer | None = None
+    _client: httpx.AsyncClient | None = None
+
+    async def start(self) -> RecordingEmbeddings:
+        self._client = client = httpx.AsyncClient(timeout=30.0)
+
+        async def embeddings(request: Request) -> Response:
+            body = await request.body()
+            texts = orjson.loads(body).get("input")
+            self.inputs += [texts] if isinstance(texts, str) else list(texts or [])
+            resp = await client.post(self.upstream.rstrip("/") + "/embeddings", content=body,
+                                     headers={"Content-Type": "application/json"})
+            return Response(resp.content, status_code=resp.status_code, media_type="application/json")
+
+        self.server = LoopbackServer([Route("/v1/embeddings", embeddings, methods=["POST"])])
+        await self.server.start()
+        return self
+
+    @property
+    def base_url(self) -> str:
+        assert self.server is not None
+        return self.server.url + "/v1"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        if self._client is not None:
+            await self._client.aclose()

@@ -174,7 +174,7 @@ async def create_tenant(body: Tenant, expected_version: Expected = None, dry_run
 @router.put("/tenants/{tenant}", name="tenants.put", response_model=ConfigWritten, responses=WRITE_ERRORS)
 async def put_tenant(tenant: TenantPath, body: Tenant, expected_version: Expected = None, dry_run: DryRun = False,
                      access: Access = Depends(allow("owner"))) -> ConfigWritten:
-    """Change a tenant's name or quotas."""
+    """Change a tenant's name, quotas or PII masking."""
     _same_id(body.id, tenant)
     return await _write(access, _replace("tenants", "id", tenant, _body(body)), f"tenant {tenant}",
                         expected_version, dry_run)
