@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-kafka test-jaeger bench-trace unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
+.PHONY: up test test-kafka test-jaeger bench-trace bench-recall unit integration e2e chaos bench bench-compare schemas lint clean fuzz vendor console-screenshots
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -110,5 +110,12 @@ BENCH_ARGS = --scale $(BENCH_SCALE) $(if $(SOAK),--soak) \
 bench-trace: $(STAMP)
 	$(PY) -m bench.trace_index --events $(or $(TRACE_EVENTS),1000000) --scan
 
+## memory's recall latency, CPU and recall@10 at RECALL_VECTORS vectors per tenant (default 10,000 and 100,000;
+## add 1000000 for a million), pgvector and in-process; also run by make bench (RECALL=0 leaves it out)
+RECALL_VECTORS ?= 10000,100000
+bench-recall: $(STAMP)
+	$(PY) -m bench.recall --vectors $(RECALL_VECTORS)
+
 bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m bench $(strip $(BENCH_ARGS))
+	$(if $(SOAK),,$(if $(filter 0,$(RECALL)),,$(PY) -m bench.recall --vectors $(RECALL_VECTORS)))

@@ -129,7 +129,8 @@ async def one_size(s: Settings, schema: str, n: int, samples: int, pgdata: Path,
         id_of = {pid: i for i, pid in enumerate(ids)}
         rng = np.random.default_rng(5)
         picks = rng.integers(0, n, samples)
-        queries = vecs[picks] + rng.normal(scale=0.3, size=(samples, DIM)).astype(np.float32)
+        # a question near something said (the noise is 0.3 of a unit vector's length, not per dimension)
+        queries = vecs[picks] + rng.normal(scale=0.3 / np.sqrt(DIM), size=(samples, DIM)).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
         rows: list[dict[str, Any]] = []
         for scope_name in ("tenant", "user"):

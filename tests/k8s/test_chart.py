@@ -497,3 +497,14 @@ def test_the_operator_api_reads_the_schedulers_jobs_and_the_reasoners_model_heal
     for other in ("memory", "reasoner", "scheduler", "egress"):
         (oc,) = containers(one(default_docs, "Deployment", other))
         assert "AGENTBUS_REASONER_URL" not in env_of(oc) and "AGENTBUS_EGRESS_URL" not in env_of(oc)
+
+
+def test_without_a_qdrant_url_memory_searches_postgresql_as_vector_index_says(helm: Helm) -> None:
+    memory = env_of(containers(one(helm.render(), "Deployment", "memory"))[0])
+    assert memory["AGENTBUS_VECTOR_INDEX"]["value"] == "auto"
+    docs = helm.render(values={"qdrant": {"url": "", "vectorIndex": "pgvector"}})
+    memory = env_of(containers(one(docs, "Deployment", "memory"))[0])
+    assert memory["AGENTBUS_VECTOR_INDEX"]["value"] == "pgvector"
+    assert "AGENTBUS_QDRANT_URL" not in memory and "AGENTBUS_QDRANT_API_KEY" not in memory
+    with pytest.raises(Exception, match="vectorIndex"):
+        helm.render(values={"qdrant": {"vectorIndex": "faiss"}})

@@ -224,6 +224,7 @@ Where things are comes in as plain values; every credential comes from a Secret 
   value: {{ $v.otel.jaegerUrl | quote }}
 {{- end }}
 {{- if eq $c "memory" }}
+{{- if $v.qdrant.url }}
 - name: AGENTBUS_QDRANT_URL
   value: {{ $v.qdrant.url | quote }}
 - name: AGENTBUS_QDRANT_COLLECTION
@@ -231,6 +232,9 @@ Where things are comes in as plain values; every credential comes from a Secret 
 {{- with (include "agentbus.credentialEnv" (dict "root" $root "name" "AGENTBUS_QDRANT_API_KEY" "existingSecret" $v.qdrant.existingSecret "key" $v.qdrant.apiKeyKey "inline" $v.qdrant.apiKey "chartKey" "qdrant-api-key")) }}
 {{ . }}
 {{- end }}
+{{- end }}
+- name: AGENTBUS_VECTOR_INDEX
+  value: {{ $v.qdrant.vectorIndex | default "auto" | quote }}
 - name: AGENTBUS_EMBEDDINGS_URL
   value: {{ include "agentbus.embeddingsUrl" $root | quote }}
 - name: AGENTBUS_EMBEDDINGS_MODEL
