@@ -47,10 +47,22 @@ class Quotas(Strict):
         "are used up")
 
 
+class Retention(Strict):
+    """Days a tenant's rows are kept before their service deletes them: memory's turns, the reasoner's inference
+    ledger (inferences and tool-loop steps), egress's deliveries. Absent: the platform's default
+    (``AGENTBUS_RETENTION_<KIND>_DAYS``); 0: forever. A ledger is never pruned sooner than the processed-event
+    horizon (``AGENTBUS_PRUNE_HORIZON_DAYS``), since it is what answers a redelivered event."""
+
+    turns_days: int | None = Field(default=None, ge=0, le=36500)
+    ledger_days: int | None = Field(default=None, ge=0, le=36500)
+    deliveries_days: int | None = Field(default=None, ge=0, le=36500)
+
+
 class Tenant(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     name: str | None = None
     quotas: Quotas = Quotas()
+    retention: Retention = Retention()
 
 
 class MemorySettings(Strict):

@@ -12,6 +12,7 @@ from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobTriggered, MemoryRequested, MessageReceived, ReplyGenerated, UserErasureRequested
+from agentbus.retention import Table, pruner
 from agentbus.service import ServiceParts, keyring_of
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.commands import MemoryCommands
@@ -51,7 +52,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     deferred = PgDeferredIndex(pool)
     memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s))
     commands = MemoryCommands(embedder, vectors, PgCommandLog(pool))
-    background = []
+    # turns past their tenant's retention, and processed records past the pruning horizon
+    background = [pruner(pool, "memory", [Table("turns", "at", "turns")], config, settings).run]
     if embedder is not None and vectors is not None:
         em, vs = embedder, vectors
         background.append(lambda: keep_indexing_deferred(em, vs, deferred, memory.gate,
