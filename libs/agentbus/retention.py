@@ -41,10 +41,10 @@ PRUNE_FAILURES = Counter("agentbus_retention_failures_total", "Retention passes 
 
 # Kafka's default retention.ms (log.retention.hours=168): what an unset AGENTBUS_TOPIC_RETENTION_MS means
 KAFKA_DEFAULT_RETENTION_DAYS = 7.0
-# the longest a platform keeps retrying one event into ingress: Feishu about 7.1 h (accepted for 8 h),
-# Telegram keeps unconfirmed updates 24 h, Standard Webhooks senders retry for about a day; Slack, WeCom and
-# DingTalk give up within minutes
-PLATFORM_RETRY_DAYS = 1.0
+# the longest a platform keeps retrying one event into ingress, with room to spare: Feishu about 7.1 h (accepted
+# for 8 h), Telegram keeps unconfirmed updates 24 h, Standard Webhooks senders commonly retry for about a day;
+# Slack, WeCom and DingTalk give up within minutes
+PLATFORM_RETRY_DAYS = 2.0
 HORIZON_MULTIPLE = 2.0
 
 Kind = Literal["turns", "ledger", "deliveries"]
@@ -69,7 +69,7 @@ def horizon_problem(horizon_days: float | None, topic_retention_ms: int | None) 
                 "or leave prune_horizon_days unset (processed records are then kept forever)")
     if horizon_days < window:
         return (f"prune_horizon_days ({horizon_days:g}) is shorter than the longest redelivery window "
-                f"({window:g} days: the topics' retention, or a day of platform retries): a record pruned that "
+                f"({window:g} days: the topics' retention, or two days of platform retries): a record pruned that "
                 "early could let a redelivered event be processed twice")
     return None
 

@@ -1,8 +1,8 @@
 """Retention against the real PostgreSQL: each service's pruner deletes its own rows past retention.
 
 Rows are written with old timestamps directly (nothing waits for days to pass); each pass is run by hand.
-The settings make the redelivery window one day (topics keep records a day) and the horizon two days, so a
-tenant may keep its turns for as little as two days here.
+The settings make the redelivery window two days (topics keep records a day; platforms retry for two at
+most) and the horizon two days, so a tenant may keep its turns for as little as two days here.
 """
 
 from __future__ import annotations

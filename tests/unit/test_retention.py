@@ -20,8 +20,8 @@ def test_the_horizon_is_twice_the_longest_redelivery_window() -> None:
     assert redelivery_window_days(None) == 7.0  # Kafka's default retention.ms
     assert horizon_days(Settings()) == 14.0
     assert horizon_days(Settings(topic_retention_ms=14 * DAY_MS)) == 28.0
-    # topics that keep a few hours: a platform's retries (a day) are then the longest window
-    assert horizon_days(Settings(topic_retention_ms=3_600_000)) == 2.0
+    # topics that keep a few hours: a platform's retries (two days, with room) are then the longest window
+    assert horizon_days(Settings(topic_retention_ms=3_600_000)) == 4.0
     assert horizon_days(Settings(topic_retention_ms=-1)) is None  # topics keep records forever: so do we
     assert horizon_days(Settings(prune_horizon_days=9)) == 9
 
