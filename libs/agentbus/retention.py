@@ -17,8 +17,8 @@ races another deletes nothing twice and nothing it should keep.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,6 +48,9 @@ PLATFORM_RETRY_DAYS = 2.0
 HORIZON_MULTIPLE = 2.0
 
 Kind = Literal["turns", "ledger", "deliveries"]
+# what must go before a batch of a tenant's rows is deleted (memory's vectors of the turns): given the tenant
+# and the rows' keys; it must be idempotent, since a pass cut short repeats it with the same rows
+BeforeDelete = Callable[[str, list[Any]], Awaitable[object]]
 
 
 def redelivery_window_days(topic_retention_ms: int | None) -> float | None:
@@ -94,12 +97,15 @@ class Table:
     """One table a service prunes: rows whose ``at`` column is older than the cut-off and match ``where``.
 
     ``tenant_kind`` names the tenant retention that applies (its ``tenant`` column chooses the tenant's days);
-    without one the table holds redelivery records, kept for the horizon."""
+    without one the table holds redelivery records, kept for the horizon. With ``before_delete`` a batch is
+    chosen by its ``key`` column, handed to it per tenant, then deleted by key."""
 
     name: str
     at: str
     tenant_kind: Kind | None = None
     where: str = "true"
+    key: str | None = None
+    before_delete: BeforeDelete | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -166,6 +172,8 @@ class Pruner:
 
     async def _delete(self, conn: AsyncConnection, table: Table, where: str, params: dict[str, Any]) -> int:
         """Delete the matching rows a batch at a time (each batch its own short transaction)."""
+        if table.before_delete is not None:
+            return await self._delete_keyed(conn, table, where, params)
         cond = f"({where}) AND ({table.where})"
         sql = (f"DELETE FROM {table.name} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table.name} WHERE {cond} "
                f"LIMIT %(limit)s)) AND {cond}")
@@ -176,6 +184,30 @@ class Pruner:
             if cur.rowcount:
                 PRUNED.labels(schema=self.schema, table=table.name).inc(cur.rowcount)
             if cur.rowcount < self.settings.retention_batch:
+                return total
+
+
+    async def _delete_keyed(self, conn: AsyncConnection, table: Table, where: str, params: dict[str, Any]) -> int:
+        """Batches chosen first, handed to ``before_delete`` per tenant, then deleted: a pass cut short in
+        between finds the same rows again next time."""
+        assert table.before_delete is not None and table.key is not None
+        cond = f"({where}) AND ({table.where})"
+        total = 0
+        while True:
+            cur = await conn.execute(f"SELECT tenant, {table.key} FROM {table.name} WHERE {cond} LIMIT %(limit)s",
+                                     {**params, "limit": self.settings.retention_batch})
+            rows = await cur.fetchall()
+            by_tenant: dict[str, list[Any]] = {}
+            for tenant, key in rows:
+                by_tenant.setdefault(tenant, []).append(key)
+            for tenant, keys in by_tenant.items():
+                await table.before_delete(tenant, keys)
+            if rows:
+                cur = await conn.execute(f"DELETE FROM {table.name} WHERE {table.key} = ANY(%(keys)s) AND {cond}",
+                                         {**params, "keys": [k for _, k in rows]})
+                total += cur.rowcount
+                PRUNED.labels(schema=self.schema, table=table.name).inc(cur.rowcount)
+            if len(rows) < self.settings.retention_batch:
                 return total
 
 

@@ -52,8 +52,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     deferred = PgDeferredIndex(pool)
     memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s))
     commands = MemoryCommands(embedder, vectors, PgCommandLog(pool))
-    # turns past their tenant's retention, and processed records past the pruning horizon
-    background = [pruner(pool, "memory", [Table("turns", "at", "turns")], config, settings).run]
+    background = [pruner(pool, "memory", retained_tables(vectors), config, settings).run]
     if embedder is not None and vectors is not None:
         em, vs = embedder, vectors
         background.append(lambda: keep_indexing_deferred(em, vs, deferred, memory.gate,
@@ -73,6 +72,15 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         on_stop=on_stop,
         background=background,
     )
+
+
+def retained_tables(vectors: VectorStore | None) -> list[Table]:
+    """What memory prunes: turns past their tenant's retention with their vectors (deleted first, so a pass cut
+    short deletes them again), turns still waiting for a vector, and (always) processed records past the
+    pruning horizon."""
+    forget = None if vectors is None else vectors.delete
+    return [Table("turns", "at", "turns", key="event_id", before_delete=forget),
+            Table("deferred_vectors", "at", "turns")]
 
 
 def _vector_index(settings: Settings, pool: AsyncConnectionPool) -> QdrantStore | PgVectorIndex:

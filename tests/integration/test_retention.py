@@ -90,6 +90,37 @@ async def test_turns_past_each_tenants_retention_are_deleted_and_no_other_tenant
         assert await p.prune_once() == {"processed_events": 0, "turns": 0}  # a second pass finds nothing
 
 
+async def test_a_pruned_turns_vector_and_waiting_vector_go_with_it(infra: Infra) -> None:
+    from agentbus.services.memory.bootstrap import retained_tables
+    from agentbus.services.memory.pgvectors import PgVectorIndex
+    from agentbus.services.memory.ports import Scope
+
+    cfg = config(Tenant(id="acme", retention=Retention(turns_days=5)), Tenant(id="globex"))
+    dim = 4
+    async with service_pool(infra.database_url, "memory") as pool:
+        index = PgVectorIndex(pool, dim)
+        made = {}
+        for tenant in ("acme", "globex"):
+            for days in (1, 10, 11, 12, 13):  # acme's four old turns take two batches of three
+                eid = made[(tenant, days)] = await add_turn(pool, tenant, days)
+                await index.upsert(eid, [1.0, 0.0, 0.0, 0.0], Scope(tenant), f"{tenant}/c/1", "user",
+                                   f"{tenant} {days}", ago(days))
+        async with pool.connection() as conn:  # a turn of acme's still waiting for its vector, and globex's
+            for tenant in ("acme", "globex"):
+                await conn.execute("INSERT INTO deferred_vectors (id, tenant, conversation, role, text, at) "
+                                   "VALUES (%s, %s, 'c', 'user', 'later', %s)", (uuid.uuid4(), tenant, ago(10)))
+        assert len(await index.search([1.0, 0, 0, 0], Scope("acme"), 9)) == 5
+        p = await pruner_on(pool, retained_tables(index), cfg, settings(infra))
+        counts = await p.prune_once()
+        assert counts == {"processed_events": 0, "turns": 4, "deferred_vectors": 1}
+        assert await ids(pool, "SELECT id FROM vectors") == {made[("acme", 1)]} | {
+            eid for (tenant, _), eid in made.items() if tenant == "globex"}
+        assert await ids(pool, "SELECT event_id FROM turns") == await ids(pool, "SELECT id FROM vectors")
+        assert await ids(pool, "SELECT tenant FROM deferred_vectors") == {"globex"}
+        assert [r.text for r in await index.search([1.0, 0, 0, 0], Scope("acme"), 9)] == ["acme 1"]
+        await index.aclose()
+
+
 async def test_nothing_is_pruned_while_retention_is_forever(infra: Infra) -> None:
     cfg = config(Tenant(id="acme"))
     async with service_pool(infra.database_url, "memory") as pool:
