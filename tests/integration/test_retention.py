@@ -247,3 +247,17 @@ async def test_published_firings_past_the_horizon_go_and_the_outbox_stays(infra:
         p = await pruner_on(pool, [FIRINGS], config(), settings(infra))
         assert (await p.prune_once() or {})["firings"] == 1
         assert await ids(pool, "SELECT job_id FROM firings") == {"unsent", "new"}
+
+
+async def test_the_soak_reads_the_sizes_of_the_tables_retention_prunes(infra: Infra) -> None:
+    from bench.tables import table_sizes
+
+    async with service_pool(infra.database_url, "memory") as pool:
+        for days in (1, 2, 3):
+            await add_turn(pool, "acme", days)
+        async with pool.connection() as conn:
+            schema = (await (await conn.execute("SELECT current_schema()")).fetchone() or [""])[0]
+        sizes = await table_sizes(infra.database_url, schema.removeprefix("memory"))
+        assert sizes["memory.turns"][0] == 3 and sizes["memory.turns"][1] > 0
+        assert sizes["memory.processed_events"][0] == 0
+        assert "egress.deliveries" not in sizes  # no such schema under this suffix: left out
