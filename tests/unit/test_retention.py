@@ -80,3 +80,15 @@ def test_a_bad_tenant_retention_is_refused_naming_the_key(retention: dict, key: 
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert key in str(err.value)
+
+
+def test_a_service_with_an_unsafe_horizon_refuses_to_start_saying_why(monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from agentbus.service import run
+
+    monkeypatch.setenv("AGENTBUS_PRUNE_HORIZON_DAYS", "3")
+    with pytest.raises(SystemExit) as exit_:
+        run("memory")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "agentbus memory: invalid settings" in err and "prune_horizon_days (3) is shorter" in err
