@@ -246,5 +246,10 @@ def soak_text(s: dict[str, Any]) -> str:
         lines.append("CPU ms per message, first fifth -> last fifth: " + ", ".join(
             f"{k} {v['first_fifth']:.2f} -> {v['last_fifth']:.2f}" for k, v in trend.items()))
     lines.append("final RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in (s.get("final_rss_mb") or {}).items() if v))
+    tables = s.get("tables") or {}
+    if tables:
+        lines.append("tables retention prunes (rows, then rows and KB per 1k messages): " + ", ".join(
+            f"{k} {v['rows']:,} (+{v['rows_per_1k_msgs']:,.0f}, +{v['kb_per_1k_msgs']:,.0f} KB)"
+            for k, v in tables.items()))
     lines.append("plots: " + ", ".join(s.get("plots", [])))
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from typing import Any
 from bench.measure import WARMUP_START, Load, dist_ms, drive, new_run, wait_pushes
 from bench.platform import Bench
 from bench.scenarios import TENANTS, Options, machine_busy, other_load, pipeline_config, secret_for
+from bench.tables import growth, table_sizes
 
 SERVICES = ("ingress", "memory", "reasoner", "scheduler", "egress")
 CPU_SERIES = (*SERVICES, "broker", "postgres")
@@ -66,6 +67,8 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
                     Load(20, 20, "closed", 0, 8, WARMUP_START))
         await wait_pushes(sink, 20, opts.stall_s, 120)
         run = new_run("soak")
+        database_url, suffix = bench.infra_env["AGENTBUS_DATABASE_URL"], f"_{platform.prefix}"
+        tables0 = await table_sizes(database_url, suffix)
         bench.sampler.series.clear()
         bench.sampler.keep_series = True
         t0 = time.monotonic()
@@ -153,6 +156,8 @@ async def run_soak(bench: Bench, opts: Options, a: argparse.Namespace, out_dir: 
         result["windows"] = windows
         result["cpu_ms_per_msg"] = cpu_trend(windows)
         result["loadgen"] = summary
+        # the tables retention prunes (it starts after days: a soak sees how fast each grows per message)
+        result["tables"] = growth(tables0, await table_sizes(database_url, suffix), stats["delivered"])
         result["plots"] = plot(series, windows, t0, out_dir, started.strftime("%Y%m%dT%H%M%SZ"))
         return result
     finally:

@@ -51,10 +51,22 @@ PiiKind = Literal["email", "phone", "id_card", "bank_card"]
 PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "id_card", "bank_card")
 
 
+class Retention(Strict):
+    """Days a tenant's rows are kept before their service deletes them: memory's turns, the reasoner's inference
+    ledger (inferences and tool-loop steps), egress's deliveries. Absent: the platform's default
+    (``AGENTBUS_RETENTION_<KIND>_DAYS``); 0: forever. A ledger is never pruned sooner than the processed-event
+    horizon (``AGENTBUS_PRUNE_HORIZON_DAYS``), since it is what answers a redelivered event."""
+
+    turns_days: int | None = Field(default=None, ge=0, le=36500)
+    ledger_days: int | None = Field(default=None, ge=0, le=36500)
+    deliveries_days: int | None = Field(default=None, ge=0, le=36500)
+
+
 class Tenant(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     name: str | None = None
     quotas: Quotas = Quotas()
+    retention: Retention = Retention()
     pii_masking: bool | tuple[PiiKind, ...] = Field(
         default=False, description="personal data replaced by placeholders before text reaches an external model "
         "or the embeddings server (and put back in the reply): true for every kind, or a list of kinds (email, "

@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS processed_events (
     processed_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (event_id, replay_run)
 );
+-- what retention prunes past the horizon (libs/agentbus/retention.py)
+CREATE INDEX IF NOT EXISTS processed_events_processed_at ON processed_events (processed_at);
 """
 
 

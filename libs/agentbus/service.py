@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 from starlette.routing import BaseRoute
 
 from agentbus.bus import ConsumerRunner, Handler, Producer
@@ -148,7 +149,11 @@ def run(service: str) -> None:
     """Entry point of ``agentbus run <service>``."""
     import importlib
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as err:  # a setting out of range (a pruning horizon shorter than redelivery, say)
+        print(f"agentbus {service}: invalid settings (AGENTBUS_*):\n{err}", file=sys.stderr)
+        raise SystemExit(2) from None
     configure_logging(service, settings.log_level, settings.log_json, settings.debug_log_bodies)
     structlog.contextvars.bind_contextvars(environment=settings.environment)
     configure_tracing(service, settings.otlp_endpoint, settings.environment)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("ingress", "memory", "reasoner", "scheduler", "egress")
@@ -142,12 +142,36 @@ class Settings(BaseSettings):
     # egress's admin HTTP, where the operator API reads the delivery ledger (empty: its default port)
     egress_url: str | None = None
 
+    # retention (libs/agentbus/retention.py): the days each service keeps its tenants' rows (turns in memory,
+    # the inference ledger in the reasoner, deliveries in egress) unless a tenant's `retention` says otherwise
+    # (0: forever), and how often each service prunes, in batches of retention_batch rows
+    retention_turns_days: int = Field(default=0, ge=0, le=36500)
+    retention_ledger_days: int = Field(default=0, ge=0, le=36500)
+    retention_deliveries_days: int = Field(default=0, ge=0, le=36500)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    retention_batch: int = Field(default=1000, ge=1, le=100_000)
+    # the topics' retention.ms (what `agentbus init` sets; unset: Kafka's default, 7 days; -1: forever): the
+    # longest a record can wait in a topic to be delivered again (docs/decisions/0007-retention.md)
+    topic_retention_ms: int | None = Field(default=None, ge=-1)
+    # processed-event, de-duplication and firing records are kept this long (unset: twice the longest
+    # redelivery window; it may not be shorter than that window)
+    prune_horizon_days: float | None = Field(default=None, gt=0)
+
     # the deployment's name (dev, staging, production): on every span and log line
     environment: str = "dev"
     # set by `agentbus up` (the embedded development stack, what `make up` and the tests start) for the
     # services it runs: only then may credentials be `default:` values or the published demo secrets
     dev_mode: bool = False
 
+
+    @model_validator(mode="after")
+    def _horizon_covers_redelivery(self) -> Settings:
+        from agentbus.retention import horizon_problem
+
+        problem = horizon_problem(self.prune_horizon_days, self.topic_retention_ms)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     def port_for(self, service: str) -> int:
         return self.http_port if self.http_port is not None else DEFAULT_PORTS[service]

@@ -15,6 +15,7 @@ from agentbus.db import service_database
 from agentbus.events import ReplyGenerated, ReplyProgress
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import channel_changes, live_of
+from agentbus.retention import Table, pruner
 from agentbus.service import ServiceParts
 from agentbus.services.egress.channels import ADAPTERS
 from agentbus.services.egress.channels.base import OutboundAdapter, TokenCache
@@ -25,6 +26,10 @@ from agentbus.services.egress.progress_store import PgProgressStore
 from agentbus.services.egress.routes import PgDeliveries, delivery_routes
 from agentbus.services.egress.shared_limits import PgRateLimiter
 from agentbus.settings import Settings
+
+# deliveries past their tenant's retention, once finished (a reply still being pushed, or released to be
+# pushed again, keeps its claim)
+DELIVERIES = Table("deliveries", "claimed_at", "deliveries", where="status NOT IN ('pushing', 'pending')")
 
 
 def build_adapters(config: PlatformConfig, http: httpx.AsyncClient, tokens: TokenCache) -> dict[str, OutboundAdapter]:
@@ -67,4 +72,5 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         http_routes=delivery_routes(PgDeliveries(pool)),
         checks={"database": database},
         on_stop=[http.aclose, ledger.aclose, pool.close],
+        background=[pruner(pool, "egress", [DELIVERIES], config, settings).run],
     )

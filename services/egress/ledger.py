@@ -19,6 +19,9 @@ from agentbus.db import coalesced, columns, processed_outputs, record_batch
 from agentbus.events import Event, ReplyGenerated
 from agentbus.services.egress.ports import Claim, Outcome
 
+# a delivery row in one of these was written with its reply's processed record: the reply was handled
+FINISHED = ("delivered", "failed", "suppressed")
+
 
 @dataclass(frozen=True)
 class _Claiming:
@@ -68,6 +71,8 @@ class PgDeliveryLedger:
                 )
                 return Claim("claimed")
             status, attempts = row
+            if status in FINISHED:  # handled once, its processed record pruned since (retention): done
+                return []
             if status == "pending":  # known not delivered (released after retryable failures)
                 await conn.execute("UPDATE deliveries SET status = 'pushing' WHERE reply_id = %s", (event.id,))
                 return Claim("claimed", previous_attempts=attempts)

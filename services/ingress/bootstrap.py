@@ -14,6 +14,7 @@ from agentbus.events import AuditRecorded, ReplayRequested, UserErased, UserEras
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import channel_changes, live_of
 from agentbus.logindex import Indexer, open_log_index
+from agentbus.retention import Table, pruner
 from agentbus.service import ServiceParts, keyring_of
 from agentbus.services.ingress.accept import Acceptor
 from agentbus.services.ingress.api.eventlog import LogEntries
@@ -135,6 +136,8 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         background=[watch_dead_letters, states_writer.run, *chat.background],
     )
     parts.background.append(links.run)
+    # platform event ids and processed records past the pruning horizon
+    parts.background.append(pruner(pool, "ingress", [Table("inbound_dedupe", "received_at")], config, settings).run)
     if index is not None and index_pool is not None:
         indexer = Indexer(settings, index)
         parts.background.append(indexer.run)

@@ -13,6 +13,7 @@ from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobTriggered, MemoryRequested, MessageReceived, ReplyGenerated, UserErasureRequested
+from agentbus.retention import Table, pruner
 from agentbus.service import ServiceParts, keyring_of
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.commands import MemoryCommands
@@ -54,7 +55,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     deferred = PgDeferredIndex(pool)
     memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s))
     commands = MemoryCommands(embedder, vectors, PgCommandLog(pool), config)
-    background = []
+    background = [pruner(pool, "memory", retained_tables(vectors), config, settings).run]
     if embedder is not None and vectors is not None:
         em, vs = embedder, vectors
         background.append(lambda: keep_indexing_deferred(em, vs, deferred, memory.gate,
@@ -74,6 +75,15 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         on_stop=on_stop,
         background=background,
     )
+
+
+def retained_tables(vectors: VectorStore | None) -> list[Table]:
+    """What memory prunes: turns past their tenant's retention with their vectors (deleted first, so a pass cut
+    short deletes them again), turns still waiting for a vector, and (always) processed records past the
+    pruning horizon."""
+    forget = None if vectors is None else vectors.delete
+    return [Table("turns", "at", "turns", key="event_id", before_delete=forget),
+            Table("deferred_vectors", "at", "turns")]
 
 
 async def _vector_index(settings: Settings,

@@ -13,6 +13,7 @@ from agentbus.db import service_database
 from agentbus.events import ContextAssembled, ReplyProgress, UserErasureRequested
 from agentbus.httpclient import async_client
 from agentbus.liveconfig import live_of
+from agentbus.retention import Table, pruner
 from agentbus.service import ServiceParts, keyring_of
 from agentbus.services.reasoner.budget import PgUsage, TokenBudget
 from agentbus.services.reasoner.erasure import ReasonerErasure
@@ -31,6 +32,10 @@ from agentbus.services.reasoner.tools.schedule import ScheduleTool, scheduler_ur
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
+
+# the inference ledger past its tenant's retention; the token counts' once-only records past the horizon
+LEDGER_TABLES = [Table("inferences", "created_at", "ledger"), Table("steps", "created_at", "ledger"),
+                 Table("token_usage_counted", "counted_at")]
 
 
 class ProducerProgress:
@@ -89,7 +94,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         give_up={ContextAssembled: reasoner.apologise},
         http_routes=[*health_routes(prober), *inference_routes(PgInferences(pool))],
         checks={"database": database},
-        background=[prober.run],
+        background=[prober.run, pruner(pool, "reasoner", LEDGER_TABLES, config, settings).run],
         on_stop=[*(s.aclose for s in sources), llm.aclose, probe_http.aclose, tool_http.aclose, memory.aclose,
                  schedule.aclose, ledger.aclose, blob_pool.close, pool.close],
     )

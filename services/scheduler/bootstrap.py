@@ -10,11 +10,15 @@ from agentbus.config import PlatformConfig
 from agentbus.db import service_database
 from agentbus.events import JobRequested
 from agentbus.liveconfig import live_of
+from agentbus.retention import Table, pruner
 from agentbus.service import ServiceParts
 from agentbus.services.scheduler.handlers import Scheduler
 from agentbus.services.scheduler.routes import job_routes
 from agentbus.services.scheduler.store import PgJobStore
 from agentbus.settings import Settings
+
+# published firings past the pruning horizon (an unpublished one is the outbox, kept until it is published)
+FIRINGS = Table("firings", "created_at", where="published")
 
 
 async def bootstrap(settings: Settings, config: PlatformConfig, producer: Producer) -> ServiceParts:
@@ -34,6 +38,6 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         routes={JobRequested: scheduler.apply_command},
         http_routes=job_routes(store),
         checks={"database": database},
-        background=[scheduler.run],
+        background=[scheduler.run, pruner(pool, "scheduler", [FIRINGS], config, settings).run],
         on_stop=[pool.close],
     )

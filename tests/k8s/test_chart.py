@@ -217,10 +217,11 @@ def test_init_job_is_a_pre_install_and_pre_upgrade_hook(production_docs: list[di
     env = env_of(c)
     assert env["AGENTBUS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "agentbus-pg-app", "key": "uri"}
     assert env["AGENTBUS_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "agentbus-kafka-user"
-    # the services leave topic creation to the hook
+    # the services leave topic creation to the hook, and keep their redelivery records for the topics' retention
     for name in SERVICES:
         env = env_of(containers(one(production_docs, "Deployment", name))[0])
         assert env["AGENTBUS_CREATE_TOPICS"]["value"] == "false"
+        assert env["AGENTBUS_TOPIC_RETENTION_MS"]["value"] == "1209600000"
 
 
 def test_init_values_reach_the_job_and_disabling_it_lets_services_create_topics(helm: Helm) -> None:
@@ -229,6 +230,7 @@ def test_init_values_reach_the_job_and_disabling_it_lets_services_create_topics(
     (job,) = by_kind(docs, "Job")
     assert containers(job)[0]["args"][1:5] == ["--partitions=3", "--replication-factor=1", "--retention-ms=-1",
                                                 "--min-insync-replicas=1"]
+    assert env_of(containers(one(docs, "Deployment", "egress"))[0])["AGENTBUS_TOPIC_RETENTION_MS"]["value"] == "-1"
     docs = helm.render(values={"init": {"enabled": False}})
     assert by_kind(docs, "Job") == []
     assert env_of(containers(one(docs, "Deployment", "memory"))[0])["AGENTBUS_CREATE_TOPICS"]["value"] == "true"

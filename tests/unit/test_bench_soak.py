@@ -34,3 +34,17 @@ def test_cpu_trend_skips_idle_windows_and_short_runs() -> None:
     idle = {"pushes_per_s": 0.0, "cpu_ms_per_msg": {}}
     trend = cpu_trend([idle, *[window(100.0, 1.0, 1.0)] * 5, idle])
     assert trend["broker"] == {"first_fifth": 1.0, "last_fifth": 1.0}
+
+
+def test_table_growth_is_reported_per_thousand_messages() -> None:
+    from bench.report import soak_text
+    from bench.tables import growth
+
+    start = {"memory.turns": (100, 1_048_576)}
+    end = {"memory.turns": (2100, 3_145_728), "egress.deliveries": (1000, 524_288)}
+    report = growth(start, end, messages=1000)
+    assert report["memory.turns"] == {"rows": 2100, "mb": 3.0, "rows_per_1k_msgs": 2000.0, "kb_per_1k_msgs": 2048.0}
+    assert report["egress.deliveries"]["rows_per_1k_msgs"] == 1000.0  # created during the run
+    soak = {"delivered": 1000, "accepted": 1000, "target_rate": 10, "accept_per_s": 10, "duration_s": 100,
+            "e2e_ms": {}, "drained": True, "missing": 0, "duplicate_pushes": 0, "http_errors": 0, "tables": report}
+    assert "memory.turns 2,100 (+2,000, +2,048 KB)" in soak_text(soak)

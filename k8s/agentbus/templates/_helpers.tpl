@@ -195,6 +195,8 @@ Where things are comes in as plain values; every credential comes from a Secret 
   value: {{ $v.init.topics.partitions | quote }}
 - name: AGENTBUS_TOPIC_REPLICATION_FACTOR
   value: {{ $v.init.topics.replicationFactor | quote }}
+- name: AGENTBUS_TOPIC_RETENTION_MS
+  value: {{ $v.init.topics.retentionMs | int64 | quote }}
 {{- if $v.kafka.sasl.mechanism }}
 - name: AGENTBUS_KAFKA_SASL_MECHANISM
   value: {{ $v.kafka.sasl.mechanism | quote }}
