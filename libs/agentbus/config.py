@@ -84,6 +84,13 @@ class Tenant(Strict):
 
 class MemorySettings(Strict):
     history_turns: int = Field(default=10, ge=0, le=200)
+    history_ttl_days: float = Field(
+        default=7.0, ge=0, le=36500, description="the short-term memory's time to live: turns older than this "
+        "are not sent as history (they stay recallable as memories); 0: no limit")
+    summary_after: int = Field(
+        default=0, ge=0, le=200, description="once this many turns have fallen out of the history window "
+        "(older than the newest history_turns), the reasoner folds them into the conversation's running summary, "
+        "sent with every later message; until then they are sent beside the history. 0: no summary")
     recall_top_k: int = Field(default=3, ge=0, le=50)
     recall_min_score: float = Field(default=0.0, ge=-1.0, le=1.0)
     recall_scope: Literal["conversation", "user", "tenant"] = Field(

@@ -270,6 +270,9 @@ class ContextAssembledData(ContextAssembledDataV1):
     input: Turn
     history: tuple[Turn, ...] = ()
     memories: tuple[Recall, ...] = ()
+    earlier: tuple[Turn, ...] = Field(
+        default=(), description="turns just before the history window, oldest first, for the agent's running "
+        "summary (memory.summary_after): the reasoner folds those its summary does not cover yet")
 
 
 class InferenceCompletedData(Frozen):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 import structlog
@@ -67,7 +68,7 @@ def entry_of(event: MessageReceived | JobTriggered) -> Entry:
 
 
 def context_of(event: MessageReceived | JobTriggered, entry: Entry, channel_type: str, history: Sequence[Turn],
-               memories: Sequence[Recall]) -> ContextAssembled:
+               memories: Sequence[Recall], earlier: Sequence[Turn] = ()) -> ContextAssembled:
     data = ContextAssembledData(
         agent=entry.agent,
         channel=entry.channel,
@@ -76,6 +77,7 @@ def context_of(event: MessageReceived | JobTriggered, entry: Entry, channel_type
         trigger=entry.trigger,
         input=entry.turn,
         history=tuple(history),
+        earlier=tuple(earlier),
         memories=tuple(memories),
         reply_route=entry.reply_route,
         in_reply_to=entry.in_reply_to,
@@ -152,14 +154,21 @@ class Memory:
         history: list[Turn] = []
         memories: list[Recall] = []
         made: Embedding | None = None
+        earlier: list[Turn] = []
         if entry.refusal is None:  # a refusal sees no history and is not remembered
-            history, made = await asyncio.gather(
-                self.store.history(event.conversation, agent.memory.history_turns, before=entry.turn.at,
-                                   exclude=event.id),
+            m = agent.memory
+            ttl = timedelta(days=m.history_ttl_days) if m.history_ttl_days else None
+            read, made = await asyncio.gather(
+                # with a running summary, the turns just before the window too: those not folded in yet
+                self.store.history(event.conversation, m.history_turns + 2 * m.summary_after,
+                                   before=entry.turn.at, exclude=event.id,
+                                   since=entry.turn.at - ttl if ttl is not None else None),
                 self._embedding(event.tenant, agent, entry.turn.text))
+            cut = max(0, len(read) - m.history_turns)
+            earlier, history = read[:cut], read[cut:]
             if made is not None and made.vector is not None:
-                memories = await self._recall(event, entry, agent, made.vector, history)
-        context = context_of(event, entry, channel.type, history, memories)
+                memories = await self._recall(event, entry, agent, made.vector, read)
+        context = context_of(event, entry, channel.type, history, memories, earlier)
         keep = entry.refusal is None and effects_of(event).remember
         index = self._keep_vector(event, entry.turn, made, origin_of(entry)) if keep else None
         # a redelivery makes its context again and gets the one recorded first; a replay keeps nothing

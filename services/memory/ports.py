@@ -154,10 +154,12 @@ class CommandLog(Protocol):
 
 class TurnStore(Protocol):
     async def history(
-        self, conversation: str, limit: int = 50, before: datetime | None = None, exclude: uuid.UUID | None = None
+        self, conversation: str, limit: int = 50, before: datetime | None = None, exclude: uuid.UUID | None = None,
+        since: datetime | None = None,
     ) -> list[Turn]:
-        """The newest ``limit`` turns of the conversation at ``before`` (all, without it), oldest first,
-        leaving out the turn of the event ``exclude`` (a redelivered event must not see itself)."""
+        """The newest ``limit`` turns of the conversation at ``before`` (all, without it) and not older than
+        ``since``, oldest first, leaving out the turn of the event ``exclude`` (a redelivered event must not see
+        itself)."""
         ...
 
     async def remember(self, event: Event, turn: Turn | None, outputs: Sequence[Event]) -> list[Event]:

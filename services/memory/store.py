@@ -28,6 +28,7 @@ class _Read:
     limit: int
     before: datetime | None
     exclude: uuid.UUID | None
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,12 @@ class PgTurnStore:
         self._writes = coalesced(self._remember_many, max_batch)
 
     async def history(
-        self, conversation: str, limit: int = 50, before: datetime | None = None, exclude: uuid.UUID | None = None
+        self, conversation: str, limit: int = 50, before: datetime | None = None, exclude: uuid.UUID | None = None,
+        since: datetime | None = None,
     ) -> list[Turn]:
         if limit <= 0:
             return []
-        return await self._reads(_Read(conversation, limit, before, exclude))
+        return await self._reads(_Read(conversation, limit, before, exclude, since))
 
     async def remember(self, event: Event, turn: Turn | None, outputs: Sequence[Event]) -> list[Event]:
         return await self._writes(_Write(event, turn, outputs))
@@ -65,11 +67,11 @@ class PgTurnStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT q.i, h.role, h.text, h.at, h.event_id, h.sender, h.owner "
-                "FROM unnest(%b::int[], %b::text[], %b::uuid[], %b::timestamptz[], %b::int[]) "
-                "AS q(i, conv, eid, before, lim) "
+                "FROM unnest(%b::int[], %b::text[], %b::uuid[], %b::timestamptz[], %b::int[], %b::timestamptz[]) "
+                "AS q(i, conv, eid, before, lim, since) "
                 "CROSS JOIN LATERAL (SELECT role, text, at, event_id, sender, owner, seq FROM turns "
                 "WHERE conversation = q.conv AND event_id IS DISTINCT FROM q.eid "
-                "AND at <= coalesce(q.before, 'infinity') "
+                "AND at <= coalesce(q.before, 'infinity') AND at >= coalesce(q.since, '-infinity') "
                 "ORDER BY at DESC, seq DESC LIMIT q.lim) AS h "
                 "ORDER BY q.i, h.at, h.seq",
                 (
@@ -78,6 +80,7 @@ class PgTurnStore:
                     [r.exclude for r in items],
                     [r.before for r in items],
                     [r.limit for r in items],
+                    [r.since for r in items],
                 ),
             )
             rows = await cur.fetchall()

@@ -23,6 +23,7 @@ from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.llm import ChatClient
 from agentbus.services.reasoner.ports import Tool
 from agentbus.services.reasoner.routes import PgInferences, inference_routes
+from agentbus.services.reasoner.summarystore import PgSummaries
 from agentbus.services.reasoner.tools.http_action import HttpActionTool
 from agentbus.services.reasoner.tools.mcp import McpSource
 from agentbus.services.reasoner.tools.memory import MemoryTool, memory_url
@@ -33,9 +34,11 @@ from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
 
-# the inference ledger past its tenant's retention; the token counts' once-only records past the horizon
+# the inference ledger past its tenant's retention; the token counts' once-only records past the horizon; a
+# running summary not updated for as long as its tenant keeps turns
 LEDGER_TABLES = [Table("inferences", "created_at", "ledger"), Table("steps", "created_at", "ledger"),
-                 Table("token_usage_counted", "counted_at")]
+                 Table("token_usage_counted", "counted_at"),
+                 Table("summaries", "updated_at", "turns")]  # a summary untouched as long as its turns
 
 
 class ProducerProgress:
@@ -87,7 +90,7 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
         live.on_change(tool_sources_changed)
     blobs, blob_pool = await open_blob_store(settings)
     reasoner = Reasoner(config, settings, ledger, llm, registry, progress=ProducerProgress(producer), blobs=blobs,
-                        budget=TokenBudget(config, PgUsage(pool)))
+                        budget=TokenBudget(config, PgUsage(pool)), summaries=PgSummaries(pool))
 
     return ServiceParts(
         routes={ContextAssembled: reasoner.answer, UserErasureRequested: ReasonerErasure(pool, keys).erase},

@@ -23,6 +23,7 @@ log = structlog.get_logger("agentbus.reasoner")
 STATEMENTS = (
     ("steps", "DELETE FROM steps WHERE tenant = %(tenant)s AND owners @> ARRAY[%(user)s]::text[]"),
     ("inferences", "DELETE FROM inferences WHERE tenant = %(tenant)s AND owners @> ARRAY[%(user)s]::text[]"),
+    ("summaries", "DELETE FROM summaries WHERE tenant = %(tenant)s AND owners @> ARRAY[%(user)s]::text[]"),
 )
 
 

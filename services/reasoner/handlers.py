@@ -24,6 +24,7 @@ from agentbus.events import (
     ReplyGeneratedData,
     ToolCalled,
     ToolCalledData,
+    Turn,
     Usage,
 )
 from agentbus.ids import Step
@@ -44,6 +45,14 @@ from agentbus.services.reasoner.ports import (
 )
 from agentbus.services.reasoner.progress import ProgressSink, Reporter
 from agentbus.services.reasoner.prompt import Images, build_messages, wants_image, without_image_data
+from agentbus.services.reasoner.summaries import (
+    FOLD_MAX_TOKENS,
+    Summary,
+    SummaryStore,
+    fold_messages,
+    folded,
+    uncovered,
+)
 from agentbus.settings import Settings
 
 log = structlog.get_logger("agentbus.reasoner")
@@ -102,6 +111,7 @@ class Reasoner:
     progress: ProgressSink | None = None  # where reply.progress goes (published at once, best effort)
     blobs: BlobReader | None = None
     budget: Budget | None = None  # the tenants' LLM tokens per day
+    summaries: SummaryStore | None = None  # the conversations' running summaries (memory.summary_after)
 
     async def _images(self, event: ContextAssembled, chain: Sequence[Endpoint]) -> Images:
         """The images of the question, read from the blob store, when every model of the chain accepts them
@@ -133,7 +143,10 @@ class Reasoner:
         ctx = event.data
         agent = self._agent(ctx.agent)
         fx = effects_of(event)
-        messages = build_messages(agent, ctx, fx.system_prompt)
+        summary = await self.summaries.get(event.conversation) if self.summaries is not None and ctx.earlier else None
+        pending = uncovered(summary, ctx.earlier)
+        messages = build_messages(agent, ctx, fx.system_prompt, summary=summary.text if summary else None,
+                                  earlier=pending)
         if ctx.refusal is not None:
             refused = Completion(text=ctx.refusal, model="policy", provider="agentbus", finish_reason="refused",
                                  latency_ms=0.0, attempts=0)
@@ -155,12 +168,18 @@ class Reasoner:
             chain = resolve_chain(agent.model_copy(update={"model": fx.model, "fallback_models": ()}), self.config,
                                   self.settings)
         images = await self._images(event, chain)
-        if images:
-            messages = build_messages(agent, ctx, fx.system_prompt, images)
-        tools = list(self.tools.for_agent(agent)) if self.tools is not None else []
-        reporter = self._reporter(event, fx.push)
         # one masking context per inference: the model reads placeholders, everything else the real values
         model = masked(self.llm, self.config.masked_kinds(event.tenant))
+        fold: list[Event] = []
+        if fx.remember and agent.memory.summary_after and len(pending) >= agent.memory.summary_after:
+            made = await self._fold(event, agent, chain, summary, pending)
+            if made is not None:
+                summary, pending, fold = made[0], [], [made[1]]
+        if images or fold:
+            messages = build_messages(agent, ctx, fx.system_prompt, images, summary.text if summary else None,
+                                      pending)
+        tools = list(self.tools.for_agent(agent)) if self.tools is not None else []
+        reporter = self._reporter(event, fx.push)
         loop = ToolLoop(model, self.ledger, self.tool_timeout_s, reporter)
         done = await loop.run(event, agent, chain, messages, tools, found.steps, fx)
         if done.stopped:
@@ -169,7 +188,35 @@ class Reasoner:
         if not done.completion.text.strip():
             done.completion = replace(done.completion, text=agent.apology)
         return await self._finish(event, agent, done, reused=False, store=fx.remember,
-                                  streamed=reporter is not None and reporter.streamed)
+                                  streamed=reporter is not None and reporter.streamed, before=fold)
+
+    async def _fold(self, event: ContextAssembled, agent: Agent, chain: Sequence[Endpoint], summary: Summary | None,
+                    turns: Sequence[Turn]) -> tuple[Summary, InferenceCompleted] | None:
+        """The turns folded into the conversation's summary by the model, kept, and the model call as an
+        ``inference.completed`` of its own; None when the call fails (the turns are sent as they are, and the
+        next message tries again)."""
+        store = self.summaries
+        assert store is not None
+        model = masked(self.llm, self.config.masked_kinds(event.tenant))
+        try:
+            c = await model.complete(chain, fold_messages(summary, turns), temperature=0.0,
+                                     max_tokens=FOLD_MAX_TOKENS)
+        except Exception as exc:  # noqa: BLE001 - the summary is an optimisation: the answer goes on without it
+            log.warning("summary_fold_failed", error=f"{type(exc).__name__}: {exc}"[:300], turns=len(turns))
+            return None
+        if not c.text.strip():
+            log.warning("summary_fold_empty", model=c.model, turns=len(turns))
+            return None
+        new = folded(summary, turns, c.text)
+        kept = await until_recorded(lambda: store.save(event.tenant, event.conversation, agent.id, new),
+                                    what="summary")
+        log.info("summary_folded", turns=len(turns), total=new.turns, kept=kept, model=c.model)
+        call = event.follow(InferenceCompleted, InferenceCompletedDataV3(
+            agent=agent.id, model=c.model, provider=c.provider, models_tried=c.models_tried, attempts=c.attempts,
+            usage=Usage(input_tokens=c.prompt_tokens, output_tokens=c.completion_tokens),
+            finish_reason=c.finish_reason, latency_ms=c.latency_ms, steps=1, owner=_owner(event),
+        ), source=SOURCE, step=f"{Step.INFERENCE}:summary")
+        return new, call
 
     def _reporter(self, event: ContextAssembled, push: bool) -> Reporter | None:
         """Progress for a live answer on a channel that shows it (a replay reaches no chat)."""
@@ -180,7 +227,7 @@ class Reasoner:
         return Reporter(event, self.progress, channel.progress, self.settings.reasoner_stream_interval_s)
 
     async def _finish(self, event: ContextAssembled, agent: Agent, done: Answer, *, reused: bool,
-                      store: bool, streamed: bool = False) -> list[Event]:
+                      store: bool, streamed: bool = False, before: Sequence[Event] = ()) -> list[Event]:
         c = done.completion
         ctx = event.data
         tool_events = [_tool_event(event, agent.id, o) for o in done.tools]
@@ -197,10 +244,11 @@ class Reasoner:
             asker=ctx.asker, card=card, attachments=attachments, streamed=streamed,
         ), source=SOURCE, step=Step.REPLY)
         commands = [cmd for o in done.tools for cmd in o.commands]
-        outputs = [*tool_events, inference, reply, *commands]
+        outputs = [*before, *tool_events, inference, reply, *commands]
+        paid = [e.data.usage for e in before if isinstance(e, InferenceCompleted)]
         record = Record(event=event, agent=agent.id, request=without_image_data(done.request), completion=c,
-                        outputs=outputs,
-                        store_inference=store)
+                        outputs=outputs, store_inference=store,
+                        extra_tokens=(sum(u.input_tokens or 0 for u in paid), sum(u.output_tokens or 0 for u in paid)))
         recorded = await until_recorded(lambda: self.ledger.record(record), what="inference")
         if self.budget is not None:
             await self.budget.count(recorded)

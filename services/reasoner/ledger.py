@@ -35,15 +35,20 @@ def _completion(row: dict[str, Any]) -> Completion | None:
 def owners_of(ctx: ContextAssembledData) -> list[str]:
     """The people whose text a context holds: who asks, and whose turns and memories it brings along."""
     found = [ctx.asker.id if ctx.asker is not None else None, ctx.input.owner,
-             *(t.owner for t in ctx.history), *(m.owner for m in ctx.memories)]
+             *(t.owner for t in ctx.history), *(t.owner for t in ctx.earlier), *(m.owner for m in ctx.memories)]
     return sorted({o for o in found if o})
+
+
+def _plus(tokens: int | None, extra: int) -> int | None:
+    return tokens if not extra else (tokens or 0) + extra
 
 
 def _inference_row(r: Record) -> tuple[object, ...]:
     c = r.completion
+    prompt, completion = _plus(c.prompt_tokens, r.extra_tokens[0]), _plus(c.completion_tokens, r.extra_tokens[1])
     # models_tried and owners are arrays per row: unnest would flatten an array of arrays, so they go as jsonb
     return (r.event.id, r.event.correlation_id, r.agent, c.model, c.provider, Jsonb(list(c.models_tried)),
-            c.attempts, Jsonb(r.request), c.text, c.prompt_tokens, c.completion_tokens, c.finish_reason,
+            c.attempts, Jsonb(r.request), c.text, prompt, completion, c.finish_reason,
             float(c.latency_ms), r.event.tenant, r.event.conversation, Jsonb(owners_of(r.event.data)))
 
 

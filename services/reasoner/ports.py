@@ -105,6 +105,8 @@ class Record:
     completion: Completion
     outputs: Sequence[Event]
     store_inference: bool = True
+    # tokens of other model calls made for this input (a running summary's fold), counted in its row's usage
+    extra_tokens: tuple[int, int] = (0, 0)
 
 
 class Budget(Protocol):

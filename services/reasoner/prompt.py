@@ -8,7 +8,7 @@ image for a model without vision, is a one-line note, so the model knows somethi
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentbus.config import Agent
@@ -83,12 +83,18 @@ def attribution(m: Recall) -> str:
 
 
 def build_messages(agent: Agent, ctx: ContextAssembledData, system_prompt: str | None = None,
-                   images: Images | None = None) -> list[dict[str, Any]]:
+                   images: Images | None = None, summary: str | None = None,
+                   earlier: Sequence[Turn] = ()) -> list[dict[str, Any]]:
+    """The system prompt, recalled memories, the running summary (``summary``: what came before ``earlier``),
+    the turns between it and the history, the history, and the question."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt or agent.system_prompt}]
     if ctx.memories:
         notes = "\n".join(f"- {attribution(m)} {m.text}" for m in ctx.memories)
         messages.append({"role": "system", "content": f"Relevant memories from earlier conversations:\n{notes}"})
-    for t in ctx.history:
+    if summary:
+        messages.append({"role": "system", "content": f"Summary of this conversation before the turns below:\n"
+                                                      f"{summary}"})
+    for t in (*earlier, *ctx.history):
         messages.append({"role": "assistant" if t.role == "assistant" else "user", "content": t.text})
     messages.append({"role": "user", "content": user_content(ctx.input, images)})
     return messages

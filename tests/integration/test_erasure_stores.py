@@ -36,6 +36,8 @@ from agentbus.services.memory.store import PgTurnStore
 from agentbus.services.reasoner.erasure import ReasonerErasure
 from agentbus.services.reasoner.ledger import Ledger
 from agentbus.services.reasoner.ports import Completion, Record, StepRecord
+from agentbus.services.reasoner.summaries import folded
+from agentbus.services.reasoner.summarystore import PgSummaries
 from agentbus.settings import Settings
 from tests.support.db import service_pool
 from tests.support.platform import Infra
@@ -171,11 +173,18 @@ async def test_the_reasoner_forgets_every_inference_and_step_with_a_persons_word
         await ledger.record(Record(event=ctx, agent="assistant", request=[{"role": "user", "content": SECRET}],
                                    completion=c, outputs=[]))
         await ledger.record_step(ctx, StepRecord(n=1, call_id="", kind="llm", data={"text": SECRET}))
+    summaries = PgSummaries(reasoner_pool)  # a group's running summary holding u1's words, and one without
+    group = [Turn(role="user", text=SECRET, at=earlier, owner="u1"), Turn(role="user", text="hi", at=earlier,
+                                                                           owner="u2")]
+    await summaries.save("acme", "acme/acme-hook/team", "assistant", folded(None, group, f"u1 said {SECRET}"))
+    await summaries.save("acme", "acme/acme-hook/other", "assistant", folded(None, group[1:], "u2 said hi"))
     eraser = ReasonerErasure(reasoner_pool, Keyring(keys))
     command = erasure_requested("acme", "u1", "token:abc", source="ingress")
     [answer] = await eraser.erase(command)
     assert isinstance(answer, UserErased)
-    assert answer.data.deleted == {"inferences": 3, "steps": 3} and answer.data.service == "reasoner"
+    assert answer.data.deleted == {"inferences": 3, "steps": 3, "summaries": 1} and answer.data.service == "reasoner"
+    assert await summaries.get("acme/acme-hook/team") is None
+    assert (await summaries.get("acme/acme-hook/other")) is not None
     async with reasoner_pool.connection() as conn:
         left = [r[0] for r in await (await conn.execute("SELECT input_event_id FROM inferences")).fetchall()]
         steps = [r[0] for r in await (await conn.execute("SELECT input_event_id FROM steps")).fetchall()]
@@ -183,6 +192,6 @@ async def test_the_reasoner_forgets_every_inference_and_step_with_a_persons_word
     assert await eraser.erase(command) == [answer]
     elsewhere = erasure_requested("globex", "u2", "cli", source="cli")  # another tenant's u2: not acme's
     [none] = await eraser.erase(elsewhere)
-    assert isinstance(none, UserErased) and none.data.deleted == {"inferences": 0, "steps": 0}
+    assert isinstance(none, UserErased) and none.data.deleted == {"inferences": 0, "steps": 0, "summaries": 0}
     assert none.data.keys_deleted == 0
     await ledger.aclose()

@@ -19,12 +19,13 @@ class FakeTurnStore:
     processed: dict[tuple[uuid.UUID, str], list[Event]] = field(default_factory=dict)  # (event, replay run)
 
     async def history(
-        self, conversation: str, limit: int = 50, before: datetime | None = None, exclude: uuid.UUID | None = None
+        self, conversation: str, limit: int = 50, before: datetime | None = None, exclude: uuid.UUID | None = None,
+        since: datetime | None = None,
     ) -> list[Turn]:
         if limit <= 0:
             return []
         seen = [t for eid, t in self.turns.get(conversation, [])
-                if eid != exclude and (before is None or t.at <= before)]
+                if eid != exclude and (before is None or t.at <= before) and (since is None or t.at >= since)]
         return seen[-limit:]
 
     async def remember(self, event: Event, turn: Turn | None, outputs: Sequence[Event]) -> list[Event]:

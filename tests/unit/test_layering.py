@@ -18,7 +18,7 @@ SERVICES = ROOT / "services"
 HANDLERS = {
     "ingress": ("accept.py", {"ports", "inbound"}),
     "memory": ("handlers.py", {"ports", "recallgate"}),
-    "reasoner": ("handlers.py", {"ports", "prompt", "loop", "parts", "progress", "masking"}),
+    "reasoner": ("handlers.py", {"ports", "prompt", "loop", "parts", "progress", "masking", "summaries"}),
     "scheduler": ("handlers.py", {"ports", "schedule"}),
     "egress": ("handlers.py", {"ports"}),
 }

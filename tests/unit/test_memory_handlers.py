@@ -176,3 +176,22 @@ async def test_a_failed_vector_write_fails_the_event_and_its_retry_writes_it() -
     await m.remember_reply(reply)
     assert [t.text for _, t in store.turns["acme/acme/c1"]] == ["remember the blue door", "noted"]
     assert sorted(p.text for p in vectors.points.values()) == ["noted", "remember the blue door"]
+
+
+async def test_history_keeps_to_its_time_to_live_and_earlier_turns_go_beside_it_for_the_summary() -> None:
+    cfg = base_config()
+    cfg["agents"][0]["memory"] = {"history_turns": 2, "history_ttl_days": 7, "summary_after": 2}
+    store = FakeTurnStore()
+    m = Memory(parse_config(cfg), store, FakeEmbedder(), FakeVectors())
+    now = utcnow()
+    await m.assemble_context(message("acme", "c1", "said eight days ago", at=now - timedelta(days=8)))
+    for i in range(6):
+        await m.assemble_context(message("acme", "c1", f"turn {i}", at=now - timedelta(minutes=10 - i)))
+    [ctx] = await m.assemble_context(message("acme", "c1", "and now?", at=now))
+    assert [t.text for t in ctx.data.history] == ["turn 4", "turn 5"]
+    assert [t.text for t in ctx.data.earlier] == ["turn 0", "turn 1", "turn 2", "turn 3"]  # 2 x summary_after
+    # past its time to live a turn leaves the short-term memory but stays a long-term one: recalled, attributed
+    assert [r.text for r in ctx.data.memories] == ["said eight days ago"]
+    plain = Memory(parse_config(base_config()), store, FakeEmbedder(), FakeVectors())  # no summary: no earlier
+    [ctx] = await plain.assemble_context(message("acme", "c1", "once more", at=now))
+    assert ctx.data.earlier == () and "said eight days ago" not in [t.text for t in ctx.data.history]

@@ -30,7 +30,7 @@ from agentbus.services.memory.recallgate import EmbeddingsGate
 from tests.support.platform import base_config
 from tests.unit.fakes_memory import FakeDeferredIndex, FakeEmbedder, FakeTurnStore, FakeVectors
 
-T0 = datetime(2026, 11, 30, 9, 0).astimezone()
+T0 = (utcnow() - timedelta(hours=2)).replace(microsecond=0)  # inside the history's time to live
 
 
 def config(scope: str | None = None, **settings: Any) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def _message(d: dict[str, Any]) -> Iterator[Place]:
 def _context(d: dict[str, Any]) -> Iterator[Place]:
     if isinstance(d.get("input"), dict):
         yield Place(d["input"], "text", d["input"].get("owner"), "input.text")
-    for name in ("history", "memories"):
+    for name in ("history", "memories", "earlier"):
         for i, item in enumerate(d.get(name) or ()):
             if isinstance(item, dict):
                 yield Place(item, "text", item.get("owner"), f"{name}.{i}.text")
