@@ -49,10 +49,13 @@ async def sink() -> AsyncIterator[WebhookSink]:
     await s.stop()
 
 
-@pytest.fixture(scope="module")
-async def platform(infra: Infra, llm: FakeLLM, sink: WebhookSink) -> AsyncIterator[Platform]:
+@pytest.fixture(scope="module", params=["pgvector", "in_process"])
+async def platform(request: pytest.FixtureRequest, infra: Infra, llm: FakeLLM,
+                   sink: WebhookSink) -> AsyncIterator[Platform]:
+    """The platform with the knowledge base searched by pgvector, then in memory's process."""
     assert sink.server is not None
-    async with run_platform(infra, base_config(sink.server.url, llm.base_url)) as p:
+    async with run_platform(infra, base_config(sink.server.url, llm.base_url),
+                            env={"AGENTBUS_VECTOR_INDEX": request.param}) as p:
         yield p
 
 
