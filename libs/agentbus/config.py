@@ -98,6 +98,8 @@ class MemorySettings(Strict):
         "the tenant's channels and chats (in a group chat only what they said in group chats); or the whole "
         "tenant's, as shared knowledge")
     semantic: bool = True
+    knowledge: bool = Field(default=True, description="recall searches the tenant's knowledge base too (documents "
+                            "operators loaded for every user), whatever the recall scope")
 
 
 class HttpFetchSettings(Strict):

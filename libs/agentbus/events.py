@@ -196,6 +196,17 @@ class Turn(TurnV1):
     text: Sealable
 
 
+class KnowledgeSource(Frozen):
+    """Where a recalled piece of the tenant's knowledge base comes from: the document, its section, and when
+    an operator loaded it (the model is shown it, as it is shown who said a memory)."""
+
+    document: uuid.UUID = Field(description="the document's id, as the knowledge listing shows it")
+    title: str
+    section: str | None = Field(default=None, description="the heading the chunk stands under")
+    position: int = Field(default=0, ge=0, description="the chunk's place in the document (0-based)")
+    loaded_at: datetime
+
+
 class RecallV1(Frozen):
     text: str
     score: float
@@ -214,6 +225,9 @@ class RecallV1(Frozen):
     chat_type: Literal["direct", "group"] | None = None
     owner: str | None = Field(default=None, description="whose memory it is (the person who said it, was "
                               "answered, or a fact is about); forgetting them erases it")
+    knowledge: KnowledgeSource | None = Field(
+        default=None, description="set when the item is a chunk of the tenant's knowledge base (then role is "
+        "system and nobody said it): the document, its section and when it was loaded")
 
 
 class Recall(RecallV1):
@@ -247,6 +261,36 @@ class MemoryCommand(MemoryCommandV1):
 
     text: Sealable = Field(min_length=1, max_length=4000,
                            description="remember: the fact, as a sentence; forget: what to forget, as a query")
+
+
+class KnowledgeChunk(Frozen):
+    """One bounded piece of a document, with the heading it stands under."""
+
+    position: int = Field(ge=0, description="its place in the document (0-based, across every part)")
+    section: str | None = Field(default=None, max_length=300, description="the heading it stands under")
+    text: str = Field(min_length=1, max_length=8000)
+
+
+class KnowledgeCommand(Frozen):
+    """Command (knowledge.requested v1): load one part of a document into the tenant's knowledge base, or
+    remove a document with every chunk of it.
+
+    A document is chunked before it is published and sent in parts of bounded size (the broker's messages are
+    small), each part its own event with a deterministic id, all keyed by the document so they stay in order;
+    memory stores each part once and, once a document is removed, stores none of its parts again."""
+
+    action: Literal["add", "remove"]
+    document: uuid.UUID
+    title: str = Field(default="", max_length=300, description="add: the document's title (its first heading, "
+                       "or its file name)")
+    source: str | None = Field(default=None, max_length=300, description="add: the file name it was loaded from")
+    content_type: str | None = Field(default=None, max_length=100)
+    part: int = Field(default=0, ge=0, description="add: which part of the document this is (0-based)")
+    parts: int = Field(default=1, ge=1, description="add: how many parts the document was sent in")
+    chunks: tuple[KnowledgeChunk, ...] = Field(default=(), max_length=1000)
+    loaded_at: datetime | None = Field(default=None, description="add: when the operator loaded it (the same in "
+                                       "every part)")
+    requested_by: str = Field(description='"token:<id>" or "cli"')
 
 
 class ContextAssembledDataV1(Frozen):
@@ -875,6 +919,17 @@ class UserErasureRequested(Event):
     data: EraseUser
 
 
+class KnowledgeRequested(Event):
+    """knowledge.requested v1: load a part of a document into a tenant's knowledge base, or remove a document
+    (keyed ``<tenant>/knowledge/<document>``)."""
+
+    TYPE: ClassVar[str] = "knowledge.requested"
+    VERSION: ClassVar[int] = 1
+    type: Literal["knowledge.requested"]
+    version: Literal[1]
+    data: KnowledgeCommand
+
+
 class UserErased(Event):
     """user.erased v1: one service has erased what it kept of a person (the audit trail of an erasure)."""
 
@@ -915,6 +970,7 @@ CATALOGUE: dict[tuple[str, int], type[Event]] = {
         ReplaySelected,
         UserErasureRequested,
         UserErased,
+        KnowledgeRequested,
     )
 }
 

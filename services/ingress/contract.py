@@ -12,6 +12,7 @@ from agentbus.events import (
     Event,
     InferenceCompleted,
     JobRequested,
+    KnowledgeRequested,
     MemoryRequested,
     MessageReceived,
     ReplayRequested,
@@ -26,10 +27,11 @@ from agentbus.events import (
 # audit events (and every service's erasures) kept in its audit table for the operator API; replay runs asked
 # for through it; erasures, whose data keys it deletes
 SUBSCRIBES: tuple[type[Event], ...] = (AuditRecorded, ReplayRequested, UserErasureRequested, UserErased)
-# the API's commands (jobs, forgetting a memory), configuration writes and audit, and a replay run's selection
-# (its replayed copies keep their own source)
+# the API's commands (jobs, forgetting a memory, the knowledge base), configuration writes and audit, and a
+# replay run's selection (its replayed copies keep their own source)
 PUBLISHES: tuple[type[Event], ...] = (MessageReceived, JobRequested, MemoryRequested, AuditRecorded, ReplayRequested,
-                                      ReplaySelected, ConfigChanged, UserErasureRequested, UserErased)
+                                      ReplaySelected, ConfigChanged, UserErasureRequested, UserErased,
+                                      KnowledgeRequested)
 # read outside the service's consumer group: the dead-letter gauge, and the chat API's replies (a group per
 # process, so every replica sees every reply to the requests it holds), the operator API's dead letters and
 # replay runs (their selections and what they produced), and the configuration

@@ -12,7 +12,14 @@ from psycopg_pool import AsyncConnectionPool
 from agentbus.bus import Producer
 from agentbus.config import PlatformConfig
 from agentbus.db import service_database
-from agentbus.events import JobTriggered, MemoryRequested, MessageReceived, ReplyGenerated, UserErasureRequested
+from agentbus.events import (
+    JobTriggered,
+    KnowledgeRequested,
+    MemoryRequested,
+    MessageReceived,
+    ReplyGenerated,
+    UserErasureRequested,
+)
 from agentbus.retention import Table, pruner
 from agentbus.service import ServiceParts, keyring_of
 from agentbus.services.memory.commandlog import PgCommandLog
@@ -23,11 +30,13 @@ from agentbus.services.memory.erasure import MemoryErasure
 from agentbus.services.memory.handlers import Memory
 from agentbus.services.memory.history import PgHistory, history_routes
 from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
+from agentbus.services.memory.knowledge import KnowledgeLoader
+from agentbus.services.memory.knowledgestore import PgKnowledge, PgKnowledgeCatalogue
 from agentbus.services.memory.outage import keep_indexing_deferred
 from agentbus.services.memory.pgvectorindex import PgvectorIndex, pgvector_available
-from agentbus.services.memory.ports import Embedder, VectorStore
+from agentbus.services.memory.ports import Embedder, KnowledgeBase, VectorStore
 from agentbus.services.memory.recallgate import EmbeddingsGate
-from agentbus.services.memory.routes import memory_routes, recall_routes
+from agentbus.services.memory.routes import knowledge_routes, memory_routes, recall_routes
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.settings import Settings
 
@@ -41,19 +50,23 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
     pool, database = await service_database(settings, "memory", Path(__file__).parent / "migrations")
     embedder: Embedder | None = None
     vectors: VectorStore | None = None
+    knowledge: KnowledgeBase | None = None
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if settings.embeddings_url:
         key = settings.embeddings_api_key.get_secret_value() if settings.embeddings_api_key else None
         client = OpenAIEmbedder(settings.embeddings_url, settings.embeddings_model, key,
                                 settings.embeddings_timeout_s)
         index = await _vector_index(settings, pool)
+        knowledge = await _knowledge_base(settings, pool, index)
         on_stop += [client.aclose, index.aclose]
         embedder, vectors = client, index
     keys = keyring_of(producer)
     store = PgTurnStore(pool, keyring=keys)
     on_stop += [store.aclose, pool.close]  # the pool last: the index and the store flush through it
     deferred = PgDeferredIndex(pool)
-    memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s))
+    memory = Memory(config, store, embedder, vectors, deferred, EmbeddingsGate(settings.embeddings_pause_s),
+                    knowledge=knowledge)
+    catalogue = PgKnowledgeCatalogue(pool)
     commands = MemoryCommands(embedder, vectors, PgCommandLog(pool), config)
     background = [pruner(pool, "memory", retained_tables(vectors), config, settings).run]
     if embedder is not None and vectors is not None:
@@ -68,9 +81,10 @@ async def bootstrap(settings: Settings, config: PlatformConfig, producer: Produc
             ReplyGenerated: memory.remember_reply,
             MemoryRequested: commands.apply,
             UserErasureRequested: MemoryErasure(pool, keys, vectors).erase,
+            KnowledgeRequested: KnowledgeLoader(embedder, knowledge, catalogue, config).apply,
         },
         http_routes=[*recall_routes(config, embedder, vectors), *history_routes(PgHistory(pool)),
-                     *memory_routes(vectors)],
+                     *memory_routes(vectors), *knowledge_routes(catalogue)],
         checks={"database": database},
         on_stop=on_stop,
         background=background,
@@ -108,3 +122,18 @@ async def _vector_index(settings: Settings,
     await in_process.ensure()
     log.info("vector_index", kind="in_process", max_per_tenant=settings.vectors_max_per_tenant)
     return in_process
+
+
+async def _knowledge_base(settings: Settings, pool: AsyncConnectionPool,
+                          index: QdrantStore | PgvectorIndex | InProcessVectorIndex) -> KnowledgeBase:
+    """The tenant's knowledge base where its memories are: Qdrant's collections beside them, or memory's own
+    table searched as the memories are (pgvector or in process)."""
+    if not isinstance(index, (PgvectorIndex, InProcessVectorIndex)):
+        from agentbus.services.memory.qdrantknowledge import QdrantKnowledge
+
+        return QdrantKnowledge(index.client, settings.qdrant_collection, settings.embeddings_dim,
+                               payload_indexes=index.payload_indexes)
+    kb = PgKnowledge(pool, settings.embeddings_dim, pgvector=isinstance(index, PgvectorIndex))
+    await kb.ensure()
+    log.info("knowledge_index", kind=kb.searched_by)
+    return kb

@@ -5,6 +5,7 @@ from agentbus.events import (
     ContextAssembled,
     Event,
     JobTriggered,
+    KnowledgeRequested,
     MemoryRequested,
     MessageReceived,
     ReplyGenerated,
@@ -13,7 +14,7 @@ from agentbus.events import (
 )
 
 SUBSCRIBES: tuple[type[Event], ...] = (MessageReceived, JobTriggered, ReplyGenerated, MemoryRequested,
-                                       UserErasureRequested)
+                                       UserErasureRequested, KnowledgeRequested)
 PUBLISHES: tuple[type[Event], ...] = (ContextAssembled, ConfigChanged, UserErased)
 
 # every service follows the configuration's topic, and seeds it from its file when it is empty

@@ -29,7 +29,16 @@ from agentbus.ids import Step
 from agentbus.metrics import VECTORS_DEFERRED, child
 from agentbus.pii import embeddable
 from agentbus.replaying import effects_of
-from agentbus.services.memory.ports import Deferred, DeferredIndex, Embedder, Origin, Scope, TurnStore, VectorStore
+from agentbus.services.memory.ports import (
+    Deferred,
+    DeferredIndex,
+    Embedder,
+    KnowledgeBase,
+    Origin,
+    Scope,
+    TurnStore,
+    VectorStore,
+)
 from agentbus.services.memory.recallgate import Embedding, EmbeddingsGate, embed_or_skip
 
 log = structlog.get_logger("agentbus.memory")
@@ -95,6 +104,7 @@ class Memory:
     vectors: VectorStore | None
     deferred: DeferredIndex | None = None  # where turns wait for their vector while embeddings are away
     gate: EmbeddingsGate = field(default_factory=EmbeddingsGate)
+    knowledge: KnowledgeBase | None = None  # the tenant's documents, recalled for every user
 
     def _agent(self, agent_id: str) -> Agent:
         agent = self.config.agent(agent_id)
@@ -119,7 +129,8 @@ class Memory:
     async def _recall(self, event: Event, entry: Entry, agent: Agent, vector: list[float],
                       history: Sequence[Turn]) -> list[Recall]:
         """The agent's memories like the turn, within its recall scope, leaving out the turn itself and every
-        turn of the history sent beside it (the model must not read a turn twice)."""
+        turn of the history sent beside it (the model must not read a turn twice), merged by score with the
+        tenant's knowledge base (whatever the scope: it is for every user), the best ``recall_top_k`` of both."""
         k = agent.memory.recall_top_k
         if k <= 0:
             return []
@@ -127,7 +138,12 @@ class Memory:
         owner = entry.asker.id if entry.asker is not None else None
         scope = Scope.recall(event, agent.memory.recall_scope, owner, entry.chat.type == "group")
         exclude = {event.id, *(t.event_id for t in history if t.event_id is not None)}
-        found = await self.vectors.search(vector, scope, k, exclude)
+        if self.knowledge is not None and agent.memory.knowledge:
+            personal, known = await asyncio.gather(self.vectors.search(vector, scope, k, exclude),
+                                                   self.knowledge.search(event.tenant, vector, k))
+            found = sorted([*personal, *known], key=lambda r: -r.score)[:k]
+        else:
+            found = await self.vectors.search(vector, scope, k, exclude)
         return [r for r in found if r.score >= agent.memory.recall_min_score]
 
     def _keep_vector(self, event: Event, turn: Turn, made: Embedding | None, origin: Origin) -> Awaitable[None] | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from agentbus.events import Event, MemoryRequested, Recall, Turn
+from agentbus.events import Event, KnowledgeRequested, KnowledgeSource, MemoryRequested, Recall, Turn
 
 Kind = Literal["turn", "fact"]
 
@@ -112,6 +112,82 @@ class VectorStore(Protocol):
     async def delete(self, tenant: str, ids: Collection[uuid.UUID]) -> list[uuid.UUID]:
         """Delete those of ``ids`` the tenant has, everywhere they are searched, as ``forget`` does; returns
         the ids deleted (none a second time)."""
+        ...
+
+
+@dataclass(frozen=True)
+class KnowledgeRow:
+    """One chunk of a document of the tenant's knowledge base, with its vector (a passage's)."""
+
+    id: uuid.UUID
+    document: uuid.UUID
+    title: str
+    section: str | None
+    position: int
+    text: str
+    loaded_at: datetime
+    vector: list[float]
+
+
+def knowledge_recall(point_id: uuid.UUID, document: uuid.UUID, title: str, section: str | None, position: int,
+                     text: str, loaded_at: datetime, score: float) -> Recall:
+    """A chunk as recall returns it: nobody said it (role system), it says where it comes from."""
+    return Recall(text=text, score=score, role="system", at=loaded_at, event_id=point_id,
+                  knowledge=KnowledgeSource(document=document, title=title, section=section, position=position,
+                                            loaded_at=loaded_at))
+
+
+class KnowledgeBase(Protocol):
+    """The tenant's knowledge base: chunks of documents an operator loaded, for every user of the tenant. Kept
+    apart from the memories of ``VectorStore``: a person's forget or erasure never reaches it, the in-process
+    index's cap of a tenant's newest turns never evicts it, and a document is removed whole."""
+
+    async def add(self, tenant: str, rows: Sequence[KnowledgeRow]) -> None:
+        """Idempotent by chunk id."""
+        ...
+
+    async def search(self, tenant: str, vector: list[float], limit: int) -> list[Recall]:
+        """The ``limit`` chunks of the tenant most like ``vector``, best first (another tenant's never)."""
+        ...
+
+    async def remove(self, tenant: str, document: uuid.UUID) -> int:
+        """Delete every chunk of the document, everywhere it is searched; returns how many."""
+        ...
+
+
+@dataclass(frozen=True)
+class KnowledgeDocument:
+    """A document of the catalogue, as the operator lists it."""
+
+    id: uuid.UUID
+    tenant: str
+    title: str
+    source: str | None
+    content_type: str | None
+    parts: int
+    parts_loaded: int
+    chunks: int
+    loaded_at: datetime | None
+    requested_by: str
+    removed_at: datetime | None
+
+
+class KnowledgeCatalogue(Protocol):
+    """The documents loaded and removed, which is also the processed record of ``knowledge.requested``."""
+
+    async def applied(self, event: Event) -> bool: ...
+
+    async def removed(self, tenant: str, document: uuid.UUID) -> bool:
+        """Whether the document was removed (its parts are then never stored again)."""
+        ...
+
+    async def record(self, event: KnowledgeRequested, chunks: int) -> None:
+        """Record the command as applied (a part stored with ``chunks`` chunks, or the document removed), with
+        its processed record, both or neither."""
+        ...
+
+    async def documents(self, tenant: str, removed: bool = False) -> list[KnowledgeDocument]:
+        """The tenant's documents, newest first (those removed too, with ``removed``)."""
         ...
 
 

@@ -24,7 +24,7 @@ from agentbus.config import PlatformConfig
 from agentbus.events import Recall
 from agentbus.http import error
 from agentbus.pii import embeddable
-from agentbus.services.memory.ports import Embedder, Scope, VectorStore
+from agentbus.services.memory.ports import Embedder, KnowledgeCatalogue, KnowledgeDocument, Scope, VectorStore
 from agentbus.services.memory.recallgate import KIND
 
 log = structlog.get_logger("agentbus.memory")
@@ -55,10 +55,14 @@ class RecallQuery(BaseModel):
         return Scope.within(self.tenant, mode, self.conversation or "", self.sender, self.group)
 
 def match_json(r: Recall) -> dict[str, Any]:
-    return {"text": r.text, "role": r.role, "kind": r.kind, "at": r.at.isoformat() if r.at else None,
-            "score": round(r.score, 4), "conversation": r.conversation, "sender": r.sender,
-            "sender_name": r.sender_name, "channel": r.channel, "chat": r.chat, "chat_name": r.chat_name,
-            "chat_type": r.chat_type}
+    out: dict[str, Any] = {"text": r.text, "role": r.role, "kind": r.kind,
+                           "at": r.at.isoformat() if r.at else None,
+                           "score": round(r.score, 4), "conversation": r.conversation, "sender": r.sender,
+                           "sender_name": r.sender_name, "channel": r.channel, "chat": r.chat,
+                           "chat_name": r.chat_name, "chat_type": r.chat_type}
+    if r.knowledge is not None:
+        out["knowledge"] = r.knowledge.model_dump(mode="json")
+    return out
 
 
 def _reason(err: ValidationError) -> str:
@@ -136,3 +140,26 @@ def memory_routes(vectors: VectorStore | None) -> list[BaseRoute]:
 
     return [Route("/v1/conversations/{conversation:path}/memories", conversation_memories, methods=["GET"]),
             Route("/v1/memories/{memory_id}", one_memory, methods=["GET"])]
+
+
+def document_json(d: KnowledgeDocument) -> dict[str, Any]:
+    return {"id": str(d.id), "title": d.title, "source": d.source, "content_type": d.content_type,
+            "parts": d.parts, "parts_loaded": d.parts_loaded, "chunks": d.chunks,
+            "loaded_at": d.loaded_at.isoformat() if d.loaded_at else None, "requested_by": d.requested_by,
+            "removed_at": d.removed_at.isoformat() if d.removed_at else None}
+
+
+def knowledge_routes(catalogue: KnowledgeCatalogue) -> list[BaseRoute]:
+    """The documents of a tenant's knowledge base (newest first; ``removed=true`` lists removed ones too)."""
+
+    async def documents(request: Request) -> Response:
+        try:
+            q = query_of(request, ("tenant", "removed"))
+        except BadQuery as why:
+            return error(400, str(why))
+        if q.get("removed", "false") not in ("true", "false"):
+            return error(400, "removed: true or false")
+        found = await catalogue.documents(q["tenant"], removed=q.get("removed") == "true")
+        return JSONResponse({"items": [document_json(d) for d in found], "next_before": None})
+
+    return [Route("/v1/knowledge", documents, methods=["GET"])]

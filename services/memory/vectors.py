@@ -63,6 +63,15 @@ class QdrantStore:
     def collection(self, tenant: str) -> str:
         return f"{self._prefix}__{tenant}"
 
+    @property
+    def client(self) -> AsyncQdrantClient:
+        """The connection, shared with the knowledge base's collections."""
+        return self._c
+
+    @property
+    def payload_indexes(self) -> bool:
+        return self._payload_indexes
+
     async def ensure(self) -> None:
         """Connectivity check at start-up (collections are created per tenant on first use)."""
         await self._c.get_collections()

@@ -65,7 +65,13 @@ def without_image_data(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def attribution(m: Recall) -> str:
     """Who said a recalled memory, where and when, as the model reads it: ``[2026-11-30, alice in #team]``.
-    Without it the model cannot tell whose fact it is (one person's locker code is not another's)."""
+    Without it the model cannot tell whose fact it is (one person's locker code is not another's). A chunk of the
+    tenant's knowledge base says its document and section instead: ``[knowledge: Handbook › Leave, loaded
+    2026-12-01]``."""
+    if m.knowledge is not None:
+        k = m.knowledge
+        where = " › ".join(x for x in (k.title, k.section) if x) or "a document"
+        return f"[knowledge: {where}, loaded {k.loaded_at.date().isoformat()}]"
     when = m.at.date().isoformat() if m.at is not None else "undated"
     if m.role == "assistant":
         who = "you (the assistant)"
@@ -90,7 +96,9 @@ def build_messages(agent: Agent, ctx: ContextAssembledData, system_prompt: str |
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt or agent.system_prompt}]
     if ctx.memories:
         notes = "\n".join(f"- {attribution(m)} {m.text}" for m in ctx.memories)
-        messages.append({"role": "system", "content": f"Relevant memories from earlier conversations:\n{notes}"})
+        source = " and the knowledge base" if any(m.knowledge is not None for m in ctx.memories) else ""
+        messages.append({"role": "system",
+                         "content": f"Relevant memories from earlier conversations{source}:\n{notes}"})
     if summary:
         messages.append({"role": "system", "content": f"Summary of this conversation before the turns below:\n"
                                                       f"{summary}"})

@@ -9,8 +9,17 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agentbus.events import Event, MemoryRequested, Recall, Turn
-from agentbus.services.memory.ports import Deferred, Kind, Origin, Scope
+from agentbus.events import Event, KnowledgeRequested, MemoryRequested, Recall, Turn
+from agentbus.services.memory.ports import (
+    Deferred,
+    Kind,
+    KnowledgeDocument,
+    KnowledgeRow,
+    Origin,
+    Scope,
+    knowledge_recall,
+)
+from agentbus.services.memory.vectorring import unit
 
 
 @dataclass
@@ -160,3 +169,64 @@ class FakeDeferredIndex:
 
     async def release(self, ids: Sequence[uuid.UUID]) -> None:
         self.released.extend(ids)
+
+
+@dataclass
+class FakeKnowledge:
+    """Chunks per tenant, searched exactly by cosine similarity."""
+
+    rows: dict[str, dict[uuid.UUID, KnowledgeRow]] = field(default_factory=dict)
+    writes: int = 0
+
+    async def add(self, tenant: str, rows: Sequence[KnowledgeRow]) -> None:
+        self.writes += 1
+        for r in rows:
+            self.rows.setdefault(tenant, {})[r.id] = r
+
+    async def search(self, tenant: str, vector: list[float], limit: int) -> list[Recall]:
+        q = unit(vector)
+        scored = [(float(unit(r.vector) @ q), r) for r in self.rows.get(tenant, {}).values()]
+        scored.sort(key=lambda x: -x[0])
+        return [knowledge_recall(r.id, r.document, r.title, r.section, r.position, r.text, r.loaded_at, s)
+                for s, r in scored[:limit]]
+
+    async def remove(self, tenant: str, document: uuid.UUID) -> int:
+        mine = self.rows.get(tenant, {})
+        doomed = [i for i, r in mine.items() if r.document == document]
+        for i in doomed:
+            del mine[i]
+        return len(doomed)
+
+
+@dataclass
+class FakeKnowledgeCatalogue:
+    applied_ids: set[uuid.UUID] = field(default_factory=set)
+    parts: dict[uuid.UUID, dict[int, int]] = field(default_factory=dict)
+    gone: set[uuid.UUID] = field(default_factory=set)
+    titles: dict[uuid.UUID, tuple[str, KnowledgeRequested]] = field(default_factory=dict)
+
+    async def applied(self, event: Event) -> bool:
+        return event.id in self.applied_ids
+
+    async def removed(self, tenant: str, document: uuid.UUID) -> bool:
+        return document in self.gone
+
+    async def record(self, event: KnowledgeRequested, chunks: int) -> None:
+        self.applied_ids.add(event.id)
+        d = event.data
+        if d.action == "remove":
+            self.gone.add(d.document)
+        else:
+            self.parts.setdefault(d.document, {})[d.part] = chunks
+            self.titles.setdefault(d.document, (event.tenant, event))
+
+    async def documents(self, tenant: str, removed: bool = False) -> list[KnowledgeDocument]:
+        out = []
+        for doc, (t, e) in self.titles.items():
+            if t != tenant or (doc in self.gone and not removed):
+                continue
+            parts = self.parts.get(doc, {})
+            out.append(KnowledgeDocument(doc, t, e.data.title, e.data.source, e.data.content_type, e.data.parts,
+                                         len(parts), sum(parts.values()), e.data.loaded_at, e.data.requested_by,
+                                         None))
+        return out

@@ -48,7 +48,8 @@ def concrete(path: str, acme_token_id: str) -> str:
               "model": "fake", "channel": "acme-hook", "letter_id": "7d4f2a52-3f0e-4a57-9a2e-1b2c3d4e5f60",
               "run": "replay-acme", "conversation": "acme/acme-hook/team",
               "correlation_id": "7b0c3a52-1d8e-4f4e-9a3c-2f1e5d6c7b8a",
-              "memory_id": "5a1f0c2e-8b7d-4c3a-9e6f-0d1c2b3a4f5e"}
+              "memory_id": "5a1f0c2e-8b7d-4c3a-9e6f-0d1c2b3a4f5e",
+              "document_id": "7c2e9a41-3b5d-4f60-8a1e-2d3c4b5a6f70"}
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values[m.group(1)], path)
 
 

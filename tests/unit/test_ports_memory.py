@@ -8,12 +8,28 @@ import pytest
 from agentbus.services.memory.commandlog import PgCommandLog
 from agentbus.services.memory.embeddings import OpenAIEmbedder
 from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
+from agentbus.services.memory.knowledgestore import PgKnowledge, PgKnowledgeCatalogue
 from agentbus.services.memory.pgvectorindex import PgvectorIndex
-from agentbus.services.memory.ports import CommandLog, Embedder, TurnStore, VectorStore
+from agentbus.services.memory.ports import (
+    CommandLog,
+    Embedder,
+    KnowledgeBase,
+    KnowledgeCatalogue,
+    TurnStore,
+    VectorStore,
+)
+from agentbus.services.memory.qdrantknowledge import QdrantKnowledge
 from agentbus.services.memory.store import PgTurnStore
 from agentbus.services.memory.vectors import QdrantStore
 from tests.support.ports import assert_implements
-from tests.unit.fakes_memory import FakeCommandLog, FakeEmbedder, FakeTurnStore, FakeVectors
+from tests.unit.fakes_memory import (
+    FakeCommandLog,
+    FakeEmbedder,
+    FakeKnowledge,
+    FakeKnowledgeCatalogue,
+    FakeTurnStore,
+    FakeVectors,
+)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +45,11 @@ from tests.unit.fakes_memory import FakeCommandLog, FakeEmbedder, FakeTurnStore,
         (FakeEmbedder, Embedder),
         (PgCommandLog, CommandLog),
         (FakeCommandLog, CommandLog),
+        (PgKnowledge, KnowledgeBase),
+        (QdrantKnowledge, KnowledgeBase),
+        (FakeKnowledge, KnowledgeBase),
+        (PgKnowledgeCatalogue, KnowledgeCatalogue),
+        (FakeKnowledgeCatalogue, KnowledgeCatalogue),
     ],
     ids=lambda c: c.__name__,
 )

@@ -1,5 +1,5 @@
 """The ``agentbus`` command: run the stack, run one service, send a signed message, export schemas, jobs,
-operator API tokens, the audit log, the running configuration, and forgetting a person."""
+operator API tokens, the audit log, the running configuration, forgetting a person, and the tenants' knowledge bases."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from agentbus.cli.configcmd import register as register_config
 from agentbus.cli.dlq import register as register_dlq
 from agentbus.cli.forget import register as register_forget
 from agentbus.cli.jobs import register as register_jobs
+from agentbus.cli.knowledge import register as register_knowledge
 from agentbus.cli.observe import register as register_observe
 from agentbus.cli.stackcmds import register as register_stack
 from agentbus.cli.tokens import register as register_tokens
@@ -27,6 +28,7 @@ register_tokens(app)
 register_audit(app)
 register_config(app)
 register_forget(app)
+register_knowledge(app)
 
 
 def main() -> None:

@@ -103,6 +103,12 @@ class MemoryHistory:
         items = page["items"] if page else []
         return dict(items[0]) if items else None
 
+    async def documents(self, tenant: str, removed: bool = False) -> list[dict[str, Any]]:
+        """The tenant's knowledge base (``GET /v1/knowledge``), newest first."""
+        page = _found(await self._memory.get("/v1/knowledge", {"tenant": tenant,
+                                                               "removed": "true" if removed else "false"}), "memory")
+        return [dict(d) for d in page["items"]]
+
 
 class EgressDeliveries:
     def __init__(self, base_url: str, http: httpx.AsyncClient) -> None:

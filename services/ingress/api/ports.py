@@ -142,6 +142,12 @@ class HistoryReader(Protocol):
         ...
 
 
+class KnowledgeReader(Protocol):
+    """The documents of a tenant's knowledge base, as memory lists them (``GET /v1/knowledge``)."""
+
+    async def documents(self, tenant: str, removed: bool = False) -> list[dict[str, Any]]: ...
+
+
 class DeliveriesReader(Protocol):
     """Egress's delivery ledger (``GET /v1/deliveries``)."""
 
@@ -173,6 +179,7 @@ class Reads:
     deliveries: DeliveriesReader
     inferences: InferencesReader
     trace: TraceReader
+    knowledge: KnowledgeReader | None = None  # memory's knowledge catalogue (None: not served)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from agentbus.services.ingress.api.deadletter_routes import router as dead_lette
 from agentbus.services.ingress.api.erasure_routes import router as erasures
 from agentbus.services.ingress.api.history_routes import router as history
 from agentbus.services.ingress.api.job_routes import router as jobs
+from agentbus.services.ingress.api.knowledge_routes import router as knowledge
 from agentbus.services.ingress.api.memory_routes import router as memories
 from agentbus.services.ingress.api.replay_routes import router as replays
 from agentbus.services.ingress.api.token_routes import router as tokens
 from agentbus.services.ingress.api.usage_routes import router as usage
 
 ROUTERS: tuple[APIRouter, ...] = (config, config_writes, channel_states, jobs, history, memories, usage, dead_letters,
-                                  replays, tokens, audit, auth, erasures)
+                                  replays, tokens, audit, auth, erasures, knowledge)

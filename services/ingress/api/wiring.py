@@ -59,7 +59,7 @@ def operator_api_mount(settings: Settings, config: PlatformConfig, pool: AsyncCo
                    signer=Signer(PgSigningKeys(pool)), http=http,
                    config_writer=writer if live is not None else None, live=live,
                    dead_letters=LogDeadLetters(settings, producer), replays=LogReplays(settings, producer.keyring),
-                   reads=Reads(history=MemoryHistory(memory_url(settings), http),
+                   reads=Reads(history=(memory := MemoryHistory(memory_url(settings), http)), knowledge=memory,
                                deliveries=EgressDeliveries(egress_url(settings), http),
                                inferences=ReasonerInferences(reasoner_url(settings), http),
                                trace=EventLogTrace(settings, keyring=producer.keyring, index=index)),
