@@ -165,7 +165,8 @@ async def test_the_inference_ledger_follows_its_tenants_retention(infra: Infra) 
         assert await ids(pool, "SELECT input_event_id FROM inferences") == expect
         assert await ids(pool, "SELECT input_event_id FROM steps") == expect
         assert await ids(pool, "SELECT inference_id FROM token_usage_counted") == {made[("acme", 2.5)]}
-        assert counts == {"processed_events": 0, "inferences": 4, "steps": 4, "token_usage_counted": 1}
+        assert counts == {"processed_events": 0, "inferences": 4, "steps": 4, "token_usage_counted": 1,
+                          "summaries": 0}
 
 
 def reply(tenant: str) -> ReplyGenerated:
