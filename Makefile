@@ -86,7 +86,9 @@ chaos: $(STAMP)
 ## benchmark of the whole platform as processes; prints one table, JSON in bench/results/. `make bench SOAK=1`
 ## runs the soak instead. Sizes: BENCH_SCALE (x the issue's 20,000/2,000 messages; default 0.1, see
 ## bench/README.md), MESSAGES, CONVERSATIONS, RATE, CONCURRENCY, SCENARIOS, SLOW_CONVERSATIONS,
-## EMBEDDED_MESSAGES; soak: SOAK_MESSAGES, SOAK_RATE, SOAK_CONVERSATIONS, SOAK_MAX_S
+## EMBEDDED_MESSAGES; soak: SOAK_MESSAGES, SOAK_RATE, SOAK_CONVERSATIONS, SOAK_MAX_S. KAFKA=1 runs the pipeline
+## scenarios a second time on the three-node Apache Kafka cluster of make test-kafka (jars from tools/kafka.sh) and
+## reports both brokers side by side
 ## two runs of make bench side by side: OLD=... NEW=... (result JSON files; default the newest two)
 bench-compare: $(STAMP)
 	$(PY) -m bench.compare $(OLD) $(NEW)
@@ -117,5 +119,5 @@ bench-recall: $(STAMP)
 	$(PY) -m bench.recall --vectors $(RECALL_VECTORS)
 
 bench: $(STAMP) $(BENCH_STAMP)
-	$(PY) -m bench $(strip $(BENCH_ARGS))
+	$(if $(KAFKA),libs=$$(tools/kafka.sh) && )$(PY) -m bench $(strip $(BENCH_ARGS))$(if $(KAFKA), --kafka $$libs)
 	$(if $(SOAK),,$(if $(filter 0,$(RECALL)),,$(PY) -m bench.recall --vectors $(RECALL_VECTORS)))

@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--soak-max-s", type=float, default=24 * 3600.0, help="stop sending after this long")
     ap.add_argument("--service-env", action="append", default=[], metavar="AGENTBUS_X=VALUE",
                     help="extra setting for every service process (repeatable), for what-if runs")
+    ap.add_argument("--kafka", metavar="LIBS",
+                    help="Apache Kafka's jars (what tools/kafka.sh prints): run the pipeline scenarios a second time "
+                         "on a three-node Kafka cluster started from them, and report both brokers")
     ap.add_argument("--out-dir", type=Path, default=RESULTS)
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder (data, logs, records)")
     return ap.parse_args(argv)
@@ -82,7 +86,7 @@ async def run_scenarios(bench: Bench, a: argparse.Namespace, opts: Options) -> l
         host.append(sc.host_speed())
         r["host_ms"] = {"before": host[-2], "after": host[-1]}
         results.append(r)
-        print(f"bench: {r['scenario']} done: {r.get('msg_per_s') or r.get('accept_per_s') or ''} msg/s",
+        print(f"bench: {report.label(r)} done: {r.get('msg_per_s') or r.get('accept_per_s') or ''} msg/s",
               file=sys.stderr, flush=True)
 
     if "baselines" in wanted:
@@ -90,19 +94,60 @@ async def run_scenarios(bench: Bench, a: argparse.Namespace, opts: Options) -> l
         for r in await sc.baseline_http(bench, opts):
             step(r)
     if "pipeline" in wanted:
-        step(await sc.pipeline(bench, opts, "open"))
-        step(await sc.pipeline(bench, opts, "closed"))
-        if not a.no_nosemantic:
-            step(await sc.pipeline(bench, opts, "closed", semantic=False))
-        if not a.no_traced:
-            step(await sc.pipeline(bench, opts, "closed", traced=True))
-        if not a.no_tools:
-            step(await sc.pipeline(bench, opts, "closed", tools=True))
+        await run_pipelines(bench, a, opts, step)
     if "slow-llm" in wanted:
         step(await sc.slow_llm(bench, opts, semantic=a.slow_semantic))
     if "embedded" in wanted:
         step(await sc.embedded(bench, opts))
+    if "pipeline" in wanted and a.kafka:
+        await on_kafka(bench, a, opts, step)
     return results
+
+
+async def run_pipelines(bench: Bench, a: argparse.Namespace, opts: Options,
+                        step: Callable[[dict[str, Any]], None]) -> None:
+    from bench import scenarios as sc
+
+    step(await sc.pipeline(bench, opts, "open"))
+    step(await sc.pipeline(bench, opts, "closed"))
+    if not a.no_nosemantic:
+        step(await sc.pipeline(bench, opts, "closed", semantic=False))
+    if not a.no_traced:
+        step(await sc.pipeline(bench, opts, "closed", traced=True))
+    if not a.no_tools:
+        step(await sc.pipeline(bench, opts, "closed", tools=True))
+
+
+async def on_kafka(bench: Bench, a: argparse.Namespace, opts: Options,
+                   step: Callable[[dict[str, Any]], None]) -> None:
+    """The pipeline scenarios again, the services on a three-node Apache Kafka cluster (KRaft, replication 3,
+    min.insync.replicas 2, idempotent producers: what ``make test-kafka`` runs on); PostgreSQL, the peers and
+    everything else as on the embedded broker. Each result says ``"broker": "kafka"``."""
+    from agentbus.stack.kafka_cluster import PLATFORM_ENV, KafkaCluster, kafka_libs
+
+    libs = kafka_libs(a.kafka)
+    assert libs is not None
+    cluster = KafkaCluster(libs, bench.home / "kafka")
+    print(f"bench: starting a {cluster.size}-node Kafka cluster from {libs}", file=sys.stderr, flush=True)
+    try:
+        await cluster.start()
+        for node in cluster.nodes.values():
+            assert node.proc is not None and node.proc.process is not None
+            bench.sampler.add(f"kafka-{node.node_id}", node.proc.process.pid, group="infra")
+        # Kafka's log is durable: no archive of it in PostgreSQL (which the embedded broker's in-memory log has)
+        bench.broker_env = {"AGENTBUS_KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap, "AGENTBUS_LOG_ARCHIVE": "false",
+                            **PLATFORM_ENV}
+
+        def tagged(r: dict[str, Any]) -> None:
+            r["broker"] = "kafka"
+            step(r)
+
+        await run_pipelines(bench, a, opts, tagged)
+    finally:
+        bench.broker_env = {}
+        for node in cluster.nodes.values():
+            bench.sampler.remove(f"kafka-{node.node_id}")
+        await cluster.stop()
 
 
 async def main_async(a: argparse.Namespace) -> int:
@@ -137,7 +182,7 @@ async def main_async(a: argparse.Namespace) -> int:
             shutil.rmtree(home, ignore_errors=True)
     meta = {"started": started.isoformat(timespec="seconds"), "scale": a.scale, "cores": os.cpu_count(),
             "runtime_s": round(time.monotonic() - t0, 1), "options": opts.__dict__, "soak": a.soak,
-            "service_env": bench.service_env,
+            "service_env": bench.service_env, "kafka": bool(a.kafka),
             "python": sys.version.split()[0]}
     a.out_dir.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench.report import SERVICES, render, services_total
+from bench.report import SERVICES, label, render, services_total
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -95,8 +95,8 @@ def change(old: float | None, new: float | None, higher_is_better: bool | None) 
 
 
 def compare(old: dict[str, Any], new: dict[str, Any], old_name: str, new_name: str) -> str:
-    olds = {r["scenario"]: r for r in old["results"]}
-    news = {r["scenario"]: r for r in new["results"]}
+    olds = {label(r): r for r in old["results"]}
+    news = {label(r): r for r in new["results"]}
     common = [s for s in olds if s in news and not s.startswith("baseline")]
     parts = [f"bench compare  old: {old_name}  new: {new_name}"]
     if not common:

@@ -99,6 +99,8 @@ class Bench:
     infra_env: dict[str, str] = field(default_factory=dict)
     peers: dict[str, Peer] = field(default_factory=dict)
     service_env: dict[str, str] = field(default_factory=dict)  # extra settings for every service
+    # another broker for the services than the embedded one (its bootstrap servers and settings), while set
+    broker_env: dict[str, str] = field(default_factory=dict)
 
     async def start_infra(self) -> None:
         for sub in ("logs", "records"):
@@ -166,7 +168,7 @@ class Bench:
         all_env = {"AGENTBUS_TOPIC_PREFIX": prefix, "AGENTBUS_DB_SCHEMA_SUFFIX": f"_{prefix}",
                    **(env or {}), **self.service_env}
         stack = Stack(home=home, config_file=cfg, ports=Ports.free(), env=all_env, echo=False)
-        stack.service_env = dict(self.infra_env)
+        stack.service_env = {**self.infra_env, **self.broker_env}
         if "AGENTBUS_EMBEDDINGS_URL" in all_env:
             stack.service_env["AGENTBUS_EMBEDDINGS_URL"] = all_env["AGENTBUS_EMBEDDINGS_URL"]
         platform = Platform(stack, prefix, home, config)

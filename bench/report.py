@@ -27,6 +27,11 @@ def _trio(d: dict[str, Any] | None) -> str:
     return "/".join(_f(d[k], 0 if d[k] >= 100 else 1) for k in ("p50", "p95", "p99"))
 
 
+def label(r: dict[str, Any]) -> str:
+    """The scenario's name, marked when it ran on Apache Kafka (``make bench KAFKA=1``)."""
+    return r["scenario"] + (" @kafka" if r.get("broker") == "kafka" else "")
+
+
 def _label(r: dict[str, Any]) -> str:
     load = r.get("load") or {}
     if load.get("mode") == "open":
@@ -63,7 +68,7 @@ def scenario_rows(results: list[dict[str, Any]]) -> list[list[str]]:
         if "spans_exported" in r:
             extra = f" [{r['spans_exported'] / max(r['sent'], 1):.1f} spans/msg exported]"
         stalled = " STALLED" if (r.get("wait") or {}).get("stalled") else ""
-        rows.append([name + extra + stalled, _f(r["sent"]), _f((r.get("load") or {}).get("conversations")),
+        rows.append([label(r) + extra + stalled, _f(r["sent"]), _f((r.get("load") or {}).get("conversations")),
                      _label(r), _f(r["msg_per_s"]), _f(r["accept_per_s"]), _trio(r["ingress_ms"]),
                      _trio(r["e2e_ms"]), _trio(r.get("platform_ms")), _f(r["missing"]),
                      _f(r["duplicate_pushes"]), _f(r["http_errors"]), other, host])
@@ -87,7 +92,7 @@ def process_rows(results: list[dict[str, Any]]) -> list[list[str]]:
             if n not in names:
                 names.append(n)
     order = [n for n in SERVICES if n in names] + [n for n in names if n not in SERVICES]
-    rows = [["CPU s / 1k msgs (peak/final RSS MB)"] + [r["scenario"] for r in runs]]
+    rows = [["CPU s / 1k msgs (peak/final RSS MB)"] + [label(r) for r in runs]]
     for n in order:
         row = [n]
         for r in runs:
@@ -103,8 +108,28 @@ def process_rows(results: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def _find(results: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    return next((r for r in results if r["scenario"] == name), None)
+def _find(results: list[dict[str, Any]], name: str, broker: str = "embedded") -> dict[str, Any] | None:
+    return next((r for r in results if r["scenario"] == name and r.get("broker", "embedded") == broker), None)
+
+
+def broker_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """Each scenario that ran on both brokers, the embedded one beside Apache Kafka (three nodes, replication 3,
+    min.insync.replicas 2, idempotent producers)."""
+    rows = [["scenario: embedded | kafka", "msg/s", "accept/s", "e2e ms p50/p95/p99", "platform ms p50/p95/p99",
+             "lost", "dup", "five services CPU s / 1k"]]
+    for k in (r for r in results if r.get("broker") == "kafka"):
+        e = _find(results, k["scenario"])
+        if e is None:
+            continue
+
+        def pair(f: Any, e: dict[str, Any] = e, k: dict[str, Any] = k) -> str:
+            return f"{f(e)} | {f(k)}"
+
+        rows.append([k["scenario"], pair(lambda r: _f(r["msg_per_s"])), pair(lambda r: _f(r["accept_per_s"])),
+                     pair(lambda r: _trio(r["e2e_ms"])), pair(lambda r: _trio(r.get("platform_ms"))),
+                     pair(lambda r: _f(r["missing"])), pair(lambda r: _f(r["duplicate_pushes"])),
+                     pair(lambda r: _f(services_total(r, "cpu_s_per_1k"), 2))])
+    return rows
 
 
 def target_rows(results: list[dict[str, Any]], soak: dict[str, Any] | None) -> list[list[str]]:
@@ -179,7 +204,7 @@ def render(rows: list[list[str]]) -> str:
 def problems(results: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in results:
-        name = r["scenario"]
+        name = label(r)
         if r.get("missing"):
             examples = ", ".join(r["missing_examples"])
             out.append(f"{name}: {r['missing']} accepted messages never pushed (e.g. {examples})")
@@ -217,11 +242,15 @@ def table(meta: dict[str, Any], results: list[dict[str, Any]], soak: dict[str, A
     parts += [render(target_rows(results, soak)), ""]
     if results:
         parts += [render(ratio_rows(results)), ""]
+    kafka = broker_rows(results)
+    if len(kafka) > 1:
+        parts += ["the same scenarios on the embedded broker | on Apache Kafka (3 nodes, replication 3, "
+                  "min.insync.replicas 2, idempotent producers)", render(kafka), ""]
     if soak is not None:
         parts += ["", soak_text(soak)]
     for r in results:
         if r.get("handler_ms_mean"):
-            parts.append(f"handler mean ms, {r['scenario']}: "
+            parts.append(f"handler mean ms, {label(r)}: "
                          + ", ".join(f"{k} {v:,.1f}" for k, v in r["handler_ms_mean"].items()))
     found = problems(results)
     parts += ["", "problems: " + ("none seen" if not found else "")] + [f"  - {p}" for p in found]

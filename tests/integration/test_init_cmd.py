@@ -22,7 +22,7 @@ import pytest
 from agentbus.settings import SERVICES
 from agentbus.stack.postgres import database_url, pg_ready, postgres_proc
 from agentbus.stack.procs import Proc, free_port, port_open
-from agentbus.topics import all_topics
+from agentbus.topics import all_topics, config_topic
 from tests.support.kafka_cluster import kafka_libs
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
@@ -154,11 +154,14 @@ async def test_init_creates_topics_with_configs_and_runs_every_migration(init_in
     for t in topics:
         assert f"{t}: created" in res.stdout
 
-    partitions, configs = await describe(init_infra.bootstrap, topics)
-    assert partitions == {t: 3 for t in topics}
+    partitions, configs = await describe(init_infra.bootstrap, [*topics, config_topic(prefix)])
+    assert partitions == {**{t: 3 for t in topics}, config_topic(prefix): 1}
     for t in topics:
         assert configs[t]["retention.ms"] == "86400000"
         assert configs[t]["min.insync.replicas"] == "1"
+    # the configuration's topic: compacted, and acknowledged by as many replicas as the event topics
+    assert configs[config_topic(prefix)]["cleanup.policy"] == "compact"
+    assert configs[config_topic(prefix)]["min.insync.replicas"] == "1"
 
     for service in SERVICES:
         assert expected_migrations(service), f"{service} has no migrations folder content"

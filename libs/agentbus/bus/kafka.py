@@ -111,13 +111,18 @@ async def create_topics(
 CONFIG_TOPIC_CONFIGS = {"cleanup.policy": "compact"}
 
 
-async def ensure_config_topic(s: Settings, replication_factor: int | None = None, wait_s: float = 0.0) -> str:
+async def ensure_config_topic(s: Settings, replication_factor: int | None = None, wait_s: float = 0.0,
+                              min_insync_replicas: int | None = None) -> str:
     """The configuration's topic: one partition (one key, in order) and compacted (only the newest version of
-    the document needs to stay); returns "created" or "exists"."""
+    the document needs to stay); ``min_insync_replicas`` over the settings' (what ``agentbus init
+    --min-insync-replicas`` gives every topic it creates). Returns "created" or "exists"."""
     from agentbus.topics import config_topic
 
     name = config_topic(s.topic_prefix)
-    return (await create_topics(s, [name], 1, replication_factor, CONFIG_TOPIC_CONFIGS, wait_s))[name]
+    configs = dict(CONFIG_TOPIC_CONFIGS)
+    if min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(min_insync_replicas)
+    return (await create_topics(s, [name], 1, replication_factor, configs, wait_s))[name]
 
 
 async def ensure_topics(s: Settings, topics: list[str]) -> list[str]:

@@ -73,8 +73,13 @@ async def init(
         for name, state in (await create_topics(settings, names, partitions, replication_factor, configs,
                                                 wait_s)).items():
             typer.echo(f"  {name}: {state}")
-        state = await ensure_config_topic(settings, replication_factor, wait_s)
+        # the same min.insync.replicas as the event topics: the configuration is acknowledged as they are
+        min_isr = configs.get("min.insync.replicas")
+        state = await ensure_config_topic(settings, replication_factor, wait_s,
+                                          int(min_isr) if min_isr is not None else None)
         shown = ", ".join(f"{k}={v}" for k, v in CONFIG_TOPIC_CONFIGS.items())
+        if min_isr is not None:
+            shown += f", min.insync.replicas={min_isr}"
         typer.echo(f"  {config_topic(settings.topic_prefix)}: {state} (1 partition, {shown})")
     if migrations:
         typer.echo("migrations:")

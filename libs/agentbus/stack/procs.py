@@ -48,12 +48,15 @@ class Proc:
     log_dir: Path | None = None
     echo: bool = True
     color: str = "37"
+    # False: the child's environment is ``env`` alone, not this process's with ``env`` over it (a test that
+    # starts a service with exactly the environment a deployment gives it)
+    inherit_env: bool = True
     process: asyncio.subprocess.Process | None = None
     _pump: asyncio.Task[None] | None = None
     started_at: float = 0.0
 
     async def start(self) -> None:
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env} if self.inherit_env else dict(self.env)
         # Not echoed: the child writes straight to its log file, so a busy parent can never fill a pipe
         # and stall the child's logging (and with it the child's event loop).
         direct = None
