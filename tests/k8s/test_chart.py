@@ -445,6 +445,7 @@ def test_dashboard_config_map_uses_the_exported_metrics(production_docs: list[di
 
     import agentbus.metrics  # noqa: F401 - registers the metrics
     import agentbus.quota_metrics  # noqa: F401 - and the quota gauges
+    import agentbus.retention  # noqa: F401 - and the pruning counters
 
     cm = one(production_docs, "ConfigMap", "dashboard")
     assert cm["metadata"]["namespace"] == "monitoring"
