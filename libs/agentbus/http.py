@@ -53,7 +53,7 @@ def admin_app(service: str, checks: dict[str, ReadyCheck], routes: Sequence[Base
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
@@ -62,6 +62,10 @@ def admin_app(service: str, checks: dict[str, ReadyCheck], routes: Sequence[Base
         ],
         exception_handlers={HTTPException: http_error},
     )
+    # a path with a trailing "/" that only matches without it is a 404 with a reason, not a 307: a platform
+    # that follows the redirect would post its event twice, and one that does not would see neither answer
+    app.router.redirect_slashes = False
+    return app
 
 
 def server(app: Starlette, host: str, port: int) -> uvicorn.Server:

@@ -43,7 +43,8 @@ from agentbus.services.ingress.api.store import PgAuditLog, PgTokenStore
 from agentbus.services.ingress.channelstate import PgChannelStates
 from agentbus.services.memory.history import PgHistory, history_routes
 from agentbus.services.memory.inprocessvectors import InProcessVectorIndex
-from agentbus.services.memory.routes import memory_routes
+from agentbus.services.memory.knowledgestore import PgKnowledgeCatalogue
+from agentbus.services.memory.routes import knowledge_routes, memory_routes
 from agentbus.services.reasoner.routes import PgInferences, inference_routes
 from agentbus.services.scheduler.handlers import Scheduler
 from agentbus.services.scheduler.routes import job_routes
@@ -145,7 +146,8 @@ async def operator_stack(database_url: str, bootstrap: str) -> AsyncIterator[Sta
 
         admins = {}
         for service, routes in (("memory", lambda pool: [*history_routes(PgHistory(pool)),
-                                                         *memory_routes(InProcessVectorIndex(pool, 8))]),
+                                                         *memory_routes(InProcessVectorIndex(pool, 8)),
+                                                         *knowledge_routes(PgKnowledgeCatalogue(pool))]),
                                 ("egress", lambda pool: delivery_routes(PgDeliveries(pool))),
                                 ("reasoner", lambda pool: inference_routes(PgInferences(pool)))):
             pool = await stack.enter_async_context(service_pool(database_url, service))
@@ -156,7 +158,8 @@ async def operator_stack(database_url: str, bootstrap: str) -> AsyncIterator[Sta
 
         http = async_client(timeout=10.0, max_connections=16)
         stack.push_async_callback(http.aclose)
-        reads = Reads(history=MemoryHistory(admins["memory"], http),
+        memory = MemoryHistory(admins["memory"], http)
+        reads = Reads(history=memory, knowledge=memory,
                       deliveries=EgressDeliveries(admins["egress"], http),
                       inferences=ReasonerInferences(admins["reasoner"], http), trace=EventLogTrace(settings))
         tokens_store = PgTokenStore(ingress_pool)
