@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import sys
@@ -17,7 +18,32 @@ import httpx
 COLORS = ["36", "32", "35", "33", "34", "31", "96", "92", "95", "93"]
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out as the source port of outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, below the ephemeral range: a port the kernel picked with bind(0) is one it also gives
+    outgoing connections (to the broker, the database) as their source port, so the service that binds it a
+    moment later can find it taken (uvicorn then exits with 3). Random, so that parallel runs rarely meet."""
+    low = min(_ephemeral_low(), 61000)
+    for _ in range(50):
+        port = random.randrange(20000, max(20001, low))
+        if _bindable(host, port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
