@@ -35,13 +35,24 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
+_SLICES = 8
+_cursor: list[int] = []  # this process's next offset in its slice (set on first use)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free now, below the ephemeral range: a port the kernel picked with bind(0) is one it also gives
-    outgoing connections (to the broker, the database) as their source port, so the service that binds it a
-    moment later can find it taken (uvicorn then exits with 3). Random, so that parallel runs rarely meet."""
-    low = min(_ephemeral_low(), 61000)
-    for _ in range(50):
-        port = random.randrange(20000, max(20001, low))
+    """A port free now, never handed out before by this process, below the ephemeral range: a port the kernel
+    picked with bind(0) is one it also gives outgoing connections (to the broker, the database) as their source
+    port, so the service that binds it a moment later can find it taken (uvicorn then exits with 3). Each process
+    walks its own slice of the range (by pid) in order, so parallel test workers rarely meet, and a port comes
+    back only after the whole slice (about 1,600) was handed out, so services started together never share one."""
+    low = max(20000 + _SLICES, min(_ephemeral_low(), 61000))
+    width = (low - 20000) // _SLICES
+    base = 20000 + (os.getpid() % _SLICES) * width
+    if not _cursor:
+        _cursor.append(random.randrange(width))
+    for _ in range(width):
+        port = base + _cursor[0] % width
+        _cursor[0] += 1
         if _bindable(host, port):
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
