@@ -7,7 +7,6 @@ a payload filter on its id (keyword index on the server).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -17,6 +16,7 @@ from qdrant_client import AsyncQdrantClient, models
 
 from agentbus.events import Recall
 from agentbus.services.memory.ports import KnowledgeRow, knowledge_recall
+from agentbus.services.memory.vectors import TenantCollections
 
 
 class QdrantKnowledge:
@@ -24,28 +24,13 @@ class QdrantKnowledge:
 
     def __init__(self, client: AsyncQdrantClient, collection: str, dim: int, payload_indexes: bool = True) -> None:
         self._c = client
-        self._prefix = f"{collection}_knowledge"
-        self._dim = dim
-        self._payload_indexes = payload_indexes
-        self._ready: set[str] = set()
-        self._lock = asyncio.Lock()
+        self._collections = TenantCollections(client, f"{collection}_knowledge", dim, ("document",), payload_indexes)
 
     def collection(self, tenant: str) -> str:
-        return f"{self._prefix}__{tenant}"
+        return self._collections.name(tenant)
 
     async def _ensure(self, tenant: str) -> str:
-        name = self.collection(tenant)
-        if name in self._ready:
-            return name
-        async with self._lock:
-            if name not in self._ready:
-                if not await self._c.collection_exists(name):
-                    await self._c.create_collection(
-                        name, vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE))
-                    if self._payload_indexes:
-                        await self._c.create_payload_index(name, "document", models.PayloadSchemaType.KEYWORD)
-                self._ready.add(name)
-        return name
+        return await self._collections.ensure(tenant)
 
     async def add(self, tenant: str, rows: Sequence[KnowledgeRow]) -> None:
         if not rows:

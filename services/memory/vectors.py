@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,15 +41,47 @@ def scope_filter(scope: Scope, exclude: Collection[uuid.UUID]) -> models.Filter 
     return models.Filter(must=must, must_not=must_not) if must or must_not else None
 
 
+class TenantCollections:
+    """One Qdrant collection per tenant, named ``<prefix>__<tenant>``, made on first use with keyword indexes on
+    ``indexed`` (a server filters with them; collections made before get the missing ones too)."""
+
+    def __init__(self, client: AsyncQdrantClient, prefix: str, dim: int, indexed: Sequence[str],
+                 payload_indexes: bool = True) -> None:
+        self._c = client
+        self._prefix = prefix
+        self._dim = dim
+        self._indexed = tuple(indexed)
+        self._payload_indexes = payload_indexes
+        self._ready: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    def name(self, tenant: str) -> str:
+        return f"{self._prefix}__{tenant}"
+
+    async def ensure(self, tenant: str) -> str:
+        name = self.name(tenant)
+        if name in self._ready:
+            return name
+        async with self._lock:
+            if name not in self._ready:
+                if not await self._c.collection_exists(name):
+                    await self._c.create_collection(
+                        name, vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE)
+                    )
+                if self._payload_indexes:
+                    have = (await self._c.get_collection(name)).payload_schema or {}
+                    for key in (k for k in self._indexed if k not in have):
+                        await self._c.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+                self._ready.add(name)
+        return name
+
+
 class QdrantStore:
     def __init__(self, client: AsyncQdrantClient, collection: str, dim: int, max_batch: int = 256,
                  max_wait_s: float = 0.005, payload_indexes: bool = True) -> None:
         self._c = client
         self._payload_indexes = payload_indexes
-        self._prefix = collection
-        self._dim = dim
-        self._ready: set[str] = set()
-        self._lock = asyncio.Lock()
+        self._collections = TenantCollections(client, collection, dim, _INDEXED, payload_indexes)
         self._batches: MicroBatcher[models.PointStruct, None] = MicroBatcher(self._write, max_batch, max_wait_s)
 
     @classmethod
@@ -61,7 +93,7 @@ class QdrantStore:
         return cls(local, collection, dim, payload_indexes=False)
 
     def collection(self, tenant: str) -> str:
-        return f"{self._prefix}__{tenant}"
+        return self._collections.name(tenant)
 
     @property
     def client(self) -> AsyncQdrantClient:
@@ -77,21 +109,7 @@ class QdrantStore:
         await self._c.get_collections()
 
     async def _ensure(self, tenant: str) -> str:
-        name = self.collection(tenant)
-        if name in self._ready:
-            return name
-        async with self._lock:
-            if name not in self._ready:
-                if not await self._c.collection_exists(name):
-                    await self._c.create_collection(
-                        name, vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE)
-                    )
-                if self._payload_indexes:  # a server filters with them; collections made before get them too
-                    have = (await self._c.get_collection(name)).payload_schema or {}
-                    for key in (k for k in _INDEXED if k not in have):
-                        await self._c.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
-                self._ready.add(name)
-        return name
+        return await self._collections.ensure(tenant)
 
     async def search(
         self, vector: list[float], scope: Scope, limit: int, exclude: Collection[uuid.UUID] = ()
