@@ -162,8 +162,8 @@ class PgvectorIndex(VectorTable):
         where, params = _where(scope, exclude)
         params |= {"q": vector_text(unit(vector)), "k": limit}
         async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {int(self._ef_search)}")
-            await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            await conn.execute("SELECT set_config('hnsw.ef_search', %s, true), "  # SET LOCAL, in one round trip
+                               "set_config('hnsw.iterative_scan', 'relaxed_order', true)", (str(int(self._ef_search)),))
             d = f"embedding_v {self._distance} %(q)s::{self._vector}"
             rows = await (await conn.execute(
                 f"WITH hits AS MATERIALIZED (SELECT *, {d} AS distance FROM vectors WHERE {where} "
